@@ -1,0 +1,154 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use homeport_types::ServiceKey;
+
+/// A loaded, expanded and validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it was read from.
+    pub file: PathBuf,
+    pub agent: AgentSettings,
+    pub envs: Vec<EnvSpec>,
+    /// Every service of every environment, sorted by key.
+    pub services: Vec<ServiceSpec>,
+}
+
+impl Config {
+    pub fn service(&self, key: &ServiceKey) -> Option<&ServiceSpec> {
+        self.services.iter().find(|s| &s.key == key)
+    }
+}
+
+/// The `[agent]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSettings {
+    /// Loopback port of the local API; 0 picks a free one.
+    pub port: u16,
+    /// Root of state.db, logs, run files and the API token.
+    pub data_dir: PathBuf,
+    /// A service's log file is rotated when it passes this size.
+    pub log_max_bytes: u64,
+    /// How many rotated log files to keep per service.
+    pub log_keep: u32,
+}
+
+/// One environment of one app.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvSpec {
+    pub app: String,
+    pub env: String,
+    pub autostart: bool,
+    pub data_dir: PathBuf,
+    pub databases: BTreeMap<String, PathBuf>,
+}
+
+/// How to run a process: an argv vector, or a line for `/bin/sh -c` when the config says `shell = true`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandSpec {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+impl CommandSpec {
+    /// The argv to exec.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            CommandSpec::Argv(v) => v.clone(),
+            CommandSpec::Shell(line) => vec!["/bin/sh".into(), "-c".into(), line.clone()],
+        }
+    }
+}
+
+/// A fully expanded service: every placeholder substituted, every path absolute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSpec {
+    pub key: ServiceKey,
+    pub command: CommandSpec,
+    pub cwd: PathBuf,
+    /// Variables added to the agent's environment, in order: environment-wide, env file, service.
+    pub env: BTreeMap<String, String>,
+    /// Read when the service starts, so edits apply on the next start.
+    pub env_files: Vec<PathBuf>,
+    /// The main port (`port`), if any.
+    pub port: Option<u16>,
+    /// Named extra ports (`ports = { admin = 9001 }`).
+    pub ports: BTreeMap<String, u16>,
+    pub health: Option<HealthCheck>,
+    pub restart: RestartPolicy,
+    /// Services of the same environment that must be ready first.
+    pub depends_on: Vec<ServiceKey>,
+    /// Started when the agent starts.
+    pub autostart: bool,
+    pub stop_signal: i32,
+    pub stop_timeout: Duration,
+    pub data_dir: PathBuf,
+}
+
+impl ServiceSpec {
+    /// Every port this service listens on.
+    pub fn all_ports(&self) -> Vec<u16> {
+        self.port.into_iter().chain(self.ports.values().copied()).collect()
+    }
+
+    /// Where a browser can reach it, when it has a port.
+    pub fn url(&self) -> Option<String> {
+        self.port.map(|p| format!("http://127.0.0.1:{p}/"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HealthProbe {
+    /// GET this URL; any 2xx or 3xx passes.
+    Http(String),
+    /// Connect to this loopback port.
+    Tcp(u16),
+    /// Run this command; exit status 0 passes.
+    Command(CommandSpec),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub probe: HealthProbe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive failures that mark the service unhealthy and restart it.
+    pub retries: u32,
+    /// Failures in this time after a start do not count: the service is still booting.
+    pub start_period: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartMode {
+    Never,
+    OnFailure,
+    Always,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartPolicy {
+    pub mode: RestartMode,
+    /// First backoff delay (the floor).
+    pub backoff_min: Duration,
+    /// Largest backoff delay (the cap).
+    pub backoff_max: Duration,
+    /// Uptime after which a run counts as stable and the backoff starts again from the floor.
+    pub reset_after: Duration,
+    /// Give up ("failed") after this many failures within `window`.
+    pub max_failures: u32,
+    pub window: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            mode: RestartMode::OnFailure,
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            reset_after: Duration::from_secs(60),
+            max_failures: 5,
+            window: Duration::from_secs(120),
+        }
+    }
+}

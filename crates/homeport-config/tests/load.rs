@@ -1,0 +1,223 @@
+//! The config loader against real TOML text: what a user writes and what they are told.
+
+use std::path::Path;
+use std::time::Duration;
+
+use homeport_config::{CommandSpec, Config, Diagnostic, HealthProbe, RestartMode, load_str};
+use homeport_types::ServiceKey;
+
+fn load(text: &str) -> Result<Config, Vec<Diagnostic>> {
+    load_str(Path::new("/etc/hp/homeport.toml"), text).map_err(|d| d.0)
+}
+
+fn errors(text: &str) -> Vec<Diagnostic> {
+    match load(text) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(d) => d,
+    }
+}
+
+fn find<'a>(diags: &'a [Diagnostic], field: &str) -> &'a Diagnostic {
+    diags.iter().find(|d| d.field == field).unwrap_or_else(|| panic!("no diagnostic for {field} in {diags:#?}"))
+}
+
+const GOOD: &str = r#"
+[agent]
+port = 0
+data_dir = "/var/hp"
+
+[apps.clauset.env.production]
+autostart = true
+databases = { sessions = "/srv/clauset/sessions.db" }
+env = { RUST_LOG = "info" }
+
+[apps.clauset.env.production.services.server]
+command = "{release}/clauset-server --port {port} --db '{db.sessions}'"
+port = 8080
+health = "/health"
+restart = { policy = "always", backoff_min = "1s", max_failures = 3, window = "1m" }
+
+[apps.clauset.env.production.services.worker]
+command = ["/bin/worker", "--data", "{data_dir}", "--app={app}-{env}"]
+depends_on = ["server"]
+health = { command = "test -d {data_dir}", interval = "2s" }
+stop_signal = "INT"
+stop_timeout = "3s"
+
+[apps.clauset.env.beta.services.server]
+command = "echo {port} && sleep 100"
+shell = true
+port = 8081
+health = { tcp = true }
+"#;
+
+#[test]
+fn a_valid_file_resolves_defaults_and_placeholders() {
+    let cfg = load(GOOD).unwrap_or_else(|d| panic!("{d:#?}"));
+    assert_eq!(cfg.agent.port, 0);
+    assert_eq!(cfg.services.len(), 3);
+    let server = cfg.service(&ServiceKey::new("clauset", "production", "server")).expect("server");
+    assert_eq!(
+        server.command,
+        CommandSpec::Argv(vec![
+            "/var/hp/apps/clauset/production/current/clauset-server".into(),
+            "--port".into(),
+            "8080".into(),
+            "--db".into(),
+            "/srv/clauset/sessions.db".into(),
+        ])
+    );
+    assert_eq!(server.health.as_ref().map(|h| &h.probe), Some(&HealthProbe::Http("http://127.0.0.1:8080/health".into())));
+    assert_eq!(server.restart.mode, RestartMode::Always);
+    assert_eq!(server.restart.max_failures, 3);
+    assert!(server.autostart, "inherits the environment's autostart");
+    assert_eq!(server.env.get("RUST_LOG").map(String::as_str), Some("info"));
+    assert_eq!(server.env.get("PORT").map(String::as_str), Some("8080"));
+
+    let worker = cfg.service(&ServiceKey::new("clauset", "production", "worker")).expect("worker");
+    assert_eq!(worker.depends_on, vec![ServiceKey::new("clauset", "production", "server")]);
+    assert_eq!(worker.stop_signal, 2);
+    assert_eq!(worker.stop_timeout, Duration::from_secs(3));
+    assert_eq!(
+        worker.command.argv()[2..],
+        ["/var/hp/apps/clauset/production/data".to_owned(), "--app=clauset-production".to_owned()]
+    );
+
+    let beta = cfg.service(&ServiceKey::new("clauset", "beta", "server")).expect("beta");
+    assert_eq!(beta.command, CommandSpec::Shell("echo 8081 && sleep 100".into()));
+    assert!(!beta.autostart, "environments do not autostart unless they say so");
+    assert_eq!(beta.health.as_ref().map(|h| &h.probe), Some(&HealthProbe::Tcp(8081)));
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_its_place() {
+    let diags = errors(
+        r#"[apps.a.env.prod.services.web]
+command = "/bin/web"
+port = 8080
+health = { http = "/h", intervl = "5s" }
+restrat = "always"
+
+[apps.a.env.beta.services.web]
+command = ""
+port = 70000
+
+[apps.b.env.prod.services.api]
+command = ["/bin/api"]
+port = 8080
+cwd = "/definitely/not/here"
+"#,
+    );
+    let typo = find(&diags, "apps.a.env.prod.services.web.restrat");
+    assert_eq!((typo.line, typo.column), (5, 1));
+    assert_eq!(typo.help.as_deref(), Some("did you mean `restart`?"));
+    let nested = find(&diags, "apps.a.env.prod.services.web.health.intervl");
+    assert_eq!(nested.line, 4);
+    assert_eq!(nested.help.as_deref(), Some("did you mean `interval`?"));
+    let empty = find(&diags, "apps.a.env.beta.services.web.command");
+    assert!(empty.message.contains("empty"), "{empty}");
+    let range = find(&diags, "apps.a.env.beta.services.web.port");
+    assert_eq!((range.line, range.column), (9, 8));
+    assert!(range.message.contains("70000") && range.message.contains("65535"), "{range}");
+    let clash = find(&diags, "apps.b.env.prod.services.api.port");
+    assert!(clash.message.contains("a/prod/web"), "names the other user: {clash}");
+    let clash_back = find(&diags, "apps.a.env.prod.services.web.port");
+    assert!(clash_back.message.contains("b/prod/api"), "{clash_back}");
+    let cwd = find(&diags, "apps.b.env.prod.services.api.cwd");
+    assert!(cwd.message.contains("/definitely/not/here"), "{cwd}");
+    assert_eq!(cwd.line, 14);
+    // The rendered form names file, line, column and field.
+    assert_eq!(
+        typo.to_string(),
+        "/etc/hp/homeport.toml:5:1: apps.a.env.prod.services.web.restrat: unknown key `restrat` (did you mean `restart`?)"
+    );
+}
+
+#[test]
+fn type_errors_in_several_services_are_all_reported() {
+    let diags = errors(
+        r#"[apps.a.env.p.services.one]
+command = "/bin/one"
+autostart = "yes"
+
+[apps.a.env.p.services.two]
+command = "/bin/two"
+stop_timeout = "soon"
+"#,
+    );
+    let one = find(&diags, "apps.a.env.p.services.one");
+    assert_eq!(one.line, 3, "{one}");
+    assert!(one.message.contains("bool") || one.message.contains("boolean"), "{one}");
+    let two = find(&diags, "apps.a.env.p.services.two");
+    assert_eq!(two.line, 7, "{two}");
+    assert!(two.message.contains("soon"), "{two}");
+}
+
+#[test]
+fn dependency_cycles_and_unknown_dependencies_are_named() {
+    let diags = errors(
+        r#"[apps.a.env.p.services.x]
+command = "/bin/x"
+depends_on = ["y"]
+[apps.a.env.p.services.y]
+command = "/bin/y"
+depends_on = ["x", "zz"]
+"#,
+    );
+    let cycle = diags.iter().find(|d| d.message.starts_with("dependency cycle")).expect("cycle reported");
+    assert!(cycle.message.contains("x → y → x"), "{cycle}");
+    let unknown = diags.iter().find(|d| d.message.contains("unknown service `zz`")).expect("unknown dep");
+    assert_eq!(unknown.line, 6);
+}
+
+#[test]
+fn environments_may_not_share_a_database() {
+    let diags = errors(
+        r#"[apps.a.env.prod]
+databases = { main = "/srv/a/main.db" }
+[apps.a.env.beta]
+databases = { main = "/srv/a/../a/main.db" }
+"#,
+    );
+    let prod = find(&diags, "apps.a.env.prod.databases.main");
+    assert!(prod.message.contains("a/beta"), "{prod}");
+    let beta = find(&diags, "apps.a.env.beta.databases.main");
+    assert!(beta.message.contains("a/prod"), "{beta}");
+}
+
+#[test]
+fn unknown_placeholders_and_missing_ports_are_errors() {
+    let diags = errors(
+        r#"[apps.a.env.p.services.x]
+command = "/bin/x --port {port} --dir {datadir}"
+health = "/health"
+"#,
+    );
+    let cmd = find(&diags, "apps.a.env.p.services.x.command");
+    assert!(cmd.message.contains("{port}") || cmd.message.contains("{datadir}"), "{cmd}");
+    let health = find(&diags, "apps.a.env.p.services.x.health");
+    assert!(health.message.contains("port"), "{health}");
+}
+
+#[test]
+fn syntax_errors_point_at_the_line() {
+    let diags = errors("[apps.a\ncommand = 1\n");
+    assert_eq!(diags.len(), 1);
+    assert_eq!(diags[0].line, 1);
+}
+
+#[test]
+fn unknown_top_level_keys_get_suggestions() {
+    let diags = errors("[app.a.env.p.services.x]\ncommand = \"/bin/x\"\n");
+    let d = find(&diags, "app");
+    assert_eq!(d.help.as_deref(), Some("did you mean `apps`?"));
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/homeport.example.toml");
+    let text = std::fs::read_to_string(&path).expect("example config exists");
+    if let Err(d) = load_str(&path, &text) {
+        panic!("the example config must load:\n{d}");
+    }
+}

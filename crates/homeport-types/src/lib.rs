@@ -1,0 +1,346 @@
+//! Domain and wire types shared by every Homeport crate.
+//!
+//! This crate owns the vocabulary: how a service is named ([`ServiceKey`], [`Target`]), the states
+//! a supervised service moves through ([`ServiceState`]), why a process ended ([`ExitReason`]), the
+//! events the agent publishes ([`Event`]), captured log lines ([`LogLine`]) and the DTOs of the local
+//! API ([`StatusSnapshot`], [`ServiceStatus`], [`ApiError`]). It does no I/O and depends on serde only,
+//! so the CLI, the agent, the tray and the typed client all agree on one definition.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+mod state;
+pub use state::{Input, ServiceState};
+
+/// `app/env/service`: the unique name of one supervised process.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ServiceKey {
+    pub app: String,
+    pub env: String,
+    pub service: String,
+}
+
+impl ServiceKey {
+    pub fn new(app: impl Into<String>, env: impl Into<String>, service: impl Into<String>) -> Self {
+        Self { app: app.into(), env: env.into(), service: service.into() }
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.app, self.env, self.service)
+    }
+}
+
+/// What a CLI or API command acts on: everything, an app, one environment, or one service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    All,
+    App(String),
+    Env(String, String),
+    Service(ServiceKey),
+}
+
+impl Target {
+    /// Whether `key` is part of this target.
+    pub fn contains(&self, key: &ServiceKey) -> bool {
+        match self {
+            Target::All => true,
+            Target::App(app) => &key.app == app,
+            Target::Env(app, env) => &key.app == app && &key.env == env,
+            Target::Service(k) => k == key,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::All => f.write_str("all"),
+            Target::App(app) => f.write_str(app),
+            Target::Env(app, env) => write!(f, "{app}/{env}"),
+            Target::Service(key) => key.fmt(f),
+        }
+    }
+}
+
+/// A target string that is not `app`, `app/env` or `app/env/service`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetParseError(pub String);
+
+impl fmt::Display for TargetParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid target {:?}: expected APP, APP/ENV or APP/ENV/SERVICE", self.0)
+    }
+}
+
+impl std::error::Error for TargetParseError {}
+
+impl FromStr for Target {
+    type Err = TargetParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "all" {
+            return Ok(Target::All);
+        }
+        let parts: Vec<&str> = s.split('/').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(TargetParseError(s.to_owned()));
+        }
+        match parts.as_slice() {
+            [app] => Ok(Target::App((*app).to_owned())),
+            [app, env] => Ok(Target::Env((*app).to_owned(), (*env).to_owned())),
+            [app, env, svc] => Ok(Target::Service(ServiceKey::new(*app, *env, *svc))),
+            _ => Err(TargetParseError(s.to_owned())),
+        }
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+pub enum ExitReason {
+    /// It exited with this status code.
+    Code(i32),
+    /// It was killed by this signal number.
+    Signal(i32),
+    /// Its log holder vanished, so its status is unknown.
+    Lost,
+}
+
+impl ExitReason {
+    /// A clean exit: status 0.
+    pub fn success(self) -> bool {
+        self == ExitReason::Code(0)
+    }
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitReason::Code(c) => write!(f, "exit code {c}"),
+            ExitReason::Signal(s) => write!(f, "killed by {}", signal_name(*s)),
+            ExitReason::Lost => f.write_str("lost (log holder died)"),
+        }
+    }
+}
+
+/// The conventional name of a Unix signal number, for messages.
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_owned()
+}
+
+/// Result of the most recent health probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// The service has no health check, or it is not running.
+    Unknown,
+    Healthy,
+    Unhealthy,
+}
+
+/// Which output stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    /// The three-letter tag used in log files.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Stream::Stdout => "out",
+            Stream::Stderr => "err",
+        }
+    }
+
+    pub fn from_tag(tag: &str) -> Option<Self> {
+        match tag {
+            "out" => Some(Stream::Stdout),
+            "err" => Some(Stream::Stderr),
+            _ => None,
+        }
+    }
+}
+
+/// One captured line of a service's output. `text` is the line decoded as UTF-8 with invalid bytes
+/// replaced; the log file keeps the original bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// RFC 3339 UTC time with microseconds, as written by the log holder.
+    pub time: String,
+    pub stream: Stream,
+    pub text: String,
+}
+
+/// Everything the agent knows about one service, as shown by `homeport status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub key: ServiceKey,
+    pub state: ServiceState,
+    pub health: Health,
+    pub pid: Option<u32>,
+    /// Seconds since the current process started.
+    pub uptime_secs: Option<u64>,
+    /// Restarts since the agent first saw this service (kept across agent restarts).
+    pub restarts: u64,
+    pub last_exit: Option<ExitReason>,
+    /// Human-readable detail of the current state ("waiting for db", "port 8080 is held by ...").
+    pub message: Option<String>,
+    pub cpu_percent: Option<f32>,
+    pub rss_bytes: Option<u64>,
+    pub port: Option<u16>,
+    pub url: Option<String>,
+    pub autostart: bool,
+}
+
+/// Facts about the agent itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub pid: u32,
+    pub version: String,
+    pub config_path: String,
+    pub uptime_secs: u64,
+}
+
+/// The answer to `GET /api/v1/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusSnapshot {
+    pub agent: AgentInfo,
+    pub services: Vec<ServiceStatus>,
+}
+
+/// Something that happened to a service, as broadcast to subscribers and kept in state.db.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// RFC 3339 UTC time.
+    pub time: String,
+    pub key: ServiceKey,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum EventKind {
+    /// The service moved from one state to another.
+    State {
+        from: ServiceState,
+        to: ServiceState,
+        pid: Option<u32>,
+        exit: Option<ExitReason>,
+        message: Option<String>,
+    },
+    /// A health probe result differed from the previous one.
+    Health { health: Health, message: Option<String> },
+}
+
+/// Which lifecycle command to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Restart => "restart",
+        })
+    }
+}
+
+/// Body of `POST /api/v1/{action}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRequest {
+    pub target: Target,
+}
+
+/// Per-service outcome of a lifecycle command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionOutcome {
+    pub key: ServiceKey,
+    pub state: ServiceState,
+    /// Set when the command failed for this service.
+    pub error: Option<String>,
+}
+
+/// Every error body of the API: a machine-readable kind and a one-line message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub kind: String,
+    pub message: String,
+}
+
+/// Where a running agent can be reached; written to `agent.json` in the data dir.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentEndpoint {
+    pub pid: u32,
+    /// `host:port`, always a loopback address.
+    pub addr: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_and_print_round_trip() {
+        for s in ["all", "clauset", "clauset/beta", "clauset/beta/server"] {
+            let t: Target = s.parse().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(t.to_string(), s);
+        }
+        for bad in ["", "a//b", "a/b/c/d", "/a", "a/"] {
+            assert!(bad.parse::<Target>().is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn target_contains_matches_its_scope() {
+        let k = ServiceKey::new("a", "prod", "web");
+        assert!(Target::All.contains(&k));
+        assert!(Target::App("a".into()).contains(&k));
+        assert!(!Target::App("b".into()).contains(&k));
+        assert!(Target::Env("a".into(), "prod".into()).contains(&k));
+        assert!(!Target::Env("a".into(), "beta".into()).contains(&k));
+        assert!(Target::Service(k.clone()).contains(&k));
+    }
+}
