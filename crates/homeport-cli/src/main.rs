@@ -1,1 +1,273 @@
-fn main() {}
+//! `homeport`: the CLI and, as `homeport agent`, the agent itself. Glue only: parsing arguments,
+//! printing, and exit codes; the work happens in the library crates.
+//!
+//! Exit codes: 0 success; 1 the operation failed; 2 bad usage or an invalid config;
+//! 3 the agent is not running; 4 no service matches the target.
+
+mod agent;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::{Parser, Subcommand};
+use futures_util::StreamExt;
+use homeport_client::{Client, ClientError, LogRequest};
+use homeport_types::{Action, LogStreamItem, Target};
+
+#[derive(Parser)]
+#[command(
+    name = "homeport",
+    version,
+    about = "Run your own apps in production on your own computer"
+)]
+struct Cli {
+    /// Config file [default: $HOMEPORT_CONFIG, else ~/.config/homeport/homeport.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the agent in the foreground: supervise every configured service
+    Agent,
+    /// Show every service: state, health, pid, uptime, restarts, CPU, memory
+    Status {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start services (and what they depend on): APP, APP/ENV or APP/ENV/SERVICE
+    Start { target: Target },
+    /// Stop services, dependents first
+    Stop { target: Target },
+    /// Stop, then start services
+    Restart { target: Target },
+    /// Show log lines of services
+    Logs {
+        target: Target,
+        /// Keep printing new lines as they come
+        #[arg(short, long)]
+        follow: bool,
+        /// Show the last N lines
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: usize,
+        /// Only lines since this time: RFC 3339 (2026-11-22T10:00:00Z) or an age (10m, 2h)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only lines matching this regular expression
+        #[arg(long, value_name = "REGEX")]
+        grep: Option<String>,
+    },
+    /// Work with the config file
+    Config {
+        #[command(subcommand)]
+        command: ConfigCmd,
+    },
+    /// Run one service and hold its output (started by the agent, not by hand)
+    #[command(hide = true)]
+    Shim { run_dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Report every problem in the config file, with file, line, column and field
+    Check,
+}
+
+/// A failure with the exit code it maps to.
+pub struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        let code = match &e {
+            ClientError::NotRunning(_) => 3,
+            ClientError::Api { status: 404, .. } => 4,
+            ClientError::Api { status: 400, .. } => 2,
+            _ => 1,
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config_path = cli
+        .config
+        .clone()
+        .unwrap_or_else(homeport_config::default_config_path);
+    // The shim is synchronous and small on purpose: no async runtime.
+    if let Cmd::Shim { run_dir } = &cli.command {
+        return ExitCode::from(homeport_supervisor::shim::run(run_dir) as u8);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("homeport: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli.command, config_path)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            if !f.message.is_empty() {
+                eprintln!("homeport: {}", f.message);
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn run(cmd: Cmd, config_path: PathBuf) -> Result<(), Failure> {
+    match cmd {
+        Cmd::Agent => agent::run(&config_path).await,
+        Cmd::Config {
+            command: ConfigCmd::Check,
+        } => config_check(&config_path),
+        Cmd::Status { json } => {
+            let status = client(&config_path)?.status().await?;
+            if json {
+                let text = serde_json::to_string_pretty(&status)
+                    .map_err(|e| Failure::new(1, e.to_string()))?;
+                println!("{text}");
+            } else {
+                print!("{}", output::status_table(&status));
+            }
+            Ok(())
+        }
+        Cmd::Start { target } => act(&config_path, Action::Start, &target).await,
+        Cmd::Stop { target } => act(&config_path, Action::Stop, &target).await,
+        Cmd::Restart { target } => act(&config_path, Action::Restart, &target).await,
+        Cmd::Logs {
+            target,
+            follow,
+            lines,
+            since,
+            grep,
+        } => {
+            let since = since.map(|s| parse_since(&s)).transpose()?;
+            if let Some(g) = &grep {
+                regex::Regex::new(g).map_err(|e| Failure::new(2, format!("--grep: {e}")))?;
+            }
+            let req = LogRequest {
+                target: Some(target),
+                tail: Some(lines),
+                since,
+                grep,
+                follow,
+            };
+            let mut stream = Box::pin(client(&config_path)?.logs(&req).await?);
+            while let Some(item) = stream.next().await {
+                match item? {
+                    LogStreamItem::Line(entry) => println!("{}", output::log_line(&entry)),
+                    LogStreamItem::Skipped { count } => {
+                        eprintln!("homeport: {count} lines skipped (reader too slow)")
+                    }
+                }
+            }
+            Ok(())
+        }
+        Cmd::Shim { .. } => Ok(()),
+    }
+}
+
+fn client(config_path: &std::path::Path) -> Result<Client, Failure> {
+    Ok(Client::discover(&homeport_config::agent_data_dir(
+        config_path,
+    ))?)
+}
+
+fn config_check(path: &std::path::Path) -> Result<(), Failure> {
+    match homeport_config::load(path) {
+        Ok(cfg) => {
+            println!(
+                "{}: ok ({} environments, {} services)",
+                path.display(),
+                cfg.envs.len(),
+                cfg.services.len()
+            );
+            Ok(())
+        }
+        Err(diags) => {
+            for d in &diags.0 {
+                eprintln!("{d}");
+            }
+            let n = diags.0.len();
+            Err(Failure::new(
+                2,
+                format!(
+                    "{n} problem{} in {}",
+                    if n == 1 { "" } else { "s" },
+                    path.display()
+                ),
+            ))
+        }
+    }
+}
+
+async fn act(
+    config_path: &std::path::Path,
+    action: Action,
+    target: &Target,
+) -> Result<(), Failure> {
+    let outcomes = client(config_path)?.act(action, target).await?;
+    let mut failed = 0;
+    for o in &outcomes {
+        match &o.error {
+            None => println!("{}: {}", o.key, o.state),
+            Some(e) => {
+                failed += 1;
+                eprintln!("{}: {}: {e}", o.key, o.state);
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(Failure::new(
+            1,
+            format!(
+                "{action} failed for {failed} of {} services",
+                outcomes.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `--since`: an RFC 3339 time, or an age like `10m` meaning that long ago.
+fn parse_since(s: &str) -> Result<String, Failure> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return Ok(humantime::format_rfc3339_micros(t).to_string());
+    }
+    let age = humantime::parse_duration(s).map_err(|_| {
+        Failure::new(
+            2,
+            format!("--since {s:?}: expected an RFC 3339 time or an age such as 10m"),
+        )
+    })?;
+    let t = SystemTime::now()
+        .checked_sub(age)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    Ok(humantime::format_rfc3339_micros(t).to_string())
+}
+
+/// How long `homeport agent` waits for services to stop on SIGTERM before it gives up on them.
+pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(120);

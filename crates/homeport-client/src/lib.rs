@@ -1,0 +1,212 @@
+//! A typed client of the agent's local API, for the CLI and the tray.
+//!
+//! [`Client::discover`] finds a running agent through the files it keeps in its data folder
+//! (`agent.json` for the address, `token` for the credential).
+
+use std::path::Path;
+
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use homeport_types::{
+    Action, ActionOutcome, ActionRequest, AgentEndpoint, ApiError, LogStreamItem, StatusSnapshot,
+    Target, files,
+};
+use serde::de::DeserializeOwned;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No agent answers at the recorded address, or none recorded one.
+    #[error("the homeport agent is not running ({0}); start it with `homeport agent`")]
+    NotRunning(String),
+    /// The agent answered with an error.
+    #[error("{message}")]
+    Api {
+        status: u16,
+        kind: String,
+        message: String,
+    },
+    #[error("talking to the agent failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("cannot read {0}: {1}")]
+    Io(String, #[source] std::io::Error),
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+/// What `GET /api/v1/logs` takes.
+#[derive(Debug, Clone, Default)]
+pub struct LogRequest {
+    pub target: Option<Target>,
+    pub tail: Option<usize>,
+    pub since: Option<String>,
+    pub grep: Option<String>,
+    pub follow: bool,
+}
+
+impl Client {
+    /// A client of the agent at `addr` (`host:port`).
+    pub fn new(addr: &str, token: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
+        Self {
+            http,
+            base: format!("http://{addr}"),
+            token: token.to_owned(),
+        }
+    }
+
+    /// A client of the agent whose data folder is `data_dir`.
+    pub fn discover(data_dir: &Path) -> Result<Self, ClientError> {
+        let ep_path = data_dir.join(files::ENDPOINT);
+        let ep: AgentEndpoint = match std::fs::read(&ep_path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                ClientError::NotRunning(format!("unreadable {}: {e}", ep_path.display()))
+            })?,
+            Err(_) => return Err(ClientError::NotRunning(format!("no {}", ep_path.display()))),
+        };
+        let token_path = data_dir.join(files::TOKEN);
+        let token = std::fs::read_to_string(&token_path)
+            .map_err(|e| ClientError::Io(token_path.display().to_string(), e))?;
+        Ok(Self::new(&ep.addr, token.trim()))
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn status(&self) -> Result<StatusSnapshot, ClientError> {
+        self.json(self.http.get(format!("{}/api/v1/status", self.base)))
+            .await
+    }
+
+    pub async fn act(
+        &self,
+        action: Action,
+        target: &Target,
+    ) -> Result<Vec<ActionOutcome>, ClientError> {
+        let req = self
+            .http
+            .post(format!("{}/api/v1/{action}", self.base))
+            .json(&ActionRequest {
+                target: target.clone(),
+            });
+        self.json(req).await
+    }
+
+    /// Log lines as they arrive: the history first, then (with `follow`) new lines.
+    pub async fn logs(
+        &self,
+        req: &LogRequest,
+    ) -> Result<impl Stream<Item = Result<LogStreamItem, ClientError>> + use<>, ClientError> {
+        let mut query: Vec<(&str, String)> = vec![(
+            "target",
+            req.target
+                .as_ref()
+                .map_or_else(|| "all".to_owned(), ToString::to_string),
+        )];
+        if let Some(n) = req.tail {
+            query.push(("tail", n.to_string()));
+        }
+        if let Some(s) = &req.since {
+            query.push(("since", s.clone()));
+        }
+        if let Some(g) = &req.grep {
+            query.push(("grep", g.clone()));
+        }
+        if req.follow {
+            query.push(("follow", "true".into()));
+        }
+        let resp = self
+            .send(
+                self.http
+                    .get(format!("{}/api/v1/logs", self.base))
+                    .query(&query),
+            )
+            .await?;
+        let bytes = resp.bytes_stream().map_err(ClientError::Http);
+        Ok(ndjson(bytes))
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
+            if e.is_connect() {
+                ClientError::NotRunning(format!("nothing answers at {}", self.base))
+            } else {
+                e.into()
+            }
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap_or_default();
+        let (kind, message) = match serde_json::from_str::<ApiError>(&body) {
+            Ok(e) => (e.kind, e.message),
+            Err(_) => ("http".to_owned(), format!("HTTP {status}: {body}")),
+        };
+        Err(ClientError::Api {
+            status,
+            kind,
+            message,
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        Ok(self.send(req).await?.json().await?)
+    }
+}
+
+/// Splits a byte stream into lines and decodes each as JSON.
+fn ndjson(
+    bytes: impl Stream<Item = Result<bytes::Bytes, ClientError>>,
+) -> impl Stream<Item = Result<LogStreamItem, ClientError>> {
+    let bytes = Box::pin(bytes);
+    futures_util::stream::unfold(
+        (bytes, Vec::<u8>::new(), false),
+        |(mut bytes, mut buf, done)| async move {
+            loop {
+                if let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=i).collect();
+                    let item = serde_json::from_slice::<LogStreamItem>(&line[..i]).map_err(|e| {
+                        ClientError::Api {
+                            status: 200,
+                            kind: "decode".into(),
+                            message: format!("bad log line from the agent: {e}"),
+                        }
+                    });
+                    return Some((item, (bytes, buf, done)));
+                }
+                if done {
+                    return None;
+                }
+                match bytes.next().await {
+                    Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                    Some(Err(e)) => return Some((Err(e), (bytes, buf, true))),
+                    None => {
+                        if buf.is_empty() {
+                            return None;
+                        }
+                        buf.push(b'\n');
+                        return Some((
+                            Err(ClientError::Api {
+                                status: 200,
+                                kind: "decode".into(),
+                                message: "truncated log stream".into(),
+                            }),
+                            (bytes, Vec::new(), true),
+                        ));
+                    }
+                }
+            }
+        },
+    )
+}

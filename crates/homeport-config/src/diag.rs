@@ -60,10 +60,19 @@ pub(crate) struct Sink<'a> {
 
 impl<'a> Sink<'a> {
     pub(crate) fn new(file: &'a Path, text: &'a str) -> Self {
-        Self { file, text, items: Vec::new() }
+        Self {
+            file,
+            text,
+            items: Vec::new(),
+        }
     }
 
-    pub(crate) fn push(&mut self, span: Option<Range<usize>>, field: &str, message: impl Into<String>) {
+    pub(crate) fn push(
+        &mut self,
+        span: Option<Range<usize>>,
+        field: &str,
+        message: impl Into<String>,
+    ) {
         self.push_help(span, field, message, None);
     }
 
@@ -86,7 +95,8 @@ impl<'a> Sink<'a> {
     }
 
     pub(crate) fn finish(mut self) -> Vec<Diagnostic> {
-        self.items.sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
+        self.items
+            .sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
         self.items.dedup();
         self.items
     }

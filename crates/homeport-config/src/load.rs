@@ -38,11 +38,16 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
 
 /// Parses and validates `text` as if it were the file `file` (relative paths resolve against its folder).
 pub fn load_str(file: &Path, text: &str) -> Result<Config, Diagnostics> {
+    // Services run in their own working directories: every path must be absolute.
+    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let file = absolute.as_path();
     let mut sink = Sink::new(file, text);
     let config = match DeTable::parse(text) {
         Ok(root) => {
             let tree = read_tree(&root, &mut sink);
-            let base = file.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            let base = file
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
             let resolved = resolve(file, &base, &tree, &mut sink);
             validate(&tree, &resolved, &mut sink);
             Some(resolved)
@@ -90,7 +95,10 @@ struct ServiceNode {
 }
 
 fn read_tree(root: &Spanned<DeTable<'_>>, sink: &mut Sink<'_>) -> Tree {
-    let mut tree = Tree { agent: RawAgent::default(), apps: Vec::new() };
+    let mut tree = Tree {
+        agent: RawAgent::default(),
+        apps: Vec::new(),
+    };
     for (key, value) in root.get_ref().iter() {
         match key.get_ref().as_ref() {
             "agent" => {
@@ -101,7 +109,10 @@ fn read_tree(root: &Spanned<DeTable<'_>>, sink: &mut Sink<'_>) -> Tree {
             "apps" => {
                 for (app_key, app_value) in table_entries(value, "apps", sink) {
                     let path = format!("apps.{}", app_key.get_ref());
-                    let mut app = AppNode { name: owned(app_key), envs: Vec::new() };
+                    let mut app = AppNode {
+                        name: owned(app_key),
+                        envs: Vec::new(),
+                    };
                     for (k, v) in table_entries(app_value, &path, sink) {
                         if k.get_ref().as_ref() != "env" {
                             unknown_key(sink, k, &path, APP_KEYS);
@@ -130,7 +141,11 @@ fn read_env(
 ) -> Option<EnvNode> {
     let path = format!("{app_path}.env.{}", key.get_ref());
     let DeValue::Table(table) = value.get_ref() else {
-        sink.push(Some(value.span()), &path, "expected a table of environment settings");
+        sink.push(
+            Some(value.span()),
+            &path,
+            "expected a table of environment settings",
+        );
         return None;
     };
     // Services are read one by one below, so take them out of the environment's own table.
@@ -138,13 +153,22 @@ fn read_env(
     let services = settings.remove("services");
     let settings = Spanned::new(value.span(), DeValue::Table(settings));
     let raw = de_table::<RawEnv>(&settings, &path, ENV_KEYS, sink).unwrap_or_default();
-    let mut env = EnvNode { name: owned(key), path: path.clone(), raw, services: Vec::new() };
+    let mut env = EnvNode {
+        name: owned(key),
+        path: path.clone(),
+        raw,
+        services: Vec::new(),
+    };
     if let Some(services) = services {
         let services_path = format!("{path}.services");
         for (svc_key, svc_value) in table_entries(&services, &services_path, sink) {
             let svc_path = format!("{services_path}.{}", svc_key.get_ref());
             if let Some(raw) = de_table::<RawService>(svc_value, &svc_path, SERVICE_KEYS, sink) {
-                env.services.push(ServiceNode { name: owned(svc_key), path: svc_path, raw });
+                env.services.push(ServiceNode {
+                    name: owned(svc_key),
+                    path: svc_path,
+                    raw,
+                });
             }
         }
     }
@@ -180,11 +204,15 @@ fn de_table<T: DeserializeOwned>(
 ) -> Option<T> {
     let mut unknown = Vec::new();
     let result: Result<T, _> =
-        serde_ignored::deserialize(ValueDeserializer::from(value.clone()), |p| unknown.push(p.to_string()));
+        serde_ignored::deserialize(ValueDeserializer::from(value.clone()), |p| {
+            unknown.push(p.to_string())
+        });
     for rel in unknown {
         // serde_ignored names the hidden levels of `Spanned` and untagged values; users never see them.
-        let segments: Vec<&str> =
-            rel.split('.').filter(|s| *s != "?" && !s.starts_with("$__serde_spanned")).collect();
+        let segments: Vec<&str> = rel
+            .split('.')
+            .filter(|s| *s != "?" && !s.starts_with("$__serde_spanned"))
+            .collect();
         let rel = segments.join(".");
         let span = locate_key(value, &segments);
         let known_here = match segments.first() {
@@ -194,7 +222,12 @@ fn de_table<T: DeserializeOwned>(
         };
         let last = segments.last().copied().unwrap_or_default();
         let field = join(path, &rel);
-        sink.push_help(span, &field, format!("unknown key `{last}`"), suggest(last, known_here));
+        sink.push_help(
+            span,
+            &field,
+            format!("unknown key `{last}`"),
+            suggest(last, known_here),
+        );
     }
     match result {
         Ok(t) => Some(t),
@@ -208,19 +241,34 @@ fn de_table<T: DeserializeOwned>(
 
 fn unknown_key(sink: &mut Sink<'_>, key: &Key<'_>, parent: &str, known: &[&str]) {
     let name = key.get_ref();
-    sink.push_help(Some(key.span()), &join(parent, name), format!("unknown key `{name}`"), suggest(name, known));
+    sink.push_help(
+        Some(key.span()),
+        &join(parent, name),
+        format!("unknown key `{name}`"),
+        suggest(name, known),
+    );
 }
 
 fn join(parent: &str, child: &str) -> String {
-    if parent.is_empty() { child.to_owned() } else { format!("{parent}.{child}") }
+    if parent.is_empty() {
+        child.to_owned()
+    } else {
+        format!("{parent}.{child}")
+    }
 }
 
 /// The span of the key at `segments` below `value`.
 fn locate_key(value: &Spanned<DeValue<'_>>, segments: &[&str]) -> Option<Range<usize>> {
     let (first, rest) = segments.split_first()?;
-    let DeValue::Table(t) = value.get_ref() else { return None };
+    let DeValue::Table(t) = value.get_ref() else {
+        return None;
+    };
     let (k, v) = t.iter().find(|(k, _)| k.get_ref().as_ref() == *first)?;
-    if rest.is_empty() { Some(k.span()) } else { locate_key(v, rest).or(Some(k.span())) }
+    if rest.is_empty() {
+        Some(k.span())
+    } else {
+        locate_key(v, rest).or(Some(k.span()))
+    }
 }
 
 /// "did you mean `x`?" when a known key is close to the typo.
@@ -249,8 +297,16 @@ fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>) -> Config
             Some(p) => port_in_range(p, "agent.port", true, sink).unwrap_or(DEFAULT_AGENT_PORT),
             None => DEFAULT_AGENT_PORT,
         },
-        data_dir: tree.agent.data_dir.as_deref().map_or_else(default_data_dir, |d| expand_home(d, base)),
-        log_max_bytes: tree.agent.log_max_bytes.unwrap_or(DEFAULT_LOG_MAX_BYTES).max(4096),
+        data_dir: tree
+            .agent
+            .data_dir
+            .as_deref()
+            .map_or_else(default_data_dir, |d| expand_home(d, base)),
+        log_max_bytes: tree
+            .agent
+            .log_max_bytes
+            .unwrap_or(DEFAULT_LOG_MAX_BYTES)
+            .max(4096),
         log_keep: tree.agent.log_keep.unwrap_or(DEFAULT_LOG_KEEP),
     };
     let mut envs = Vec::new();
@@ -260,7 +316,14 @@ fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>) -> Config
             let app_name = app.name.get_ref();
             let env_name = env.name.get_ref();
             let data_dir = env.raw.data_dir.as_deref().map_or_else(
-                || agent.data_dir.join("apps").join(app_name).join(env_name).join("data"),
+                || {
+                    agent
+                        .data_dir
+                        .join("apps")
+                        .join(app_name)
+                        .join(env_name)
+                        .join("data")
+                },
                 |d| expand_home(d, base),
             );
             let databases: BTreeMap<String, PathBuf> = env
@@ -269,7 +332,12 @@ fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>) -> Config
                 .iter()
                 .map(|(name, path)| (name.clone(), normalize(&expand_home(path.get_ref(), base))))
                 .collect();
-            let release = agent.data_dir.join("apps").join(app_name).join(env_name).join("current");
+            let release = agent
+                .data_dir
+                .join("apps")
+                .join(app_name)
+                .join(env_name)
+                .join("current");
             let env_spec = EnvSpec {
                 app: app_name.clone(),
                 env: env_name.clone(),
@@ -279,7 +347,8 @@ fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>) -> Config
             };
             for svc in &env.services {
                 let key = ServiceKey::new(app_name, env_name, svc.name.get_ref());
-                if let Some(spec) = resolve_service(base, &env_spec, env, svc, key, &release, sink) {
+                if let Some(spec) = resolve_service(base, &env_spec, env, svc, key, &release, sink)
+                {
                     services.push(spec);
                 }
             }
@@ -287,7 +356,12 @@ fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>) -> Config
         }
     }
     services.sort_by(|a, b| a.key.cmp(&b.key));
-    Config { file: file.to_path_buf(), agent, envs, services }
+    Config {
+        file: file.to_path_buf(),
+        agent,
+        envs,
+        services,
+    }
 }
 
 fn port_in_range(p: &Spanned<i64>, field: &str, zero_ok: bool, sink: &mut Sink<'_>) -> Option<u16> {
@@ -296,7 +370,11 @@ fn port_in_range(p: &Spanned<i64>, field: &str, zero_ok: bool, sink: &mut Sink<'
     match u16::try_from(v) {
         Ok(port) if i64::from(port) >= min => Some(port),
         _ => {
-            sink.push(Some(p.span()), field, format!("port {v} is out of range; expected {min} to 65535"));
+            sink.push(
+                Some(p.span()),
+                field,
+                format!("port {v} is out of range; expected {min} to 65535"),
+            );
             None
         }
     }
@@ -315,7 +393,10 @@ impl Placeholders<'_> {
     fn lookup(&self, name: &str) -> Result<String, String> {
         let path = |p: &Path| p.display().to_string();
         match name {
-            "port" => self.port.map(|p| p.to_string()).ok_or_else(|| "uses {port} but the service has no `port`".into()),
+            "port" => self
+                .port
+                .map(|p| p.to_string())
+                .ok_or_else(|| "uses {port} but the service has no `port`".into()),
             "app" => Ok(self.env.app.clone()),
             "env" => Ok(self.env.env.clone()),
             "service" => Ok(self.service.to_owned()),
@@ -323,10 +404,16 @@ impl Placeholders<'_> {
             "release" => Ok(path(self.release)),
             _ => {
                 if let Some(n) = name.strip_prefix("port.") {
-                    return self.ports.get(n).map(|p| p.to_string()).ok_or_else(|| format!("uses {{{name}}} but `ports` has no `{n}`"));
+                    return self
+                        .ports
+                        .get(n)
+                        .map(|p| p.to_string())
+                        .ok_or_else(|| format!("uses {{{name}}} but `ports` has no `{n}`"));
                 }
                 if let Some(n) = name.strip_prefix("db.") {
-                    return self.env.databases.get(n).map(|p| path(p)).ok_or_else(|| format!("uses {{{name}}} but the environment's `databases` has no `{n}`"));
+                    return self.env.databases.get(n).map(|p| path(p)).ok_or_else(|| {
+                        format!("uses {{{name}}} but the environment's `databases` has no `{n}`")
+                    });
                 }
                 Err(format!(
                     "unknown placeholder {{{name}}}; expected one of {{port}}, {{port.NAME}}, {{db.NAME}}, {{data_dir}}, {{release}}, {{app}}, {{env}}, {{service}} (write {{{{ for a literal brace)"
@@ -348,7 +435,9 @@ impl Placeholders<'_> {
             } else if tail.starts_with('}') {
                 return Err("unmatched `}`; write `}}` for a literal brace".into());
             } else {
-                let end = tail.find('}').ok_or("unclosed `{`; write `{{` for a literal brace")?;
+                let end = tail
+                    .find('}')
+                    .ok_or("unclosed `{`; write `{{` for a literal brace")?;
                 out.push_str(&self.lookup(&tail[1..end])?);
                 rest = &tail[end + 1..];
             }
@@ -384,8 +473,15 @@ fn resolve_service(
             None => ok = false,
         }
     }
-    let ph = Placeholders { env: env_spec, service: svc.name.get_ref(), port, ports: &ports, release };
-    let expand = |sink: &mut Sink<'_>, s: &str, span: Range<usize>, field: &str| match ph.expand(s) {
+    let ph = Placeholders {
+        env: env_spec,
+        service: svc.name.get_ref(),
+        port,
+        ports: &ports,
+        release,
+    };
+    let expand = |sink: &mut Sink<'_>, s: &str, span: Range<usize>, field: &str| match ph.expand(s)
+    {
         Ok(v) => Some(v),
         Err(msg) => {
             sink.push(Some(span), &format!("{p}.{field}"), msg);
@@ -395,7 +491,9 @@ fn resolve_service(
 
     let cmd_span = raw.command.span();
     let command = match raw.command.get_ref() {
-        RawCommand::Line(line) if raw.shell => expand(sink, line, cmd_span.clone(), "command").map(CommandSpec::Shell),
+        RawCommand::Line(line) if raw.shell => {
+            expand(sink, line, cmd_span.clone(), "command").map(CommandSpec::Shell)
+        }
         RawCommand::Line(line) => match shlex::split(line) {
             Some(words) => words
                 .iter()
@@ -403,12 +501,20 @@ fn resolve_service(
                 .collect::<Option<Vec<_>>>()
                 .map(CommandSpec::Argv),
             None => {
-                sink.push(Some(cmd_span.clone()), &format!("{p}.command"), "unbalanced quotes in the command line");
+                sink.push(
+                    Some(cmd_span.clone()),
+                    &format!("{p}.command"),
+                    "unbalanced quotes in the command line",
+                );
                 None
             }
         },
         RawCommand::Argv(argv) if raw.shell => {
-            sink.push(Some(cmd_span.clone()), &format!("{p}.command"), "`shell = true` needs the command as one string");
+            sink.push(
+                Some(cmd_span.clone()),
+                &format!("{p}.command"),
+                "`shell = true` needs the command as one string",
+            );
             let _ = argv;
             None
         }
@@ -428,7 +534,10 @@ fn resolve_service(
     vars.insert("HOMEPORT_APP".to_owned(), env_spec.app.clone());
     vars.insert("HOMEPORT_ENV".to_owned(), env_spec.env.clone());
     vars.insert("HOMEPORT_SERVICE".to_owned(), svc.name.get_ref().clone());
-    vars.insert("HOMEPORT_DATA_DIR".to_owned(), env_spec.data_dir.display().to_string());
+    vars.insert(
+        "HOMEPORT_DATA_DIR".to_owned(),
+        env_spec.data_dir.display().to_string(),
+    );
     if let Some(port) = port {
         vars.insert("PORT".to_owned(), port.to_string());
     }
@@ -438,17 +547,27 @@ fn resolve_service(
         }
     }
     let mut env_files = Vec::new();
-    for (f, field) in [(&env.raw.env_file, format!("{}.env_file", env.path)), (&raw.env_file, format!("{p}.env_file"))] {
+    for (f, field) in [
+        (&env.raw.env_file, format!("{}.env_file", env.path)),
+        (&raw.env_file, format!("{p}.env_file")),
+    ] {
         if let Some(f) = f {
             let path = expand_home(f.get_ref(), base);
             if !path.is_file() {
-                sink.push(Some(f.span()), &field, format!("env file {} does not exist", path.display()));
+                sink.push(
+                    Some(f.span()),
+                    &field,
+                    format!("env file {} does not exist", path.display()),
+                );
             }
             env_files.push(path);
         }
     }
 
-    let health = raw.health.as_ref().and_then(|h| resolve_health(h, port, p, &expand, sink));
+    let health = raw
+        .health
+        .as_ref()
+        .and_then(|h| resolve_health(h, port, p, &expand, sink));
     let restart = resolve_restart(raw.restart.as_ref(), svc, sink);
     let depends_on = raw
         .depends_on
@@ -485,13 +604,24 @@ fn resolve_health(
     let field = format!("{p}.health");
     let span = h.span();
     let raw = h.get_ref();
-    let chosen = [raw.http.is_some(), raw.tcp.is_some(), raw.command.is_some()].iter().filter(|b| **b).count();
+    let chosen = [raw.http.is_some(), raw.tcp.is_some(), raw.command.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
     if chosen != 1 {
-        sink.push(Some(span), &field, "expected exactly one of `http`, `tcp` or `command`");
+        sink.push(
+            Some(span),
+            &field,
+            "expected exactly one of `http`, `tcp` or `command`",
+        );
         return None;
     }
     let no_port = |sink: &mut Sink<'_>, what: &str| {
-        sink.push(Some(span.clone()), &field, format!("{what} needs the service to have a `port`"));
+        sink.push(
+            Some(span.clone()),
+            &field,
+            format!("{what} needs the service to have a `port`"),
+        );
         None
     };
     let probe = if let Some(http) = &raw.http {
@@ -504,7 +634,11 @@ fn resolve_health(
         } else if url.starts_with("http://") {
             HealthProbe::Http(url)
         } else {
-            sink.push(Some(span), &field, format!("expected an HTTP path starting with `/` or an http:// URL, found {url:?}"));
+            sink.push(
+                Some(span),
+                &field,
+                format!("expected an HTTP path starting with `/` or an http:// URL, found {url:?}"),
+            );
             return None;
         }
     } else if let Some(tcp) = &raw.tcp {
@@ -516,12 +650,20 @@ fn resolve_health(
             RawTcp::Port(n) => match u16::try_from(*n) {
                 Ok(port) if port > 0 => HealthProbe::Tcp(port),
                 _ => {
-                    sink.push(Some(span), &format!("{field}.tcp"), format!("port {n} is out of range; expected 1 to 65535"));
+                    sink.push(
+                        Some(span),
+                        &format!("{field}.tcp"),
+                        format!("port {n} is out of range; expected 1 to 65535"),
+                    );
                     return None;
                 }
             },
             RawTcp::Flag(false) => {
-                sink.push(Some(span), &format!("{field}.tcp"), "expected `true` or a port number");
+                sink.push(
+                    Some(span),
+                    &format!("{field}.tcp"),
+                    "expected `true` or a port number",
+                );
                 return None;
             }
         }
@@ -530,9 +672,16 @@ fn resolve_health(
             RawCommand::Line(l) => shlex::split(l).unwrap_or_default(),
             RawCommand::Argv(v) => v.clone(),
         };
-        let argv = argv.iter().map(|a| expand(sink, a, span.clone(), "health.command")).collect::<Option<Vec<_>>>()?;
+        let argv = argv
+            .iter()
+            .map(|a| expand(sink, a, span.clone(), "health.command"))
+            .collect::<Option<Vec<_>>>()?;
         if argv.is_empty() {
-            sink.push(Some(span), &format!("{field}.command"), "the health command is empty");
+            sink.push(
+                Some(span),
+                &format!("{field}.command"),
+                "the health command is empty",
+            );
             return None;
         }
         HealthProbe::Command(CommandSpec::Argv(argv))
@@ -540,7 +689,11 @@ fn resolve_health(
     let retries = raw.retries.unwrap_or(3);
     let interval = raw.interval.map_or(Duration::from_secs(5), |d| d.0);
     if retries == 0 || interval.is_zero() {
-        sink.push(Some(span), &field, "`retries` and `interval` must be greater than zero");
+        sink.push(
+            Some(span),
+            &field,
+            "`retries` and `interval` must be greater than zero",
+        );
         return None;
     }
     Some(HealthCheck {
@@ -552,13 +705,21 @@ fn resolve_health(
     })
 }
 
-fn resolve_restart(raw: Option<&RawRestart>, svc: &ServiceNode, sink: &mut Sink<'_>) -> Option<RestartPolicy> {
+fn resolve_restart(
+    raw: Option<&RawRestart>,
+    svc: &ServiceNode,
+    sink: &mut Sink<'_>,
+) -> Option<RestartPolicy> {
     let mut policy = RestartPolicy::default();
     let Some(raw) = raw else { return Some(policy) };
     let field = format!("{}.restart", svc.path);
     if let Some(mode) = &raw.policy {
         // A bare string has no span of its own (see RawRestart); point at the service then.
-        let span = if mode.span().is_empty() { svc.name.span() } else { mode.span() };
+        let span = if mode.span().is_empty() {
+            svc.name.span()
+        } else {
+            mode.span()
+        };
         policy.mode = match mode.get_ref().as_str() {
             "never" | "no" => RestartMode::Never,
             "on-failure" | "on_failure" => RestartMode::OnFailure,
@@ -585,11 +746,19 @@ fn resolve_restart(raw: Option<&RawRestart>, svc: &ServiceNode, sink: &mut Sink<
         policy.window = d.0;
     }
     if policy.backoff_min > policy.backoff_max {
-        sink.push(Some(svc.name.span()), &field, "`backoff_min` is larger than `backoff_max`");
+        sink.push(
+            Some(svc.name.span()),
+            &field,
+            "`backoff_min` is larger than `backoff_max`",
+        );
         return None;
     }
     if policy.max_failures == 0 {
-        sink.push(Some(svc.name.span()), &format!("{field}.max_failures"), "expected at least 1");
+        sink.push(
+            Some(svc.name.span()),
+            &format!("{field}.max_failures"),
+            "expected at least 1",
+        );
         return None;
     }
     Some(policy)
@@ -619,8 +788,17 @@ fn validate(tree: &Tree, config: &Config, sink: &mut Sink<'_>) {
         service: tree
             .apps
             .iter()
-            .flat_map(|a| a.envs.iter().flat_map(move |e| e.services.iter().map(move |s| (a, e, s))))
-            .map(|(a, e, s)| (ServiceKey::new(a.name.get_ref(), e.name.get_ref(), s.name.get_ref()), s.name.span()))
+            .flat_map(|a| {
+                a.envs
+                    .iter()
+                    .flat_map(move |e| e.services.iter().map(move |s| (a, e, s)))
+            })
+            .map(|(a, e, s)| {
+                (
+                    ServiceKey::new(a.name.get_ref(), e.name.get_ref(), s.name.get_ref()),
+                    s.name.span(),
+                )
+            })
             .collect(),
     };
     check_names(tree, sink);
@@ -632,13 +810,22 @@ fn validate(tree: &Tree, config: &Config, sink: &mut Sink<'_>) {
 }
 
 fn valid_name(n: &str) -> bool {
-    !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !n.is_empty()
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn check_names(tree: &Tree, sink: &mut Sink<'_>) {
     let mut check = |name: &Spanned<String>, field: String| {
         if !valid_name(name.get_ref()) {
-            sink.push(Some(name.span()), &field, format!("invalid name {:?}; expected letters, digits, `-` or `_`", name.get_ref()));
+            sink.push(
+                Some(name.span()),
+                &field,
+                format!(
+                    "invalid name {:?}; expected letters, digits, `-` or `_`",
+                    name.get_ref()
+                ),
+            );
         }
     };
     for app in &tree.apps {
@@ -653,7 +840,11 @@ fn check_names(tree: &Tree, sink: &mut Sink<'_>) {
 }
 
 fn services(tree: &Tree) -> impl Iterator<Item = (&AppNode, &EnvNode, &ServiceNode)> {
-    tree.apps.iter().flat_map(|a| a.envs.iter().flat_map(move |e| e.services.iter().map(move |s| (a, e, s))))
+    tree.apps.iter().flat_map(|a| {
+        a.envs
+            .iter()
+            .flat_map(move |e| e.services.iter().map(move |s| (a, e, s)))
+    })
 }
 
 fn check_commands(tree: &Tree, sink: &mut Sink<'_>) {
@@ -663,7 +854,11 @@ fn check_commands(tree: &Tree, sink: &mut Sink<'_>) {
             RawCommand::Argv(v) => v.first().is_none_or(|a| a.trim().is_empty()),
         };
         if empty {
-            sink.push(Some(svc.raw.command.span()), &format!("{}.command", svc.path), "the command is empty; expected a program to run");
+            sink.push(
+                Some(svc.raw.command.span()),
+                &format!("{}.command", svc.path),
+                "the command is empty; expected a program to run",
+            );
         }
     }
 }
@@ -674,16 +869,36 @@ fn check_ports(tree: &Tree, config: &Config, sink: &mut Sink<'_>) {
     if let Some(p) = &tree.agent.port
         && config.agent.port != 0
     {
-        users.entry(config.agent.port).or_default().push(("the agent".into(), "agent.port".into(), p.span()));
+        users.entry(config.agent.port).or_default().push((
+            "the agent".into(),
+            "agent.port".into(),
+            p.span(),
+        ));
     }
     for (app, env, svc) in services(tree) {
-        let who = format!("{}/{}/{}", app.name.get_ref(), env.name.get_ref(), svc.name.get_ref());
-        let claims = svc.raw.port.iter().map(|p| (p, format!("{}.port", svc.path))).chain(
-            svc.raw.ports.iter().map(|(n, p)| (p, format!("{}.ports.{n}", svc.path))),
+        let who = format!(
+            "{}/{}/{}",
+            app.name.get_ref(),
+            env.name.get_ref(),
+            svc.name.get_ref()
         );
+        let claims = svc
+            .raw
+            .port
+            .iter()
+            .map(|p| (p, format!("{}.port", svc.path)))
+            .chain(
+                svc.raw
+                    .ports
+                    .iter()
+                    .map(|(n, p)| (p, format!("{}.ports.{n}", svc.path))),
+            );
         for (p, field) in claims {
             if let Ok(port) = u16::try_from(*p.get_ref()) {
-                users.entry(port).or_default().push((who.clone(), field, p.span()));
+                users
+                    .entry(port)
+                    .or_default()
+                    .push((who.clone(), field, p.span()));
             }
         }
     }
@@ -692,8 +907,17 @@ fn check_ports(tree: &Tree, config: &Config, sink: &mut Sink<'_>) {
             continue;
         }
         for (i, (who, field, span)) in claims.iter().enumerate() {
-            let others: Vec<&str> = claims.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, c)| c.0.as_str()).collect();
-            sink.push(Some(span.clone()), field, format!("port {port} of {who} is also used by {}", others.join(", ")));
+            let others: Vec<&str> = claims
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, c)| c.0.as_str())
+                .collect();
+            sink.push(
+                Some(span.clone()),
+                field,
+                format!("port {port} of {who} is also used by {}", others.join(", ")),
+            );
         }
     }
 }
@@ -701,17 +925,30 @@ fn check_ports(tree: &Tree, config: &Config, sink: &mut Sink<'_>) {
 fn check_dependencies(tree: &Tree, sink: &mut Sink<'_>) {
     for app in &tree.apps {
         for env in &app.envs {
-            let names: BTreeSet<&str> = env.services.iter().map(|s| s.name.get_ref().as_str()).collect();
+            let names: BTreeSet<&str> = env
+                .services
+                .iter()
+                .map(|s| s.name.get_ref().as_str())
+                .collect();
             let mut graph: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
             for svc in &env.services {
                 let field = format!("{}.depends_on", svc.path);
                 for dep in &svc.raw.depends_on {
                     let d = dep.get_ref().as_str();
                     if d == svc.name.get_ref() {
-                        sink.push(Some(dep.span()), &field, "a service cannot depend on itself");
+                        sink.push(
+                            Some(dep.span()),
+                            &field,
+                            "a service cannot depend on itself",
+                        );
                     } else if !names.contains(d) {
                         let known: Vec<&str> = names.iter().copied().collect();
-                        sink.push_help(Some(dep.span()), &field, format!("unknown service `{d}` in {}", env.path), suggest(d, &known));
+                        sink.push_help(
+                            Some(dep.span()),
+                            &field,
+                            format!("unknown service `{d}` in {}", env.path),
+                            suggest(d, &known),
+                        );
                     } else {
                         graph.entry(svc.name.get_ref()).or_default().push(d);
                     }
@@ -720,7 +957,11 @@ fn check_dependencies(tree: &Tree, sink: &mut Sink<'_>) {
             if let Some(cycle) = find_cycle(&graph) {
                 let first = cycle.first().copied().unwrap_or_default();
                 if let Some(svc) = env.services.iter().find(|s| s.name.get_ref() == first) {
-                    sink.push(Some(svc.name.span()), &format!("{}.depends_on", svc.path), format!("dependency cycle: {}", cycle.join(" → ")));
+                    sink.push(
+                        Some(svc.name.span()),
+                        &format!("{}.depends_on", svc.path),
+                        format!("dependency cycle: {}", cycle.join(" → ")),
+                    );
                 }
             }
         }
@@ -734,7 +975,12 @@ pub(crate) fn find_cycle<'a>(graph: &BTreeMap<&'a str, Vec<&'a str>>) -> Option<
         Active,
         Done,
     }
-    fn visit<'a>(n: &'a str, g: &BTreeMap<&'a str, Vec<&'a str>>, marks: &mut HashMap<&'a str, Mark>, stack: &mut Vec<&'a str>) -> Option<Vec<&'a str>> {
+    fn visit<'a>(
+        n: &'a str,
+        g: &BTreeMap<&'a str, Vec<&'a str>>,
+        marks: &mut HashMap<&'a str, Mark>,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<Vec<&'a str>> {
         match marks.get(n) {
             Some(Mark::Done) => return None,
             Some(Mark::Active) => {
@@ -757,19 +1003,31 @@ pub(crate) fn find_cycle<'a>(graph: &BTreeMap<&'a str, Vec<&'a str>>) -> Option<
         None
     }
     let mut marks = HashMap::new();
-    graph.keys().find_map(|n| visit(n, graph, &mut marks, &mut Vec::new()))
+    graph
+        .keys()
+        .find_map(|n| visit(n, graph, &mut marks, &mut Vec::new()))
 }
 
 fn check_cwds(tree: &Tree, config: &Config, origins: &Origins, sink: &mut Sink<'_>) {
     for (_, _, svc) in services(tree) {
         let Some(cwd) = &svc.raw.cwd else { continue };
-        let Some(spec) = config.services.iter().find(|s| origins.service.get(&s.key) == Some(&svc.name.span())) else { continue };
+        let Some(spec) = config
+            .services
+            .iter()
+            .find(|s| origins.service.get(&s.key) == Some(&svc.name.span()))
+        else {
+            continue;
+        };
         // A release or data folder is created by Homeport itself before the service starts.
         if spec.cwd.starts_with(&config.agent.data_dir) || spec.cwd.starts_with(&spec.data_dir) {
             continue;
         }
         if !spec.cwd.is_dir() {
-            sink.push(Some(cwd.span()), &format!("{}.cwd", svc.path), format!("working directory {} does not exist", spec.cwd.display()));
+            sink.push(
+                Some(cwd.span()),
+                &format!("{}.cwd", svc.path),
+                format!("working directory {} does not exist", spec.cwd.display()),
+            );
         }
     }
 }
@@ -778,7 +1036,13 @@ fn check_databases(tree: &Tree, config: &Config, sink: &mut Sink<'_>) {
     let mut owners: BTreeMap<&Path, Vec<(String, String, Range<usize>)>> = BTreeMap::new();
     for app in &tree.apps {
         for env in &app.envs {
-            let Some(spec) = config.envs.iter().find(|e| &e.app == app.name.get_ref() && &e.env == env.name.get_ref()) else { continue };
+            let Some(spec) = config
+                .envs
+                .iter()
+                .find(|e| &e.app == app.name.get_ref() && &e.env == env.name.get_ref())
+            else {
+                continue;
+            };
             for (name, raw) in &env.raw.databases {
                 if let Some(path) = spec.databases.get(name) {
                     owners.entry(path.as_path()).or_default().push((

@@ -89,7 +89,10 @@ pub struct ServiceSpec {
 impl ServiceSpec {
     /// Every port this service listens on.
     pub fn all_ports(&self) -> Vec<u16> {
-        self.port.into_iter().chain(self.ports.values().copied()).collect()
+        self.port
+            .into_iter()
+            .chain(self.ports.values().copied())
+            .collect()
     }
 
     /// Where a browser can reach it, when it has a port.

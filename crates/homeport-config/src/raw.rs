@@ -12,16 +12,46 @@ use toml::Spanned;
 pub(crate) const TOP_KEYS: &[&str] = &["agent", "apps"];
 pub(crate) const AGENT_KEYS: &[&str] = &["port", "data_dir", "log_max_bytes", "log_keep"];
 pub(crate) const APP_KEYS: &[&str] = &["env"];
-pub(crate) const ENV_KEYS: &[&str] =
-    &["autostart", "data_dir", "databases", "env", "env_file", "services"];
-pub(crate) const SERVICE_KEYS: &[&str] = &[
-    "command", "shell", "cwd", "env", "env_file", "port", "ports", "health", "restart",
-    "depends_on", "autostart", "stop_signal", "stop_timeout",
+pub(crate) const ENV_KEYS: &[&str] = &[
+    "autostart",
+    "data_dir",
+    "databases",
+    "env",
+    "env_file",
+    "services",
 ];
-pub(crate) const HEALTH_KEYS: &[&str] =
-    &["http", "tcp", "command", "interval", "timeout", "retries", "start_period"];
-pub(crate) const RESTART_KEYS: &[&str] =
-    &["policy", "backoff_min", "backoff_max", "reset_after", "max_failures", "window"];
+pub(crate) const SERVICE_KEYS: &[&str] = &[
+    "command",
+    "shell",
+    "cwd",
+    "env",
+    "env_file",
+    "port",
+    "ports",
+    "health",
+    "restart",
+    "depends_on",
+    "autostart",
+    "stop_signal",
+    "stop_timeout",
+];
+pub(crate) const HEALTH_KEYS: &[&str] = &[
+    "http",
+    "tcp",
+    "command",
+    "interval",
+    "timeout",
+    "retries",
+    "start_period",
+];
+pub(crate) const RESTART_KEYS: &[&str] = &[
+    "policy",
+    "backoff_min",
+    "backoff_max",
+    "reset_after",
+    "max_failures",
+    "window",
+];
 
 #[derive(Deserialize, Default)]
 pub(crate) struct RawAgent {
@@ -188,7 +218,10 @@ impl<'de> Deserialize<'de> for RawRestart {
                 f.write_str(r#""never", "on-failure", "always", or a table with `policy`"#)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawRestart, E> {
-                Ok(RawRestart { policy: Some(Spanned::new(0..0, v.to_owned())), ..Default::default() })
+                Ok(RawRestart {
+                    policy: Some(Spanned::new(0..0, v.to_owned())),
+                    ..Default::default()
+                })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawRestart, A::Error> {
                 let t = RawRestartTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
@@ -219,9 +252,11 @@ impl<'de> Deserialize<'de> for Dur {
                 f.write_str(r#"a duration such as "500ms", "10s" or "5m""#)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
-                humantime::parse_duration(v)
-                    .map(Dur)
-                    .map_err(|e| E::custom(format!("invalid duration {v:?}: {e}; expected e.g. \"10s\"")))
+                humantime::parse_duration(v).map(Dur).map_err(|e| {
+                    E::custom(format!(
+                        "invalid duration {v:?}: {e}; expected e.g. \"10s\""
+                    ))
+                })
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
                 u64::try_from(v)

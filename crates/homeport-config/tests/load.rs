@@ -18,7 +18,10 @@ fn errors(text: &str) -> Vec<Diagnostic> {
 }
 
 fn find<'a>(diags: &'a [Diagnostic], field: &str) -> &'a Diagnostic {
-    diags.iter().find(|d| d.field == field).unwrap_or_else(|| panic!("no diagnostic for {field} in {diags:#?}"))
+    diags
+        .iter()
+        .find(|d| d.field == field)
+        .unwrap_or_else(|| panic!("no diagnostic for {field} in {diags:#?}"))
 }
 
 const GOOD: &str = r#"
@@ -56,7 +59,9 @@ fn a_valid_file_resolves_defaults_and_placeholders() {
     let cfg = load(GOOD).unwrap_or_else(|d| panic!("{d:#?}"));
     assert_eq!(cfg.agent.port, 0);
     assert_eq!(cfg.services.len(), 3);
-    let server = cfg.service(&ServiceKey::new("clauset", "production", "server")).expect("server");
+    let server = cfg
+        .service(&ServiceKey::new("clauset", "production", "server"))
+        .expect("server");
     assert_eq!(
         server.command,
         CommandSpec::Argv(vec![
@@ -67,26 +72,48 @@ fn a_valid_file_resolves_defaults_and_placeholders() {
             "/srv/clauset/sessions.db".into(),
         ])
     );
-    assert_eq!(server.health.as_ref().map(|h| &h.probe), Some(&HealthProbe::Http("http://127.0.0.1:8080/health".into())));
+    assert_eq!(
+        server.health.as_ref().map(|h| &h.probe),
+        Some(&HealthProbe::Http("http://127.0.0.1:8080/health".into()))
+    );
     assert_eq!(server.restart.mode, RestartMode::Always);
     assert_eq!(server.restart.max_failures, 3);
     assert!(server.autostart, "inherits the environment's autostart");
     assert_eq!(server.env.get("RUST_LOG").map(String::as_str), Some("info"));
     assert_eq!(server.env.get("PORT").map(String::as_str), Some("8080"));
 
-    let worker = cfg.service(&ServiceKey::new("clauset", "production", "worker")).expect("worker");
-    assert_eq!(worker.depends_on, vec![ServiceKey::new("clauset", "production", "server")]);
+    let worker = cfg
+        .service(&ServiceKey::new("clauset", "production", "worker"))
+        .expect("worker");
+    assert_eq!(
+        worker.depends_on,
+        vec![ServiceKey::new("clauset", "production", "server")]
+    );
     assert_eq!(worker.stop_signal, 2);
     assert_eq!(worker.stop_timeout, Duration::from_secs(3));
     assert_eq!(
         worker.command.argv()[2..],
-        ["/var/hp/apps/clauset/production/data".to_owned(), "--app=clauset-production".to_owned()]
+        [
+            "/var/hp/apps/clauset/production/data".to_owned(),
+            "--app=clauset-production".to_owned()
+        ]
     );
 
-    let beta = cfg.service(&ServiceKey::new("clauset", "beta", "server")).expect("beta");
-    assert_eq!(beta.command, CommandSpec::Shell("echo 8081 && sleep 100".into()));
-    assert!(!beta.autostart, "environments do not autostart unless they say so");
-    assert_eq!(beta.health.as_ref().map(|h| &h.probe), Some(&HealthProbe::Tcp(8081)));
+    let beta = cfg
+        .service(&ServiceKey::new("clauset", "beta", "server"))
+        .expect("beta");
+    assert_eq!(
+        beta.command,
+        CommandSpec::Shell("echo 8081 && sleep 100".into())
+    );
+    assert!(
+        !beta.autostart,
+        "environments do not autostart unless they say so"
+    );
+    assert_eq!(
+        beta.health.as_ref().map(|h| &h.probe),
+        Some(&HealthProbe::Tcp(8081))
+    );
 }
 
 #[test]
@@ -118,9 +145,15 @@ cwd = "/definitely/not/here"
     assert!(empty.message.contains("empty"), "{empty}");
     let range = find(&diags, "apps.a.env.beta.services.web.port");
     assert_eq!((range.line, range.column), (9, 8));
-    assert!(range.message.contains("70000") && range.message.contains("65535"), "{range}");
+    assert!(
+        range.message.contains("70000") && range.message.contains("65535"),
+        "{range}"
+    );
     let clash = find(&diags, "apps.b.env.prod.services.api.port");
-    assert!(clash.message.contains("a/prod/web"), "names the other user: {clash}");
+    assert!(
+        clash.message.contains("a/prod/web"),
+        "names the other user: {clash}"
+    );
     let clash_back = find(&diags, "apps.a.env.prod.services.web.port");
     assert!(clash_back.message.contains("b/prod/api"), "{clash_back}");
     let cwd = find(&diags, "apps.b.env.prod.services.api.cwd");
@@ -147,7 +180,10 @@ stop_timeout = "soon"
     );
     let one = find(&diags, "apps.a.env.p.services.one");
     assert_eq!(one.line, 3, "{one}");
-    assert!(one.message.contains("bool") || one.message.contains("boolean"), "{one}");
+    assert!(
+        one.message.contains("bool") || one.message.contains("boolean"),
+        "{one}"
+    );
     let two = find(&diags, "apps.a.env.p.services.two");
     assert_eq!(two.line, 7, "{two}");
     assert!(two.message.contains("soon"), "{two}");
@@ -164,9 +200,15 @@ command = "/bin/y"
 depends_on = ["x", "zz"]
 "#,
     );
-    let cycle = diags.iter().find(|d| d.message.starts_with("dependency cycle")).expect("cycle reported");
+    let cycle = diags
+        .iter()
+        .find(|d| d.message.starts_with("dependency cycle"))
+        .expect("cycle reported");
     assert!(cycle.message.contains("x → y → x"), "{cycle}");
-    let unknown = diags.iter().find(|d| d.message.contains("unknown service `zz`")).expect("unknown dep");
+    let unknown = diags
+        .iter()
+        .find(|d| d.message.contains("unknown service `zz`"))
+        .expect("unknown dep");
     assert_eq!(unknown.line, 6);
 }
 
@@ -194,7 +236,10 @@ health = "/health"
 "#,
     );
     let cmd = find(&diags, "apps.a.env.p.services.x.command");
-    assert!(cmd.message.contains("{port}") || cmd.message.contains("{datadir}"), "{cmd}");
+    assert!(
+        cmd.message.contains("{port}") || cmd.message.contains("{datadir}"),
+        "{cmd}"
+    );
     let health = find(&diags, "apps.a.env.p.services.x.health");
     assert!(health.message.contains("port"), "{health}");
 }

@@ -24,7 +24,11 @@ pub struct ServiceKey {
 
 impl ServiceKey {
     pub fn new(app: impl Into<String>, env: impl Into<String>, service: impl Into<String>) -> Self {
-        Self { app: app.into(), env: env.into(), service: service.into() }
+        Self {
+            app: app.into(),
+            env: env.into(),
+            service: service.into(),
+        }
     }
 }
 
@@ -72,7 +76,11 @@ pub struct TargetParseError(pub String);
 
 impl fmt::Display for TargetParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid target {:?}: expected APP, APP/ENV or APP/ENV/SERVICE", self.0)
+        write!(
+            f,
+            "invalid target {:?}: expected APP, APP/ENV or APP/ENV/SERVICE",
+            self.0
+        )
     }
 }
 
@@ -263,10 +271,15 @@ pub enum EventKind {
         to: ServiceState,
         pid: Option<u32>,
         exit: Option<ExitReason>,
+        /// Restarts so far, counting the one this transition may begin.
+        restarts: u64,
         message: Option<String>,
     },
     /// A health probe result differed from the previous one.
-    Health { health: Health, message: Option<String> },
+    Health {
+        health: Health,
+        message: Option<String>,
+    },
 }
 
 /// Which lifecycle command to run.
@@ -308,6 +321,35 @@ pub struct ActionOutcome {
 pub struct ApiError {
     pub kind: String,
     pub message: String,
+}
+
+/// One log line of one service, as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub service: ServiceKey,
+    #[serde(flatten)]
+    pub line: LogLine,
+}
+
+/// One item of a followed log stream: a line, or a note that a slow reader missed some.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum LogStreamItem {
+    Line(LogEntry),
+    /// This many lines were skipped because the reader fell behind.
+    Skipped {
+        count: u64,
+    },
+}
+
+/// Names of the agent's files in its data folder, shared by the agent and its clients.
+pub mod files {
+    /// [`AgentEndpoint`](super::AgentEndpoint) as JSON, while the agent runs.
+    pub const ENDPOINT: &str = "agent.json";
+    /// The API token (0600).
+    pub const TOKEN: &str = "token";
+    /// Held with `flock` by the running agent.
+    pub const LOCK: &str = "agent.lock";
 }
 
 /// Where a running agent can be reached; written to `agent.json` in the data dir.

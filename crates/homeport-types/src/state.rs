@@ -48,14 +48,20 @@ pub enum ServiceState {
 pub enum Input {
     Start,
     /// The process is up; `checked` tells whether it has a health check to pass.
-    Spawned { checked: bool },
+    Spawned {
+        checked: bool,
+    },
     SpawnFailed,
     HealthPassed,
     HealthFailed,
     Stop,
     /// The process ended. `restart`: the policy schedules a restart; `give_up`: the crash-loop
     /// limit was reached; `success`: it exited with status 0.
-    Exited { restart: bool, give_up: bool, success: bool },
+    Exited {
+        restart: bool,
+        give_up: bool,
+        success: bool,
+    },
     BackoffElapsed,
 }
 
@@ -65,17 +71,30 @@ impl ServiceState {
         use Input as I;
         use ServiceState as S;
         match (self, input) {
-            (S::Stopped | S::Exited | S::Crashed | S::Failed | S::BackingOff, I::Start) => S::Starting,
+            (S::Stopped | S::Exited | S::Crashed | S::Failed | S::BackingOff, I::Start) => {
+                S::Starting
+            }
             (S::Starting, I::Spawned { checked: true }) => S::Starting,
             (S::Starting, I::Spawned { checked: false }) => S::Running,
             (S::Starting, I::SpawnFailed) => S::Failed,
             (S::Starting | S::Unhealthy | S::Healthy, I::HealthPassed) => S::Healthy,
             (S::Starting | S::Healthy | S::Unhealthy, I::HealthFailed) => S::Unhealthy,
             (s, I::Stop) if s.is_up() || s == S::BackingOff => {
-                if s == S::BackingOff { S::Stopped } else { S::Stopping }
+                if s == S::BackingOff {
+                    S::Stopped
+                } else {
+                    S::Stopping
+                }
             }
             (S::Stopping, I::Exited { .. }) => S::Stopped,
-            (s, I::Exited { restart, give_up, success }) if s.is_up() => {
+            (
+                s,
+                I::Exited {
+                    restart,
+                    give_up,
+                    success,
+                },
+            ) if s.is_up() => {
                 if give_up {
                     S::Failed
                 } else if restart {
@@ -112,7 +131,10 @@ impl ServiceState {
     pub fn is_settled_down(self) -> bool {
         matches!(
             self,
-            ServiceState::Stopped | ServiceState::Exited | ServiceState::Crashed | ServiceState::Failed
+            ServiceState::Stopped
+                | ServiceState::Exited
+                | ServiceState::Crashed
+                | ServiceState::Failed
         )
     }
 
@@ -144,12 +166,18 @@ mod tests {
     use super::*;
 
     fn exited(restart: bool, give_up: bool, success: bool) -> Input {
-        Input::Exited { restart, give_up, success }
+        Input::Exited {
+            restart,
+            give_up,
+            success,
+        }
     }
 
     #[test]
     fn a_checked_service_is_starting_until_its_probe_passes() {
-        let s = S::Stopped.on(Input::Start).on(Input::Spawned { checked: true });
+        let s = S::Stopped
+            .on(Input::Start)
+            .on(Input::Spawned { checked: true });
         assert_eq!(s, S::Starting);
         assert_eq!(s.on(Input::HealthPassed), S::Healthy);
         assert_eq!(S::Healthy.on(Input::HealthFailed), S::Unhealthy);
@@ -158,7 +186,10 @@ mod tests {
 
     #[test]
     fn an_unchecked_service_is_running_once_spawned() {
-        assert_eq!(S::Starting.on(Input::Spawned { checked: false }), S::Running);
+        assert_eq!(
+            S::Starting.on(Input::Spawned { checked: false }),
+            S::Running
+        );
         assert!(S::Running.is_ready());
         assert!(!S::Starting.is_ready());
     }

@@ -1,0 +1,133 @@
+//! `homeport agent`: the foreground agent process.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use homeport_core::Core;
+use homeport_core::runtime::{self, InstanceLock, LockError};
+use homeport_types::AgentEndpoint;
+use tracing_subscriber::EnvFilter;
+
+use crate::{Failure, SHUTDOWN_LIMIT};
+
+pub async fn run(config_path: &Path) -> Result<(), Failure> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let config = homeport_config::load(config_path).map_err(|d| {
+        for item in &d.0 {
+            eprintln!("{item}");
+        }
+        Failure::new(
+            2,
+            format!(
+                "the config has {} problem(s); fix them and start again",
+                d.0.len()
+            ),
+        )
+    })?;
+    let data = config.agent.data_dir.clone();
+    homeport_supervisor::fsutil::create_private_dir(&data)
+        .map_err(|e| Failure::new(1, format!("cannot create {}: {e}", data.display())))?;
+    let _lock = InstanceLock::acquire(&data).map_err(|e| match e {
+        LockError::AlreadyRunning(_) => Failure::new(1, e.to_string()),
+        LockError::Io(..) => Failure::new(1, e.to_string()),
+    })?;
+    let token = runtime::load_or_create_token(&data).map_err(|e| {
+        Failure::new(
+            1,
+            format!("cannot create the API token in {}: {e}", data.display()),
+        )
+    })?;
+
+    let port = config.agent.port;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| {
+            let who = homeport_supervisor::port_holder(port)
+                .map(|h| format!(" (held by {h})"))
+                .unwrap_or_default();
+            Failure::new(
+                1,
+                format!(
+                    "cannot listen on 127.0.0.1:{port}{who}: {e}; set [agent] port in {}",
+                    config_path.display()
+                ),
+            )
+        })?;
+    let addr: SocketAddr = listener
+        .local_addr()
+        .map_err(|e| Failure::new(1, e.to_string()))?;
+
+    let shim_exe = std::env::current_exe()
+        .map_err(|e| Failure::new(1, format!("cannot find my own binary: {e}")))?;
+    let core = Core::start(config, shim_exe)
+        .await
+        .map_err(|e| Failure::new(1, e.to_string()))?;
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let router = homeport_api::router(core.clone(), &token, addr);
+    let server = tokio::spawn(homeport_api::serve(listener, router, async {
+        let _ = stop_rx.await;
+    }));
+    runtime::write_endpoint(
+        &data,
+        &AgentEndpoint {
+            pid: std::process::id(),
+            addr: addr.to_string(),
+        },
+    )
+    .map_err(|e| {
+        Failure::new(
+            1,
+            format!("cannot write {}: {e}", data.join("agent.json").display()),
+        )
+    })?;
+    tracing::info!("listening on http://{addr}; data in {}", data.display());
+
+    let starting = {
+        let core = core.clone();
+        tokio::spawn(async move {
+            for o in core.autostart().await {
+                if let Some(e) = o.error {
+                    tracing::warn!(service = %o.key, "autostart failed: {e}");
+                }
+            }
+        })
+    };
+
+    wait_for_stop_signal().await;
+    tracing::info!("stopping every service");
+    starting.abort();
+    if tokio::time::timeout(SHUTDOWN_LIMIT, core.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::error!("services did not stop within {SHUTDOWN_LIMIT:?}; exiting anyway");
+    }
+    runtime::remove_endpoint(&data);
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop me with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,82 @@
+//! What the CLI prints.
+
+use homeport_types::{Health, LogEntry, ServiceStatus, StatusSnapshot, Stream};
+
+pub fn status_table(s: &StatusSnapshot) -> String {
+    if s.services.is_empty() {
+        return format!(
+            "No services configured. Describe your apps in {}\n",
+            s.agent.config_path
+        );
+    }
+    let rows: Vec<[String; 9]> = s.services.iter().map(row).collect();
+    let header = [
+        "SERVICE", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "CPU", "MEM", "PORT",
+    ]
+    .map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for (i, r) in std::iter::once(&header).chain(&rows).enumerate() {
+        let mut line = String::new();
+        for (c, w) in r.iter().zip(widths) {
+            line.push_str(&format!("{c:<w$}  "));
+        }
+        if i > 0
+            && let Some(msg) = &s.services[i - 1].message
+        {
+            line.push_str(msg);
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn row(s: &ServiceStatus) -> [String; 9] {
+    let dash = || "-".to_owned();
+    [
+        s.key.to_string(),
+        s.state.to_string(),
+        match s.health {
+            Health::Healthy => "healthy".into(),
+            Health::Unhealthy => "unhealthy".into(),
+            Health::Unknown => dash(),
+        },
+        s.pid.map_or_else(dash, |p| p.to_string()),
+        s.uptime_secs.map_or_else(dash, |u| {
+            humantime::format_duration(std::time::Duration::from_secs(u))
+                .to_string()
+                .split(' ')
+                .take(2)
+                .collect::<Vec<_>>()
+                .join("")
+        }),
+        s.restarts.to_string(),
+        s.cpu_percent.map_or_else(dash, |c| format!("{c:.1}%")),
+        s.rss_bytes.map_or_else(dash, bytes),
+        s.port.map_or_else(dash, |p| p.to_string()),
+    ]
+}
+
+fn bytes(b: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let b = b as f64;
+    if b >= 1024.0 * MIB {
+        format!("{:.1}G", b / 1024.0 / MIB)
+    } else {
+        format!("{:.1}M", b / MIB)
+    }
+}
+
+pub fn log_line(e: &LogEntry) -> String {
+    let stream = match e.line.stream {
+        Stream::Stdout => "out",
+        Stream::Stderr => "err",
+    };
+    format!("{} {} {stream} {}", e.line.time, e.service, e.line.text)
+}

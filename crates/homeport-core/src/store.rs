@@ -1,0 +1,193 @@
+//! state.db: the agent's memory across restarts. SQLite in WAL mode, written by one thread.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use homeport_supervisor::Seed;
+use homeport_types::{Event, EventKind, ExitReason, ServiceKey};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Schema changes append a step; `user_version` says how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE events (
+        id         INTEGER PRIMARY KEY,
+        time       TEXT NOT NULL,
+        service    TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        from_state TEXT,
+        to_state   TEXT,
+        pid        INTEGER,
+        exit       TEXT,
+        message    TEXT
+    );
+    CREATE INDEX events_by_service ON events(service, id);
+    CREATE TABLE services (
+        service   TEXT PRIMARY KEY,
+        state     TEXT NOT NULL,
+        restarts  INTEGER NOT NULL DEFAULT 0,
+        last_exit TEXT,
+        updated   TEXT NOT NULL
+    );
+"#];
+
+/// Events kept in the table; older ones are pruned at start.
+const KEEP_EVENTS: i64 = 100_000;
+
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> rusqlite::Result<Self> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL is durable across an agent crash (WAL); only an OS crash can lose the last commits.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(step)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+        }
+        conn.execute(
+            "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
+            params![KEEP_EVENTS],
+        )?;
+        Ok(Self { conn })
+    }
+
+    pub fn record(&mut self, ev: &Event) -> rusqlite::Result<()> {
+        let service = ev.key.to_string();
+        let tx = self.conn.transaction()?;
+        match &ev.kind {
+            EventKind::State {
+                from,
+                to,
+                pid,
+                exit,
+                restarts,
+                message,
+            } => {
+                let exit = exit.map(|e| serde_json::to_string(&e).unwrap_or_default());
+                tx.execute(
+                    "INSERT INTO events (time, service, kind, from_state, to_state, pid, exit, message)
+                     VALUES (?1, ?2, 'state', ?3, ?4, ?5, ?6, ?7)",
+                    params![ev.time, service, from.as_str(), to.as_str(), pid, exit, message],
+                )?;
+                tx.execute(
+                    "INSERT INTO services (service, state, restarts, last_exit, updated) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(service) DO UPDATE SET state = ?2, restarts = ?3,
+                         last_exit = COALESCE(?4, last_exit), updated = ?5",
+                    params![service, to.as_str(), *restarts as i64, exit, ev.time],
+                )?;
+            }
+            EventKind::Health { health, message } => {
+                let health = serde_json::to_value(health)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned));
+                tx.execute(
+                    "INSERT INTO events (time, service, kind, to_state, message) VALUES (?1, ?2, 'health', ?3, ?4)",
+                    params![ev.time, service, health, message],
+                )?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Restart counts and last exits, keyed by service, to seed the supervisor.
+    pub fn seeds(&self) -> rusqlite::Result<HashMap<ServiceKey, Seed>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT service, restarts, last_exit FROM services")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (service, restarts, last_exit) = row?;
+            let Ok(homeport_types::Target::Service(key)) = service.parse() else {
+                continue;
+            };
+            let last_exit: Option<ExitReason> =
+                last_exit.and_then(|s| serde_json::from_str(&s).ok());
+            out.insert(
+                key,
+                Seed {
+                    restarts: restarts.max(0) as u64,
+                    last_exit,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// The newest `limit` state transitions of a service, newest first (for tests and `status`).
+    pub fn transitions(
+        &self,
+        key: &ServiceKey,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT from_state, to_state FROM events WHERE service = ?1 AND kind = 'state' ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![key.to_string(), limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        rows.collect()
+    }
+
+    pub fn restarts(&self, key: &ServiceKey) -> rusqlite::Result<Option<u64>> {
+        self.conn
+            .query_row(
+                "SELECT restarts FROM services WHERE service = ?1",
+                params![key.to_string()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|o| o.map(|n| n.max(0) as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use homeport_types::ServiceState;
+
+    #[test]
+    fn events_and_restart_counts_survive_reopening() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("state.db");
+        let key = ServiceKey::new("a", "p", "web");
+        {
+            let mut store = Store::open(&path)?;
+            store.record(&Event {
+                time: "2026-01-01T00:00:00Z".into(),
+                key: key.clone(),
+                kind: EventKind::State {
+                    from: ServiceState::Running,
+                    to: ServiceState::BackingOff,
+                    pid: Some(42),
+                    exit: Some(ExitReason::Code(3)),
+                    restarts: 7,
+                    message: None,
+                },
+            })?;
+        }
+        let store = Store::open(&path)?;
+        let seeds = store.seeds()?;
+        let seed = seeds.get(&key).ok_or("no seed")?;
+        assert_eq!(seed.restarts, 7);
+        assert_eq!(seed.last_exit, Some(ExitReason::Code(3)));
+        assert_eq!(
+            store.transitions(&key, 10)?,
+            vec![("running".to_owned(), "backing_off".to_owned())]
+        );
+        Ok(())
+    }
+}

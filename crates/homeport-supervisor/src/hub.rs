@@ -1,0 +1,86 @@
+//! Where service tasks publish what happens: the latest snapshot of every service and one
+//! broadcast of events, updated under one lock so that a subscriber who takes a snapshot and then
+//! subscribes never misses a transition in between.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::SystemTime;
+
+use homeport_types::{Event, ExitReason, Health, ServiceKey, ServiceState};
+use tokio::sync::{broadcast, mpsc};
+
+/// What a service task tells the world about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSnapshot {
+    pub state: ServiceState,
+    pub health: Health,
+    pub pid: Option<u32>,
+    pub started_at: Option<SystemTime>,
+    pub restarts: u64,
+    pub last_exit: Option<ExitReason>,
+    pub message: Option<String>,
+}
+
+impl Default for ServiceSnapshot {
+    fn default() -> Self {
+        Self {
+            state: ServiceState::Stopped,
+            health: Health::Unknown,
+            pid: None,
+            started_at: None,
+            restarts: 0,
+            last_exit: None,
+            message: None,
+        }
+    }
+}
+
+pub struct Hub {
+    /// The lock makes "update snapshot + send event" one step; it is held only for those
+    /// in-memory operations, never across an await.
+    inner: Mutex<BTreeMap<ServiceKey, ServiceSnapshot>>,
+    events: broadcast::Sender<Event>,
+    /// Every event, in order, for the state store; unbounded because losing a record is worse
+    /// than a brief queue (events are rare: a few per state change).
+    record: Option<mpsc::UnboundedSender<Event>>,
+}
+
+impl Hub {
+    pub fn new(record: Option<mpsc::UnboundedSender<Event>>) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self {
+            inner: Mutex::new(BTreeMap::new()),
+            events,
+            record,
+        }
+    }
+
+    pub fn publish(&self, key: &ServiceKey, snap: ServiceSnapshot, event: Option<Event>) {
+        let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        map.insert(key.clone(), snap);
+        if let Some(ev) = event {
+            if let Some(r) = &self.record {
+                let _ = r.send(ev.clone());
+            }
+            let _ = self.events.send(ev);
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<ServiceKey, ServiceSnapshot> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The current snapshot and a receiver of every event after it.
+    pub fn subscribe(
+        &self,
+    ) -> (
+        BTreeMap<ServiceKey, ServiceSnapshot>,
+        broadcast::Receiver<Event>,
+    ) {
+        let map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        (map.clone(), self.events.subscribe())
+    }
+}

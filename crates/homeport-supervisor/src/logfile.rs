@@ -1,0 +1,397 @@
+//! Service log files: one line per captured line, `TIME STREAM TEXT`, size-rotated.
+//!
+//! ```text
+//! 2026-11-22T01:19:24.123456Z out listening on 127.0.0.1:8080
+//! 2026-11-22T01:19:24.123502Z err warning: cache is cold
+//! ```
+//! The writer rotates only between lines, so a line is never split across files, and keeps the
+//! bytes of a line as they came (invalid UTF-8 included). `service.log` is current,
+//! `service.log.1` the newest rotated file; `tail -F service.log` follows across rotations.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use homeport_types::{LogLine, Stream};
+
+/// Appends lines to a log file, rotating it past `max_bytes` and keeping `keep` old files.
+pub struct LogWriter {
+    path: PathBuf,
+    file: io::BufWriter<File>,
+    size: u64,
+    max_bytes: u64,
+    keep: u32,
+}
+
+impl LogWriter {
+    pub fn open(path: &Path, max_bytes: u64, keep: u32) -> io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: io::BufWriter::with_capacity(256 * 1024, file),
+            size,
+            max_bytes,
+            keep,
+        })
+    }
+
+    /// Writes one line: `stamp` (see [`timestamp`]), the stream tag, the bytes, a newline.
+    pub fn write_line(&mut self, stamp: &str, stream: Stream, line: &[u8]) -> io::Result<()> {
+        let len = (stamp.len() + 5 + line.len() + 1) as u64;
+        if self.size > 0 && self.size + len > self.max_bytes {
+            self.rotate()?;
+        }
+        self.file.write_all(stamp.as_bytes())?;
+        self.file.write_all(b" ")?;
+        self.file.write_all(stream.tag().as_bytes())?;
+        self.file.write_all(b" ")?;
+        self.file.write_all(line)?;
+        self.file.write_all(b"\n")?;
+        self.size += len;
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file.flush()?;
+        let numbered = |n: u32| rotated_path(&self.path, n);
+        if self.keep == 0 {
+            fs::remove_file(&self.path)?;
+        } else {
+            let _ = fs::remove_file(numbered(self.keep));
+            for n in (1..self.keep).rev() {
+                match fs::rename(numbered(n), numbered(n + 1)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            fs::rename(&self.path, numbered(1))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.file = io::BufWriter::with_capacity(256 * 1024, file);
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// `service.log.N`.
+pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    PathBuf::from(s)
+}
+
+/// The current time as written at the start of each line (RFC 3339, UTC, microseconds).
+pub fn timestamp() -> String {
+    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
+}
+
+/// Parses one line of a log file; lines that are not in the format are returned as stdout text.
+pub fn parse_line(raw: &[u8]) -> LogLine {
+    let text = String::from_utf8_lossy(raw);
+    let mut parts = text.splitn(3, ' ');
+    if let (Some(time), Some(tag), Some(rest)) = (parts.next(), parts.next(), parts.next())
+        && let Some(stream) = Stream::from_tag(tag)
+    {
+        return LogLine {
+            time: time.to_owned(),
+            stream,
+            text: rest.to_owned(),
+        };
+    }
+    LogLine {
+        time: String::new(),
+        stream: Stream::Stdout,
+        text: text.into_owned(),
+    }
+}
+
+/// Which lines a reader wants.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    /// At most this many lines, the newest ones.
+    pub tail: Option<usize>,
+    /// Only lines at or after this RFC 3339 time (compared as text: the format sorts).
+    pub since: Option<String>,
+    pub grep: Option<regex::Regex>,
+}
+
+impl LogQuery {
+    pub fn matches(&self, line: &LogLine) -> bool {
+        self.since
+            .as_ref()
+            .is_none_or(|s| line.time.as_str() >= s.as_str())
+            && self.grep.as_ref().is_none_or(|re| re.is_match(&line.text))
+    }
+}
+
+/// Where a follower continues: a byte offset in the file with this inode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    pub offset: u64,
+    pub ino: Option<u64>,
+}
+
+/// Reads the lines of a service's log (current file and its rotations, oldest first) that match
+/// `query`, and returns them with the position just past the last complete line of the current
+/// file, from which a follower continues without a gap or a repeat.
+pub fn read_lines(
+    path: &Path,
+    keep: u32,
+    query: &LogQuery,
+) -> io::Result<(Vec<LogLine>, Position)> {
+    use std::os::unix::fs::MetadataExt;
+    let want = query.tail.unwrap_or(usize::MAX);
+    let mut newest_first: Vec<LogLine> = Vec::new();
+    let mut end = Position::default();
+    // Newest file first, so a small tail reads only the end of the current file.
+    for n in 0..=keep {
+        let p = if n == 0 {
+            path.to_path_buf()
+        } else {
+            rotated_path(path, n)
+        };
+        let mut file = match File::open(&p) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let meta = file.metadata()?;
+        let mut len = meta.len();
+        if n == 0 {
+            // A line being written is not complete yet; the follower will read it whole.
+            len = complete_prefix(&mut file, len)?;
+            end = Position {
+                offset: len,
+                ino: Some(meta.ino()),
+            };
+        }
+        for raw in lines_backwards(&mut file, len)? {
+            let line = parse_line(&raw);
+            if let Some(since) = &query.since
+                && !line.time.is_empty()
+                && line.time.as_str() < since.as_str()
+            {
+                newest_first.reverse();
+                return Ok((newest_first, end));
+            }
+            if query.matches(&line) {
+                newest_first.push(line);
+                if newest_first.len() >= want {
+                    newest_first.reverse();
+                    return Ok((newest_first, end));
+                }
+            }
+        }
+    }
+    newest_first.reverse();
+    Ok((newest_first, end))
+}
+
+/// The length of the part of `file[..len]` that ends with a newline.
+fn complete_prefix(file: &mut File, len: u64) -> io::Result<u64> {
+    let mut pos = len;
+    let mut byte = [0u8; 1];
+    while pos > 0 {
+        file.seek(SeekFrom::Start(pos - 1))?;
+        file.read_exact(&mut byte)?;
+        if byte[0] == b'\n' {
+            break;
+        }
+        pos -= 1;
+    }
+    Ok(pos)
+}
+
+/// The complete lines of `file[..len]`, last first, read in blocks from the end.
+fn lines_backwards(file: &mut File, len: u64) -> io::Result<impl Iterator<Item = Vec<u8>>> {
+    const BLOCK: u64 = 64 * 1024;
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    let mut pos = len;
+    let mut carry: Vec<u8> = Vec::new();
+    // Reading everything backwards is bounded by the file size, which rotation bounds.
+    while pos > 0 {
+        let start = pos.saturating_sub(BLOCK);
+        let mut buf = vec![0; (pos - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut buf)?;
+        buf.extend_from_slice(&carry);
+        let mut parts: Vec<&[u8]> = buf.split(|b| *b == b'\n').collect();
+        // The first part may continue in the previous block.
+        carry = parts.remove(0).to_vec();
+        for p in parts.into_iter().rev() {
+            if !p.is_empty() {
+                lines.push(p.to_vec());
+            }
+        }
+        pos = start;
+    }
+    if !carry.is_empty() {
+        lines.push(carry);
+    }
+    Ok(lines.into_iter())
+}
+
+/// Follows a log file from `offset`, across rotations: returns new complete lines and the next offset.
+/// When the file was rotated (it is shorter than `offset`), the rest of `.1` is read first.
+pub fn read_new_lines(path: &Path, pos: &mut Position) -> io::Result<Vec<LogLine>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    let mut offset = pos.offset;
+    let ino = &mut pos.ino;
+    if ino.is_some_and(|i| i != meta.ino()) {
+        // Rotated: finish the old file (now `.1`), then start the new one from 0.
+        let old = rotated_path(path, 1);
+        if let Ok(m) = fs::metadata(&old)
+            && Some(m.ino()) == *ino
+        {
+            let (lines, _) = read_from(&old, offset)?;
+            out.extend(lines);
+        }
+        offset = 0;
+    }
+    *ino = Some(meta.ino());
+    let (lines, next) = read_from(path, offset)?;
+    out.extend(lines);
+    pos.offset = next;
+    Ok(out)
+}
+
+fn read_from(path: &Path, offset: u64) -> io::Result<(Vec<LogLine>, u64)> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut reader = BufReader::new(file);
+    let mut lines = Vec::new();
+    let mut pos = offset;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf)?;
+        if n == 0 || buf.last() != Some(&b'\n') {
+            break; // a partial line is read again next time, once complete
+        }
+        pos += n as u64;
+        lines.push(parse_line(&buf[..n - 1]));
+    }
+    Ok((lines, pos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_keeps_every_line_whole_and_in_order() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("svc.log");
+        let mut w = LogWriter::open(&path, 4096, 100)?;
+        for i in 0..2000 {
+            w.write_line(
+                &timestamp(),
+                Stream::Stdout,
+                format!("line {i:05} {}", "x".repeat(i % 50)).as_bytes(),
+            )?;
+        }
+        w.flush()?;
+        assert!(rotated_path(&path, 3).exists(), "it rotated several times");
+        let (lines, end) = read_lines(&path, 100, &LogQuery::default())?;
+        assert_eq!(end.offset, fs::metadata(&path)?.len());
+        assert_eq!(lines.len(), 2000);
+        for (i, l) in lines.iter().enumerate() {
+            assert!(
+                l.text.starts_with(&format!("line {i:05} ")),
+                "line {i} is {:?}",
+                l.text
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn tail_grep_and_since_select_lines() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("svc.log");
+        let mut w = LogWriter::open(&path, 1 << 20, 2)?;
+        w.write_line("2026-01-01T00:00:00.000000Z", Stream::Stdout, b"old hello")?;
+        w.write_line(
+            "2026-01-02T00:00:00.000000Z",
+            Stream::Stderr,
+            b"new error \xff bytes",
+        )?;
+        w.write_line("2026-01-03T00:00:00.000000Z", Stream::Stdout, b"new hello")?;
+        w.flush()?;
+        let q = LogQuery {
+            tail: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(
+            read_lines(&path, 2, &q)?
+                .0
+                .iter()
+                .map(|l| l.text.as_str())
+                .collect::<Vec<_>>(),
+            ["new hello"]
+        );
+        let q = LogQuery {
+            grep: Some(regex::Regex::new("hello").map_err(io::Error::other)?),
+            ..Default::default()
+        };
+        assert_eq!(read_lines(&path, 2, &q)?.0.len(), 2);
+        let q = LogQuery {
+            since: Some("2026-01-02".into()),
+            ..Default::default()
+        };
+        let got = read_lines(&path, 2, &q)?.0;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].stream, Stream::Stderr);
+        assert_eq!(
+            got[0].text, "new error \u{fffd} bytes",
+            "invalid UTF-8 is kept, shown replaced"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_follower_sees_lines_across_a_rotation() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("svc.log");
+        let mut w = LogWriter::open(&path, 200, 3)?;
+        w.write_line("t", Stream::Stdout, b"first")?;
+        w.flush()?;
+        let mut pos = Position::default();
+        let got = read_new_lines(&path, &mut pos)?;
+        assert_eq!(got.len(), 1);
+        for i in 0..10 {
+            w.write_line(
+                "t",
+                Stream::Stdout,
+                format!("more {i} {}", "y".repeat(40)).as_bytes(),
+            )?;
+        }
+        w.flush()?;
+        let got = read_new_lines(&path, &mut pos)?;
+        // Lines that went to `.2` or older while nobody looked are not followed; those in `.1` and the
+        // current file are.
+        assert!(
+            got.last().is_some_and(|l| l.text.starts_with("more 9")),
+            "{got:?}"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,620 @@
+//! One task per service: the single owner of its process, state and restart history.
+//!
+//! Everything that happens to a service arrives at this task as a message (a command from the
+//! supervisor, the shim's exit, a health probe result, a backoff timer) and is applied through
+//! [`ServiceState::on`]. No other code touches the process, so there are no locks around it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use homeport_config::{RestartMode, ServiceSpec};
+use homeport_types::{Event, EventKind, ExitReason, Health, Input, ServiceKey, ServiceState};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::hub::{Hub, ServiceSnapshot};
+use crate::logfile::timestamp;
+use crate::process::{self, Found, Proc};
+use crate::restart::{Decision, RestartTracker};
+use crate::shim::ShimSpec;
+
+/// Paths and limits a service task needs besides its spec.
+#[derive(Debug, Clone)]
+pub struct ServicePaths {
+    pub shim_exe: PathBuf,
+    pub run_dir: PathBuf,
+    pub log_path: PathBuf,
+    pub log_max_bytes: u64,
+    pub log_keep: u32,
+}
+
+/// What the supervisor asks of a service task.
+#[derive(Debug)]
+pub enum Command {
+    /// Start (if not up); replies once the process runs, or with why it could not.
+    Start(oneshot::Sender<Result<(), String>>),
+    /// Stop (if up); replies once the whole process group is gone.
+    Stop(oneshot::Sender<()>),
+}
+
+/// The history a restarted agent keeps from state.db.
+#[derive(Debug, Clone, Default)]
+pub struct Seed {
+    pub restarts: u64,
+    pub last_exit: Option<ExitReason>,
+}
+
+pub struct ServiceTask {
+    spec: ServiceSpec,
+    paths: ServicePaths,
+    hub: Arc<Hub>,
+    http: reqwest::Client,
+    rx: mpsc::Receiver<Command>,
+    ready_tx: watch::Sender<ServiceState>,
+    deps: Vec<(ServiceKey, watch::Receiver<ServiceState>)>,
+
+    snap: ServiceSnapshot,
+    proc: Option<Proc>,
+    started: Option<Instant>,
+    tracker: RestartTracker,
+    backoff_until: Option<tokio::time::Instant>,
+    /// Replies owed to `Start` commands that arrived while waiting for dependencies.
+    waiting_start: Vec<oneshot::Sender<Result<(), String>>>,
+    probe: Option<JoinHandle<Result<(), String>>>,
+    next_probe: Option<tokio::time::Instant>,
+    consecutive_failures: u32,
+}
+
+impl ServiceTask {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        spec: ServiceSpec,
+        paths: ServicePaths,
+        hub: Arc<Hub>,
+        rx: mpsc::Receiver<Command>,
+        ready_tx: watch::Sender<ServiceState>,
+        deps: Vec<(ServiceKey, watch::Receiver<ServiceState>)>,
+        seed: Seed,
+        http: reqwest::Client,
+    ) -> Self {
+        let tracker = RestartTracker::new(spec.restart.clone());
+        let snap = ServiceSnapshot {
+            restarts: seed.restarts,
+            last_exit: seed.last_exit,
+            ..Default::default()
+        };
+        Self {
+            spec,
+            paths,
+            hub,
+            http,
+            rx,
+            ready_tx,
+            deps,
+            snap,
+            proc: None,
+            started: None,
+            tracker,
+            backoff_until: None,
+            waiting_start: Vec::new(),
+            probe: None,
+            next_probe: None,
+            consecutive_failures: 0,
+        }
+    }
+
+    /// Takes over whatever an earlier agent left running for this service.
+    pub async fn adopt(&mut self) {
+        match process::adopt(&self.paths.run_dir) {
+            Found::Nothing => {}
+            Found::Alive(proc) => {
+                tracing::info!(service = %self.spec.key, pid = proc.pid, "re-adopted a running service");
+                self.snap.pid = Some(proc.pid);
+                self.snap.started_at = process_start_time(proc.pid);
+                self.started = Some(Instant::now());
+                self.proc = Some(proc);
+                self.apply(
+                    Input::Start,
+                    Some("re-adopted after an agent restart".into()),
+                );
+                self.apply(
+                    Input::Spawned {
+                        checked: self.spec.health.is_some(),
+                    },
+                    None,
+                );
+                self.schedule_probe(Duration::ZERO);
+            }
+            Found::Ended(rec) => {
+                let msg = rec.exit.map(|e| format!("{e} while the agent was down"));
+                self.snap.last_exit = rec.exit;
+                process::clear_run(&self.paths.run_dir);
+                self.publish_message(msg);
+            }
+            Found::Orphan { pid } => {
+                tracing::warn!(service = %self.spec.key, pid, "its log holder died; stopping the unsupervised process group");
+                process::kill_group(pid, self.spec.stop_timeout).await;
+                process::clear_run(&self.paths.run_dir);
+                self.snap.last_exit = Some(ExitReason::Lost);
+                self.publish_message(Some(
+                    "stopped: its log holder had died while the agent was down".into(),
+                ));
+            }
+        }
+    }
+
+    pub async fn run(mut self) {
+        loop {
+            if self.snap.state == ServiceState::Starting && self.proc.is_none() {
+                if let Some(cmd) = self.wait_for_dependencies().await {
+                    if !self.handle(cmd).await {
+                        return;
+                    }
+                    continue;
+                }
+                self.launch().await;
+                continue;
+            }
+            let backoff = self
+                .backoff_until
+                .filter(|_| self.snap.state == ServiceState::BackingOff);
+            let probe_due = self
+                .next_probe
+                .filter(|_| self.proc.is_some() && self.probe.is_none());
+            tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => if !self.handle(cmd).await { return },
+                    // The supervisor is gone: the agent is exiting and leaves this service running.
+                    None => return,
+                },
+                () = wait_proc(self.proc.as_ref()), if self.proc.is_some() => self.on_exit(false).await,
+                () = sleep_until(backoff), if backoff.is_some() => {
+                    self.backoff_until = None;
+                    self.snap.restarts += 1;
+                    self.apply(Input::BackoffElapsed, None);
+                }
+                () = sleep_until(probe_due), if probe_due.is_some() => {
+                    let check = self.spec.health.clone();
+                    let http = self.http.clone();
+                    self.next_probe = None;
+                    if let Some(check) = check {
+                        self.probe = Some(tokio::spawn(async move { crate::health::probe(&check, &http).await }));
+                    }
+                }
+                r = wait_probe(self.probe.as_mut()), if self.probe.is_some() => {
+                    self.probe = None;
+                    self.on_probe(r).await;
+                }
+            }
+        }
+    }
+
+    /// Handles one command; returns false when the task should end.
+    async fn handle(&mut self, cmd: Command) -> bool {
+        match cmd {
+            Command::Start(reply) => {
+                if self.snap.state.is_up() && self.proc.is_some() {
+                    let _ = reply.send(Ok(()));
+                } else {
+                    self.tracker.reset();
+                    self.backoff_until = None;
+                    self.waiting_start.push(reply);
+                    if self.snap.state != ServiceState::Starting {
+                        self.apply(Input::Start, None);
+                    }
+                }
+            }
+            Command::Stop(reply) => {
+                self.stop().await;
+                let _ = reply.send(());
+            }
+        }
+        true
+    }
+
+    /// Waits until every dependency is ready. Returns a command that arrived meanwhile.
+    async fn wait_for_dependencies(&mut self) -> Option<Command> {
+        loop {
+            let pending: Vec<(String, ServiceState)> = self
+                .deps
+                .iter()
+                .map(|(k, rx)| (k.service.clone(), *rx.borrow()))
+                .filter(|(_, s)| !s.is_ready())
+                .collect();
+            if pending.is_empty() {
+                return None;
+            }
+            let names: Vec<String> = pending.iter().map(|(n, s)| format!("{n} ({s})")).collect();
+            self.publish_message(Some(format!("waiting for {}", names.join(", "))));
+            let changed = futures_any(&mut self.deps);
+            tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(Command::Start(reply)) => self.waiting_start.push(reply),
+                    Some(other) => return Some(other),
+                    None => return Some(Command::Stop(oneshot::channel().0)),
+                },
+                () = changed => {}
+            }
+        }
+    }
+
+    /// Checks ports, spawns the shim, and settles the `Start` replies.
+    async fn launch(&mut self) {
+        let result = self.try_launch().await;
+        match &result {
+            Ok(()) => {
+                self.apply(
+                    Input::Spawned {
+                        checked: self.spec.health.is_some(),
+                    },
+                    None,
+                );
+                self.schedule_probe(Duration::ZERO);
+            }
+            Err(msg) => {
+                tracing::warn!(service = %self.spec.key, "cannot start: {msg}");
+                self.apply(Input::SpawnFailed, Some(msg.clone()));
+            }
+        }
+        for reply in self.waiting_start.drain(..) {
+            let _ = reply.send(result.clone());
+        }
+    }
+
+    async fn try_launch(&mut self) -> Result<(), String> {
+        for port in self.spec.all_ports() {
+            if let Some(holder) = process::port_holder(port) {
+                return Err(format!("port {port} is already in use by {holder}"));
+            }
+        }
+        let mut env = self.spec.env.clone();
+        for file in &self.spec.env_files {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read env file {}: {e}", file.display()))?;
+            env.extend(parse_env_file(&text));
+        }
+        let spec = ShimSpec {
+            argv: self.spec.command.argv(),
+            cwd: self.spec.cwd.clone(),
+            env,
+            log_path: self.paths.log_path.clone(),
+            log_max_bytes: self.paths.log_max_bytes,
+            log_keep: self.paths.log_keep,
+            stop_timeout_ms: self.spec.stop_timeout.as_millis() as u64,
+        };
+        let proc = process::spawn(&self.paths.shim_exe, &self.paths.run_dir, &spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(service = %self.spec.key, pid = proc.pid, shim = proc.shim_pid, "started");
+        self.snap.pid = Some(proc.pid);
+        self.snap.started_at = Some(SystemTime::now());
+        self.snap.health = Health::Unknown;
+        self.started = Some(Instant::now());
+        self.consecutive_failures = 0;
+        self.proc = Some(proc);
+        Ok(())
+    }
+
+    /// Stops the process group: the stop signal, the grace period, then SIGKILL.
+    async fn stop(&mut self) {
+        for reply in self.waiting_start.drain(..) {
+            let _ = reply.send(Err("stopped before it could start".into()));
+        }
+        if self.proc.is_none() {
+            if self.snap.state != ServiceState::Stopped && !self.snap.state.is_settled_down() {
+                self.set_state(ServiceState::Stopped, None);
+            }
+            self.backoff_until = None;
+            return;
+        }
+        self.apply(Input::Stop, None);
+        self.terminate().await;
+        self.on_exit(false).await;
+    }
+
+    /// Sends the stop signal to the group and waits for the shim; SIGKILL after the grace period.
+    async fn terminate(&mut self) {
+        let Some(proc) = &self.proc else { return };
+        if let Err(e) = proc.signal_group(self.spec.stop_signal) {
+            tracing::warn!(service = %self.spec.key, "cannot signal: {e}");
+        }
+        if tokio::time::timeout(self.spec.stop_timeout, proc.wait_shim())
+            .await
+            .is_err()
+        {
+            tracing::warn!(service = %self.spec.key, "did not stop within {:?}; killing its process group", self.spec.stop_timeout);
+            let _ = proc.signal_group(libc::SIGKILL);
+            proc.wait_shim().await;
+        }
+    }
+
+    /// The shim exited: record how, then follow the restart policy.
+    async fn on_exit(&mut self, forced: bool) {
+        let Some(proc) = self.proc.take() else { return };
+        if let Some(p) = self.probe.take() {
+            p.abort();
+        }
+        self.next_probe = None;
+        let record = process::read_exit(&self.paths.run_dir);
+        process::clear_run(&self.paths.run_dir);
+        let exit = record
+            .as_ref()
+            .and_then(|r| r.exit)
+            .unwrap_or(ExitReason::Lost);
+        if exit == ExitReason::Lost {
+            // The shim died without a record: make sure nothing of the service runs unseen.
+            process::kill_group(proc.pid, self.spec.stop_timeout).await;
+        }
+        let uptime = self.started.take().map_or(Duration::ZERO, |s| s.elapsed());
+        self.snap.pid = None;
+        self.snap.started_at = None;
+        self.snap.last_exit = Some(exit);
+        self.snap.health = Health::Unknown;
+        if self.snap.state == ServiceState::Stopping {
+            self.apply(
+                Input::Exited {
+                    restart: false,
+                    give_up: false,
+                    success: exit.success(),
+                },
+                None,
+            );
+            return;
+        }
+        let decision = self.tracker.on_exit(Instant::now(), uptime, exit, forced);
+        let (input, msg) = match decision {
+            Decision::Restart(delay) => {
+                self.backoff_until = Some(tokio::time::Instant::now() + delay);
+                let msg = format!(
+                    "{exit}; restarting in {}",
+                    humantime::format_duration(delay)
+                );
+                (
+                    Input::Exited {
+                        restart: true,
+                        give_up: false,
+                        success: exit.success(),
+                    },
+                    msg,
+                )
+            }
+            Decision::GiveUp => {
+                let p = &self.spec.restart;
+                let msg = format!(
+                    "{exit}; gave up after {} failures within {}",
+                    p.max_failures,
+                    humantime::format_duration(p.window)
+                );
+                (
+                    Input::Exited {
+                        restart: false,
+                        give_up: true,
+                        success: exit.success(),
+                    },
+                    msg,
+                )
+            }
+            Decision::StayDown => (
+                Input::Exited {
+                    restart: false,
+                    give_up: false,
+                    success: exit.success(),
+                },
+                exit.to_string(),
+            ),
+        };
+        tracing::info!(service = %self.spec.key, "{msg}");
+        self.apply(input, Some(msg));
+    }
+
+    async fn on_probe(&mut self, result: Result<(), String>) {
+        let Some(check) = self.spec.health.clone() else {
+            return;
+        };
+        if self.proc.is_none() {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                self.consecutive_failures = 0;
+                if self.snap.health != Health::Healthy {
+                    self.set_health(Health::Healthy, None);
+                }
+                self.apply(Input::HealthPassed, None);
+            }
+            Err(reason) => {
+                let booting = self
+                    .started
+                    .is_some_and(|s| s.elapsed() < check.start_period)
+                    && self.snap.health == Health::Unknown;
+                if !booting {
+                    self.consecutive_failures += 1;
+                    if self.consecutive_failures >= check.retries {
+                        let msg = format!(
+                            "health check failed {} times: {reason}",
+                            self.consecutive_failures
+                        );
+                        self.set_health(Health::Unhealthy, Some(reason));
+                        self.apply(Input::HealthFailed, Some(msg));
+                        if self.spec.restart.mode != RestartMode::Never {
+                            tracing::warn!(service = %self.spec.key, "unhealthy; restarting it");
+                            self.terminate().await;
+                            self.on_exit(true).await;
+                            return;
+                        }
+                    }
+                } else {
+                    self.publish_message(Some(format!("starting: {reason}")));
+                }
+            }
+        }
+        self.schedule_probe(check.interval);
+    }
+
+    fn schedule_probe(&mut self, after: Duration) {
+        if self.spec.health.is_some() && self.proc.is_some() {
+            self.next_probe = Some(tokio::time::Instant::now() + after);
+        }
+    }
+
+    fn apply(&mut self, input: Input, message: Option<String>) {
+        let next = self.snap.state.on(input);
+        if next != self.snap.state {
+            self.set_state(next, message);
+        } else if message.is_some() {
+            self.publish_message(message);
+        }
+    }
+
+    fn set_state(&mut self, to: ServiceState, message: Option<String>) {
+        let from = self.snap.state;
+        self.snap.state = to;
+        self.snap.message = message.clone();
+        let event = Event {
+            time: timestamp(),
+            key: self.spec.key.clone(),
+            kind: EventKind::State {
+                from,
+                to,
+                pid: self.snap.pid,
+                exit: self.exit_for_event(to),
+                restarts: self.snap.restarts,
+                message,
+            },
+        };
+        self.ready_tx.send_replace(to);
+        self.hub
+            .publish(&self.spec.key, self.snap.clone(), Some(event));
+    }
+
+    fn exit_for_event(&self, to: ServiceState) -> Option<ExitReason> {
+        matches!(
+            to,
+            ServiceState::Stopped
+                | ServiceState::Exited
+                | ServiceState::Crashed
+                | ServiceState::BackingOff
+                | ServiceState::Failed
+        )
+        .then_some(self.snap.last_exit)
+        .flatten()
+    }
+
+    fn set_health(&mut self, health: Health, message: Option<String>) {
+        self.snap.health = health;
+        let event = Event {
+            time: timestamp(),
+            key: self.spec.key.clone(),
+            kind: EventKind::Health { health, message },
+        };
+        self.hub
+            .publish(&self.spec.key, self.snap.clone(), Some(event));
+    }
+
+    fn publish_message(&mut self, message: Option<String>) {
+        if self.snap.message != message {
+            self.snap.message = message;
+            self.hub.publish(&self.spec.key, self.snap.clone(), None);
+        }
+    }
+
+    /// Publishes the initial snapshot (before any command).
+    pub fn publish_initial(&mut self) {
+        self.hub.publish(&self.spec.key, self.snap.clone(), None);
+    }
+}
+
+async fn wait_proc(proc: Option<&Proc>) {
+    match proc {
+        Some(p) => p.wait_shim().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn wait_probe(probe: Option<&mut JoinHandle<Result<(), String>>>) -> Result<(), String> {
+    match probe {
+        Some(h) => h
+            .await
+            .unwrap_or_else(|e| Err(format!("probe task failed: {e}"))),
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when any dependency's state changes.
+async fn futures_any(deps: &mut [(ServiceKey, watch::Receiver<ServiceState>)]) {
+    if deps.is_empty() {
+        return std::future::pending().await;
+    }
+    let futs = deps.iter_mut().map(|(_, rx)| {
+        Box::pin(async move {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+    });
+    futures_util::future::select_all(futs).await;
+}
+
+/// `KEY=VALUE` lines; `#` comments, blank lines and an `export ` prefix are allowed; quotes around
+/// the value are removed.
+pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let l = l.strip_prefix("export ").unwrap_or(l);
+            let (k, v) = l.split_once('=')?;
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(v);
+            Some((k.trim().to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+/// When a process started, from the kernel's record, for re-adopted services.
+fn process_start_time(pid: u32) -> Option<SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22 (starttime, in clock ticks since boot) follows the parenthesised command name.
+    let after = stat.rsplit_once(')')?.1;
+    let ticks: u64 = after.split_whitespace().nth(19)?.parse().ok()?;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let age = (uptime - ticks as f64 / hz).max(0.0);
+    SystemTime::now().checked_sub(Duration::from_secs_f64(age))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_env_file;
+
+    #[test]
+    fn env_files_allow_comments_export_and_quotes() {
+        let got = parse_env_file("# c\n\nexport A=1\nB = \"two words\"\nC='x=y'\nnot a pair\n");
+        assert_eq!(
+            got,
+            [
+                ("A".into(), "1".into()),
+                ("B".into(), "two words".into()),
+                ("C".into(), "x=y".into())
+            ]
+        );
+    }
+}
