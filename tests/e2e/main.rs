@@ -1,1 +1,10 @@
+//! End-to-end tests: the real `homeport` binary supervising the real fixture app.
 
+// A failed expectation in the harness is a failed test: panicking is the point.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod api;
+mod cli;
+mod logs;
+mod supervision;
+mod util;

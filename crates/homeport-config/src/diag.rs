@@ -95,8 +95,7 @@ impl<'a> Sink<'a> {
     }
 
     pub(crate) fn finish(mut self) -> Vec<Diagnostic> {
-        self.items
-            .sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
+        self.items.sort_by_key(|d| (d.line, d.column));
         self.items.dedup();
         self.items
     }

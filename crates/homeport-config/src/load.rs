@@ -863,9 +863,12 @@ fn check_commands(tree: &Tree, sink: &mut Sink<'_>) {
     }
 }
 
+/// Who claims a port or a database: (user, field, span).
+type Claim = (String, String, Range<usize>);
+
 fn check_ports(tree: &Tree, config: &Config, sink: &mut Sink<'_>) {
     // port -> every (user, field, span) that claims it
-    let mut users: BTreeMap<u16, Vec<(String, String, Range<usize>)>> = BTreeMap::new();
+    let mut users: BTreeMap<u16, Vec<Claim>> = BTreeMap::new();
     if let Some(p) = &tree.agent.port
         && config.agent.port != 0
     {
@@ -1033,7 +1036,7 @@ fn check_cwds(tree: &Tree, config: &Config, origins: &Origins, sink: &mut Sink<'
 }
 
 fn check_databases(tree: &Tree, config: &Config, sink: &mut Sink<'_>) {
-    let mut owners: BTreeMap<&Path, Vec<(String, String, Range<usize>)>> = BTreeMap::new();
+    let mut owners: BTreeMap<&Path, Vec<Claim>> = BTreeMap::new();
     for app in &tree.apps {
         for env in &app.envs {
             let Some(spec) = config

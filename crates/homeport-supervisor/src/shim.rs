@@ -172,7 +172,9 @@ fn run_inner(run_dir: &Path) -> io::Result<()> {
         (None, Some(sig)) => ExitReason::Signal(sig),
         (None, None) => ExitReason::Lost,
     };
-    reap_group(pid, Duration::from_millis(spec.stop_timeout_ms));
+    let grace = Duration::from_millis(spec.stop_timeout_ms);
+    reap_group(pid, grace);
+    stop_descendants(grace);
     // The pipes reach EOF once every process that held them is gone; a daemon that escaped the
     // group could hold them forever, so give up waiting after a while.
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -198,12 +200,68 @@ fn reap_group(pgid: u32, grace: Duration) {
     }
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
+        reap_zombies();
         if killpg(group, None).is_err() {
             return;
         }
         thread::sleep(Duration::from_millis(20));
     }
     let _ = killpg(group, Signal::SIGKILL);
+    thread::sleep(Duration::from_millis(20));
+    reap_zombies();
+}
+
+/// Descendants that left the service's process group (with `setsid`) were re-parented to us as
+/// subreaper; they belong to the service and end with it.
+fn stop_descendants(grace: Duration) {
+    let children = || -> Vec<i32> {
+        let me = std::process::id().to_string();
+        let Ok(dir) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| {
+                        s.rsplit_once(')')
+                            .map(|(_, rest)| rest.split_whitespace().nth(1) == Some(me.as_str()))
+                    })
+                    .unwrap_or(false)
+            })
+            .collect()
+    };
+    let kids = children();
+    if kids.is_empty() {
+        return;
+    }
+    for pid in &kids {
+        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        reap_zombies();
+        if children().is_empty() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    for pid in children() {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    thread::sleep(Duration::from_millis(20));
+    reap_zombies();
+}
+
+/// Collects the exit status of every finished child, so none lingers as a zombie.
+fn reap_zombies() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
 }
 
 fn write_exit(

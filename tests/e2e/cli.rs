@@ -1,0 +1,152 @@
+//! The CLI as a user meets it: output, exit codes, config checking, placeholders.
+
+use homeport_types::ServiceState;
+
+use crate::util::*;
+
+#[test]
+fn config_check_reports_every_problem_and_exits_2() {
+    let env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@"]
+port = @P0@
+restrat = "always"
+
+[apps.a.env.beta.services.web]
+command = ""
+port = @P0@
+depends_on = ["nope"]
+"#,
+    );
+    let out = env.cli(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let file = env.config.display().to_string();
+    for needle in [
+        format!(
+            "{file}:9:1: apps.a.env.prod.services.web.restrat: unknown key `restrat` (did you mean `restart`?)"
+        ),
+        format!(
+            "port {} of a/prod/web is also used by a/beta/web",
+            env.ports[0]
+        ),
+        "apps.a.env.beta.services.web.command: the command is empty".to_owned(),
+        "unknown service `nope`".to_owned(),
+        "5 problems in".to_owned(),
+    ] {
+        assert!(err.contains(&needle), "missing {needle:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn config_check_accepts_a_good_file() {
+    let env = TestEnv::new("[apps.a.env.prod.services.web]\ncommand = [\"@FIXTURE@\"]\n");
+    let out = env.cli(&["config", "check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("ok (1 environments, 1 services)"));
+}
+
+#[test]
+fn status_prints_a_table_and_json() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@", "--port", "{port}"]
+port = @P0@
+autostart = true
+health = { http = "/health", interval = "100ms" }
+"#,
+    );
+    env.start_agent();
+    env.wait_service("a/prod/web", "is healthy", |s| {
+        s.state == ServiceState::Healthy
+    });
+    let table = stdout(&env.cli(&["status"]));
+    let header = table.lines().next().expect("header");
+    for col in [
+        "SERVICE", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "CPU", "MEM", "PORT",
+    ] {
+        assert!(header.contains(col), "{table}");
+    }
+    let row = table.lines().nth(1).expect("row");
+    assert!(
+        row.starts_with("a/prod/web")
+            && row.contains("healthy")
+            && row.contains(&env.ports[0].to_string()),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&env.cli(&["status", "--json"]))).expect("json");
+    assert_eq!(json["services"][0]["state"], "healthy");
+    assert!(
+        json["services"][0]["rss_bytes"]
+            .as_u64()
+            .is_some_and(|r| r > 0),
+        "{json}"
+    );
+}
+
+#[test]
+fn exit_codes_say_what_went_wrong() {
+    let mut env = TestEnv::new("[apps.a.env.prod.services.web]\ncommand = [\"@FIXTURE@\"]\n");
+    let out = env.cli(&["status"]);
+    assert_eq!(out.status.code(), Some(3), "no agent yet");
+    assert!(stderr(&out).contains("not running"), "{}", stderr(&out));
+    env.start_agent();
+    let out = env.cli(&["stop", "zzz"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(stderr(&out).trim(), "homeport: no service matches zzz");
+    assert_eq!(
+        env.cli(&["start", "a/"]).status.code(),
+        Some(2),
+        "a malformed target is a usage error"
+    );
+    let out = env.cli(&["start", "a"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "a/prod/web: running");
+    let out = env.cli(&["restart", "a/prod"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = env.cli(&["stop", "a/prod/web"]);
+    assert_eq!(stdout(&out).trim(), "a/prod/web: stopped");
+}
+
+#[test]
+fn placeholders_env_vars_and_env_files_reach_the_service() {
+    let env_file = "MODE=from-file\nexport QUOTED=\"two words\"\n";
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod]
+autostart = true
+databases = { main = "@HOME@/main.db" }
+env = { SHARED = "{app}-{env}" }
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@", "--port", "{port}", "--db", "{db.main}", "--print-env", "SHARED", "--print-env", "MODE", "--print-env", "QUOTED", "--print-env", "PORT", "--print-env", "DB"]
+env = { DB = "{db.main}" }
+env_file = "@HOME@/web.env"
+port = @P0@
+"#,
+    );
+    std::fs::write(env.dir.path().join("web.env"), env_file).expect("env file");
+    env.start_agent();
+    let log = env.log_file("a", "prod", "web");
+    env.wait_until("the service is listening", || {
+        read(&log).contains("listening on").then_some(())
+    });
+    let text = read(&log);
+    let db = env.dir.path().join("main.db").display().to_string();
+    for needle in [
+        "env SHARED=a-prod".to_owned(),
+        "env MODE=from-file".to_owned(),
+        "env QUOTED=two words".to_owned(),
+        format!("env PORT={}", env.ports[0]),
+        format!("env DB={db}"),
+        format!("database {db} ready"),
+    ] {
+        assert!(text.contains(&needle), "missing {needle:?} in\n{text}");
+    }
+    let rows: i64 = rusqlite::Connection::open(&db)
+        .and_then(|c| c.query_row("SELECT COUNT(*) FROM hits", [], |r| r.get(0)))
+        .expect("the fixture wrote its database");
+    assert!(rows >= 1);
+}

@@ -1,0 +1,390 @@
+//! Starting, stopping, restarting and re-adopting real processes.
+
+use homeport_types::{Action, ExitReason, Health, ServiceState, Target};
+
+use crate::util::*;
+
+#[test]
+fn dependents_wait_until_their_dependency_is_healthy() {
+    // `web` exits (and, with restart = "never", stays crashed) if it starts before `db` has
+    // written its ready file; `db` becomes healthy only once the file exists.
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod]
+autostart = true
+
+[apps.a.env.prod.services.db]
+command = "sleep 0.5 && touch {data_dir}/ready && exec @FIXTURE@"
+shell = true
+health = { command = "test -f {data_dir}/ready", interval = "100ms" }
+
+[apps.a.env.prod.services.web]
+command = "test -f {data_dir}/ready || exit 7; exec @FIXTURE@ --port {port}"
+shell = true
+port = @P0@
+health = { http = "/health", interval = "100ms" }
+depends_on = ["db"]
+restart = "never"
+"#,
+    );
+    env.start_agent();
+    let web = env.wait_service("a/prod/web", "is healthy", |s| {
+        s.state == ServiceState::Healthy
+    });
+    assert_eq!(web.restarts, 0);
+    assert_eq!(web.last_exit, None, "web never ran before db was ready");
+    assert_eq!(
+        web.url.as_deref(),
+        Some(format!("http://127.0.0.1:{}/", env.ports[0]).as_str())
+    );
+    let status = env.status();
+    assert_eq!(service(&status, "a/prod/db").health, Health::Healthy);
+}
+
+#[test]
+fn stop_ends_the_whole_process_group_including_grandchildren() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.spawner]
+command = ["@FIXTURE@", "--grandchild"]
+autostart = true
+"#,
+    );
+    env.start_agent();
+    let log = env.log_file("a", "prod", "spawner");
+    let grandchild: u32 = env.wait_until("the grandchild pid is logged", || {
+        read(&log)
+            .lines()
+            .find_map(|l| l.split("grandchild pid ").nth(1)?.trim().parse().ok())
+    });
+    let main = env
+        .wait_service("a/prod/spawner", "runs", |s| {
+            s.state == ServiceState::Running
+        })
+        .pid
+        .expect("pid");
+    assert!(alive(grandchild) && alive(main));
+    let out = env.cli(&["stop", "a/prod/spawner"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!alive(main), "the service is gone");
+    env.wait_until("the grandchild is gone", || {
+        (!alive(grandchild)).then_some(())
+    });
+    let svc = service(&env.status(), "a/prod/spawner").clone();
+    assert_eq!(svc.state, ServiceState::Stopped);
+    assert_eq!(svc.pid, None);
+}
+
+#[test]
+fn a_service_that_ignores_sigterm_is_killed_after_its_grace_period() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.stubborn]
+command = ["@FIXTURE@", "--ignore-term"]
+autostart = true
+stop_timeout = "500ms"
+"#,
+    );
+    env.start_agent();
+    let log = env.log_file("a", "prod", "stubborn");
+    env.wait_until("it ignores SIGTERM", || {
+        read(&log).contains("ignoring SIGTERM").then_some(())
+    });
+    let pid = service(&env.status(), "a/prod/stubborn").pid.expect("pid");
+    let out = env.cli(&["stop", "a/prod/stubborn"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!alive(pid));
+    let svc = service(&env.status(), "a/prod/stubborn").clone();
+    assert_eq!(svc.state, ServiceState::Stopped);
+    assert_eq!(svc.last_exit, Some(ExitReason::Signal(9)));
+}
+
+#[test]
+fn a_crash_loop_backs_off_gives_up_and_start_resets_it() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.crashy]
+command = ["@FIXTURE@", "--crash-after", "20", "--exit-code", "3"]
+autostart = true
+restart = { policy = "on-failure", backoff_min = "20ms", backoff_max = "100ms", max_failures = 4, window = "1m" }
+"#,
+    );
+    env.start_agent();
+    let svc = env.wait_service("a/prod/crashy", "gives up", |s| {
+        s.state == ServiceState::Failed
+    });
+    assert_eq!(
+        svc.restarts, 3,
+        "three restarts, then the fourth failure gives up"
+    );
+    assert_eq!(svc.last_exit, Some(ExitReason::Code(3)));
+    assert!(
+        svc.message
+            .as_deref()
+            .is_some_and(|m| m.contains("gave up after 4 failures")),
+        "{svc:?}"
+    );
+
+    // Every transition is in state.db.
+    let db = rusqlite::Connection::open(env.data.join("state.db")).expect("open state.db");
+    let backoffs: i64 = db
+        .query_row("SELECT COUNT(*) FROM events WHERE service = 'a/prod/crashy' AND to_state = 'backing_off'", [], |r| r.get(0))
+        .expect("query");
+    assert_eq!(backoffs, 3);
+
+    // A manual start forgets the loop and tries again.
+    let outcomes = env
+        .block_on(env.client().act(
+            Action::Start,
+            &"a/prod/crashy".parse::<Target>().expect("target"),
+        ))
+        .expect("start");
+    assert_eq!(outcomes.len(), 1);
+    assert!(outcomes[0].error.is_none(), "{outcomes:?}");
+    env.wait_service("a/prod/crashy", "restarts again", |s| s.restarts > 3);
+}
+
+#[test]
+fn restart_policies_never_and_always() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod]
+autostart = true
+[apps.a.env.prod.services.once]
+command = ["@FIXTURE@", "--crash-after", "10", "--exit-code", "5"]
+restart = "never"
+[apps.a.env.prod.services.again]
+command = ["@FIXTURE@", "--lines", "1", "--exit-after-lines"]
+restart = { policy = "always", backoff_min = "10ms", max_failures = 1000 }
+[apps.a.env.prod.services.clean]
+command = ["@FIXTURE@", "--exit-after-lines"]
+"#,
+    );
+    env.start_agent();
+    let once = env.wait_service("a/prod/once", "crashed", |s| {
+        s.state == ServiceState::Crashed
+    });
+    assert_eq!(
+        (once.restarts, once.last_exit),
+        (0, Some(ExitReason::Code(5)))
+    );
+    env.wait_service("a/prod/again", "restarted after clean exits", |s| {
+        s.restarts >= 3
+    });
+    let clean = env.wait_service("a/prod/clean", "exited", |s| {
+        s.state == ServiceState::Exited
+    });
+    assert_eq!(
+        (clean.restarts, clean.last_exit),
+        (0, Some(ExitReason::Code(0))),
+        "on-failure leaves a clean exit down"
+    );
+}
+
+#[test]
+fn failing_health_checks_restart_the_service() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.sick]
+command = ["@FIXTURE@", "--port", "{port}", "--fail-health"]
+port = @P0@
+autostart = true
+health = { http = "/health", interval = "50ms", retries = 2, start_period = "0s" }
+restart = { policy = "on-failure", backoff_min = "10ms", max_failures = 100 }
+"#,
+    );
+    env.start_agent();
+    let svc = env.wait_service("a/prod/sick", "was restarted for failing health", |s| {
+        s.restarts >= 2
+    });
+    let db = rusqlite::Connection::open(env.data.join("state.db")).expect("open state.db");
+    let unhealthy: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE service = 'a/prod/sick' AND to_state = 'unhealthy'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("query");
+    assert!(
+        unhealthy >= 2,
+        "each restart follows an unhealthy verdict: {unhealthy}, {svc:?}"
+    );
+}
+
+#[test]
+fn a_taken_port_is_refused_and_its_holder_named() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@", "--port", "{port}"]
+port = @P0@
+"#,
+    );
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", env.ports[0])).expect("bind");
+    env.start_agent();
+    let out = env.cli(&["start", "a/prod/web"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "port {} is already in use by pid {}",
+            env.ports[0],
+            std::process::id()
+        )),
+        "{err}"
+    );
+    let svc = service(&env.status(), "a/prod/web").clone();
+    assert_eq!(svc.state, ServiceState::Failed);
+    assert_eq!(svc.restarts, 0, "no restart loop on a taken port");
+    drop(squatter);
+    let out = env.cli(&["start", "a/prod/web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn services_survive_an_agent_kill_and_are_re_adopted_without_a_second_copy() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@", "--port", "{port}"]
+port = @P0@
+autostart = true
+health = { http = "/health", interval = "100ms" }
+"#,
+    );
+    env.start_agent();
+    let before = env.wait_service("a/prod/web", "is healthy", |s| {
+        s.state == ServiceState::Healthy
+    });
+    let pid = before.pid.expect("pid");
+    env.kill_agent_hard();
+
+    // Production keeps serving while no agent runs, and its log lines are still captured.
+    let (code, body) = raw_http(
+        env.ports[0],
+        "GET /while-the-agent-is-dead HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(alive(pid));
+
+    env.start_agent();
+    let after = env.wait_service("a/prod/web", "is healthy again", |s| {
+        s.state == ServiceState::Healthy
+    });
+    assert_eq!(after.pid, Some(pid), "the same process, re-adopted");
+    assert_eq!(after.restarts, 0);
+    let log = read(&env.log_file("a", "prod", "web"));
+    assert_eq!(
+        log.matches("listening on").count(),
+        1,
+        "started once:\n{log}"
+    );
+    assert!(
+        log.contains("request 1 for /while-the-agent-is-dead"),
+        "{log}"
+    );
+
+    // The re-adopted service is fully supervised: a stop reaches it.
+    let out = env.cli(&["stop", "a/prod/web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!alive(pid));
+}
+
+#[test]
+fn a_service_whose_log_holder_died_is_stopped_not_left_unsupervised() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@", "--port", "{port}"]
+port = @P0@
+autostart = true
+"#,
+    );
+    env.start_agent();
+    let pid = env
+        .wait_service("a/prod/web", "runs", |s| s.state == ServiceState::Running)
+        .pid
+        .expect("pid");
+    env.kill_agent_hard();
+    let shim: serde_json::Value =
+        serde_json::from_str(&read(&env.data.join("run/a/prod/web/shim.json")))
+            .expect("shim record");
+    let shim_pid = shim["shim_pid"].as_u64().expect("shim pid") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill shim");
+    env.wait_until("the shim is gone", || {
+        (!alive(shim_pid as u32)).then_some(())
+    });
+
+    env.start_agent();
+    // The orphan is stopped, then autostart brings up exactly one fresh copy.
+    let svc = env.wait_service("a/prod/web", "runs again", |s| {
+        s.state == ServiceState::Running && s.pid != Some(pid)
+    });
+    assert!(!alive(pid), "the unsupervised copy is gone");
+    assert!(svc.pid.is_some_and(alive));
+}
+
+#[test]
+fn sigterm_stops_every_service_and_the_agent_exits_zero() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod]
+autostart = true
+[apps.a.env.prod.services.one]
+command = ["@FIXTURE@"]
+[apps.a.env.prod.services.two]
+command = ["@FIXTURE@", "--grandchild"]
+depends_on = ["one"]
+"#,
+    );
+    env.start_agent();
+    let s1 = env.wait_service("a/prod/one", "runs", |s| s.state == ServiceState::Running);
+    let s2 = env.wait_service("a/prod/two", "runs", |s| s.state == ServiceState::Running);
+    let status = env.stop_agent().expect("agent was running");
+    assert_eq!(status.code(), Some(0), "{}", env.agent_log());
+    assert!(!alive(s1.pid.expect("pid")) && !alive(s2.pid.expect("pid")));
+    assert!(
+        !env.data.join("agent.json").exists(),
+        "the endpoint file is removed"
+    );
+}
+
+#[test]
+fn a_second_agent_refuses_to_start() {
+    let mut env = TestEnv::new("");
+    env.start_agent();
+    let out = env.cli(&["agent"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("already running")
+            && err.contains(&format!("pid {}", env.agent_pid().expect("pid"))),
+        "{err}"
+    );
+}
+
+#[test]
+fn restart_counts_survive_an_agent_restart() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.crashy]
+command = ["@FIXTURE@", "--crash-after", "10"]
+autostart = true
+restart = { policy = "on-failure", backoff_min = "10ms", max_failures = 2, window = "1m" }
+"#,
+    );
+    env.start_agent();
+    env.wait_service("a/prod/crashy", "gives up", |s| {
+        s.state == ServiceState::Failed
+    });
+    env.stop_agent();
+    env.write_config("[apps.a.env.prod.services.crashy]\ncommand = [\"@FIXTURE@\"]\n");
+    env.start_agent();
+    let svc = service(&env.status(), "a/prod/crashy").clone();
+    assert_eq!(svc.restarts, 1);
+    assert_eq!(svc.last_exit, Some(ExitReason::Code(1)));
+}

@@ -1,0 +1,318 @@
+//! The test environment: a temp home with a config, the real `homeport` binary running as the
+//! agent, and helpers that wait on conditions with deadlines (never fixed sleeps).
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use homeport_client::Client;
+use homeport_types::{ServiceStatus, StatusSnapshot};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+/// How long any wait in these tests may take before it counts as a failure.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn homeport_bin() -> PathBuf {
+    // The fixture and the homeport binary are built into the same target folder.
+    let fixture = PathBuf::from(env!("CARGO_BIN_EXE_homeport-fixture"));
+    let bin = fixture.with_file_name("homeport");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before the tests",
+        bin.display()
+    );
+    bin
+}
+
+pub fn fixture_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_homeport-fixture"))
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().expect("local addr").port()
+}
+
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub data: PathBuf,
+    pub ports: Vec<u16>,
+    agent: Option<Child>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl TestEnv {
+    /// Writes `config` with `@FIXTURE@`, `@DATA@`, `@HOME@` and `@P0@`..`@P3@` (free ports) filled in.
+    pub fn new(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+        let mut text = config
+            .replace("@FIXTURE@", &fixture_bin().display().to_string())
+            .replace("@DATA@", &data.display().to_string())
+            .replace("@HOME@", &dir.path().display().to_string());
+        for (i, p) in ports.iter().enumerate() {
+            text = text.replace(&format!("@P{i}@"), &p.to_string());
+        }
+        let text = format!(
+            "[agent]\nport = 0\ndata_dir = \"{}\"\n\n{text}",
+            data.display()
+        );
+        let config = dir.path().join("homeport.toml");
+        fs::write(&config, text).expect("write config");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        Self {
+            dir,
+            config,
+            data,
+            ports,
+            agent: None,
+            rt,
+        }
+    }
+
+    pub fn write_config(&self, body: &str) {
+        let text = format!(
+            "[agent]\nport = 0\ndata_dir = \"{}\"\n\n{}",
+            self.data.display(),
+            body.replace("@FIXTURE@", &fixture_bin().display().to_string())
+        );
+        fs::write(&self.config, text).expect("rewrite config");
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(homeport_bin());
+        c.arg("--config")
+            .arg(&self.config)
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join(".config"))
+            .env("XDG_DATA_HOME", self.dir.path().join(".local/share"))
+            .env_remove("HOMEPORT_CONFIG")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Starts `homeport agent` and waits until its API answers.
+    pub fn start_agent(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("agent log");
+        let child = self
+            .command()
+            .arg("agent")
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn agent");
+        let pid = child.id();
+        self.agent = Some(child);
+        self.wait_until("the agent answers", || {
+            let ep = homeport_client::Client::discover(&self.data).ok()?;
+            let status = self.rt.block_on(ep.status()).ok()?;
+            (status.agent.pid == pid).then_some(())
+        });
+    }
+
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.agent.as_ref().map(Child::id)
+    }
+
+    pub fn agent_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL to the agent alone, as a crash would.
+    pub fn kill_agent_hard(&mut self) {
+        if let Some(mut child) = self.agent.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM to the agent; returns how it exited.
+    pub fn stop_agent(&mut self) -> Option<ExitStatus> {
+        let mut child = self.agent.take()?;
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if start.elapsed() > DEADLINE {
+                let _ = child.kill();
+                panic!(
+                    "the agent did not exit within {DEADLINE:?} of SIGTERM\n{}",
+                    self.agent_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::discover(&self.data).expect("agent endpoint")
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    pub fn status(&self) -> StatusSnapshot {
+        self.rt.block_on(self.client().status()).expect("status")
+    }
+
+    /// Polls until `check` returns Some, or fails the test after [`DEADLINE`].
+    pub fn wait_until<T>(&self, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = check() {
+                return v;
+            }
+            if start.elapsed() > DEADLINE {
+                panic!(
+                    "timed out waiting until {what}\n--- agent log ---\n{}",
+                    self.agent_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Waits until the service `key` satisfies `pred`, and returns its status.
+    pub fn wait_service(
+        &self,
+        key: &str,
+        what: &str,
+        pred: impl Fn(&ServiceStatus) -> bool,
+    ) -> ServiceStatus {
+        let start = Instant::now();
+        loop {
+            let s = self.status();
+            let last = service(&s, key).clone();
+            if pred(&last) {
+                return last;
+            }
+            if start.elapsed() > DEADLINE {
+                panic!(
+                    "timed out waiting until {key} {what}; last: {last:#?}\n--- agent log ---\n{}",
+                    self.agent_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Runs the CLI with this environment's config.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("run homeport")
+    }
+
+    /// The lines of a service's current log file.
+    pub fn log_file(&self, app: &str, env: &str, svc: &str) -> PathBuf {
+        self.data
+            .join("logs")
+            .join(app)
+            .join(env)
+            .join(format!("{svc}.log"))
+    }
+
+    /// Every service process group recorded in the run folders.
+    fn recorded_groups(&self) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        let run = self.data.join("run");
+        for app in fs::read_dir(&run).into_iter().flatten().flatten() {
+            for env in fs::read_dir(app.path()).into_iter().flatten().flatten() {
+                for svc in fs::read_dir(env.path()).into_iter().flatten().flatten() {
+                    if let Ok(text) = fs::read_to_string(svc.path().join("shim.json"))
+                        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                    {
+                        let n = |k: &str| {
+                            v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0) as u32
+                        };
+                        out.push((n("shim_pid"), n("pid")));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if self.agent.is_some() {
+            let _ = self.stop_agent();
+        }
+        // Whatever a failed test left running must not outlive it.
+        for (shim, pid) in self.recorded_groups() {
+            if pid > 0 {
+                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+            if shim > 0 {
+                let _ = kill(Pid::from_raw(shim as i32), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+pub fn service<'a>(s: &'a StatusSnapshot, key: &str) -> &'a ServiceStatus {
+    s.services
+        .iter()
+        .find(|x| x.key.to_string() == key)
+        .unwrap_or_else(|| panic!("no service {key} in {s:#?}"))
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+/// Sends a raw HTTP/1.1 request and returns the status code and body.
+pub fn raw_http(port: u16, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    s.write_all(request.as_bytes()).expect("write");
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let code = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_default()
+}
