@@ -266,3 +266,15 @@ fn the_example_config_is_valid() {
         panic!("the example config must load:\n{d}");
     }
 }
+
+#[test]
+fn the_demo_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/demo.toml");
+    let text = std::fs::read_to_string(&path).expect("demo config exists");
+    let text = text
+        .replace("@FIXTURE@", "/usr/bin/true")
+        .replace("@DEMO@", "/tmp/homeport-demo");
+    if let Err(d) = load_str(&path, &text) {
+        panic!("the demo config must load:\n{d}");
+    }
+}

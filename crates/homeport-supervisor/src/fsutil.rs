@@ -9,6 +9,26 @@ use std::path::Path;
 /// one, never a mix: write a temp file beside it, fsync it, rename it over, fsync the folder.
 /// `mode` is applied to the temp file at creation, so the content is never readable by others.
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    replace_file(path, bytes, mode, Durability::Disk)
+}
+
+/// How much a write must survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// A power loss: fsync the file and its folder. For config, tokens and state.
+    Disk,
+    /// A process crash only: temp file and rename, no fsync. For run records that describe live
+    /// processes, which a power loss ends anyway; skipping two fsyncs keeps restarts fast.
+    Process,
+}
+
+/// [`atomic_write`] with a choice of [`Durability`].
+pub fn replace_file(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    durability: Durability,
+) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -28,9 +48,14 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
             .mode(mode)
             .open(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durability == Durability::Disk {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        if durability == Durability::Disk {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

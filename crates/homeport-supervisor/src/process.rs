@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::fsutil::{atomic_write, create_private_dir};
+use crate::fsutil::{Durability, create_private_dir, replace_file};
 use crate::shim::{EXIT_FILE, ExitRecord, Handshake, RECORD_FILE, SPEC_FILE, ShimRecord, ShimSpec};
 
 /// A running service as the agent knows it: its shim (which outlives the agent) and its pid.
@@ -100,7 +100,7 @@ pub async fn spawn(shim_exe: &Path, run_dir: &Path, spec: &ShimSpec) -> Result<P
     }
     let body =
         serde_json::to_vec_pretty(spec).map_err(|e| SpawnError::Shim(io::Error::other(e)))?;
-    atomic_write(&run_dir.join(SPEC_FILE), &body, 0o600)
+    replace_file(&run_dir.join(SPEC_FILE), &body, 0o600, Durability::Process)
         .map_err(|e| SpawnError::Prepare(run_dir.to_path_buf(), e))?;
     let shim_log = fs::File::create(run_dir.join("shim.log")).map_err(SpawnError::Shim)?;
 

@@ -19,6 +19,8 @@ use crate::process::{self, Found, Proc};
 use crate::restart::{Decision, RestartTracker};
 use crate::shim::ShimSpec;
 
+const FIRST_BOOT_PROBE: Duration = Duration::from_millis(50);
+
 /// Paths and limits a service task needs besides its spec.
 #[derive(Debug, Clone)]
 pub struct ServicePaths {
@@ -64,6 +66,9 @@ pub struct ServiceTask {
     probe: Option<JoinHandle<Result<(), String>>>,
     next_probe: Option<tokio::time::Instant>,
     consecutive_failures: u32,
+    /// Until the first passing probe, probes come quickly (doubling from 50 ms up to the
+    /// interval), so dependents start as soon as a service is ready rather than an interval later.
+    boot_delay: Duration,
 }
 
 impl ServiceTask {
@@ -101,6 +106,7 @@ impl ServiceTask {
             probe: None,
             next_probe: None,
             consecutive_failures: 0,
+            boot_delay: FIRST_BOOT_PROBE,
         }
     }
 
@@ -292,6 +298,7 @@ impl ServiceTask {
         self.snap.health = Health::Unknown;
         self.started = Some(Instant::now());
         self.consecutive_failures = 0;
+        self.boot_delay = FIRST_BOOT_PROBE;
         self.proc = Some(proc);
         Ok(())
     }
@@ -365,7 +372,7 @@ impl ServiceTask {
         let decision = self.tracker.on_exit(Instant::now(), uptime, exit, forced);
         let (input, msg) = match decision {
             Decision::Restart(delay) => {
-                self.backoff_until = Some(tokio::time::Instant::now() + delay);
+                self.backoff_until = (!delay.is_zero()).then(|| tokio::time::Instant::now() + delay);
                 let msg = format!(
                     "{exit}; restarting in {}",
                     humantime::format_duration(delay)
@@ -406,6 +413,11 @@ impl ServiceTask {
         };
         tracing::info!(service = %self.spec.key, "{msg}");
         self.apply(input, Some(msg));
+        if self.snap.state == ServiceState::BackingOff && self.backoff_until.is_none() {
+            // No delay: restart now rather than on the timer's next tick.
+            self.snap.restarts += 1;
+            self.apply(Input::BackoffElapsed, None);
+        }
     }
 
     async fn on_probe(&mut self, result: Result<(), String>) {
@@ -449,7 +461,13 @@ impl ServiceTask {
                 }
             }
         }
-        self.schedule_probe(check.interval);
+        if self.snap.health == Health::Healthy {
+            self.schedule_probe(check.interval);
+        } else {
+            let delay = self.boot_delay.min(check.interval);
+            self.boot_delay = (self.boot_delay * 2).min(check.interval);
+            self.schedule_probe(delay);
+        }
     }
 
     fn schedule_probe(&mut self, after: Duration) {

@@ -29,7 +29,7 @@ use nix::sys::signal::{SigHandler, Signal, killpg, signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::atomic_write;
+use crate::fsutil::{Durability, replace_file};
 use crate::logfile::{LogWriter, timestamp};
 
 /// What the shim runs and where it writes.
@@ -150,7 +150,7 @@ fn run_inner(run_dir: &Path) -> io::Result<()> {
     };
     drop(cmd); // closes our copies of the pipes' write ends
     let pid = child.id();
-    atomic_write(
+    replace_file(
         &run_dir.join(RECORD_FILE),
         &serde_json::to_vec(&ShimRecord {
             shim_pid: std::process::id(),
@@ -158,13 +158,20 @@ fn run_inner(run_dir: &Path) -> io::Result<()> {
         })
         .map_err(io::Error::other)?,
         0o600,
+        Durability::Process,
     )?;
     handshake(&Handshake::Running { pid });
 
-    let readers = [(out_r, Stream::Stdout), (err_r, Stream::Stderr)].map(|(pipe, stream)| {
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    for (pipe, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
         let log = Arc::clone(&log);
-        thread::spawn(move || pump(pipe, stream, &log))
-    });
+        let done = done_tx.clone();
+        thread::spawn(move || {
+            pump(pipe, stream, &log);
+            let _ = done.send(());
+        });
+    }
+    drop(done_tx);
 
     let status = child.wait()?;
     let exit = match (status.code(), status.signal()) {
@@ -178,12 +185,12 @@ fn run_inner(run_dir: &Path) -> io::Result<()> {
     // The pipes reach EOF once every process that held them is gone; a daemon that escaped the
     // group could hold them forever, so give up waiting after a while.
     let deadline = Instant::now() + Duration::from_secs(2);
-    for r in readers {
-        while !r.is_finished() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(10));
-        }
-        if r.is_finished() {
-            let _ = r.join();
+    for _ in 0..2 {
+        if done_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_err()
+        {
+            break;
         }
     }
     if let Ok(mut log) = log.lock() {
@@ -214,6 +221,12 @@ fn reap_group(pgid: u32, grace: Duration) {
 /// Descendants that left the service's process group (with `setsid`) were re-parented to us as
 /// subreaper; they belong to the service and end with it.
 fn stop_descendants(grace: Duration) {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    // The common case, no child left at all, costs one syscall instead of a /proc scan.
+    match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        Err(nix::errno::Errno::ECHILD) => return,
+        Ok(WaitStatus::StillAlive) | Ok(_) | Err(_) => {}
+    }
     let children = || -> Vec<i32> {
         let me = std::process::id().to_string();
         let Ok(dir) = fs::read_dir("/proc") else {
@@ -274,10 +287,11 @@ fn write_exit(
         spawn_error,
         time: timestamp(),
     };
-    atomic_write(
+    replace_file(
         &run_dir.join(EXIT_FILE),
         &serde_json::to_vec(&rec).map_err(io::Error::other)?,
         0o600,
+        Durability::Process,
     )
 }
 

@@ -1,0 +1,396 @@
+//! Benchmarks of the agent against baselines measured in the same run. Prints a Markdown table
+//! (see docs/benchmarks.md). Build in release mode first:
+//!
+//! ```text
+//! cargo build --release --bins && target/release/homeport-bench [--idle-secs 60] [--runs 3]
+//! ```
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+struct Bins {
+    homeport: PathBuf,
+    fixture: PathBuf,
+}
+
+struct Row {
+    name: &'static str,
+    baseline: String,
+    homeport: String,
+    ratio: String,
+    goal: &'static str,
+}
+
+fn main() -> Res<()> {
+    let mut idle_secs = 60u64;
+    let mut runs = 3usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--idle-secs" => idle_secs = args.next().ok_or("--idle-secs N")?.parse()?,
+            "--runs" => runs = args.next().ok_or("--runs N")?.parse()?,
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    let me = std::env::current_exe()?;
+    let bins = Bins {
+        homeport: me.with_file_name("homeport"),
+        fixture: me.with_file_name("homeport-fixture"),
+    };
+    for b in [&bins.homeport, &bins.fixture] {
+        if !b.exists() {
+            return Err(format!("{} is missing: cargo build --release --bins", b.display()).into());
+        }
+    }
+    let rows = vec![
+        respawn(&bins, runs)?,
+        log_capture(&bins, runs)?,
+        start_20(&bins, runs)?,
+        idle(&bins, idle_secs)?,
+    ];
+    println!("| benchmark | baseline (same run) | homeport | ratio | goal |");
+    println!("|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r.name, r.baseline, r.homeport, r.ratio, r.goal
+        );
+    }
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A temp folder with a config and a running agent; the agent is stopped (SIGTERM) on drop.
+struct Agent {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Agent {
+    fn start(bins: &Bins, body: &str) -> Res<Self> {
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("data");
+        let config = dir.path().join("homeport.toml");
+        fs::write(
+            &config,
+            format!(
+                "[agent]\nport = 0\ndata_dir = \"{}\"\n{}",
+                data.display(),
+                body.replace("@FIXTURE@", &bins.fixture.display().to_string())
+            ),
+        )?;
+        let child = Command::new(&bins.homeport)
+            .arg("--config")
+            .arg(&config)
+            .arg("agent")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.path().join("agent.log"))?)
+            .spawn()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Self { dir, child, rt })
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Polls status every 2 ms until `pred` holds for it.
+    fn wait(
+        &self,
+        limit: Duration,
+        pred: impl Fn(&homeport_types::StatusSnapshot) -> bool,
+    ) -> Res<Instant> {
+        let start = Instant::now();
+        loop {
+            if let Ok(c) = homeport_client::Client::discover(&self.data())
+                && let Ok(s) = self.rt.block_on(c.status())
+                && pred(&s)
+            {
+                return Ok(Instant::now());
+            }
+            if start.elapsed() > limit {
+                return Err(format!(
+                    "timed out; agent log:\n{}",
+                    fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+                )
+                .into());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SAFETY: kill with a pid we spawned.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn all_running(n: usize) -> impl Fn(&homeport_types::StatusSnapshot) -> bool {
+    move |s| {
+        s.services.len() == n
+            && s.services
+                .iter()
+                .all(|x| x.state == homeport_types::ServiceState::Running)
+    }
+}
+
+/// Crash → respawn: a service that exits at once, restarted with a backoff floor of 0, vs a loop
+/// that spawns and waits for the same program.
+fn respawn(bins: &Bins, runs: usize) -> Res<Row> {
+    const CYCLES: usize = 200;
+    let mut base = Vec::new();
+    let mut ours = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        for _ in 0..CYCLES {
+            Command::new(&bins.fixture)
+                .args(["--lines", "1", "--exit-after-lines"])
+                .stdout(Stdio::null())
+                .status()?;
+        }
+        base.push(t.elapsed().as_secs_f64() * 1000.0 / CYCLES as f64);
+
+        let agent = Agent::start(
+            bins,
+            r#"[apps.b.env.p.services.cycler]
+command = ["@FIXTURE@", "--lines", "1", "--exit-after-lines"]
+autostart = true
+restart = { policy = "always", backoff_min = "0s", backoff_max = "0s", max_failures = 1000000, window = "1s" }
+"#,
+        )?;
+        let want = CYCLES as u64 + 20;
+        agent.wait(Duration::from_secs(120), |s| {
+            s.services.first().is_some_and(|x| x.restarts >= want)
+        })?;
+        // The log holder stamps each run's first line: consecutive stamps are the cycle time.
+        let log = fs::read_to_string(agent.data().join("logs/b/p/cycler.log"))?;
+        let stamps: Vec<f64> = log
+            .lines()
+            .filter_map(|l| stamp_secs(l.split(' ').next()?))
+            .collect();
+        let window = &stamps[10..10 + CYCLES];
+        ours.push((window[CYCLES - 1] - window[0]) * 1000.0 / (CYCLES - 1) as f64);
+    }
+    let (b, o) = (median(base), median(ours));
+    Ok(Row {
+        name: "crash → respawn cycle, backoff floor 0 (per cycle)",
+        baseline: format!("{b:.2} ms (spawn + wait loop)"),
+        homeport: format!("{o:.2} ms"),
+        ratio: format!("{:.2}×", o / b),
+        goal: "≤ 1.2×",
+    })
+}
+
+/// Seconds of an RFC 3339 `...THH:MM:SS.ffffffZ` stamp within its day.
+fn stamp_secs(s: &str) -> Option<f64> {
+    let t = s.split('T').nth(1)?.trim_end_matches('Z');
+    let mut it = t.split(':');
+    let h: f64 = it.next()?.parse().ok()?;
+    let m: f64 = it.next()?.parse().ok()?;
+    let sec: f64 = it.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + sec)
+}
+
+/// 2,000,000 lines of 100 bytes through the log holder vs straight into a file.
+fn log_capture(bins: &Bins, runs: usize) -> Res<Row> {
+    const LINES: u64 = 2_000_000;
+    let args = [
+        "--lines",
+        "2000000",
+        "--line-bytes",
+        "100",
+        "--exit-after-lines",
+    ];
+    let mut direct = Vec::new();
+    let mut shim = Vec::new();
+    let mut lost = 0i64;
+    for _ in 0..runs {
+        let dir = tempfile::tempdir()?;
+        let out = fs::File::create(dir.path().join("direct.log"))?;
+        let t = Instant::now();
+        Command::new(&bins.fixture)
+            .args(args)
+            .stdout(out)
+            .status()?;
+        direct.push(t.elapsed().as_secs_f64());
+
+        let run = dir.path().join("run");
+        fs::create_dir_all(&run)?;
+        let log = dir.path().join("svc.log");
+        let spec = serde_json::json!({
+            "argv": std::iter::once(bins.fixture.display().to_string()).chain(args.iter().map(|s| s.to_string())).collect::<Vec<_>>(),
+            "cwd": dir.path(),
+            "env": {},
+            "log_path": log,
+            "log_max_bytes": 10 * 1024 * 1024,
+            "log_keep": 1000,
+            "stop_timeout_ms": 1000,
+        });
+        fs::write(run.join("spec.json"), serde_json::to_vec(&spec)?)?;
+        let t = Instant::now();
+        Command::new(&bins.homeport)
+            .arg("shim")
+            .arg(&run)
+            .stdout(Stdio::null())
+            .status()?;
+        shim.push(t.elapsed().as_secs_f64());
+        lost = LINES as i64 - count_lines(&log)? as i64;
+    }
+    let (d, s) = (median(direct), median(shim));
+    let mb = (LINES * 100) as f64 / 1e6;
+    Ok(Row {
+        name: "log capture, 2,000,000 × 100-byte lines (throughput)",
+        baseline: format!("{:.0} MB/s ({d:.2} s, stdout to a file)", mb / d),
+        homeport: format!("{:.0} MB/s ({s:.2} s), {lost} lines lost", mb / s),
+        ratio: format!("{:.2}× of direct", d / s),
+        goal: "≥ 0.8×, 0 lost",
+    })
+}
+
+/// Lines in a log and its rotations.
+fn count_lines(log: &Path) -> Res<u64> {
+    let mut n = 0;
+    for i in 0..1000 {
+        let p = if i == 0 {
+            log.to_path_buf()
+        } else {
+            PathBuf::from(format!("{}.{i}", log.display()))
+        };
+        let Ok(f) = fs::File::open(&p) else { break };
+        n += BufReader::new(f).split(b'\n').count() as u64;
+    }
+    Ok(n)
+}
+
+fn twenty_services() -> String {
+    (0..20)
+        .map(|i| format!("[apps.b.env.p.services.s{i:02}]\ncommand = [\"@FIXTURE@\", \"--lines\", \"1\"]\nautostart = true\n"))
+        .collect()
+}
+
+/// Agent start → 20 independent services running, vs spawning the 20 processes directly and
+/// waiting until each has printed its first line.
+fn start_20(bins: &Bins, runs: usize) -> Res<Row> {
+    let mut base = Vec::new();
+    let mut ours = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let mut kids = Vec::new();
+        for _ in 0..20 {
+            kids.push(
+                Command::new(&bins.fixture)
+                    .args(["--lines", "1"])
+                    .stdout(Stdio::piped())
+                    .spawn()?,
+            );
+        }
+        for k in &mut kids {
+            let mut line = String::new();
+            BufReader::new(k.stdout.take().ok_or("stdout")?).read_line(&mut line)?;
+        }
+        base.push(t.elapsed().as_secs_f64() * 1000.0);
+        for mut k in kids {
+            let _ = k.kill();
+            let _ = k.wait();
+        }
+
+        let t = Instant::now();
+        let agent = Agent::start(bins, &twenty_services())?;
+        let done = agent.wait(Duration::from_secs(60), all_running(20))?;
+        ours.push((done - t).as_secs_f64() * 1000.0);
+    }
+    let (b, o) = (median(base), median(ours));
+    Ok(Row {
+        name: "agent start → 20 independent services running",
+        baseline: format!("{b:.1} ms (spawn 20 directly)"),
+        homeport: format!("{o:.1} ms"),
+        ratio: format!("{:.2}×", o / b),
+        goal: "≤ 2×",
+    })
+}
+
+/// The agent's own RSS and CPU while 20 services sleep, over `secs`.
+fn idle(bins: &Bins, secs: u64) -> Res<Row> {
+    let agent = Agent::start(bins, &twenty_services())?;
+    agent.wait(Duration::from_secs(60), all_running(20))?;
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = agent.child.id();
+    let t0 = cpu_ticks(pid)?;
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let ticks = cpu_ticks(pid)? - t0;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu = ticks as f64 / hz / start.elapsed().as_secs_f64() * 100.0;
+    let rss = status_kib(pid, "VmRSS")? as f64 / 1024.0;
+    let shims: Vec<u32> = fs::read_dir("/proc")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+                c.starts_with(bins.homeport.display().to_string().as_bytes())
+                    && c.windows(5).any(|w| w == b"\0shim")
+            })
+        })
+        .collect();
+    let shim_pss: f64 = shims
+        .iter()
+        .filter_map(|p| rollup_kib(*p, "Pss").ok())
+        .sum::<u64>() as f64
+        / 1024.0;
+    Ok(Row {
+        name: "agent idle with 20 sleeping services",
+        baseline: format!("goal: 10 MB, 0.2 % of a core over {secs} s"),
+        homeport: format!(
+            "agent RSS {rss:.1} MB, CPU {cpu:.3} %; plus {} log holders, {shim_pss:.1} MB PSS in all",
+            shims.len()
+        ),
+        ratio: format!("{:.2}× RSS goal, {:.2}× CPU goal", rss / 10.0, cpu / 0.2),
+        goal: "≤ 10 MB, ≤ 0.2 %",
+    })
+}
+
+fn cpu_ticks(pid: u32) -> Res<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = stat.rsplit_once(')').ok_or("stat")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+}
+
+fn status_kib(pid: u32, key: &str) -> Res<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    kib_field(&text, key)
+}
+
+fn rollup_kib(pid: u32, key: &str) -> Res<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    kib_field(&text, key)
+}
+
+fn kib_field(text: &str, key: &str) -> Res<u64> {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{key}:")))
+        .ok_or(format!("no {key}"))?;
+    Ok(line.split_whitespace().nth(1).ok_or("value")?.parse()?)
+}
