@@ -344,6 +344,12 @@ fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>) -> Config
                 autostart: env.raw.autostart.unwrap_or(false),
                 data_dir: data_dir.clone(),
                 databases,
+                config_files: env
+                    .raw
+                    .config_files
+                    .iter()
+                    .map(|(name, path)| (name.clone(), normalize(&expand_home(path, base))))
+                    .collect(),
             };
             for svc in &env.services {
                 let key = ServiceKey::new(app_name, env_name, svc.name.get_ref());
@@ -415,8 +421,20 @@ impl Placeholders<'_> {
                         format!("uses {{{name}}} but the environment's `databases` has no `{n}`")
                     });
                 }
+                if let Some(n) = name.strip_prefix("config.") {
+                    return self
+                        .env
+                        .config_files
+                        .get(n)
+                        .map(|p| path(p))
+                        .ok_or_else(|| {
+                            format!(
+                                "uses {{{name}}} but the environment's `config_files` has no `{n}`"
+                            )
+                        });
+                }
                 Err(format!(
-                    "unknown placeholder {{{name}}}; expected one of {{port}}, {{port.NAME}}, {{db.NAME}}, {{data_dir}}, {{release}}, {{app}}, {{env}}, {{service}} (write {{{{ for a literal brace)"
+                    "unknown placeholder {{{name}}}; expected one of {{port}}, {{port.NAME}}, {{db.NAME}}, {{config.NAME}}, {{data_dir}}, {{release}}, {{app}}, {{env}}, {{service}} (write {{{{ for a literal brace)"
                 ))
             }
         }

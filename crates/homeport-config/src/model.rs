@@ -42,6 +42,8 @@ pub struct EnvSpec {
     pub autostart: bool,
     pub data_dir: PathBuf,
     pub databases: BTreeMap<String, PathBuf>,
+    /// The environment's own config files, by name: `{config.NAME}`.
+    pub config_files: BTreeMap<String, PathBuf>,
 }
 
 /// How to run a process: an argv vector, or a line for `/bin/sh -c` when the config says `shell = true`.

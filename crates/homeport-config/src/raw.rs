@@ -16,6 +16,7 @@ pub(crate) const ENV_KEYS: &[&str] = &[
     "autostart",
     "data_dir",
     "databases",
+    "config_files",
     "env",
     "env_file",
     "services",
@@ -67,6 +68,8 @@ pub(crate) struct RawEnv {
     pub data_dir: Option<String>,
     #[serde(default)]
     pub databases: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub config_files: BTreeMap<String, String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub env_file: Option<Spanned<String>>,

@@ -32,7 +32,8 @@ data_dir = "/var/hp"
 [apps.clauset.env.production]
 autostart = true
 databases = { sessions = "/srv/clauset/sessions.db" }
-env = { RUST_LOG = "info" }
+config_files = { app = "/etc/clauset/production.toml" }
+env = { RUST_LOG = "info", CLAUSET_CONFIG = "{config.app}" }
 
 [apps.clauset.env.production.services.server]
 command = "{release}/clauset-server --port {port} --db '{db.sessions}'"
@@ -81,6 +82,10 @@ fn a_valid_file_resolves_defaults_and_placeholders() {
     assert!(server.autostart, "inherits the environment's autostart");
     assert_eq!(server.env.get("RUST_LOG").map(String::as_str), Some("info"));
     assert_eq!(server.env.get("PORT").map(String::as_str), Some("8080"));
+    assert_eq!(
+        server.env.get("CLAUSET_CONFIG").map(String::as_str),
+        Some("/etc/clauset/production.toml")
+    );
 
     let worker = cfg
         .service(&ServiceKey::new("clauset", "production", "worker"))

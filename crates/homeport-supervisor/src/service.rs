@@ -372,7 +372,8 @@ impl ServiceTask {
         let decision = self.tracker.on_exit(Instant::now(), uptime, exit, forced);
         let (input, msg) = match decision {
             Decision::Restart(delay) => {
-                self.backoff_until = (!delay.is_zero()).then(|| tokio::time::Instant::now() + delay);
+                self.backoff_until =
+                    (!delay.is_zero()).then(|| tokio::time::Instant::now() + delay);
                 let msg = format!(
                     "{exit}; restarting in {}",
                     humantime::format_duration(delay)
