@@ -10,6 +10,7 @@
 //! `app/env/service`, ready for the supervisor.
 
 mod diag;
+pub mod edit;
 mod load;
 mod model;
 mod paths;

@@ -564,6 +564,13 @@ fn resolve_service(
             vars.insert(k.clone(), v);
         }
     }
+    let mut secret_env = std::collections::BTreeSet::new();
+    for (k, v) in env.raw.secret_env.iter().chain(raw.secret_env.iter()) {
+        if let Some(v) = expand(sink, v, cmd_span.clone(), &format!("secret_env.{k}")) {
+            vars.insert(k.clone(), v);
+            secret_env.insert(k.clone());
+        }
+    }
     let mut env_files = Vec::new();
     for (f, field) in [
         (&env.raw.env_file, format!("{}.env_file", env.path)),
@@ -598,6 +605,7 @@ fn resolve_service(
         command: command?,
         cwd: cwd?,
         env: vars,
+        secret_env,
         env_files,
         port,
         ports,

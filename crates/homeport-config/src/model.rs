@@ -71,6 +71,8 @@ pub struct ServiceSpec {
     pub cwd: PathBuf,
     /// Variables added to the agent's environment, in order: environment-wide, env file, service.
     pub env: BTreeMap<String, String>,
+    /// Names in `env` whose values are secret: never logged, shown masked.
+    pub secret_env: std::collections::BTreeSet<String>,
     /// Read when the service starts, so edits apply on the next start.
     pub env_files: Vec<PathBuf>,
     /// The main port (`port`), if any.

@@ -19,6 +19,7 @@ pub(crate) const ENV_KEYS: &[&str] = &[
     "config_files",
     "env",
     "env_file",
+    "secret_env",
     "services",
 ];
 pub(crate) const SERVICE_KEYS: &[&str] = &[
@@ -27,6 +28,7 @@ pub(crate) const SERVICE_KEYS: &[&str] = &[
     "cwd",
     "env",
     "env_file",
+    "secret_env",
     "port",
     "ports",
     "health",
@@ -72,6 +74,8 @@ pub(crate) struct RawEnv {
     pub config_files: BTreeMap<String, String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub secret_env: BTreeMap<String, String>,
     pub env_file: Option<Spanned<String>>,
 }
 
@@ -83,6 +87,8 @@ pub(crate) struct RawService {
     pub cwd: Option<Spanned<String>>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub secret_env: BTreeMap<String, String>,
     pub env_file: Option<Spanned<String>>,
     pub port: Option<Spanned<i64>>,
     #[serde(default)]

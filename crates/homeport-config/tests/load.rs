@@ -37,6 +37,7 @@ env = { RUST_LOG = "info", CLAUSET_CONFIG = "{config.app}" }
 
 [apps.clauset.env.production.services.server]
 command = "{release}/clauset-server --port {port} --db '{db.sessions}'"
+secret_env = { API_KEY = "s3cret" }
 port = 8080
 health = "/health"
 restart = { policy = "always", backoff_min = "1s", max_failures = 3, window = "1m" }
@@ -82,6 +83,11 @@ fn a_valid_file_resolves_defaults_and_placeholders() {
     assert!(server.autostart, "inherits the environment's autostart");
     assert_eq!(server.env.get("RUST_LOG").map(String::as_str), Some("info"));
     assert_eq!(server.env.get("PORT").map(String::as_str), Some("8080"));
+    assert_eq!(
+        server.env.get("API_KEY").map(String::as_str),
+        Some("s3cret")
+    );
+    assert!(server.secret_env.contains("API_KEY"));
     assert_eq!(
         server.env.get("CLAUSET_CONFIG").map(String::as_str),
         Some("/etc/clauset/production.toml")

@@ -342,6 +342,61 @@ pub enum LogStreamItem {
     },
 }
 
+/// One edit of the config file, as the settings screen makes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ConfigChange {
+    /// Set a service's main `port`.
+    Port {
+        app: String,
+        env: String,
+        service: String,
+        port: u16,
+    },
+    /// Set the path of one of an environment's `databases`.
+    Database {
+        app: String,
+        env: String,
+        name: String,
+        path: String,
+    },
+    /// Set one of the `[agent]` options.
+    Agent { key: AgentOption, value: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentOption {
+    Port,
+    LogMaxBytes,
+    LogKeep,
+}
+
+impl AgentOption {
+    pub fn key(self) -> &'static str {
+        match self {
+            AgentOption::Port => "port",
+            AgentOption::LogMaxBytes => "log_max_bytes",
+            AgentOption::LogKeep => "log_keep",
+        }
+    }
+}
+
+impl ConfigChange {
+    /// The dotted TOML path of the value this change sets.
+    pub fn field(&self) -> String {
+        match self {
+            ConfigChange::Port {
+                app, env, service, ..
+            } => format!("apps.{app}.env.{env}.services.{service}.port"),
+            ConfigChange::Database { app, env, name, .. } => {
+                format!("apps.{app}.env.{env}.databases.{name}")
+            }
+            ConfigChange::Agent { key, .. } => format!("agent.{}", key.key()),
+        }
+    }
+}
+
 /// Names of the agent's files in its data folder, shared by the agent and its clients.
 pub mod files {
     /// [`AgentEndpoint`](super::AgentEndpoint) as JSON, while the agent runs.
