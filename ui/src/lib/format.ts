@@ -1,0 +1,55 @@
+import type { ExitReason, ServiceState } from '../api';
+
+export function duration(secs: number | null): string {
+  if (secs === null) return '–';
+  if (secs < 60) return `${secs}s`;
+  if (secs < 3600) return `${Math.floor(secs / 60)}m ${secs % 60}s`;
+  if (secs < 86400) return `${Math.floor(secs / 3600)}h ${Math.floor((secs % 3600) / 60)}m`;
+  return `${Math.floor(secs / 86400)}d ${Math.floor((secs % 86400) / 3600)}h`;
+}
+
+export function bytes(b: number | null): string {
+  if (b === null) return '–';
+  const mib = b / 1024 / 1024;
+  return mib >= 1024 ? `${(mib / 1024).toFixed(1)} GiB` : `${mib.toFixed(1)} MiB`;
+}
+
+const SIGNALS: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 6: 'SIGABRT', 9: 'SIGKILL', 11: 'SIGSEGV', 15: 'SIGTERM' };
+
+export function exit(e: ExitReason | null): string {
+  if (!e) return '';
+  if (e.kind === 'lost') return 'lost';
+  return e.kind === 'code' ? `exit ${e.value}` : (SIGNALS[e.value] ?? `signal ${e.value}`);
+}
+
+/** The colour family of a state badge. */
+export function tone(s: ServiceState): 'good' | 'info' | 'warn' | 'bad' | 'idle' {
+  switch (s) {
+    case 'healthy':
+    case 'running':
+      return 'good';
+    case 'starting':
+    case 'stopping':
+      return 'info';
+    case 'unhealthy':
+    case 'backing_off':
+      return 'warn';
+    case 'crashed':
+    case 'failed':
+      return 'bad';
+    default:
+      return 'idle';
+  }
+}
+
+export function stateLabel(s: ServiceState): string {
+  return s === 'backing_off' ? 'backing off' : s;
+}
+
+/** `HH:MM:SS.mmm` of an RFC 3339 time, in local time. */
+export function clock(rfc3339: string): string {
+  const d = new Date(rfc3339);
+  if (Number.isNaN(d.getTime())) return rfc3339;
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}

@@ -1,0 +1,7 @@
+import { mount } from 'svelte';
+import './styles.css';
+import App from './App.svelte';
+
+const target = document.getElementById('app');
+if (!target) throw new Error('no #app element');
+export default mount(App, { target });
