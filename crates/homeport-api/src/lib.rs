@@ -1,81 +1,157 @@
-//! The agent's local HTTP API (axum): what the CLI, the tray and the dashboard all talk to.
+//! The agent's local HTTP API (axum): what the CLI, the tray and the dashboard all talk to, and
+//! the dashboard itself.
 //!
-//! Security, in the order a request meets it:
+//! Security, in the order a request meets it (see [`guard`]):
 //! 1. the listener is bound to a loopback address only ([`serve`] refuses anything else);
 //! 2. the `Host` header must name this agent's loopback address and port (`127.0.0.1:P`,
-//!    `localhost:P`, `[::1]:P`), which defeats DNS rebinding; a missing Host is refused too;
-//! 3. a state-changing request that carries an `Origin` must come from that same origin (CSRF);
-//! 4. every route except the bare liveness probe `/livez` needs `Authorization: Bearer TOKEN`.
+//!    `localhost:P`, `[::1]:P`) — DNS rebinding; a missing Host is refused too;
+//! 3. a browser request marked `Sec-Fetch-Site: cross-site` is refused; a state change that
+//!    carries an `Origin` must carry ours (CSRF);
+//! 4. every route except `/livez` and `/login` needs `Authorization: Bearer TOKEN` or the session
+//!    cookie that a one-time sign-in link (`/login?ticket=…`) sets; a browser session must send
+//!    our Origin with every state change.
 //!
 //! Routes (JSON unless noted):
 //! - `GET /livez` → `ok` (no auth; reveals nothing)
-//! - `GET /api/v1/status` → [`StatusSnapshot`](homeport_types::StatusSnapshot)
-//! - `POST /api/v1/{start|stop|restart}` with [`ActionRequest`] → `[ActionOutcome]`
-//! - `GET /api/v1/logs?target=T&tail=N&since=RFC3339&grep=RE&follow=1` → NDJSON of
-//!   [`LogStreamItem`]s: the matching history, then (with `follow`) new lines as they come.
+//! - `GET /api/v1/status`, `GET /api/v1/services/{app}/{env}/{service}`
+//! - `POST /api/v1/{start|stop|restart}` with `{"target": T}`
+//! - `GET /api/v1/logs?target=T&tail=N&since=RFC3339&grep=RE&follow=1` → NDJSON (the CLI)
+//! - `GET /api/v1/logs/stream?target=T&tail=N&grep=RE` → SSE `lines` / `skipped` (browsers)
+//! - `GET /api/v1/events?target=T&limit=N`; `GET /api/v1/events/stream` → SSE `snapshot`,
+//!   then `event`s (and `resync` after falling behind)
+//! - `GET /api/v1/config`, `POST /api/v1/config/preview`, `POST /api/v1/config/apply`
+//! - `POST /api/v1/sessions` → a one-time sign-in link; `GET /login?ticket=…` → session cookie
+//! - `GET /metrics` → Prometheus text
+//! - `/`, `/assets/…` → the dashboard (ui/dist), under a strict Content-Security-Policy
+
+pub mod guard;
+mod metrics;
+mod routes;
+mod stream;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures_util::StreamExt;
-use homeport_core::{CoreHandle, LogError};
-use homeport_supervisor::logfile::LogQuery;
-use homeport_types::{Action, ActionRequest, ApiError, LogStreamItem, Target};
-use serde::Deserialize;
+use homeport_core::CoreHandle;
+use homeport_types::ApiError;
+use tower_http::set_header::SetResponseHeaderLayer;
 
-/// What every request is checked against.
-#[derive(Clone)]
-struct Guard {
-    token: Arc<str>,
-    /// Host header values that name this agent.
-    hosts: Arc<[String]>,
-    /// Origins allowed to change state.
-    origins: Arc<[String]>,
-}
+use guard::Guard;
 
 #[derive(Clone)]
-struct AppState {
-    core: CoreHandle,
+pub(crate) struct AppState {
+    pub core: CoreHandle,
+    pub guard: Guard,
+    pub addr: SocketAddr,
 }
 
-/// The API router for an agent listening on `addr`.
-pub fn router(core: CoreHandle, token: &str, addr: SocketAddr) -> Router {
-    let port = addr.port();
-    let names = [
-        format!("127.0.0.1:{port}"),
-        format!("localhost:{port}"),
-        format!("[::1]:{port}"),
-    ];
-    let guard = Guard {
-        token: Arc::from(token),
-        hosts: Arc::from(names.to_vec()),
-        origins: Arc::from(
-            names
-                .iter()
-                .map(|h| format!("http://{h}"))
-                .collect::<Vec<_>>(),
-        ),
+/// The policy every page of the dashboard is served under: nothing inline, nothing foreign.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The router of an agent listening on `addr`. `ui_dir` holds the built dashboard (ui/dist).
+pub fn router(core: CoreHandle, token: &str, addr: SocketAddr, ui_dir: Option<PathBuf>) -> Router {
+    let guard = Guard::new(token, addr.port());
+    let state = AppState {
+        core,
+        guard: guard.clone(),
+        addr,
     };
-    let state = AppState { core };
     let api = Router::new()
-        .route("/api/v1/status", get(status))
-        .route("/api/v1/{action}", post(act))
-        .route("/api/v1/logs", get(logs))
-        .layer(middleware::from_fn_with_state(guard.clone(), authenticate));
+        .route("/api/v1/status", get(routes::status))
+        .route(
+            "/api/v1/services/{app}/{env}/{service}",
+            get(routes::service_detail),
+        )
+        .route("/api/v1/events", get(routes::events))
+        .route("/api/v1/events/stream", get(stream::events))
+        .route("/api/v1/logs", get(routes::logs))
+        .route("/api/v1/logs/stream", get(stream::logs))
+        .route("/api/v1/config", get(routes::config))
+        .route("/api/v1/config/preview", post(routes::config_preview))
+        .route("/api/v1/config/apply", post(routes::config_apply))
+        .route("/api/v1/sessions", post(routes::new_session))
+        .route("/api/v1/{action}", post(routes::act))
+        .route("/metrics", get(metrics::metrics))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(middleware::from_fn_with_state(
+            guard.clone(),
+            guard::authenticate,
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    let pages = ui_router(ui_dir)
+        .layer(middleware::from_fn_with_state(
+            guard.clone(),
+            guard::authenticate_page,
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ));
     Router::new()
         .route("/livez", get(|| async { "ok" }))
+        .route("/login", get(routes::login))
         .merge(api)
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
-        .layer(middleware::from_fn_with_state(guard, check_host_and_origin))
+        .merge(pages)
+        .layer(middleware::from_fn_with_state(
+            guard,
+            guard::check_host_and_origin,
+        ))
         .with_state(state)
+}
+
+fn ui_router(ui_dir: Option<PathBuf>) -> Router<AppState> {
+    match ui_dir {
+        Some(dir) => {
+            let index = dir.join("index.html");
+            Router::new()
+                .route_service("/", tower_http::services::ServeFile::new(index))
+                .nest_service("/assets", tower_http::services::ServeDir::new(dir.join("assets")))
+        }
+        None => Router::new().route(
+            "/",
+            get(|| async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The dashboard is not built: run `npm run build` in the Homeport checkout, or set HOMEPORT_UI_DIR.",
+                )
+            }),
+        ),
+    }
+}
+
+/// Where the built dashboard is: `$HOMEPORT_UI_DIR`, then beside the binary
+/// (`../share/homeport/ui`, `ui`), then the source checkout this binary was built from.
+pub fn find_ui_dir() -> Option<PathBuf> {
+    let has_index = |d: &PathBuf| d.join("index.html").is_file();
+    if let Some(d) = std::env::var_os("HOMEPORT_UI_DIR").map(PathBuf::from) {
+        return has_index(&d).then_some(d);
+    }
+    let exe_dir = std::env::current_exe().ok()?.parent()?.to_path_buf();
+    [
+        exe_dir.join("../share/homeport/ui"),
+        exe_dir.join("ui"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../ui/dist"),
+    ]
+    .into_iter()
+    .find(has_index)
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves. Refuses a non-loopback listener.
@@ -95,7 +171,7 @@ pub async fn serve(
         .await
 }
 
-fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
     (
         status,
         axum::Json(ApiError {
@@ -104,163 +180,4 @@ fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response
         }),
     )
         .into_response()
-}
-
-async fn check_host_and_origin(State(guard): State<Guard>, req: Request, next: Next) -> Response {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    if !guard.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
-        return error(
-            StatusCode::FORBIDDEN,
-            "forbidden_host",
-            "the Host header does not name this agent",
-        );
-    }
-    let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if changes_state && let Some(origin) = req.headers().get(header::ORIGIN) {
-        let ok = origin
-            .to_str()
-            .is_ok_and(|o| guard.origins.iter().any(|a| a.eq_ignore_ascii_case(o)));
-        if !ok {
-            return error(
-                StatusCode::FORBIDDEN,
-                "forbidden_origin",
-                "requests from another origin may not change state",
-            );
-        }
-    }
-    next.run(req).await
-}
-
-async fn authenticate(State(guard): State<Guard>, req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !constant_time_eq(presented.as_bytes(), guard.token.as_bytes()) {
-        let mut resp = error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong API token",
-        );
-        resp.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return resp;
-    }
-    next.run(req).await
-}
-
-/// Compares without an early exit, so timing does not reveal how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn status(State(st): State<AppState>) -> Response {
-    axum::Json(st.core.status()).into_response()
-}
-
-async fn act(
-    State(st): State<AppState>,
-    Path(action): Path<String>,
-    body: Result<axum::Json<ActionRequest>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let action = match action.as_str() {
-        "start" => Action::Start,
-        "stop" => Action::Stop,
-        "restart" => Action::Restart,
-        _ => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no action {action:?}"),
-            );
-        }
-    };
-    let req = match body {
-        Ok(axum::Json(r)) => r,
-        Err(rej) => return error(rej.status(), "bad_request", rej.body_text()),
-    };
-    match st.core.act(action, &req.target).await {
-        Ok(outcomes) => axum::Json(outcomes).into_response(),
-        Err(e) => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
-    }
-}
-
-#[derive(Deserialize)]
-struct LogParams {
-    target: String,
-    tail: Option<usize>,
-    since: Option<String>,
-    grep: Option<String>,
-    #[serde(default)]
-    follow: bool,
-}
-
-async fn logs(
-    State(st): State<AppState>,
-    Query(p): Query<LogParams>,
-    _headers: HeaderMap,
-) -> Response {
-    let target: Target = match p.target.parse() {
-        Ok(t) => t,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("target: {e}"),
-            );
-        }
-    };
-    let grep = match p.grep.as_deref().map(regex::Regex::new).transpose() {
-        Ok(g) => g,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", format!("grep: {e}")),
-    };
-    if let Some(since) = &p.since
-        && humantime::parse_rfc3339_weak(since).is_err()
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("since: {since:?} is not an RFC 3339 time"),
-        );
-    }
-    let query = LogQuery {
-        tail: p.tail,
-        since: p.since.clone(),
-        grep: grep.clone(),
-    };
-    let (history, cursor) = match st.core.logs(&target, &query) {
-        Ok(h) => h,
-        Err(LogError::NotFound(e)) => {
-            return error(StatusCode::NOT_FOUND, "not_found", e.to_string());
-        }
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "io", e.to_string()),
-    };
-    let follow = p.follow.then(|| st.core.follow(cursor, grep));
-    let head = futures_util::stream::iter(history.into_iter().map(LogStreamItem::Line));
-    let tail = futures_util::stream::unfold(follow, |rx| async move {
-        let mut rx = rx?;
-        let item = rx.recv().await?;
-        Some((item, Some(rx)))
-    });
-    let body = head.chain(tail).map(|item| {
-        let mut line = serde_json::to_vec(&item).unwrap_or_default();
-        line.push(b'\n');
-        Ok::<_, std::convert::Infallible>(line)
-    });
-    Response::builder()
-        .header(header::CONTENT_TYPE, "application/x-ndjson")
-        .body(Body::from_stream(body))
-        .unwrap_or_else(|_| {
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "cannot build the response",
-            )
-        })
 }

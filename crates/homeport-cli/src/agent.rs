@@ -71,7 +71,14 @@ pub async fn run(config_path: &Path) -> Result<(), Failure> {
         .map_err(|e| Failure::new(1, e.to_string()))?;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let router = homeport_api::router(core.clone(), &token, addr);
+    let ui_dir = homeport_api::find_ui_dir();
+    match &ui_dir {
+        Some(d) => tracing::info!("dashboard from {}", d.display()),
+        None => {
+            tracing::warn!("the dashboard is not built (npm run build); the API works without it")
+        }
+    }
+    let router = homeport_api::router(core.clone(), &token, addr, ui_dir);
     let server = tokio::spawn(homeport_api::serve(listener, router, async {
         let _ = stop_rx.await;
     }));
@@ -110,9 +117,16 @@ pub async fn run(config_path: &Path) -> Result<(), Failure> {
     {
         tracing::error!("services did not stop within {SHUTDOWN_LIMIT:?}; exiting anyway");
     }
+    core.flush_records(std::time::Duration::from_secs(5));
     runtime::remove_endpoint(&data);
     let _ = stop_tx.send(());
-    let _ = server.await;
+    // Streams end with the shutdown signal; a client that does not hang up is not waited for long.
+    if tokio::time::timeout(std::time::Duration::from_secs(5), server)
+        .await
+        .is_err()
+    {
+        tracing::warn!("some API clients did not disconnect; exiting anyway");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -62,6 +62,12 @@ enum Cmd {
         #[arg(long, value_name = "REGEX")]
         grep: Option<String>,
     },
+    /// Open the dashboard in a browser through a one-time sign-in link
+    Dashboard {
+        /// Print the link instead of opening a browser
+        #[arg(long)]
+        print: bool,
+    },
     /// Work with the config file
     Config {
         #[command(subcommand)]
@@ -178,16 +184,60 @@ async fn run(cmd: Cmd, config_path: PathBuf) -> Result<(), Failure> {
             let mut stream = Box::pin(client(&config_path)?.logs(&req).await?);
             while let Some(item) = stream.next().await {
                 match item? {
-                    LogStreamItem::Line(entry) => println!("{}", output::log_line(&entry)),
+                    LogStreamItem::Line(entry) => {
+                        use std::io::Write;
+                        // `homeport logs … | head` closes the pipe early: that is success.
+                        if let Err(e) =
+                            writeln!(std::io::stdout().lock(), "{}", output::log_line(&entry))
+                        {
+                            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                                return Ok(());
+                            }
+                            return Err(Failure::new(1, e.to_string()));
+                        }
+                    }
                     LogStreamItem::Skipped { count } => {
-                        eprintln!("homeport: {count} lines skipped (reader too slow)")
+                        let what =
+                            count.map_or_else(|| "some lines".to_owned(), |n| format!("{n} lines"));
+                        eprintln!(
+                            "homeport: {what} skipped: this reader fell behind the log rotation"
+                        )
                     }
                 }
             }
             Ok(())
         }
+        Cmd::Dashboard { print } => {
+            let url = client(&config_path)?.sign_in_link().await?;
+            if !print && open_browser(&url) {
+                println!("Opened the dashboard in your browser (the sign-in link works once).");
+            } else {
+                println!("{url}");
+            }
+            Ok(())
+        }
         Cmd::Shim { .. } => Ok(()),
     }
+}
+
+/// Opens `url` with the desktop's opener; false when there is none.
+fn open_browser(url: &str) -> bool {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    let graphical = cfg!(target_os = "macos")
+        || std::env::var_os("DISPLAY").is_some()
+        || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    graphical
+        && std::process::Command::new(opener)
+            .arg(url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .is_ok()
 }
 
 fn client(config_path: &std::path::Path) -> Result<Client, Failure> {

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use homeport_types::{
-    Action, ActionOutcome, ActionRequest, AgentEndpoint, ApiError, LogStreamItem, StatusSnapshot,
-    Target, files,
+    Action, ActionOutcome, ActionRequest, AgentEndpoint, ApiError, LogStreamItem, SignInLink,
+    StatusSnapshot, Target, files,
 };
 use serde::de::DeserializeOwned;
 
@@ -70,6 +70,18 @@ impl Client {
             })?,
             Err(_) => return Err(ClientError::NotRunning(format!("no {}", ep_path.display()))),
         };
+        // agent.json outlives a killed agent, and another program may have taken its port since:
+        // never send the token unless an agent holds the lock.
+        if let Ok(lock) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(data_dir.join(files::LOCK))
+            && lock.try_lock().is_ok()
+        {
+            return Err(ClientError::NotRunning(format!(
+                "{} is left from an agent that has exited",
+                ep_path.display()
+            )));
+        }
         let token_path = data_dir.join(files::TOKEN);
         let token = std::fs::read_to_string(&token_path)
             .map_err(|e| ClientError::Io(token_path.display().to_string(), e))?;
@@ -78,6 +90,14 @@ impl Client {
 
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// A one-time link that signs a browser in to the dashboard.
+    pub async fn sign_in_link(&self) -> Result<String, ClientError> {
+        let link: SignInLink = self
+            .json(self.http.post(format!("{}/api/v1/sessions", self.base)))
+            .await?;
+        Ok(link.url)
     }
 
     pub async fn status(&self) -> Result<StatusSnapshot, ClientError> {

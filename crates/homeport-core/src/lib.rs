@@ -12,6 +12,7 @@
 //! [`runtime`].
 
 pub mod runtime;
+mod settings;
 mod store;
 
 use std::path::PathBuf;
@@ -22,11 +23,13 @@ use homeport_config::Config;
 use homeport_supervisor::logfile::{self, LogQuery, Position};
 use homeport_supervisor::{Options, Supervisor};
 use homeport_types::{
-    Action, ActionOutcome, AgentInfo, LogEntry, LogStreamItem, ServiceKey, StatusSnapshot, Target,
+    Action, ActionOutcome, AgentInfo, ConfigApplied, ConfigChange, ConfigPreview, ConfigView,
+    Event, LogEntry, LogStreamItem, MASK, ServiceDetail, ServiceKey, StatusSnapshot, Target,
 };
 use tokio::sync::mpsc;
 
 pub use homeport_supervisor::NotFound;
+pub use settings::SettingsError;
 pub use store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +47,13 @@ pub struct Core {
     supervisor: Supervisor,
     store: Arc<Mutex<Store>>,
     started: Instant,
+    /// Config edits run one at a time.
+    settings_lock: tokio::sync::Mutex<()>,
+    /// Set when the agent begins to shut down: ends followers and event streams.
+    stopping: tokio::sync::watch::Sender<bool>,
+    _recorder: std::thread::JoinHandle<()>,
+    /// Events the recorder has written, against [`Hub::records_sent`].
+    written: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The one handle the API, CLI and tray use.
@@ -64,7 +74,9 @@ impl Core {
 
         let (tx, mut rx) = mpsc::unbounded_channel();
         let recorder_store = Arc::clone(&store);
-        std::thread::Builder::new()
+        let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let recorder_written = Arc::clone(&written);
+        let recorder = std::thread::Builder::new()
             .name("state-recorder".into())
             .spawn(move || {
                 while let Some(ev) = rx.blocking_recv() {
@@ -74,6 +86,7 @@ impl Core {
                     if let Err(e) = store.record(&ev) {
                         tracing::error!("cannot record an event in state.db: {e}");
                     }
+                    recorder_written.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 }
             })
             .map_err(|e| CoreError::DataDir(data.clone(), e))?;
@@ -84,10 +97,15 @@ impl Core {
             supervisor,
             store,
             started: Instant::now(),
+            settings_lock: tokio::sync::Mutex::new(()),
+            stopping: tokio::sync::watch::channel(false).0,
+            _recorder: recorder,
+            written,
         }))
     }
 
-    pub fn config(&self) -> &Config {
+    /// The config in force (it changes when settings are applied).
+    pub fn config(&self) -> Arc<Config> {
         self.supervisor.config()
     }
 
@@ -104,6 +122,51 @@ impl Core {
     }
 
     pub fn status(&self) -> StatusSnapshot {
+        self.snapshot_of(self.supervisor.status())
+    }
+
+    /// The current status and a receiver of every event after it, with nothing lost between.
+    pub fn subscribe(&self) -> (StatusSnapshot, tokio::sync::broadcast::Receiver<Event>) {
+        let (snaps, rx) = self.supervisor.hub().subscribe();
+        (self.snapshot_of(self.supervisor.status_from(&snaps)), rx)
+    }
+
+    /// Recorded events of the services of `target`, newest first.
+    pub fn events(&self, target: &Target, limit: usize) -> Result<Vec<Event>, LogError> {
+        self.supervisor.resolve(target)?;
+        let prefix = match target {
+            Target::All => String::new(),
+            Target::App(a) => format!("{a}/"),
+            Target::Env(a, e) => format!("{a}/{e}/"),
+            Target::Service(k) => k.to_string(),
+        };
+        let store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+        store.recent_events(&prefix, limit).map_err(LogError::Store)
+    }
+
+    pub fn config_view(&self) -> Result<ConfigView, SettingsError> {
+        settings::view(&self.config())
+    }
+
+    /// Validates `changes` against the file at `revision` and shows what they would do.
+    pub fn preview(
+        &self,
+        changes: &[ConfigChange],
+        revision: &str,
+    ) -> Result<ConfigPreview, SettingsError> {
+        settings::preview(self, changes, revision)
+    }
+
+    /// Writes `changes` (validated again) and applies them, restarting only what changed.
+    pub async fn apply(
+        &self,
+        changes: &[ConfigChange],
+        revision: &str,
+    ) -> Result<ConfigApplied, SettingsError> {
+        settings::apply(self, changes, revision).await
+    }
+
+    fn snapshot_of(&self, services: Vec<homeport_types::ServiceStatus>) -> StatusSnapshot {
         StatusSnapshot {
             agent: AgentInfo {
                 pid: std::process::id(),
@@ -111,7 +174,7 @@ impl Core {
                 config_path: self.config().file.display().to_string(),
                 uptime_secs: self.started.elapsed().as_secs(),
             },
-            services: self.supervisor.status(),
+            services,
         }
     }
 
@@ -127,9 +190,105 @@ impl Core {
         }
     }
 
-    /// Stops every service; the agent is exiting on request.
+    /// Stops every service; the agent is exiting on request. Followers and event streams end
+    /// first, so no client holds the exit up.
     pub async fn shutdown(&self) {
+        self.stopping.send_replace(true);
         self.supervisor.shutdown().await;
+    }
+
+    /// Resolves when the agent begins to shut down.
+    pub fn shutdown_signal(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
+        let mut rx = self.stopping.subscribe();
+        async move {
+            let _ = rx.wait_for(|stopping| *stopping).await;
+        }
+    }
+
+    /// Waits (up to `limit`) until every event published so far is in state.db. The agent calls
+    /// it after [`Core::shutdown`], so the last transitions (`stopped`) are never lost.
+    pub fn flush_records(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let want = self.supervisor.hub().records_sent();
+        while self.written.load(std::sync::atomic::Ordering::Acquire) < want
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Everything about one service, secrets masked.
+    pub fn service_detail(&self, key: &ServiceKey) -> Option<ServiceDetail> {
+        let config = self.config();
+        let spec = config.service(key)?;
+        let status = self
+            .supervisor
+            .status()
+            .into_iter()
+            .find(|s| &s.key == key)?;
+        let secrets: Vec<&String> = spec
+            .secret_env
+            .iter()
+            .filter_map(|k| spec.env.get(k))
+            .filter(|v| !v.is_empty())
+            .collect();
+        let mask = |s: &str| {
+            secrets.iter().fold(s.to_owned(), |acc, secret| {
+                acc.replace(secret.as_str(), MASK)
+            })
+        };
+        let env = spec
+            .env
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    if spec.secret_env.contains(k) {
+                        MASK.to_owned()
+                    } else {
+                        mask(v)
+                    },
+                )
+            })
+            .collect();
+        let health = spec.health.as_ref().map(|h| {
+            let probe = match &h.probe {
+                homeport_config::HealthProbe::Http(url) => format!("GET {url}"),
+                homeport_config::HealthProbe::Tcp(port) => format!("connect to port {port}"),
+                homeport_config::HealthProbe::Command(c) => {
+                    format!("run {}", mask(&c.argv().join(" ")))
+                }
+            };
+            format!(
+                "{probe} every {}, timeout {}, {} failures restart it",
+                humantime::format_duration(h.interval),
+                humantime::format_duration(h.timeout),
+                h.retries
+            )
+        });
+        let r = &spec.restart;
+        let restart = format!(
+            "{:?}, backoff {}–{}, gives up after {} failures in {}",
+            r.mode,
+            humantime::format_duration(r.backoff_min),
+            humantime::format_duration(r.backoff_max),
+            r.max_failures,
+            humantime::format_duration(r.window)
+        );
+        let events = self
+            .events(&Target::Service(key.clone()), 20)
+            .unwrap_or_default();
+        Some(ServiceDetail {
+            status,
+            command: spec.command.argv().iter().map(|a| mask(a)).collect(),
+            cwd: spec.cwd.display().to_string(),
+            env,
+            health,
+            restart,
+            depends_on: spec.depends_on.clone(),
+            log_file: self.supervisor.log_path(key).display().to_string(),
+            events,
+        })
     }
 
     /// Log lines of the services of `target`, merged by time, the newest `query.tail` of them,
@@ -171,8 +330,14 @@ impl Core {
         cursor: LogCursor,
         grep: Option<regex::Regex>,
     ) -> mpsc::Receiver<LogStreamItem> {
-        let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(follow_files(cursor, grep, tx));
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(follow_files(
+            cursor,
+            self.config().agent.log_keep,
+            grep,
+            tx,
+            self.shutdown_signal(),
+        ));
         rx
     }
 }
@@ -187,47 +352,70 @@ pub enum LogError {
     NotFound(#[from] NotFound),
     #[error("cannot read the log of {0}: {1}")]
     Io(ServiceKey, #[source] std::io::Error),
+    #[error("cannot read state.db: {0}")]
+    Store(#[source] rusqlite::Error),
 }
 
-/// Polls the log files for new complete lines. Polling (every 100 ms, only while someone follows)
-/// keeps this portable and costs nothing when nobody is watching.
+/// Reads new lines as they are written, polling every 100 ms only while someone follows and
+/// there is nothing new. Delivery waits for the reader (the channel is small): the log file,
+/// not agent memory, is the buffer of a slow reader, and the service writing it is never slowed.
+/// Only if the reader falls so far behind that its file rotates out of `log_keep` does it get a
+/// [`LogStreamItem::Skipped`] marker.
 async fn follow_files(
     cursor: LogCursor,
+    keep: u32,
+    grep: Option<regex::Regex>,
+    tx: mpsc::Sender<LogStreamItem>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::select! {
+        () = follow_loop(cursor, keep, grep, tx) => {}
+        () = stop => {}
+    }
+}
+
+async fn follow_loop(
+    cursor: LogCursor,
+    keep: u32,
     grep: Option<regex::Regex>,
     tx: mpsc::Sender<LogStreamItem>,
 ) {
+    const CHUNK: u64 = 1024 * 1024;
     let mut cursors = cursor.0;
-    let mut skipped: u64 = 0;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
-        tick.tick().await;
-        if tx.is_closed() {
-            return;
-        }
+        let mut idle = true;
         for (key, path, pos) in &mut cursors {
-            let Ok(lines) = logfile::read_new_lines(path, pos) else {
+            let Ok(got) = logfile::read_new_lines(path, keep, pos, CHUNK) else {
                 continue;
             };
-            for line in lines {
+            if got.lost {
+                idle = false;
+                if tx
+                    .send(LogStreamItem::Skipped { count: None })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            for line in got.lines {
+                idle = false;
                 if grep.as_ref().is_some_and(|re| !re.is_match(&line.text)) {
                     continue;
-                }
-                if skipped > 0
-                    && tx
-                        .try_send(LogStreamItem::Skipped { count: skipped })
-                        .is_ok()
-                {
-                    skipped = 0;
                 }
                 let item = LogStreamItem::Line(LogEntry {
                     service: key.clone(),
                     line,
                 });
-                match tx.try_send(item) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => skipped += 1,
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                if tx.send(item).await.is_err() {
+                    return;
                 }
+            }
+        }
+        if idle {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                () = tx.closed() => return,
             }
         }
     }

@@ -8,7 +8,8 @@ use homeport_types::{Event, EventKind, ExitReason, ServiceKey};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Schema changes append a step; `user_version` says how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE events (
         id         INTEGER PRIMARY KEY,
         time       TEXT NOT NULL,
@@ -28,7 +29,11 @@ const MIGRATIONS: &[&str] = &[r#"
         last_exit TEXT,
         updated   TEXT NOT NULL
     );
-"#];
+"#,
+    r#"
+    ALTER TABLE events ADD COLUMN restarts INTEGER;
+"#,
+];
 
 /// Events kept in the table; older ones are pruned at start.
 const KEEP_EVENTS: i64 = 100_000;
@@ -72,9 +77,9 @@ impl Store {
             } => {
                 let exit = exit.map(|e| serde_json::to_string(&e).unwrap_or_default());
                 tx.execute(
-                    "INSERT INTO events (time, service, kind, from_state, to_state, pid, exit, message)
-                     VALUES (?1, ?2, 'state', ?3, ?4, ?5, ?6, ?7)",
-                    params![ev.time, service, from.as_str(), to.as_str(), pid, exit, message],
+                    "INSERT INTO events (time, service, kind, from_state, to_state, pid, exit, message, restarts)
+                     VALUES (?1, ?2, 'state', ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![ev.time, service, from.as_str(), to.as_str(), pid, exit, message, *restarts as i64],
                 )?;
                 tx.execute(
                     "INSERT INTO services (service, state, restarts, last_exit, updated) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -123,6 +128,59 @@ impl Store {
                     last_exit,
                 },
             );
+        }
+        Ok(out)
+    }
+
+    /// The newest `limit` events, newest first, of the services whose key starts with `prefix`.
+    pub fn recent_events(&self, prefix: &str, limit: usize) -> rusqlite::Result<Vec<Event>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT time, service, kind, from_state, to_state, pid, exit, message, restarts FROM events
+             WHERE substr(service, 1, length(?1)) = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![prefix, limit as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<u32>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<i64>>(8)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (time, service, kind, from, to, pid, exit, message, restarts) = row?;
+            let Ok(homeport_types::Target::Service(key)) = service.parse() else {
+                continue;
+            };
+            let state = |s: Option<String>| -> Option<homeport_types::ServiceState> {
+                serde_json::from_value(serde_json::Value::String(s?)).ok()
+            };
+            let kind = if kind == "state" {
+                let (Some(from), Some(to)) = (state(from), state(to)) else {
+                    continue;
+                };
+                EventKind::State {
+                    from,
+                    to,
+                    pid,
+                    exit: exit.and_then(|e| serde_json::from_str(&e).ok()),
+                    restarts: restarts.unwrap_or(0).max(0) as u64,
+                    message,
+                }
+            } else {
+                let Some(health) =
+                    to.and_then(|h| serde_json::from_value(serde_json::Value::String(h)).ok())
+                else {
+                    continue;
+                };
+                EventKind::Health { health, message }
+            };
+            out.push(Event { time, key, kind });
         }
         Ok(out)
     }
@@ -188,6 +246,20 @@ mod tests {
             store.transitions(&key, 10)?,
             vec![("running".to_owned(), "backing_off".to_owned())]
         );
+        let events = store.recent_events("a/p/", 10)?;
+        assert_eq!(events.len(), 1);
+        assert!(
+            matches!(
+                events[0].kind,
+                EventKind::State {
+                    restarts: 7,
+                    to: ServiceState::BackingOff,
+                    ..
+                }
+            ),
+            "{events:?}"
+        );
+        assert!(store.recent_events("b/", 10)?.is_empty());
         Ok(())
     }
 }

@@ -43,6 +43,7 @@ pub struct Hub {
     /// Every event, in order, for the state store; unbounded because losing a record is worse
     /// than a brief queue (events are rare: a few per state change).
     record: Option<mpsc::UnboundedSender<Event>>,
+    sent: std::sync::atomic::AtomicU64,
 }
 
 impl Hub {
@@ -52,6 +53,7 @@ impl Hub {
             inner: Mutex::new(BTreeMap::new()),
             events,
             record,
+            sent: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -59,11 +61,26 @@ impl Hub {
         let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         map.insert(key.clone(), snap);
         if let Some(ev) = event {
-            if let Some(r) = &self.record {
-                let _ = r.send(ev.clone());
+            if let Some(r) = &self.record
+                && r.send(ev.clone()).is_ok()
+            {
+                self.sent.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             }
             let _ = self.events.send(ev);
         }
+    }
+
+    /// Forgets a service that the config no longer names.
+    pub fn remove(&self, key: &ServiceKey) {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+
+    /// How many events were sent to the recorder so far.
+    pub fn records_sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn snapshot(&self) -> BTreeMap<ServiceKey, ServiceSnapshot> {

@@ -25,7 +25,7 @@ pub mod shim;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use homeport_config::{Config, ServiceSpec};
@@ -56,13 +56,32 @@ pub struct NotFound(pub Target);
 struct Handle {
     spec: ServiceSpec,
     tx: mpsc::Sender<Command>,
+    /// Shared with the task, and kept across a reload that replaces the task, so dependents that
+    /// wait on this service keep a live receiver.
+    ready: Arc<watch::Sender<ServiceState>>,
+}
+
+/// What [`Supervisor::reload`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    pub added: Vec<ServiceKey>,
+    pub removed: Vec<ServiceKey>,
+    pub changed: Vec<ServiceKey>,
+    /// Changed services that were running, stopped and started again with their new spec.
+    pub restarted: Vec<ServiceKey>,
 }
 
 pub struct Supervisor {
-    config: Arc<Config>,
-    services: BTreeMap<ServiceKey, Handle>,
+    /// Swapped whole by [`Supervisor::reload`]; readers clone the `Arc`.
+    config: RwLock<Arc<Config>>,
+    /// The lock is held only to look up or swap handles, never across an await.
+    services: RwLock<BTreeMap<ServiceKey, Handle>>,
     hub: Arc<Hub>,
     sampler: Sampler,
+    shim_exe: PathBuf,
+    http: reqwest::Client,
+    /// Reloads run one at a time.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Supervisor {
@@ -74,54 +93,30 @@ impl Supervisor {
         record: Option<mpsc::UnboundedSender<Event>>,
     ) -> Self {
         let hub = Arc::new(Hub::new(record));
-        let data = &config.agent.data_dir;
-        stop_unknown_runs(&data.join("run"), &config).await;
-
-        let mut ready: HashMap<ServiceKey, watch::Receiver<ServiceState>> = HashMap::new();
-        let mut senders = Vec::new();
-        for spec in &config.services {
-            let (tx, rx) = watch::channel(ServiceState::Stopped);
-            ready.insert(spec.key.clone(), rx);
-            senders.push(tx);
-        }
-        let http = health::client();
-        let mut services = BTreeMap::new();
+        stop_unknown_runs(&config.agent.data_dir.join("run"), &config).await;
+        let sup = Self {
+            config: RwLock::new(Arc::clone(&config)),
+            services: RwLock::new(BTreeMap::new()),
+            hub,
+            sampler: Sampler::default(),
+            shim_exe: opts.shim_exe,
+            http: health::client(),
+            reloading: tokio::sync::Mutex::new(()),
+        };
+        let readies: HashMap<ServiceKey, Arc<watch::Sender<ServiceState>>> = config
+            .services
+            .iter()
+            .map(|s| {
+                (
+                    s.key.clone(),
+                    Arc::new(watch::channel(ServiceState::Stopped).0),
+                )
+            })
+            .collect();
         let mut tasks = Vec::new();
-        for (spec, ready_tx) in config.services.iter().zip(senders) {
-            let k = &spec.key;
-            let paths = ServicePaths {
-                shim_exe: opts.shim_exe.clone(),
-                run_dir: data.join("run").join(&k.app).join(&k.env).join(&k.service),
-                log_path: log_path(data, k),
-                log_max_bytes: config.agent.log_max_bytes,
-                log_keep: config.agent.log_keep,
-            };
-            let deps = spec
-                .depends_on
-                .iter()
-                .filter_map(|d| ready.get(d).map(|rx| (d.clone(), rx.clone())))
-                .collect();
-            let (tx, rx) = mpsc::channel(16);
-            let seed = opts.seeds.get(k).cloned().unwrap_or_default();
-            let mut task = ServiceTask::new(
-                spec.clone(),
-                paths,
-                Arc::clone(&hub),
-                rx,
-                ready_tx,
-                deps,
-                seed,
-                http.clone(),
-            );
-            task.publish_initial();
-            tasks.push(task);
-            services.insert(
-                k.clone(),
-                Handle {
-                    spec: spec.clone(),
-                    tx,
-                },
-            );
+        for spec in &config.services {
+            let seed = opts.seeds.get(&spec.key).cloned().unwrap_or_default();
+            tasks.push(sup.make_task(&config, spec, seed, &readies));
         }
         // Adopt in parallel: an orphaned group may take its grace period to stop.
         let mut adopting = JoinSet::new();
@@ -134,26 +129,179 @@ impl Supervisor {
         while let Some(Ok(task)) = adopting.join_next().await {
             tokio::spawn(task.run());
         }
-        Self {
-            config,
-            services,
-            hub,
-            sampler: Sampler::default(),
-        }
+        sup
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// Builds the task of one service and registers its handle; the caller spawns it.
+    fn make_task(
+        &self,
+        config: &Config,
+        spec: &ServiceSpec,
+        seed: Seed,
+        readies: &HashMap<ServiceKey, Arc<watch::Sender<ServiceState>>>,
+    ) -> ServiceTask {
+        let k = &spec.key;
+        let data = &config.agent.data_dir;
+        let paths = ServicePaths {
+            shim_exe: self.shim_exe.clone(),
+            run_dir: data.join("run").join(&k.app).join(&k.env).join(&k.service),
+            log_path: log_path(data, k),
+            log_max_bytes: config.agent.log_max_bytes,
+            log_keep: config.agent.log_keep,
+        };
+        let deps = spec
+            .depends_on
+            .iter()
+            .filter_map(|d| readies.get(d).map(|tx| (d.clone(), tx.subscribe())))
+            .collect();
+        let ready = readies
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(watch::channel(ServiceState::Stopped).0));
+        let (tx, rx) = mpsc::channel(16);
+        let mut task = ServiceTask::new(
+            spec.clone(),
+            paths,
+            Arc::clone(&self.hub),
+            rx,
+            Arc::clone(&ready),
+            deps,
+            seed,
+            self.http.clone(),
+        );
+        task.publish_initial();
+        self.write_services().insert(
+            k.clone(),
+            Handle {
+                spec: spec.clone(),
+                tx,
+                ready,
+            },
+        );
+        task
+    }
+
+    fn read_services(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<ServiceKey, Handle>> {
+        self.services.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_services(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<ServiceKey, Handle>> {
+        self.services
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
     }
 
+    /// Applies a new config: stops and forgets removed services, replaces changed ones
+    /// (restarting those that were running), adds new ones (starting those marked autostart).
+    /// Unchanged services are not touched. Agent-wide settings (port, log limits) apply to
+    /// services whose spec changes, and to all at the next agent start.
+    pub async fn reload(&self, new: Arc<Config>, timeout: Duration) -> ReloadReport {
+        let _one_at_a_time = self.reloading.lock().await;
+        let old = self.config();
+        let new_specs: BTreeMap<&ServiceKey, &ServiceSpec> =
+            new.services.iter().map(|s| (&s.key, s)).collect();
+        let mut report = ReloadReport::default();
+        for spec in &old.services {
+            match new_specs.get(&spec.key) {
+                None => report.removed.push(spec.key.clone()),
+                Some(n) if *n != spec => report.changed.push(spec.key.clone()),
+                Some(_) => {}
+            }
+        }
+        let old_keys: BTreeSet<&ServiceKey> = old.services.iter().map(|s| &s.key).collect();
+        report.added = new
+            .services
+            .iter()
+            .filter(|s| !old_keys.contains(&s.key))
+            .map(|s| s.key.clone())
+            .collect();
+
+        let snaps = self.hub.snapshot();
+        let was_up = |k: &ServiceKey| {
+            snaps
+                .get(k)
+                .is_some_and(|s| s.state.is_up() || s.state == ServiceState::BackingOff)
+        };
+        report.restarted = report
+            .changed
+            .iter()
+            .filter(|k| was_up(k))
+            .cloned()
+            .collect();
+
+        let replaced: Vec<ServiceKey> = report
+            .removed
+            .iter()
+            .chain(&report.changed)
+            .cloned()
+            .collect();
+        self.stop_keys(&replaced).await;
+        let mut readies: HashMap<ServiceKey, Arc<watch::Sender<ServiceState>>> = HashMap::new();
+        {
+            let mut services = self.write_services();
+            for k in &replaced {
+                // Dropping the handle closes the task's queue; the stopped task then ends.
+                if let Some(h) = services.remove(k)
+                    && report.changed.contains(k)
+                {
+                    readies.insert(k.clone(), h.ready);
+                }
+            }
+            for (k, h) in services.iter() {
+                readies.insert(k.clone(), Arc::clone(&h.ready));
+            }
+        }
+        for k in &report.removed {
+            self.hub.remove(k);
+        }
+        for spec in &new.services {
+            readies
+                .entry(spec.key.clone())
+                .or_insert_with(|| Arc::new(watch::channel(ServiceState::Stopped).0));
+        }
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&new);
+        for spec in new
+            .services
+            .iter()
+            .filter(|s| report.changed.contains(&s.key) || report.added.contains(&s.key))
+        {
+            let seed = snaps
+                .get(&spec.key)
+                .map(|s| Seed {
+                    restarts: s.restarts,
+                    last_exit: s.last_exit,
+                })
+                .unwrap_or_default();
+            let task = self.make_task(&new, spec, seed, &readies);
+            tokio::spawn(task.run());
+        }
+        let mut to_start = report.restarted.clone();
+        to_start.extend(
+            new.services
+                .iter()
+                .filter(|s| s.autostart && report.added.contains(&s.key))
+                .map(|s| s.key.clone()),
+        );
+        if !to_start.is_empty() {
+            let keys = self.with_dependencies(&to_start);
+            self.start_keys(&keys, timeout).await;
+        }
+        report
+    }
+
     /// The services a target names, or [`NotFound`].
     pub fn resolve(&self, target: &Target) -> Result<Vec<ServiceKey>, NotFound> {
         let keys: Vec<ServiceKey> = self
-            .services
+            .read_services()
             .keys()
             .filter(|k| target.contains(k))
             .cloned()
@@ -180,7 +328,7 @@ impl Supervisor {
     /// Starts every service whose config says `autostart`.
     pub async fn autostart(&self, timeout: Duration) -> Vec<ActionOutcome> {
         let keys: Vec<ServiceKey> = self
-            .services
+            .read_services()
             .values()
             .filter(|h| h.spec.autostart)
             .map(|h| h.spec.key.clone())
@@ -189,15 +337,20 @@ impl Supervisor {
         self.start_keys(&keys, timeout).await
     }
 
+    /// The command queues of `keys`, looked up under the lock and used after it.
+    fn senders(&self, keys: &[ServiceKey]) -> Vec<(ServiceKey, mpsc::Sender<Command>)> {
+        let services = self.read_services();
+        keys.iter()
+            .filter_map(|k| services.get(k).map(|h| (k.clone(), h.tx.clone())))
+            .collect()
+    }
+
     async fn start_keys(&self, keys: &[ServiceKey], timeout: Duration) -> Vec<ActionOutcome> {
         let mut waits = Vec::new();
-        for k in keys {
-            let Some(h) = self.services.get(k) else {
-                continue;
-            };
-            let (tx, rx) = oneshot::channel();
-            let sent = h.tx.send(Command::Start(tx)).await.is_ok();
-            waits.push((k.clone(), sent, rx));
+        for (k, tx) in self.senders(keys) {
+            let (reply, rx) = oneshot::channel();
+            let sent = tx.send(Command::Start(reply)).await.is_ok();
+            waits.push((k, sent, rx));
         }
         let deadline = tokio::time::Instant::now() + timeout;
         let mut out = Vec::new();
@@ -225,19 +378,16 @@ impl Supervisor {
 
     async fn stop_keys(&self, keys: &[ServiceKey]) -> Vec<ActionOutcome> {
         let graph: BTreeMap<ServiceKey, Vec<ServiceKey>> = self
-            .services
+            .read_services()
             .iter()
             .map(|(k, h)| (k.clone(), h.spec.depends_on.clone()))
             .collect();
         let mut out = Vec::new();
         for layer in stop_layers(keys, &graph) {
             let mut waits = Vec::new();
-            for k in layer {
-                let Some(h) = self.services.get(&k) else {
-                    continue;
-                };
-                let (tx, rx) = oneshot::channel();
-                if h.tx.send(Command::Stop(tx)).await.is_ok() {
+            for (k, tx) in self.senders(&layer) {
+                let (reply, rx) = oneshot::channel();
+                if tx.send(Command::Stop(reply)).await.is_ok() {
                     waits.push((k, rx));
                 }
             }
@@ -264,7 +414,7 @@ impl Supervisor {
 
     /// Stops every service, in dependency order; used when the agent is asked to exit.
     pub async fn shutdown(&self) {
-        let keys: Vec<ServiceKey> = self.services.keys().cloned().collect();
+        let keys: Vec<ServiceKey> = self.read_services().keys().cloned().collect();
         self.stop_keys(&keys).await;
     }
 
@@ -278,11 +428,12 @@ impl Supervisor {
     }
 
     fn with_dependencies(&self, keys: &[ServiceKey]) -> Vec<ServiceKey> {
+        let services = self.read_services();
         let mut seen: BTreeSet<ServiceKey> = BTreeSet::new();
         let mut todo: Vec<ServiceKey> = keys.to_vec();
         while let Some(k) = todo.pop() {
             if seen.insert(k.clone())
-                && let Some(h) = self.services.get(&k)
+                && let Some(h) = services.get(&k)
             {
                 todo.extend(h.spec.depends_on.iter().cloned());
             }
@@ -292,10 +443,14 @@ impl Supervisor {
 
     /// Status of every service, with CPU and memory sampled now (at most once per second).
     pub fn status(&self) -> Vec<ServiceStatus> {
-        let snaps = self.hub.snapshot();
+        self.status_from(&self.hub.snapshot())
+    }
+
+    /// Status built from a hub snapshot (see [`Hub::subscribe`]).
+    pub fn status_from(&self, snaps: &BTreeMap<ServiceKey, ServiceSnapshot>) -> Vec<ServiceStatus> {
         let pids: Vec<u32> = snaps.values().filter_map(|s| s.pid).collect();
         let usage = self.sampler.sample(&pids);
-        self.services
+        self.read_services()
             .values()
             .map(|h| {
                 let snap = snaps.get(&h.spec.key).cloned().unwrap_or_default();
@@ -310,7 +465,7 @@ impl Supervisor {
 
     /// The log file of a service.
     pub fn log_path(&self, key: &ServiceKey) -> PathBuf {
-        log_path(&self.config.agent.data_dir, key)
+        log_path(&self.config().agent.data_dir, key)
     }
 }
 

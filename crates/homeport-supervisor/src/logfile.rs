@@ -136,11 +136,33 @@ impl LogQuery {
     }
 }
 
-/// Where a follower continues: a byte offset in the file with this inode.
+/// Which file a follower is in: its inode and, where the file system records it, its birth
+/// time — inode numbers are reused as soon as rotation deletes a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    ino: u64,
+    born: Option<std::time::SystemTime>,
+}
+
+impl FileId {
+    pub fn of_meta(meta: &fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            ino: meta.ino(),
+            born: meta.created().ok(),
+        }
+    }
+
+    pub fn of(path: &Path) -> Option<Self> {
+        fs::metadata(path).ok().map(|m| Self::of_meta(&m))
+    }
+}
+
+/// Where a follower continues: a byte offset in a file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Position {
     pub offset: u64,
-    pub ino: Option<u64>,
+    pub ino: Option<FileId>,
 }
 
 /// Reads the lines of a service's log (current file and its rotations, oldest first) that match
@@ -151,7 +173,6 @@ pub fn read_lines(
     keep: u32,
     query: &LogQuery,
 ) -> io::Result<(Vec<LogLine>, Position)> {
-    use std::os::unix::fs::MetadataExt;
     let want = query.tail.unwrap_or(usize::MAX);
     let mut newest_first: Vec<LogLine> = Vec::new();
     let mut end = Position::default();
@@ -174,7 +195,7 @@ pub fn read_lines(
             len = complete_prefix(&mut file, len)?;
             end = Position {
                 offset: len,
-                ino: Some(meta.ino()),
+                ino: Some(FileId::of_meta(&meta)),
             };
         }
         for raw in lines_backwards(&mut file, len)? {
@@ -243,44 +264,87 @@ fn lines_backwards(file: &mut File, len: u64) -> io::Result<impl Iterator<Item =
     Ok(lines.into_iter())
 }
 
-/// Follows a log file from `offset`, across rotations: returns new complete lines and the next offset.
-/// When the file was rotated (it is shorter than `offset`), the rest of `.1` is read first.
-pub fn read_new_lines(path: &Path, pos: &mut Position) -> io::Result<Vec<LogLine>> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
-    let meta = match fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
+/// What a follower read in one step.
+#[derive(Debug, Default)]
+pub struct Followed {
+    pub lines: Vec<LogLine>,
+    /// Lines were lost: the file the follower was in rotated out of `keep` before it was read.
+    pub lost: bool,
+}
+
+/// Follows a log across rotations: reads up to about `max_bytes` of complete lines after `pos`
+/// and advances it. When the file at `pos` was rotated, its rest is read from wherever it is now
+/// (`.1` … `.keep`) before the newer files, so a slow follower loses nothing while its file
+/// still exists.
+pub fn read_new_lines(
+    path: &Path,
+    keep: u32,
+    pos: &mut Position,
+    max_bytes: u64,
+) -> io::Result<Followed> {
+    let ino_of = FileId::of;
+    let Some(current) = ino_of(path) else {
+        return Ok(Followed::default());
     };
-    let mut offset = pos.offset;
-    let ino = &mut pos.ino;
-    if ino.is_some_and(|i| i != meta.ino()) {
-        // Rotated: finish the old file (now `.1`), then start the new one from 0.
-        let old = rotated_path(path, 1);
-        if let Ok(m) = fs::metadata(&old)
-            && Some(m.ino()) == *ino
-        {
-            let (lines, _) = read_from(&old, offset)?;
-            out.extend(lines);
-        }
-        offset = 0;
+    let mut out = Followed::default();
+    if pos.ino.is_none() {
+        pos.ino = Some(current);
     }
-    *ino = Some(meta.ino());
-    let (lines, next) = read_from(path, offset)?;
-    out.extend(lines);
+    if pos.ino != Some(current) {
+        // Where is our file now? `.n` for some n, or gone.
+        let found = (1..=keep).find(|n| ino_of(&rotated_path(path, *n)) == pos.ino);
+        match found {
+            Some(n) => {
+                let file = rotated_path(path, n);
+                let (lines, next, at_end) = read_from(&file, pos.offset, max_bytes)?;
+                out.lines = lines;
+                pos.offset = next;
+                if at_end {
+                    // Done with it: continue with the next newer file from its start.
+                    let newer = if n == 1 {
+                        path.to_path_buf()
+                    } else {
+                        rotated_path(path, n - 1)
+                    };
+                    *pos = Position {
+                        offset: 0,
+                        ino: ino_of(&newer),
+                    };
+                }
+                return Ok(out);
+            }
+            None => {
+                out.lost = true;
+                let oldest = (1..=keep)
+                    .rev()
+                    .map(|n| rotated_path(path, n))
+                    .find(|p| p.exists());
+                let start = oldest.unwrap_or_else(|| path.to_path_buf());
+                *pos = Position {
+                    offset: 0,
+                    ino: ino_of(&start),
+                };
+                return Ok(out);
+            }
+        }
+    }
+    let (lines, next, _) = read_from(path, pos.offset, max_bytes)?;
+    out.lines = lines;
     pos.offset = next;
     Ok(out)
 }
 
-fn read_from(path: &Path, offset: u64) -> io::Result<(Vec<LogLine>, u64)> {
+/// Complete lines from `offset`, stopping after about `max_bytes`; also whether it reached the
+/// end of the file.
+fn read_from(path: &Path, offset: u64, max_bytes: u64) -> io::Result<(Vec<LogLine>, u64, bool)> {
     let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
     file.seek(SeekFrom::Start(offset))?;
-    let mut reader = BufReader::new(file);
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
     let mut lines = Vec::new();
     let mut pos = offset;
     let mut buf = Vec::new();
-    loop {
+    while pos - offset < max_bytes {
         buf.clear();
         let n = reader.read_until(b'\n', &mut buf)?;
         if n == 0 || buf.last() != Some(&b'\n') {
@@ -289,7 +353,7 @@ fn read_from(path: &Path, offset: u64) -> io::Result<(Vec<LogLine>, u64)> {
         pos += n as u64;
         lines.push(parse_line(&buf[..n - 1]));
     }
-    Ok((lines, pos))
+    Ok((lines, pos, pos >= len))
 }
 
 #[cfg(test)]
@@ -367,30 +431,79 @@ mod tests {
         Ok(())
     }
 
+    /// Reads everything a follower can get now.
+    fn drain(path: &Path, keep: u32, pos: &mut Position) -> io::Result<(Vec<String>, bool)> {
+        let mut all = Vec::new();
+        let mut lost = false;
+        for _ in 0..1000 {
+            let got = read_new_lines(path, keep, pos, 100)?;
+            lost |= got.lost;
+            if got.lines.is_empty() && !got.lost {
+                let again = read_new_lines(path, keep, pos, 100)?;
+                if again.lines.is_empty() && !again.lost {
+                    break;
+                }
+                all.extend(again.lines.into_iter().map(|l| l.text));
+                continue;
+            }
+            all.extend(got.lines.into_iter().map(|l| l.text));
+        }
+        Ok((all, lost))
+    }
+
     #[test]
-    fn a_follower_sees_lines_across_a_rotation() -> io::Result<()> {
+    fn a_slow_follower_loses_nothing_across_several_rotations() -> io::Result<()> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("svc.log");
-        let mut w = LogWriter::open(&path, 200, 3)?;
+        let mut w = LogWriter::open(&path, 200, 10)?;
         w.write_line("t", Stream::Stdout, b"first")?;
         w.flush()?;
         let mut pos = Position::default();
-        let got = read_new_lines(&path, &mut pos)?;
-        assert_eq!(got.len(), 1);
+        let (got, _) = drain(&path, 10, &mut pos)?;
+        assert_eq!(got, ["first"]);
+        for i in 0..20 {
+            w.write_line(
+                "t",
+                Stream::Stdout,
+                format!("more {i:02} {}", "y".repeat(40)).as_bytes(),
+            )?;
+        }
+        w.flush()?;
+        assert!(
+            rotated_path(&path, 3).exists(),
+            "several rotations happened meanwhile"
+        );
+        let (got, lost) = drain(&path, 10, &mut pos)?;
+        assert!(!lost);
+        let want: Vec<String> = (0..20)
+            .map(|i| format!("more {i:02} {}", "y".repeat(40)))
+            .collect();
+        assert_eq!(got, want);
+        Ok(())
+    }
+
+    #[test]
+    fn a_follower_left_behind_by_rotation_is_told() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("svc.log");
+        let mut w = LogWriter::open(&path, 100, 1)?;
+        w.write_line("t", Stream::Stdout, b"first")?;
+        w.flush()?;
+        let mut pos = Position::default();
+        drain(&path, 1, &mut pos)?;
         for i in 0..10 {
             w.write_line(
                 "t",
                 Stream::Stdout,
-                format!("more {i} {}", "y".repeat(40)).as_bytes(),
+                format!("line {i} {}", "z".repeat(40)).as_bytes(),
             )?;
         }
         w.flush()?;
-        let got = read_new_lines(&path, &mut pos)?;
-        // Lines that went to `.2` or older while nobody looked are not followed; those in `.1` and the
-        // current file are.
+        let (got, lost) = drain(&path, 1, &mut pos)?;
+        assert!(lost, "its file was rotated away");
         assert!(
-            got.last().is_some_and(|l| l.text.starts_with("more 9")),
-            "{got:?}"
+            got.last().is_some_and(|l| l.starts_with("line 9")),
+            "it continues with what exists: {got:?}"
         );
         Ok(())
     }

@@ -53,7 +53,7 @@ pub struct ServiceTask {
     hub: Arc<Hub>,
     http: reqwest::Client,
     rx: mpsc::Receiver<Command>,
-    ready_tx: watch::Sender<ServiceState>,
+    ready_tx: Arc<watch::Sender<ServiceState>>,
     deps: Vec<(ServiceKey, watch::Receiver<ServiceState>)>,
 
     snap: ServiceSnapshot,
@@ -78,7 +78,7 @@ impl ServiceTask {
         paths: ServicePaths,
         hub: Arc<Hub>,
         rx: mpsc::Receiver<Command>,
-        ready_tx: watch::Sender<ServiceState>,
+        ready_tx: Arc<watch::Sender<ServiceState>>,
         deps: Vec<(ServiceKey, watch::Receiver<ServiceState>)>,
         seed: Seed,
         http: reqwest::Client,

@@ -236,6 +236,25 @@ pub struct ServiceStatus {
     pub autostart: bool,
 }
 
+/// Everything about one service, for its detail view. Secret values are masked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceDetail {
+    pub status: ServiceStatus,
+    pub command: Vec<String>,
+    pub cwd: String,
+    /// The variables Homeport adds; values of secret ones are replaced by [`MASK`].
+    pub env: std::collections::BTreeMap<String, String>,
+    pub health: Option<String>,
+    pub restart: String,
+    pub depends_on: Vec<ServiceKey>,
+    pub log_file: String,
+    /// The newest recorded events, newest first.
+    pub events: Vec<Event>,
+}
+
+/// What a secret value is shown as.
+pub const MASK: &str = "••••••";
+
 /// Facts about the agent itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentInfo {
@@ -336,9 +355,9 @@ pub struct LogEntry {
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum LogStreamItem {
     Line(LogEntry),
-    /// This many lines were skipped because the reader fell behind.
+    /// Lines were skipped because the reader fell too far behind (their count, when known).
     Skipped {
-        count: u64,
+        count: Option<u64>,
     },
 }
 
@@ -395,6 +414,85 @@ impl ConfigChange {
             ConfigChange::Agent { key, .. } => format!("agent.{}", key.key()),
         }
     }
+}
+
+/// The settings screen's view of the config: what it may edit, and the file's revision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigView {
+    pub file: String,
+    /// SHA-256 of the file's text; edits name the revision they were made against.
+    pub revision: String,
+    pub agent: AgentSettingsView,
+    pub envs: Vec<EnvView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentSettingsView {
+    pub port: u16,
+    pub log_max_bytes: u64,
+    pub log_keep: u32,
+    pub data_dir: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvView {
+    pub app: String,
+    pub env: String,
+    pub autostart: bool,
+    pub databases: std::collections::BTreeMap<String, String>,
+    pub services: Vec<ServiceView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub service: String,
+    pub port: Option<u16>,
+    /// Names of secret variables; their values are never sent.
+    pub secret_env: Vec<String>,
+}
+
+/// Body of `POST /api/v1/config/preview` and `/apply`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigEdit {
+    pub changes: Vec<ConfigChange>,
+    /// The [`ConfigView::revision`] the changes were made against.
+    pub revision: String,
+}
+
+/// One problem with a proposed config, located in the file as it would be written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    pub field: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigPreview {
+    pub valid: bool,
+    pub problems: Vec<Problem>,
+    /// Unified diff of the file.
+    pub diff: String,
+    /// Running services that applying would restart.
+    pub restart: Vec<ServiceKey>,
+    pub revision: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigApplied {
+    pub restarted: Vec<ServiceKey>,
+    /// Agent options changed; they take effect when the agent restarts.
+    pub needs_agent_restart: bool,
+    /// The file's new revision.
+    pub revision: String,
+}
+
+/// Answer to `POST /api/v1/sessions`: a one-time sign-in link for a browser.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignInLink {
+    pub url: String,
 }
 
 /// Names of the agent's files in its data folder, shared by the agent and its clients.

@@ -1,0 +1,227 @@
+//! The settings screen's edits of `homeport.toml`: stage the change, validate it as a whole,
+//! show it as a diff, then write it atomically and apply it — or discard it.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use homeport_config::edit::{EditError, apply_changes};
+use homeport_config::{Config, Diagnostic};
+use homeport_types::{
+    AgentSettingsView, ConfigApplied, ConfigChange, ConfigPreview, ConfigView, EnvView, Problem,
+    ServiceKey, ServiceView,
+};
+use sha2::{Digest, Sha256};
+
+use crate::Core;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file changed on disk since the screen read it.
+    #[error("{0} changed since it was read; reload the settings and make the change again")]
+    Conflict(String),
+    /// The change makes the config invalid.
+    #[error("the change makes the config invalid: {}", .0.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<Problem>),
+    /// A change names something the file does not have.
+    #[error(transparent)]
+    Edit(#[from] EditError),
+    #[error("cannot read or write {0}: {1}")]
+    Io(String, #[source] std::io::Error),
+}
+
+pub fn revision(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn read(path: &Path) -> Result<String, SettingsError> {
+    std::fs::read_to_string(path).map_err(|e| SettingsError::Io(path.display().to_string(), e))
+}
+
+pub(crate) fn view(config: &Config) -> Result<ConfigView, SettingsError> {
+    let text = read(&config.file)?;
+    let envs = config
+        .envs
+        .iter()
+        .map(|e| EnvView {
+            app: e.app.clone(),
+            env: e.env.clone(),
+            autostart: e.autostart,
+            databases: e
+                .databases
+                .iter()
+                .map(|(k, v)| (k.clone(), v.display().to_string()))
+                .collect(),
+            services: config
+                .services
+                .iter()
+                .filter(|s| s.key.app == e.app && s.key.env == e.env)
+                .map(|s| ServiceView {
+                    service: s.key.service.clone(),
+                    port: s.port,
+                    secret_env: s.secret_env.iter().cloned().collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(ConfigView {
+        file: config.file.display().to_string(),
+        revision: revision(&text),
+        agent: AgentSettingsView {
+            port: config.agent.port,
+            log_max_bytes: config.agent.log_max_bytes,
+            log_keep: config.agent.log_keep,
+            data_dir: config.agent.data_dir.display().to_string(),
+        },
+        envs,
+    })
+}
+
+/// A staged change: the new text, its config if valid, and what is wrong with it.
+struct Staged {
+    old_text: String,
+    new_text: String,
+    new_config: Option<Config>,
+    problems: Vec<Problem>,
+}
+
+fn problem(d: &Diagnostic) -> Problem {
+    Problem {
+        field: d.field.clone(),
+        line: d.line,
+        column: d.column,
+        message: d.message.clone(),
+        help: d.help.clone(),
+    }
+}
+
+fn stage(core: &Core, changes: &[ConfigChange], rev: &str) -> Result<Staged, SettingsError> {
+    let config = core.config();
+    let old_text = read(&config.file)?;
+    if revision(&old_text) != rev {
+        return Err(SettingsError::Conflict(config.file.display().to_string()));
+    }
+    let new_text = apply_changes(&old_text, changes)?;
+    let (new_config, mut problems) = match homeport_config::load_str(&config.file, &new_text) {
+        Ok(c) => (Some(c), Vec::new()),
+        Err(d) => (None, d.0.iter().map(problem).collect()),
+    };
+    // A port the file does not clash on may still be held by a process outside Homeport.
+    let ours: BTreeSet<u32> = core
+        .supervisor()
+        .status()
+        .iter()
+        .filter_map(|s| s.pid)
+        .collect();
+    for change in changes {
+        if let ConfigChange::Port {
+            app,
+            env,
+            service,
+            port,
+        } = change
+        {
+            let key = ServiceKey::new(app, env, service);
+            let unchanged = config.service(&key).is_some_and(|s| s.port == Some(*port));
+            if unchanged {
+                continue;
+            }
+            if let Some(holder) = homeport_supervisor::port_holder(*port)
+                && holder.pid.is_none_or(|p| !ours.contains(&p))
+            {
+                problems.push(Problem {
+                    field: change.field(),
+                    line: 0,
+                    column: 0,
+                    message: format!("port {port} is in use by {holder}"),
+                    help: None,
+                });
+            }
+        }
+    }
+    Ok(Staged {
+        old_text,
+        new_text,
+        new_config,
+        problems,
+    })
+}
+
+pub(crate) fn preview(
+    core: &Core,
+    changes: &[ConfigChange],
+    rev: &str,
+) -> Result<ConfigPreview, SettingsError> {
+    let staged = stage(core, changes, rev)?;
+    let file = core.config().file.display().to_string();
+    let diff = similar::TextDiff::from_lines(&staged.old_text, &staged.new_text)
+        .unified_diff()
+        .context_radius(2)
+        .header(&file, &file)
+        .to_string();
+    let restart = match &staged.new_config {
+        Some(new) => changed_running(core, new),
+        None => Vec::new(),
+    };
+    Ok(ConfigPreview {
+        valid: staged.problems.is_empty() && staged.new_config.is_some(),
+        problems: staged.problems,
+        diff,
+        restart,
+        revision: rev.to_owned(),
+    })
+}
+
+/// Running services whose spec differs in `new`.
+fn changed_running(core: &Core, new: &Config) -> Vec<ServiceKey> {
+    let old = core.config();
+    core.supervisor()
+        .status()
+        .into_iter()
+        .filter(|s| s.state.is_up() || s.state == homeport_types::ServiceState::BackingOff)
+        .filter(|s| old.service(&s.key) != new.service(&s.key))
+        .filter(|s| new.service(&s.key).is_some())
+        .map(|s| s.key)
+        .collect()
+}
+
+pub(crate) async fn apply(
+    core: &Core,
+    changes: &[ConfigChange],
+    rev: &str,
+) -> Result<ConfigApplied, SettingsError> {
+    let _one_at_a_time = core.settings_lock.lock().await;
+    let staged = stage(core, changes, rev)?;
+    let new = match staged.new_config {
+        Some(c) if staged.problems.is_empty() => c,
+        _ => return Err(SettingsError::Invalid(staged.problems)),
+    };
+    let old = core.config();
+    let path = old.file.clone();
+    let mode = std::fs::metadata(&path)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0o600);
+    homeport_supervisor::fsutil::atomic_write(&path, staged.new_text.as_bytes(), mode)
+        .map_err(|e| SettingsError::Io(path.display().to_string(), e))?;
+    let needs_agent_restart = old.agent != new.agent;
+    let report = core
+        .supervisor()
+        .reload(std::sync::Arc::new(new), Duration::from_secs(60))
+        .await;
+    tracing::info!(
+        "applied a config change: {} added, {} removed, {} changed, {} restarted",
+        report.added.len(),
+        report.removed.len(),
+        report.changed.len(),
+        report.restarted.len()
+    );
+    Ok(ConfigApplied {
+        restarted: report.restarted,
+        needs_agent_restart,
+        revision: revision(&staged.new_text),
+    })
+}
