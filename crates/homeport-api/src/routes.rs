@@ -16,16 +16,29 @@ use serde::Deserialize;
 use crate::guard::SESSION_COOKIE;
 use crate::{AppState, error};
 
+/// A refused request: its status, error kind and message.
+pub struct Reject(pub StatusCode, pub &'static str, pub String);
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        error(self.0, self.1, self.2)
+    }
+}
+
 /// A JSON body, or the right status for a wrong one: 415 when it is not JSON, 400 otherwise.
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, Response> {
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, Reject> {
     match b {
         Ok(Json(v)) => Ok(v),
-        Err(JsonRejection::MissingJsonContentType(r)) => Err(error(
+        Err(JsonRejection::MissingJsonContentType(r)) => Err(Reject(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             r.body_text(),
         )),
-        Err(r) => Err(error(StatusCode::BAD_REQUEST, "bad_request", r.body_text())),
+        Err(r) => Err(Reject(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            r.body_text(),
+        )),
     }
 }
 
@@ -74,7 +87,7 @@ pub async fn act(
     };
     let req = match body(req) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(reject) => return reject.into_response(),
     };
     match st.core.act(action, &req.target).await {
         Ok(outcomes) => Json(outcomes).into_response(),
@@ -119,9 +132,9 @@ pub struct LogParams {
 }
 
 /// Parses log parameters, or answers 400 naming the bad one.
-pub fn log_query(p: &LogParams) -> Result<(Target, LogQuery), Response> {
+pub fn log_query(p: &LogParams) -> Result<(Target, LogQuery), Reject> {
     let target: Target = p.target.parse().map_err(|e| {
-        error(
+        Reject(
             StatusCode::BAD_REQUEST,
             "bad_request",
             format!("target: {e}"),
@@ -133,11 +146,11 @@ pub fn log_query(p: &LogParams) -> Result<(Target, LogQuery), Response> {
         .filter(|g| !g.is_empty())
         .map(regex::Regex::new)
         .transpose()
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_request", format!("grep: {e}")))?;
+        .map_err(|e| Reject(StatusCode::BAD_REQUEST, "bad_request", format!("grep: {e}")))?;
     if let Some(since) = &p.since
         && humantime::parse_rfc3339_weak(since).is_err()
     {
-        return Err(error(
+        return Err(Reject(
             StatusCode::BAD_REQUEST,
             "bad_request",
             format!("since: {since:?} is not an RFC 3339 time"),
@@ -157,7 +170,7 @@ pub fn log_query(p: &LogParams) -> Result<(Target, LogQuery), Response> {
 pub async fn logs(State(st): State<AppState>, Query(p): Query<LogParams>) -> Response {
     let (target, query) = match log_query(&p) {
         Ok(q) => q,
-        Err(resp) => return resp,
+        Err(reject) => return reject.into_response(),
     };
     let core = st.core.clone();
     let grep = query.grep.clone();
@@ -216,7 +229,7 @@ pub async fn config_preview(
 ) -> Response {
     let edit = match body(req) {
         Ok(e) => e,
-        Err(resp) => return resp,
+        Err(reject) => return reject.into_response(),
     };
     let core = st.core.clone();
     match tokio::task::spawn_blocking(move || core.preview(&edit.changes, &edit.revision)).await {
@@ -232,7 +245,7 @@ pub async fn config_apply(
 ) -> Response {
     let edit = match body(req) {
         Ok(e) => e,
-        Err(resp) => return resp,
+        Err(reject) => return reject.into_response(),
     };
     match st.core.apply(&edit.changes, &edit.revision).await {
         Ok(r) => Json(r).into_response(),

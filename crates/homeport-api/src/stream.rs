@@ -43,7 +43,7 @@ pub async fn events(
 pub async fn logs(State(st): State<AppState>, Query(p): Query<LogParams>) -> Response {
     let (target, mut query) = match log_query(&p) {
         Ok(q) => q,
-        Err(resp) => return resp,
+        Err(reject) => return reject.into_response(),
     };
     query.tail = Some(p.tail.unwrap_or(1000).min(100_000));
     let core = st.core.clone();
