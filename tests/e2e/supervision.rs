@@ -155,7 +155,7 @@ command = ["@FIXTURE@", "--crash-after", "10", "--exit-code", "5"]
 restart = "never"
 [apps.a.env.prod.services.again]
 command = ["@FIXTURE@", "--lines", "1", "--exit-after-lines"]
-restart = { policy = "always", backoff_min = "10ms", max_failures = 1000 }
+restart = { policy = "always", backoff_min = "10ms", max_failures = 2 }
 [apps.a.env.prod.services.clean]
 command = ["@FIXTURE@", "--exit-after-lines"]
 "#,
@@ -387,4 +387,184 @@ restart = { policy = "on-failure", backoff_min = "10ms", max_failures = 2, windo
     let svc = service(&env.status(), "a/prod/crashy").clone();
     assert_eq!(svc.restarts, 1);
     assert_eq!(svc.last_exit, Some(ExitReason::Code(1)));
+}
+
+#[test]
+fn a_daemon_that_left_the_process_group_is_stopped_too() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.forker]
+command = ["@FIXTURE@", "--daemon"]
+autostart = true
+stop_timeout = "1s"
+"#,
+    );
+    env.start_agent();
+    let log = env.log_file("a", "prod", "forker");
+    let daemon: u32 = env.wait_until("the daemon pid is logged", || {
+        read(&log)
+            .lines()
+            .find_map(|l| l.split("daemon pid ").nth(1)?.trim().parse().ok())
+    });
+    assert!(alive(daemon));
+    let out = env.cli(&["stop", "a/prod/forker"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.wait_until("the daemon is gone", || (!alive(daemon)).then_some(()));
+}
+
+#[test]
+fn a_stale_run_record_never_kills_an_unrelated_process() {
+    // After a reboot (or pid reuse) a record's pid may name somebody else's process group.
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@"]
+"#,
+    );
+    let mut bystander = std::process::Command::new("setsid")
+        .args(["sleep", "1000"])
+        .spawn()
+        .expect("setsid sleep");
+    let pid = bystander.id();
+    env.wait_until("the bystander leads its group", || {
+        (nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid as i32)))
+            .ok()?
+            .as_raw() as u32
+            == pid)
+            .then_some(())
+    });
+    let run = env.data.join("run/a/prod/web");
+    std::fs::create_dir_all(&run).expect("run dir");
+    for (name, record) in [(
+        "shim.json",
+        format!(
+            r#"{{"shim_pid":999999,"pid":{pid},"boot_id":"an-earlier-boot","shim_started":1,"started":1}}"#
+        ),
+    )] {
+        std::fs::write(run.join(name), record).expect("record");
+    }
+    env.start_agent();
+    env.wait_service("a/prod/web", "is known", |s| {
+        s.state == ServiceState::Stopped
+    });
+    assert!(alive(pid), "the unrelated process was signalled");
+    assert!(
+        !run.join("shim.json").exists(),
+        "the stale record is cleared"
+    );
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+}
+
+#[test]
+fn a_dependent_fails_when_its_dependency_crashes() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.db]
+command = ["@FIXTURE@", "--crash-after", "100"]
+health = { command = "false", interval = "50ms" }
+restart = "never"
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@"]
+depends_on = ["db"]
+"#,
+    );
+    env.start_agent();
+    let out = env.cli(&["start", "a/prod/web"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("a/prod/web: failed: dependency db is crashed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        service(&env.status(), "a/prod/web").state,
+        ServiceState::Failed
+    );
+}
+
+#[test]
+fn services_inherit_no_stray_file_descriptors() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.quiet]
+command = ["@FIXTURE@"]
+autostart = true
+"#,
+    );
+    // Start the agent the way a careless launcher might: with an extra open descriptor.
+    env.start_agent_with_extra_fd();
+    let pid = env
+        .wait_service("a/prod/quiet", "runs", |s| s.state == ServiceState::Running)
+        .pid
+        .expect("pid");
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fd dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut fds: Vec<u32> = fds.iter().filter_map(|f| f.parse().ok()).collect();
+    fds.sort_unstable();
+    assert_eq!(fds, [0, 1, 2], "only stdin, stdout and stderr");
+}
+
+#[test]
+fn the_cli_never_sends_its_token_to_a_port_a_dead_agent_left_behind() {
+    use std::io::Read;
+    let mut env = TestEnv::new("");
+    env.start_agent();
+    let ep: homeport_types::AgentEndpoint =
+        serde_json::from_str(&read(&env.data.join("agent.json"))).expect("agent.json");
+    env.kill_agent_hard();
+    let impostor = std::net::TcpListener::bind(&ep.addr).expect("take the old port");
+    impostor.set_nonblocking(true).expect("nonblocking");
+    let out = env.cli(&["status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let mut leaked = String::new();
+    if let Ok((mut conn, _)) = impostor.accept() {
+        let _ = conn.set_read_timeout(Some(std::time::Duration::from_millis(200)));
+        let _ = conn.read_to_string(&mut leaked);
+    }
+    assert!(
+        !leaked.contains("Bearer"),
+        "the token went to the impostor: {leaked}"
+    );
+}
+
+#[test]
+fn sigterm_is_not_held_up_by_a_follower_and_state_db_ends_stopped() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod]
+autostart = true
+[apps.a.env.prod.services.one]
+command = ["@FIXTURE@"]
+[apps.a.env.prod.services.two]
+command = ["@FIXTURE@"]
+"#,
+    );
+    env.start_agent();
+    env.wait_service("a/prod/two", "runs", |s| s.state == ServiceState::Running);
+    let mut follower = std::process::Command::new(homeport_bin())
+        .args([
+            "--config",
+            &env.config.display().to_string(),
+            "logs",
+            "a",
+            "-f",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("logs -f");
+    let status = env.stop_agent().expect("agent was running");
+    assert_eq!(status.code(), Some(0));
+    let db = rusqlite::Connection::open(env.data.join("state.db")).expect("state.db");
+    let states: Vec<String> = db
+        .prepare("SELECT state FROM services ORDER BY service")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("query");
+    assert_eq!(states, ["stopped", "stopped"]);
+    let _ = follower.kill();
+    let _ = follower.wait();
 }

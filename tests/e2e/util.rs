@@ -102,16 +102,43 @@ impl TestEnv {
         c
     }
 
+    /// Starts the agent through a shell that leaves descriptor 9 open, as a careless launcher
+    /// would.
+    pub fn start_agent_with_extra_fd(&mut self) {
+        self.start_agent_via(Some("exec 9</dev/null; exec \"$0\" \"$@\""));
+    }
+
     /// Starts `homeport agent` and waits until its API answers.
     pub fn start_agent(&mut self) {
+        self.start_agent_via(None);
+    }
+
+    fn start_agent_via(&mut self, shell: Option<&str>) {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("agent.log"))
             .expect("agent log");
-        let child = self
-            .command()
-            .arg("agent")
+        let mut cmd = self.command();
+        if let Some(script) = shell {
+            let args: Vec<std::ffi::OsString> = cmd.get_args().map(ToOwned::to_owned).collect();
+            let mut sh = Command::new("/bin/sh");
+            sh.arg("-c")
+                .arg(script)
+                .arg(homeport_bin())
+                .args(args)
+                .arg("agent");
+            for (k, v) in cmd.get_envs() {
+                match v {
+                    Some(v) => sh.env(k, v),
+                    None => sh.env_remove(k),
+                };
+            }
+            cmd = sh;
+        } else {
+            cmd.arg("agent");
+        }
+        let child = cmd
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)
             .spawn()

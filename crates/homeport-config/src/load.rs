@@ -543,6 +543,25 @@ fn resolve_service(
             .map(CommandSpec::Argv),
     };
 
+    // `~/bin/app` means the home folder, as it would in a shell.
+    let command = command.map(|c| match c {
+        CommandSpec::Argv(mut argv) => {
+            if let Some(first) = argv.first_mut()
+                && (first.starts_with("~/") || first == "~")
+            {
+                *first = expand_home(first, base).display().to_string();
+            }
+            CommandSpec::Argv(argv)
+        }
+        shell => shell,
+    });
+    if let Some(CommandSpec::Argv(argv)) = &command
+        && let Some(program) = argv.first()
+        && let Err(why) = check_program(program, release, &env_spec.data_dir)
+    {
+        sink.push(Some(cmd_span.clone()), &format!("{p}.command"), why);
+    }
+
     let cwd = match &raw.cwd {
         Some(c) => expand(sink, c.get_ref(), c.span(), "cwd").map(|s| expand_home(&s, base)),
         None => Some(env_spec.data_dir.clone()),
@@ -618,6 +637,36 @@ fn resolve_service(
         data_dir: env_spec.data_dir.clone(),
     };
     ok.then_some(spec)
+}
+
+/// The program of a command must exist and be executable: a path as given, a bare name on
+/// `$PATH`. Programs inside the release or data folder appear only when Homeport deploys them.
+fn check_program(program: &str, release: &Path, data_dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    if program.is_empty() {
+        return Ok(()); // reported as an empty command
+    }
+    let executable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = Path::new(program);
+        if path.starts_with(release) || path.starts_with(data_dir) || executable(path) {
+            return Ok(());
+        }
+        return Err(match path.exists() {
+            true => format!("{program} is not an executable file"),
+            false => format!("program {program} does not exist"),
+        });
+    }
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| executable(&d.join(program))));
+    if on_path {
+        Ok(())
+    } else {
+        Err(format!("program `{program}` is not on $PATH"))
+    }
 }
 
 fn resolve_health(

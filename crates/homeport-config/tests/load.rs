@@ -43,7 +43,7 @@ health = "/health"
 restart = { policy = "always", backoff_min = "1s", max_failures = 3, window = "1m" }
 
 [apps.clauset.env.production.services.worker]
-command = ["/bin/worker", "--data", "{data_dir}", "--app={app}-{env}"]
+command = ["/bin/sh", "--data", "{data_dir}", "--app={app}-{env}"]
 depends_on = ["server"]
 health = { command = "test -d {data_dir}", interval = "2s" }
 stop_signal = "INT"
@@ -131,7 +131,7 @@ fn a_valid_file_resolves_defaults_and_placeholders() {
 fn every_error_is_reported_at_once_with_its_place() {
     let diags = errors(
         r#"[apps.a.env.prod.services.web]
-command = "/bin/web"
+command = "/bin/sh"
 port = 8080
 health = { http = "/h", intervl = "5s" }
 restrat = "always"
@@ -141,7 +141,7 @@ command = ""
 port = 70000
 
 [apps.b.env.prod.services.api]
-command = ["/bin/api"]
+command = ["/bin/sh"]
 port = 8080
 cwd = "/definitely/not/here"
 "#,
@@ -181,11 +181,11 @@ cwd = "/definitely/not/here"
 fn type_errors_in_several_services_are_all_reported() {
     let diags = errors(
         r#"[apps.a.env.p.services.one]
-command = "/bin/one"
+command = "/bin/sh"
 autostart = "yes"
 
 [apps.a.env.p.services.two]
-command = "/bin/two"
+command = "/bin/sh"
 stop_timeout = "soon"
 "#,
     );
@@ -204,10 +204,10 @@ stop_timeout = "soon"
 fn dependency_cycles_and_unknown_dependencies_are_named() {
     let diags = errors(
         r#"[apps.a.env.p.services.x]
-command = "/bin/x"
+command = "/bin/sh"
 depends_on = ["y"]
 [apps.a.env.p.services.y]
-command = "/bin/y"
+command = "/bin/sh"
 depends_on = ["x", "zz"]
 "#,
     );
@@ -242,7 +242,7 @@ databases = { main = "/srv/a/../a/main.db" }
 fn unknown_placeholders_and_missing_ports_are_errors() {
     let diags = errors(
         r#"[apps.a.env.p.services.x]
-command = "/bin/x --port {port} --dir {datadir}"
+command = "/bin/sh --port {port} --dir {datadir}"
 health = "/health"
 "#,
     );
@@ -288,4 +288,33 @@ fn the_demo_config_is_valid() {
     if let Err(d) = load_str(&path, &text) {
         panic!("the demo config must load:\n{d}");
     }
+}
+
+#[test]
+fn a_program_that_cannot_run_is_reported_and_home_is_expanded() {
+    let diags = errors(
+        r#"[apps.a.env.p.services.gone]
+command = "/definitely/not/a/program --flag"
+[apps.a.env.p.services.nameless]
+command = ["no-such-program-anywhere"]
+[apps.a.env.p.services.home]
+command = "~/bin/app"
+"#,
+    );
+    let gone = find(&diags, "apps.a.env.p.services.gone.command");
+    assert_eq!(
+        gone.message,
+        "program /definitely/not/a/program does not exist"
+    );
+    let nameless = find(&diags, "apps.a.env.p.services.nameless.command");
+    assert_eq!(
+        nameless.message,
+        "program `no-such-program-anywhere` is not on $PATH"
+    );
+    let home = find(&diags, "apps.a.env.p.services.home.command");
+    let expected_home = std::env::var("HOME").unwrap_or_default();
+    assert!(
+        home.message.contains(&format!("{expected_home}/bin/app")),
+        "{home}"
+    );
 }

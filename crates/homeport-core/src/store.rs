@@ -38,8 +38,18 @@ const MIGRATIONS: &[&str] = &[
 /// Events kept in the table; older ones are pruned at start.
 const KEEP_EVENTS: i64 = 100_000;
 
+fn prune(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute(
+        "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
+        params![KEEP_EVENTS],
+    )?;
+    Ok(())
+}
+
 pub struct Store {
     conn: Connection,
+    /// Records since the last prune.
+    since_prune: u32,
 }
 
 impl Store {
@@ -56,14 +66,20 @@ impl Store {
             tx.pragma_update(None, "user_version", i as i64 + 1)?;
             tx.commit()?;
         }
-        conn.execute(
-            "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
-            params![KEEP_EVENTS],
-        )?;
-        Ok(Self { conn })
+        prune(&conn)?;
+        Ok(Self {
+            conn,
+            since_prune: 0,
+        })
     }
 
     pub fn record(&mut self, ev: &Event) -> rusqlite::Result<()> {
+        // A fast crash loop records many events a second: keep the table bounded as it runs.
+        self.since_prune += 1;
+        if self.since_prune >= 1000 {
+            self.since_prune = 0;
+            prune(&self.conn)?;
+        }
         let service = ev.key.to_string();
         let tx = self.conn.transaction()?;
         match &ev.kind {

@@ -362,7 +362,10 @@ impl Supervisor {
                     Ok(Ok(Ok(()))) => None,
                     Ok(Ok(Err(e))) => Some(e),
                     Ok(Err(_)) => Some("the service task has ended".to_owned()),
-                    Err(_) => None, // still waiting for its dependencies; its state says so
+                    Err(_) => Some(format!(
+                        "still starting after {}",
+                        humantime::format_duration(timeout)
+                    )),
                 }
             };
             out.push(self.outcome(key, error));

@@ -15,7 +15,9 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::fsutil::{Durability, create_private_dir, replace_file};
-use crate::shim::{EXIT_FILE, ExitRecord, Handshake, RECORD_FILE, SPEC_FILE, ShimRecord, ShimSpec};
+use crate::shim::{
+    self, EXIT_FILE, ExitRecord, Handshake, RECORD_FILE, SPEC_FILE, ShimRecord, ShimSpec,
+};
 
 /// A running service as the agent knows it: its shim (which outlives the agent) and its pid.
 #[derive(Debug)]
@@ -113,7 +115,11 @@ pub async fn spawn(shim_exe: &Path, run_dir: &Path, spec: &ShimSpec) -> Result<P
     // SAFETY: setsid is async-signal-safe. A session of its own keeps the shim (and so the
     // service) out of reach of the terminal's Ctrl-C and hangup, which are meant for the agent.
     unsafe {
-        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(io::Error::other));
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(io::Error::other)?;
+            crate::shim::close_inherited_fds();
+            Ok(())
+        });
     }
     let mut child = tokio::process::Command::from(cmd)
         .spawn()
@@ -182,11 +188,19 @@ pub fn adopt(run_dir: &Path) -> Found {
     let Ok(rec) = serde_json::from_slice::<ShimRecord>(&bytes) else {
         return Found::Nothing;
     };
-    // The shim's command line names this run folder: that, not the pid alone, proves it is ours
-    // (a pid may have been reused since).
-    if is_our_shim(rec.shim_pid, run_dir)
+    // A record of an earlier boot describes processes that no longer exist; their pids may
+    // belong to anything now.
+    let same_boot = !rec.boot_id.is_empty() && rec.boot_id == shim::boot_id();
+    // The pid, its start time and the shim's command line naming this run folder together
+    // prove the shim is ours; checked again after opening the pidfd, which pins the process.
+    let shim_is_ours = || {
+        same_boot
+            && shim::start_ticks(rec.shim_pid) == Some(rec.shim_started)
+            && is_our_shim(rec.shim_pid, run_dir)
+    };
+    if shim_is_ours()
         && let Ok(fd) = pidfd_open(rec.shim_pid)
-        && is_our_shim(rec.shim_pid, run_dir)
+        && shim_is_ours()
         && let Ok(exited) = watch_pidfd(fd)
     {
         return Found::Alive(Proc {
@@ -200,7 +214,24 @@ pub fn adopt(run_dir: &Path) -> Found {
     {
         return Found::Ended(exit);
     }
-    Found::Orphan { pid: rec.pid }
+    // The shim is gone without a record. Only a process that is provably the service — same
+    // boot, same start time, still leading its own group — may be signalled.
+    let service_is_ours = same_boot
+        && rec.pid > 1
+        && shim::start_ticks(rec.pid) == Some(rec.started)
+        && nix::unistd::getpgid(Some(Pid::from_raw(rec.pid as i32)))
+            .is_ok_and(|g| g.as_raw() as u32 == rec.pid);
+    if service_is_ours {
+        Found::Orphan { pid: rec.pid }
+    } else {
+        clear_run(run_dir);
+        Found::Nothing
+    }
+}
+
+/// The spec a running shim was started with.
+pub fn read_spec(run_dir: &Path) -> Option<ShimSpec> {
+    serde_json::from_slice(&fs::read(run_dir.join(SPEC_FILE)).ok()?).ok()
 }
 
 /// Reads the exit record a shim left, once it has exited.

@@ -56,6 +56,11 @@ impl RestartTracker {
         if uptime >= self.policy.reset_after {
             self.reset();
         }
+        if !failed {
+            // `always` brings back a clean exit too; that is the service's rhythm, not a crash
+            // loop, so it neither counts toward giving up nor grows the backoff.
+            return Decision::Restart(self.policy.backoff_min);
+        }
         self.failures.push_back(now);
         while self
             .failures
@@ -186,9 +191,12 @@ mod tests {
             Decision::Restart(_)
         ));
         let mut always = RestartTracker::new(policy(RestartMode::Always));
-        assert!(matches!(
-            always.on_exit(now, Duration::ZERO, CLEAN, false),
-            Decision::Restart(_)
-        ));
+        for _ in 0..10 {
+            assert_eq!(
+                always.on_exit(now, Duration::ZERO, CLEAN, false),
+                Decision::Restart(Duration::from_secs(1)),
+                "clean exits never count as a crash loop"
+            );
+        }
     }
 }

@@ -21,6 +21,15 @@ use crate::shim::ShimSpec;
 
 const FIRST_BOOT_PROBE: Duration = Duration::from_millis(50);
 
+/// How waiting for dependencies ended.
+enum Wait {
+    Ready,
+    /// A command other than Start arrived first.
+    Interrupted(Command),
+    /// A dependency went down for good (failed, crashed, exited or was stopped).
+    DependencyDown(String),
+}
+
 /// Paths and limits a service task needs besides its spec.
 #[derive(Debug, Clone)]
 pub struct ServicePaths {
@@ -69,6 +78,8 @@ pub struct ServiceTask {
     /// Until the first passing probe, probes come quickly (doubling from 50 ms up to the
     /// interval), so dependents start as soon as a service is ready rather than an interval later.
     boot_delay: Duration,
+    /// Set when a re-adopted process runs an older config; shown until it is restarted.
+    drift_note: Option<String>,
 }
 
 impl ServiceTask {
@@ -107,6 +118,7 @@ impl ServiceTask {
             next_probe: None,
             consecutive_failures: 0,
             boot_delay: FIRST_BOOT_PROBE,
+            drift_note: None,
         }
     }
 
@@ -124,11 +136,26 @@ impl ServiceTask {
                     Input::Start,
                     Some("re-adopted after an agent restart".into()),
                 );
+                // The config may have changed while no agent ran: say so rather than silently
+                // keep an old command running.
+                let drift = process::read_spec(&self.paths.run_dir).is_some_and(|running| {
+                    running.argv != self.spec.command.argv()
+                        || running.cwd != self.spec.cwd
+                        || self
+                            .spec
+                            .env
+                            .iter()
+                            .any(|(k, v)| running.env.get(k) != Some(v))
+                });
+                let note = drift.then(|| {
+                    "running with an older config; restart it to apply the new one".to_owned()
+                });
+                self.drift_note = note.clone();
                 self.apply(
                     Input::Spawned {
                         checked: self.spec.health.is_some(),
                     },
-                    None,
+                    note,
                 );
                 self.schedule_probe(Duration::ZERO);
             }
@@ -153,13 +180,21 @@ impl ServiceTask {
     pub async fn run(mut self) {
         loop {
             if self.snap.state == ServiceState::Starting && self.proc.is_none() {
-                if let Some(cmd) = self.wait_for_dependencies().await {
-                    if !self.handle(cmd).await {
-                        return;
+                match self.wait_for_dependencies().await {
+                    Wait::Ready => self.launch().await,
+                    Wait::Interrupted(cmd) => {
+                        if !self.handle(cmd).await {
+                            return;
+                        }
                     }
-                    continue;
+                    Wait::DependencyDown(why) => {
+                        tracing::warn!(service = %self.spec.key, "cannot start: {why}");
+                        self.apply(Input::SpawnFailed, Some(why.clone()));
+                        for reply in self.waiting_start.drain(..) {
+                            let _ = reply.send(Err(why.clone()));
+                        }
+                    }
                 }
-                self.launch().await;
                 continue;
             }
             let backoff = self
@@ -185,7 +220,8 @@ impl ServiceTask {
                     let http = self.http.clone();
                     self.next_probe = None;
                     if let Some(check) = check {
-                        self.probe = Some(tokio::spawn(async move { crate::health::probe(&check, &http).await }));
+                        let ctx = crate::health::ProbeContext { cwd: self.spec.cwd.clone(), env: self.spec.env.clone() };
+                        self.probe = Some(tokio::spawn(async move { crate::health::probe(&check, &http, &ctx).await }));
                     }
                 }
                 r = wait_probe(self.probe.as_mut()), if self.probe.is_some() => {
@@ -220,7 +256,12 @@ impl ServiceTask {
     }
 
     /// Waits until every dependency is ready. Returns a command that arrived meanwhile.
-    async fn wait_for_dependencies(&mut self) -> Option<Command> {
+    async fn wait_for_dependencies(&mut self) -> Wait {
+        // Only transitions seen while waiting count: a dependency's state from before it was
+        // (re)started says nothing about this start.
+        for (_, rx) in &mut self.deps {
+            rx.borrow_and_update();
+        }
         loop {
             let pending: Vec<(String, ServiceState)> = self
                 .deps
@@ -229,7 +270,7 @@ impl ServiceTask {
                 .filter(|(_, s)| !s.is_ready())
                 .collect();
             if pending.is_empty() {
-                return None;
+                return Wait::Ready;
             }
             let names: Vec<String> = pending.iter().map(|(n, s)| format!("{n} ({s})")).collect();
             self.publish_message(Some(format!("waiting for {}", names.join(", "))));
@@ -237,10 +278,18 @@ impl ServiceTask {
             tokio::select! {
                 cmd = self.rx.recv() => match cmd {
                     Some(Command::Start(reply)) => self.waiting_start.push(reply),
-                    Some(other) => return Some(other),
-                    None => return Some(Command::Stop(oneshot::channel().0)),
+                    Some(other) => return Wait::Interrupted(other),
+                    None => return Wait::Interrupted(Command::Stop(oneshot::channel().0)),
                 },
-                () = changed => {}
+                () = changed => {
+                    let gone = self.deps.iter().find_map(|(k, rx)| {
+                        let s = *rx.borrow();
+                        s.is_settled_down().then(|| format!("dependency {} is {s}", k.service))
+                    });
+                    if let Some(why) = gone {
+                        return Wait::DependencyDown(why);
+                    }
+                }
             }
         }
     }
@@ -269,10 +318,17 @@ impl ServiceTask {
     }
 
     async fn try_launch(&mut self) -> Result<(), String> {
-        for port in self.spec.all_ports() {
-            if let Some(holder) = process::port_holder(port) {
-                return Err(format!("port {port} is already in use by {holder}"));
-            }
+        // Finding a port's holder scans /proc: keep it off the async workers.
+        let ports = self.spec.all_ports();
+        let held = tokio::task::spawn_blocking(move || {
+            ports
+                .into_iter()
+                .find_map(|p| process::port_holder(p).map(|h| (p, h)))
+        })
+        .await
+        .map_err(|e| format!("cannot check the ports: {e}"))?;
+        if let Some((port, holder)) = held {
+            return Err(format!("port {port} is already in use by {holder}"));
         }
         let mut env = self.spec.env.clone();
         for file in &self.spec.env_files {
@@ -488,6 +544,10 @@ impl ServiceTask {
 
     fn set_state(&mut self, to: ServiceState, message: Option<String>) {
         let from = self.snap.state;
+        if !to.is_up() {
+            self.drift_note = None;
+        }
+        let message = message.or_else(|| self.drift_note.clone());
         self.snap.state = to;
         self.snap.message = message.clone();
         let event = Event {

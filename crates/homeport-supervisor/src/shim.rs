@@ -47,12 +47,41 @@ pub struct ShimSpec {
     pub stop_timeout_ms: u64,
 }
 
-/// Written by the shim once the service runs; the agent uses it to re-adopt.
+/// Written by the shim once the service runs; the agent uses it to re-adopt. A pid alone is
+/// not an identity (pids are reused, and after a reboot they start over), so the record also
+/// holds the boot and the kernel's start time of both processes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShimRecord {
     pub shim_pid: u32,
     /// The service's pid, which is also its process group and session id.
     pub pid: u32,
+    /// `/proc/sys/kernel/random/boot_id` when the record was written.
+    #[serde(default)]
+    pub boot_id: String,
+    /// Start times (clock ticks since boot, `/proc/PID/stat` field 22) of the shim and the service.
+    #[serde(default)]
+    pub shim_started: u64,
+    #[serde(default)]
+    pub started: u64,
+}
+
+/// The boot this machine is in, to tell records of an earlier boot.
+pub fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// When a process started, in clock ticks since boot; `None` if it does not exist.
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22 follows the parenthesised command name, which may itself contain spaces.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 /// Written by the shim after the service ended and its output was flushed.
@@ -104,6 +133,13 @@ fn run_inner(run_dir: &Path) -> io::Result<()> {
             signal(sig, SigHandler::SigIgn).map_err(io::Error::other)?;
         }
     }
+    // Descendants that the service orphans (double-forked daemons, children of a crashed parent)
+    // become ours instead of init's: we reap them and stop them with the service.
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
     let spec: ShimSpec =
         serde_json::from_slice(&fs::read(run_dir.join(SPEC_FILE))?).map_err(io::Error::other)?;
     let _ = fs::remove_file(run_dir.join(EXIT_FILE));
@@ -128,6 +164,7 @@ fn run_inner(run_dir: &Path) -> io::Result<()> {
     unsafe {
         cmd.pre_exec(|| {
             nix::unistd::setsid().map_err(io::Error::other)?;
+            close_inherited_fds();
             for sig in [
                 Signal::SIGINT,
                 Signal::SIGHUP,
@@ -155,6 +192,9 @@ fn run_inner(run_dir: &Path) -> io::Result<()> {
         &serde_json::to_vec(&ShimRecord {
             shim_pid: std::process::id(),
             pid,
+            boot_id: boot_id(),
+            shim_started: start_ticks(std::process::id()).unwrap_or(0),
+            started: start_ticks(pid).unwrap_or(0),
         })
         .map_err(io::Error::other)?,
         0o600,
@@ -197,6 +237,21 @@ fn run_inner(run_dir: &Path) -> io::Result<()> {
         log.flush()?;
     }
     write_exit(run_dir, Some(exit), None)
+}
+
+/// Marks every descriptor above stderr close-on-exec, so nothing the agent's own parent leaked
+/// to it (a pipe a script waits on, say) lives on in a service. Async-signal-safe: one syscall.
+pub fn close_inherited_fds() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+    }
 }
 
 /// Ends what is left of the service's process group: SIGTERM, then SIGKILL after `grace`.
@@ -330,13 +385,13 @@ fn pump(mut pipe: io::PipeReader, stream: Stream, log: &Mutex<LogWriter>) {
                 partial.extend_from_slice(line);
                 partial.as_slice()
             };
-            let _ = log.write_line(&stamp, stream, strip_cr(line));
+            note_failure(log.write_line(&stamp, stream, strip_cr(line)));
             partial.clear();
             chunk = &chunk[i + 1..];
         }
         partial.extend_from_slice(chunk);
         if partial.len() >= MAX_LINE {
-            let _ = log.write_line(&stamp, stream, &partial);
+            note_failure(log.write_line(&stamp, stream, &partial));
             partial.clear();
         }
         // Flush while the pipe is idle, so `tail -f` sees lines promptly without a flush per line.
@@ -346,9 +401,22 @@ fn pump(mut pipe: io::PipeReader, stream: Stream, log: &Mutex<LogWriter>) {
     }
     if let Ok(mut log) = log.lock() {
         if !partial.is_empty() {
-            let _ = log.write_line(&timestamp(), stream, &partial);
+            note_failure(log.write_line(&timestamp(), stream, &partial));
         }
         let _ = log.flush();
+    }
+}
+
+/// A line that cannot be written (disk full, say) must not stop the service, but it must not
+/// vanish without a trace either: the first failure of each kind goes to shim.log, with a count.
+fn note_failure(r: io::Result<()>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static FAILED: AtomicU64 = AtomicU64::new(0);
+    if let Err(e) = r {
+        let n = FAILED.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == 1 || n.is_power_of_two() {
+            eprintln!("homeport shim: cannot write a log line ({n} lost so far): {e}");
+        }
     }
 }
 
