@@ -435,14 +435,10 @@ command = ["@FIXTURE@"]
     });
     let run = env.data.join("run/a/prod/web");
     std::fs::create_dir_all(&run).expect("run dir");
-    for (name, record) in [(
-        "shim.json",
-        format!(
-            r#"{{"shim_pid":999999,"pid":{pid},"boot_id":"an-earlier-boot","shim_started":1,"started":1}}"#
-        ),
-    )] {
-        std::fs::write(run.join(name), record).expect("record");
-    }
+    let record = format!(
+        r#"{{"shim_pid":999999,"pid":{pid},"boot_id":"an-earlier-boot","shim_started":1,"started":1}}"#
+    );
+    std::fs::write(run.join("shim.json"), record).expect("record");
     env.start_agent();
     env.wait_service("a/prod/web", "is known", |s| {
         s.state == ServiceState::Stopped
