@@ -1,0 +1,106 @@
+// Starts a real agent with the fixture app and a real headless Chromium for the browser tests.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync, existsSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import net from 'node:net';
+import { chromium } from 'playwright-core';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const ARTIFACTS = join(ROOT, 'tests/artifacts');
+
+function targetDir() {
+  if (process.env.CARGO_TARGET_DIR) return resolve(ROOT, process.env.CARGO_TARGET_DIR);
+  const meta = JSON.parse(execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], { cwd: ROOT }).toString());
+  return meta.target_directory;
+}
+
+const TARGET = targetDir();
+export const HOMEPORT = process.env.HOMEPORT_BIN ?? join(TARGET, 'debug/homeport');
+export const FIXTURE = process.env.HOMEPORT_FIXTURE ?? join(TARGET, 'debug/homeport-fixture');
+
+/** Waits until `check` returns a truthy value, or fails after `ms`. */
+export async function until(what, check, ms = 20000) {
+  const start = Date.now();
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() - start > ms) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export async function freePort() {
+  return new Promise((res, rej) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+    s.on('error', rej);
+  });
+}
+
+export class Agent {
+  /** `body` is the config after [agent]; @FIXTURE@ is replaced. */
+  static async start(body) {
+    for (const f of [HOMEPORT, FIXTURE]) {
+      if (!existsSync(f)) throw new Error(`${f} is missing: cargo build --workspace --bins`);
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'homeport-browser-'));
+    const data = join(dir, 'data');
+    const config = join(dir, 'homeport.toml');
+    writeFileSync(config, `# Homeport browser test config\n[agent]\nport = 0\ndata_dir = "${data}"\n\n${body.replaceAll('@FIXTURE@', FIXTURE).replaceAll('@DIR@', dir)}`);
+    const env = { ...process.env, HOME: dir, HOMEPORT_UI_DIR: join(ROOT, 'ui/dist'), RUST_LOG: 'info' };
+    const child = spawn(HOMEPORT, ['--config', config, 'agent'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    child.stderr.on('data', (d) => (log += d));
+    const agent = new Agent(dir, config, data, child, env, () => log);
+    await until('the agent writes agent.json', () => existsSync(join(data, 'agent.json')));
+    agent.addr = JSON.parse(readFileSync(join(data, 'agent.json'), 'utf8')).addr;
+    agent.base = `http://${agent.addr}`;
+    return agent;
+  }
+
+  constructor(dir, config, data, child, env, log) {
+    Object.assign(this, { dir, config, data, child, env, log });
+  }
+
+  cli(...args) {
+    return execFileSync(HOMEPORT, ['--config', this.config, ...args], { env: this.env }).toString();
+  }
+
+  token() {
+    return readFileSync(join(this.data, 'token'), 'utf8').trim();
+  }
+
+  async status() {
+    const r = await fetch(`${this.base}/api/v1/status`, { headers: { Authorization: `Bearer ${this.token()}` } });
+    return r.json();
+  }
+
+  signInLink() {
+    return this.cli('dashboard', '--print').trim();
+  }
+
+  async stop() {
+    this.child.kill('SIGTERM');
+    await new Promise((r) => this.child.once('exit', r));
+  }
+}
+
+export async function browser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+}
+
+export async function shot(page, name) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
