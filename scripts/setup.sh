@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building Homeport needs on Debian 12, idempotently: Debian packages (only the
-# missing ones) and a check that the Rust toolchain is new enough.
+# missing ones), a check of the Rust and Node.js versions, and the UI's npm packages.
+#   --browser   also Chromium, for the browser tests
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 need_pkgs=(build-essential pkg-config git ca-certificates)
+[[ "${1:-}" == "--browser" ]] && need_pkgs+=(chromium)
 missing=()
 for p in "${need_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,12 +19,23 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}"
 fi
 
+version_at_least() { [[ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n1)" == "$2" ]]; }
+
 if ! command -v cargo >/dev/null; then
     echo "setup: cargo is missing; install Rust 1.95 or newer with rustup (https://rustup.rs)" >&2
     exit 1
 fi
-have=$(rustc --version | awk '{print $2}')
-if [[ "$(printf '%s\n1.95.0\n' "$have" | sort -V | head -n1)" != "1.95.0" ]]; then
-    echo "setup: Rust $have is too old; Homeport needs 1.95 or newer (rustup update)" >&2
+rust=$(rustc --version | awk '{print $2}')
+version_at_least "$rust" 1.95.0 || { echo "setup: Rust $rust is too old; Homeport needs 1.95 or newer (rustup update)" >&2; exit 1; }
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "setup: Node.js 20.19 or newer (with npm) is needed to build the dashboard" >&2
     exit 1
+fi
+node_v=$(node --version | tr -d v)
+version_at_least "$node_v" 20.19.0 || { echo "setup: Node.js $node_v is too old; the dashboard build needs 20.19 or newer" >&2; exit 1; }
+
+# The lock file pins every package; `npm ci` installs exactly those, from the npm registry.
+if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+    npm ci --no-audit --no-fund --loglevel=error
 fi
