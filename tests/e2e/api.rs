@@ -175,3 +175,396 @@ fn unknown_targets_are_404_and_bad_input_400() {
         400
     );
 }
+
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String, String) {
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body.unwrap_or(""));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    std::io::Write::write_all(&mut s, req.as_bytes()).expect("write");
+    let mut resp = String::new();
+    let _ = std::io::Read::read_to_string(&mut s, &mut resp);
+    let code = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    (code, head.to_owned(), body.to_owned())
+}
+
+#[test]
+fn a_one_time_link_gives_a_browser_a_strict_session_once() {
+    let mut env = TestEnv::new(CONFIG);
+    env.start_agent();
+    let port = agent_port(&env);
+    let t = token(&env);
+    let auth = format!("Bearer {t}");
+    let (code, _, body) = request(
+        port,
+        "POST",
+        "/api/v1/sessions",
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    let link: homeport_types::SignInLink = serde_json::from_str(&body).expect("link");
+    let path = link
+        .url
+        .split_once(&format!("{port}"))
+        .map(|(_, p)| p.to_owned())
+        .expect("path");
+    assert!(path.starts_with("/login?ticket="), "{path}");
+
+    let (code, head, _) = request(port, "GET", &path, &[], None);
+    assert_eq!(code, 303);
+    let cookie = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .expect("a cookie")
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().expect("name=value").to_owned();
+    assert_eq!(
+        request(port, "GET", &path, &[], None).0,
+        401,
+        "the link works once"
+    );
+
+    assert_eq!(
+        request(port, "GET", "/api/v1/status", &[("Cookie", &session)], None).0,
+        200
+    );
+    assert_eq!(
+        request(
+            port,
+            "GET",
+            "/api/v1/status",
+            &[("Cookie", "homeport_session=forged")],
+            None
+        )
+        .0,
+        401
+    );
+    let body = r#"{"target":"a/prod/web"}"#;
+    let origin = format!("http://127.0.0.1:{port}");
+    assert_eq!(
+        request(
+            port,
+            "POST",
+            "/api/v1/start",
+            &[("Cookie", &session)],
+            Some(body)
+        )
+        .0,
+        403,
+        "a browser session must prove its origin to change state"
+    );
+    assert_eq!(
+        request(
+            port,
+            "POST",
+            "/api/v1/start",
+            &[("Cookie", &session), ("Origin", &origin)],
+            Some(body)
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        request(
+            port,
+            "GET",
+            "/api/v1/status",
+            &[("Cookie", &session), ("Sec-Fetch-Site", "cross-site")],
+            None
+        )
+        .0,
+        403,
+        "another site's page may not read through the browser's session"
+    );
+}
+
+#[test]
+fn event_streams_start_with_a_snapshot_and_check_their_origin() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut env = TestEnv::new(CONFIG);
+    env.start_agent();
+    let port = agent_port(&env);
+    let t = token(&env);
+    let auth = format!("Bearer {t}");
+    assert_eq!(
+        request(
+            port,
+            "GET",
+            "/api/v1/events/stream",
+            &[("Authorization", &auth), ("Origin", "http://evil.test")],
+            None
+        )
+        .0,
+        403
+    );
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    write!(s, "GET /api/v1/events/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: {auth}\r\n\r\n").expect("write");
+    let mut lines = BufReader::new(s).lines().map_while(Result::ok);
+    assert!(lines.next().is_some_and(|l| l.contains("200")));
+    let mut next_event = || -> (String, String) {
+        let mut name = String::new();
+        for line in lines.by_ref() {
+            if let Some(n) = line.strip_prefix("event: ") {
+                name = n.to_owned();
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                return (name, d.to_owned());
+            }
+        }
+        panic!("the stream ended");
+    };
+    let (name, data) = next_event();
+    assert_eq!(name, "snapshot");
+    let snap: homeport_types::StatusSnapshot = serde_json::from_str(&data).expect("snapshot");
+    assert_eq!(snap.services.len(), 1);
+    let out = env.cli(&["start", "a/prod/web"]);
+    assert!(out.status.success());
+    let (name, data) = next_event();
+    assert_eq!(name, "event");
+    let ev: homeport_types::Event = serde_json::from_str(&data).expect("event");
+    assert!(
+        matches!(
+            ev.kind,
+            homeport_types::EventKind::State {
+                to: homeport_types::ServiceState::Starting,
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn metrics_need_the_token_and_describe_every_service() {
+    let mut env = TestEnv::new(CONFIG);
+    env.start_agent();
+    let port = agent_port(&env);
+    let auth = format!("Bearer {}", token(&env));
+    assert_eq!(request(port, "GET", "/metrics", &[], None).0, 401);
+    env.cli(&["start", "a"]);
+    let (code, _, body) = request(port, "GET", "/metrics", &[("Authorization", &auth)], None);
+    assert_eq!(code, 200);
+    assert!(
+        body.contains(r#"homeport_service_up{app="a",env="prod",service="web"} 1"#),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE homeport_service_restarts_total counter"),
+        "{body}"
+    );
+    assert!(body.contains("homeport_agent_rss_bytes "), "{body}");
+}
+
+#[test]
+fn secrets_are_never_returned_or_logged() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@", "--print-env", "API_KEY"]
+secret_env = { API_KEY = "hunter2-very-secret" }
+autostart = true
+"#,
+    );
+    env.start_agent();
+    env.wait_until("the service printed its env", || {
+        read(&env.log_file("a", "prod", "web"))
+            .contains("env API_KEY=")
+            .then_some(())
+    });
+    let port = agent_port(&env);
+    let auth = format!("Bearer {}", token(&env));
+    for path in [
+        "/api/v1/status",
+        "/api/v1/config",
+        "/api/v1/services/a/prod/web",
+        "/api/v1/events",
+        "/metrics",
+    ] {
+        let (code, _, body) = request(port, "GET", path, &[("Authorization", &auth)], None);
+        assert_eq!(code, 200, "{path}: {body}");
+        assert!(!body.contains("hunter2"), "{path} leaks the secret: {body}");
+    }
+    let (_, _, detail) = request(
+        port,
+        "GET",
+        "/api/v1/services/a/prod/web",
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert!(detail.contains(homeport_types::MASK), "{detail}");
+    assert!(
+        !env.agent_log().contains("hunter2"),
+        "the agent's log leaks the secret"
+    );
+}
+
+#[test]
+fn settings_edits_are_validated_previewed_and_applied() {
+    let mut env = TestEnv::new(
+        r#"
+# my services
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@", "--port", "{port}"]
+port = @P0@   # keep this comment
+autostart = true
+health = { http = "/health", interval = "100ms" }
+
+[apps.a.env.beta.services.web]
+command = ["@FIXTURE@", "--port", "{port}"]
+port = @P1@
+"#,
+    );
+    env.start_agent();
+    env.wait_service("a/prod/web", "is healthy", |s| {
+        s.state == homeport_types::ServiceState::Healthy
+    });
+    let port = agent_port(&env);
+    let auth = format!("Bearer {}", token(&env));
+    let (_, _, body) = request(
+        port,
+        "GET",
+        "/api/v1/config",
+        &[("Authorization", &auth)],
+        None,
+    );
+    let view: homeport_types::ConfigView = serde_json::from_str(&body).expect("view");
+    let edit = |p: u16, rev: &str| {
+        format!(
+            r#"{{"revision":"{rev}","changes":[{{"kind":"port","app":"a","env":"prod","service":"web","port":{p}}}]}}"#
+        )
+    };
+
+    // A clash is reported on the field, with the other service named, and nothing is written.
+    let (code, _, body) = request(
+        port,
+        "POST",
+        "/api/v1/config/preview",
+        &[("Authorization", &auth)],
+        Some(&edit(env.ports[1], &view.revision)),
+    );
+    assert_eq!(code, 200);
+    let preview: homeport_types::ConfigPreview = serde_json::from_str(&body).expect("preview");
+    assert!(!preview.valid);
+    assert!(
+        preview
+            .problems
+            .iter()
+            .any(|p| p.field == "apps.a.env.prod.services.web.port"
+                && p.message.contains("a/beta/web")),
+        "{preview:?}"
+    );
+    let (code, _, body) = request(
+        port,
+        "POST",
+        "/api/v1/config/apply",
+        &[("Authorization", &auth)],
+        Some(&edit(env.ports[1], &view.revision)),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("problems"), "{body}");
+
+    // A stale revision is a conflict.
+    let fresh = free_port();
+    assert_eq!(
+        request(
+            port,
+            "POST",
+            "/api/v1/config/apply",
+            &[("Authorization", &auth)],
+            Some(&edit(fresh, "0000"))
+        )
+        .0,
+        409
+    );
+
+    // A valid change: diff, write (comments kept), restart of just that service.
+    let (_, _, body) = request(
+        port,
+        "POST",
+        "/api/v1/config/preview",
+        &[("Authorization", &auth)],
+        Some(&edit(fresh, &view.revision)),
+    );
+    let preview: homeport_types::ConfigPreview = serde_json::from_str(&body).expect("preview");
+    assert!(preview.valid, "{preview:?}");
+    assert!(
+        preview
+            .diff
+            .contains(&format!("+port = {fresh}   # keep this comment")),
+        "{}",
+        preview.diff
+    );
+    assert_eq!(
+        preview.restart,
+        vec![homeport_types::ServiceKey::new("a", "prod", "web")]
+    );
+    let (code, _, body) = request(
+        port,
+        "POST",
+        "/api/v1/config/apply",
+        &[("Authorization", &auth)],
+        Some(&edit(fresh, &view.revision)),
+    );
+    assert_eq!(code, 200, "{body}");
+    let text = read(&env.config);
+    assert!(
+        text.contains("# my services")
+            && text.contains(&format!("port = {fresh}   # keep this comment")),
+        "{text}"
+    );
+    let svc = env.wait_service("a/prod/web", "is healthy on its new port", |s| {
+        s.port == Some(fresh) && s.state == homeport_types::ServiceState::Healthy
+    });
+    assert!(svc.url.is_some_and(|u| u.contains(&fresh.to_string())));
+    assert_eq!(
+        service(&env.status(), "a/beta/web").state,
+        homeport_types::ServiceState::Stopped,
+        "untouched"
+    );
+}
+
+#[test]
+fn the_dashboard_is_served_under_a_strict_policy_and_only_with_a_session() {
+    let mut env = TestEnv::new(CONFIG);
+    env.start_agent();
+    let port = agent_port(&env);
+    let (code, head, body) = request(port, "GET", "/", &[], None);
+    assert_eq!(code, 401);
+    assert!(body.contains("homeport dashboard"), "{body}");
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+        "{head}"
+    );
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+}

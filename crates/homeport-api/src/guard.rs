@@ -164,7 +164,9 @@ pub async fn check_host_and_origin(
             "requests from other sites are refused",
         );
     }
-    if changes_state(req.method())
+    // Event streams are long-lived reads a foreign page could hold open: check them like writes.
+    let is_stream = req.uri().path().ends_with("/stream");
+    if (changes_state(req.method()) || is_stream)
         && let Some(origin) = req.headers().get(header::ORIGIN)
         && !origin_allowed(&guard, origin)
     {
