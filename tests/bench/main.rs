@@ -52,6 +52,8 @@ fn main() -> Res<()> {
         log_capture(&bins, runs)?,
         start_20(&bins, runs)?,
         idle(&bins, idle_secs)?,
+        status_latency(&bins)?,
+        sse_throughput(&bins)?,
     ];
     println!("| benchmark | baseline (same run) | homeport | ratio | goal |");
     println!("|---|---|---|---|---|");
@@ -393,4 +395,102 @@ fn kib_field(text: &str, key: &str) -> Res<u64> {
         .find(|l| l.starts_with(&format!("{key}:")))
         .ok_or(format!("no {key}"))?;
     Ok(line.split_whitespace().nth(1).ok_or("value")?.parse()?)
+}
+
+/// `GET /api/v1/status` with 50 services, against `GET /livez` on the same connection.
+fn status_latency(bins: &Bins) -> Res<Row> {
+    const N: usize = 2000;
+    let body: String = (0..50)
+        .map(|i| format!("[apps.b.env.e{}.services.s{i:02}]\ncommand = [\"@FIXTURE@\"]\nautostart = true\n", i % 5))
+        .collect();
+    let agent = Agent::start(bins, &body)?;
+    agent.wait(Duration::from_secs(60), all_running(50))?;
+    let data = agent.data();
+    let ep: homeport_types::AgentEndpoint = serde_json::from_slice(&fs::read(data.join("agent.json"))?)?;
+    let token = fs::read_to_string(data.join("token"))?.trim().to_owned();
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let measure = |path: &str| -> Res<(f64, f64)> {
+        let url = format!("http://{}{path}", ep.addr);
+        let mut ms: Vec<f64> = agent.rt.block_on(async {
+            let mut out = Vec::with_capacity(N);
+            for _ in 0..N {
+                let t = Instant::now();
+                let r = http.get(&url).bearer_auth(&token).send().await?;
+                let _ = r.bytes().await?;
+                out.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok::<_, reqwest::Error>(out)
+        })?;
+        ms.sort_by(f64::total_cmp);
+        Ok((ms[N / 2], ms[N * 99 / 100]))
+    };
+    let (live50, live99) = measure("/livez")?;
+    let (st50, st99) = measure("/api/v1/status")?;
+    Ok(Row {
+        name: "`GET /api/v1/status` with 50 services (p50 / p99 of 2,000)",
+        baseline: format!("{live50:.2} / {live99:.2} ms (`/livez`)"),
+        homeport: format!("{st50:.2} / {st99:.2} ms"),
+        ratio: format!("{:.2}× at p99", st99 / live99),
+        goal: "p99 ≤ 5 ms",
+    })
+}
+
+/// One SSE client following a service that prints 2,000,000 lines as fast as it can, against
+/// reading the same log file straight from disk; and the agent's peak memory meanwhile.
+fn sse_throughput(bins: &Bins) -> Res<Row> {
+    use futures_util::StreamExt;
+    const LINES: u64 = 2_000_000;
+    let agent = Agent::start(
+        bins,
+        r#"[apps.b.env.p.services.chatty]
+command = ["@FIXTURE@", "--lines", "2000000", "--exit-after-lines"]
+restart = "never"
+"#,
+    )?;
+    agent.wait(Duration::from_secs(30), |s| s.services.len() == 1)?;
+    let data = agent.data();
+    let ep: homeport_types::AgentEndpoint = serde_json::from_slice(&fs::read(data.join("agent.json"))?)?;
+    let token = fs::read_to_string(data.join("token"))?.trim().to_owned();
+    let client = homeport_client::Client::discover(&data)?;
+    let rss_before = status_kib(agent.child.id(), "VmRSS")?;
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let url = format!("http://{}/api/v1/logs/stream?target=b/p/chatty&tail=0", ep.addr);
+    let (count, secs) = agent.rt.block_on(async {
+        let resp = http.get(&url).bearer_auth(&token).send().await?;
+        let mut body = resp.bytes_stream();
+        client.act(homeport_types::Action::Start, &"b/p/chatty".parse()?).await?;
+        let mut count = 0u64;
+        let mut first: Option<Instant> = None;
+        let mut rest = Vec::new();
+        while count < LINES {
+            let Some(chunk) = tokio::time::timeout(Duration::from_secs(60), body.next()).await? else { break };
+            let chunk = chunk?;
+            first.get_or_insert_with(Instant::now);
+            rest.extend_from_slice(&chunk);
+            // Count entries of complete `data:` lines; keep a partial line for the next chunk.
+            let cut = rest.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            count += rest[..cut].windows(10).filter(|w| w == b"\"service\":").count() as u64;
+            rest.drain(..cut);
+        }
+        let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+        Ok::<_, Box<dyn std::error::Error>>((count, secs))
+    })?;
+    let peak = status_kib(agent.child.id(), "VmHWM")?;
+    // Baseline: the same file read line by line from disk.
+    let log = data.join("logs/b/p/chatty.log");
+    let t = Instant::now();
+    let direct = count_lines(&log)?;
+    let direct_rate = direct as f64 / t.elapsed().as_secs_f64();
+    let rate = count as f64 / secs;
+    Ok(Row {
+        name: "one SSE client following a chatty service (2,000,000 lines)",
+        baseline: format!("{:.0} lines/s (reading the log file)", direct_rate),
+        homeport: format!(
+            "{rate:.0} lines/s, {count} received; agent RSS {:.1} MB before, peak {:.1} MB",
+            rss_before as f64 / 1024.0,
+            peak as f64 / 1024.0
+        ),
+        ratio: format!("{:.2}× of reading the file", rate / direct_rate),
+        goal: "≥ 100,000 lines/s, bounded memory",
+    })
 }

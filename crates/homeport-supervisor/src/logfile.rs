@@ -197,6 +197,9 @@ pub fn read_lines(
                 offset: len,
                 ino: Some(FileId::of_meta(&meta)),
             };
+            if want == 0 {
+                return Ok((Vec::new(), end)); // only the position was wanted
+            }
         }
         for raw in lines_backwards(&mut file, len)? {
             let line = parse_line(&raw);
@@ -400,6 +403,13 @@ mod tests {
         )?;
         w.write_line("2026-01-03T00:00:00.000000Z", Stream::Stdout, b"new hello")?;
         w.flush()?;
+        let q = LogQuery {
+            tail: Some(0),
+            ..Default::default()
+        };
+        let (none, end) = read_lines(&path, 2, &q)?;
+        assert!(none.is_empty());
+        assert_eq!(end.offset, fs::metadata(&path)?.len());
         let q = LogQuery {
             tail: Some(1),
             ..Default::default()
