@@ -31,6 +31,7 @@ cat <<EOT
 Homeport is supervising the demo app. Try:
   export HOMEPORT_CONFIG=$config PATH="$target_dir/release:\$PATH"
   homeport status                      # the table above
+  homeport dashboard                   # the dashboard in your browser
   curl http://127.0.0.1:8470/          # the demo web service
   homeport logs demo -f                # live logs (Ctrl-C to stop following)
   homeport start demo/beta             # bring up the beta environment beside production
