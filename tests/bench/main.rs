@@ -401,12 +401,18 @@ fn kib_field(text: &str, key: &str) -> Res<u64> {
 fn status_latency(bins: &Bins) -> Res<Row> {
     const N: usize = 2000;
     let body: String = (0..50)
-        .map(|i| format!("[apps.b.env.e{}.services.s{i:02}]\ncommand = [\"@FIXTURE@\"]\nautostart = true\n", i % 5))
+        .map(|i| {
+            format!(
+                "[apps.b.env.e{}.services.s{i:02}]\ncommand = [\"@FIXTURE@\"]\nautostart = true\n",
+                i % 5
+            )
+        })
         .collect();
     let agent = Agent::start(bins, &body)?;
     agent.wait(Duration::from_secs(60), all_running(50))?;
     let data = agent.data();
-    let ep: homeport_types::AgentEndpoint = serde_json::from_slice(&fs::read(data.join("agent.json"))?)?;
+    let ep: homeport_types::AgentEndpoint =
+        serde_json::from_slice(&fs::read(data.join("agent.json"))?)?;
     let token = fs::read_to_string(data.join("token"))?.trim().to_owned();
     let http = reqwest::Client::builder().no_proxy().build()?;
     let measure = |path: &str| -> Res<(f64, f64)> {
@@ -442,34 +448,48 @@ fn sse_throughput(bins: &Bins) -> Res<Row> {
     const LINES: u64 = 2_000_000;
     let agent = Agent::start(
         bins,
-        r#"[apps.b.env.p.services.chatty]
+        // One file holds the whole run, so the follower's pace, not the rotation, is measured.
+        r#"log_max_bytes = 1073741824
+[apps.b.env.p.services.chatty]
 command = ["@FIXTURE@", "--lines", "2000000", "--exit-after-lines"]
 restart = "never"
 "#,
     )?;
     agent.wait(Duration::from_secs(30), |s| s.services.len() == 1)?;
     let data = agent.data();
-    let ep: homeport_types::AgentEndpoint = serde_json::from_slice(&fs::read(data.join("agent.json"))?)?;
+    let ep: homeport_types::AgentEndpoint =
+        serde_json::from_slice(&fs::read(data.join("agent.json"))?)?;
     let token = fs::read_to_string(data.join("token"))?.trim().to_owned();
     let client = homeport_client::Client::discover(&data)?;
     let rss_before = status_kib(agent.child.id(), "VmRSS")?;
     let http = reqwest::Client::builder().no_proxy().build()?;
-    let url = format!("http://{}/api/v1/logs/stream?target=b/p/chatty&tail=0", ep.addr);
+    let url = format!(
+        "http://{}/api/v1/logs/stream?target=b/p/chatty&tail=0",
+        ep.addr
+    );
     let (count, secs) = agent.rt.block_on(async {
         let resp = http.get(&url).bearer_auth(&token).send().await?;
         let mut body = resp.bytes_stream();
-        client.act(homeport_types::Action::Start, &"b/p/chatty".parse()?).await?;
+        client
+            .act(homeport_types::Action::Start, &"b/p/chatty".parse()?)
+            .await?;
         let mut count = 0u64;
         let mut first: Option<Instant> = None;
         let mut rest = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         while count < LINES {
-            let Some(chunk) = tokio::time::timeout(Duration::from_secs(60), body.next()).await? else { break };
+            let Some(chunk) = tokio::time::timeout_at(deadline, body.next()).await? else {
+                break;
+            };
             let chunk = chunk?;
             first.get_or_insert_with(Instant::now);
             rest.extend_from_slice(&chunk);
             // Count entries of complete `data:` lines; keep a partial line for the next chunk.
             let cut = rest.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-            count += rest[..cut].windows(10).filter(|w| w == b"\"service\":").count() as u64;
+            count += rest[..cut]
+                .windows(14)
+                .filter(|w| w == b"\"text\":\"line ")
+                .count() as u64;
             rest.drain(..cut);
         }
         let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());

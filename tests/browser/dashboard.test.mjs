@@ -33,6 +33,10 @@ databases = { main = "@DIR@/beta.db" }
 command = ["@FIXTURE@", "--port", "{port}", "--db", "{db.main}"]
 port = ${ports[1]}
 health = { http = "/health", interval = "200ms" }
+
+[apps.shop.env.dev.services.chatty]
+command = ["@FIXTURE@", "--lines", "100000", "--exit-after-lines"]
+restart = "never"
 `);
   chrome = await browser();
   page = await (await chrome.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
@@ -105,6 +109,39 @@ test('log lines stream in live and can be filtered', async () => {
   await page.getByLabel('Filter').fill('for /(other|hello)');
   await until('the regex matches both', async () => (await page.locator('[role=log] .line').count()) === 2);
   await shot(page, 'logs');
+});
+
+test('the log view stays virtual and smooth with 100,000 lines', async () => {
+  await page.goto(`${agent.base}/#/logs?target=shop/dev/chatty`);
+  await page.getByText('live').first().waitFor();
+  await page.getByLabel('Regex').uncheck();
+  await page.getByLabel('Filter').fill('');
+  const r = await fetch(`${agent.base}/api/v1/start`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${agent.token()}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ target: 'shop/dev/chatty' }),
+  });
+  assert.equal(r.status, 200);
+  await page.getByText('100,000 lines').waitFor({ timeout: 30000 });
+  const rendered = await page.locator('[role=log] .line').count();
+  assert.ok(rendered < 200, `only the visible rows are in the page, not ${rendered}`);
+  await page.locator('[role=log] .line').last().filter({ hasText: 'line 0000099999' }).waitFor();
+  // Jump back in time: the view pauses and shows the first lines.
+  await page.getByRole('log').evaluate((el) => (el.scrollTop = 0));
+  await page.locator('[role=log] .line').filter({ hasText: 'line 0000000000 ' }).waitFor();
+  assert.match(await page.getByRole('button', { name: /Resume/ }).textContent(), /Resume/);
+  await shot(page, 'logs-100k');
+});
+
+test('dark mode is readable', async () => {
+  const dark = await chrome.newContext({ colorScheme: 'dark', viewport: { width: 1280, height: 800 } });
+  const p = await dark.newPage();
+  await p.goto(agent.signInLink());
+  await p.locator('tr[data-service="shop/beta/web"]').waitFor();
+  const bg = await p.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.equal(bg, 'rgb(21, 24, 30)');
+  await shot(p, 'overview-dark');
+  await dark.close();
 });
 
 test('the events timeline shows what happened', async () => {

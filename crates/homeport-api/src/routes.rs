@@ -126,6 +126,7 @@ pub struct LogParams {
     pub target: String,
     pub tail: Option<usize>,
     pub since: Option<String>,
+    pub until: Option<String>,
     pub grep: Option<String>,
     #[serde(default)]
     pub follow: bool,
@@ -147,13 +148,16 @@ pub fn log_query(p: &LogParams) -> Result<(Target, LogQuery), Reject> {
         .map(regex::Regex::new)
         .transpose()
         .map_err(|e| Reject(StatusCode::BAD_REQUEST, "bad_request", format!("grep: {e}")))?;
-    if let Some(since) = &p.since
-        && humantime::parse_rfc3339_weak(since).is_err()
+    if let Some(since) = p
+        .since
+        .iter()
+        .chain(&p.until)
+        .find(|t| humantime::parse_rfc3339_weak(t).is_err())
     {
         return Err(Reject(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            format!("since: {since:?} is not an RFC 3339 time"),
+            format!("since/until: {since:?} is not an RFC 3339 time"),
         ));
     }
     Ok((
@@ -161,6 +165,7 @@ pub fn log_query(p: &LogParams) -> Result<(Target, LogQuery), Reject> {
         LogQuery {
             tail: p.tail,
             since: p.since.clone(),
+            until: p.until.clone(),
             grep,
         },
     ))

@@ -124,6 +124,8 @@ pub struct LogQuery {
     pub tail: Option<usize>,
     /// Only lines at or after this RFC 3339 time (compared as text: the format sorts).
     pub since: Option<String>,
+    /// Only lines before this time: with `tail`, pages back through history.
+    pub until: Option<String>,
     pub grep: Option<regex::Regex>,
 }
 
@@ -132,6 +134,10 @@ impl LogQuery {
         self.since
             .as_ref()
             .is_none_or(|s| line.time.as_str() >= s.as_str())
+            && self
+                .until
+                .as_ref()
+                .is_none_or(|u| line.time.as_str() < u.as_str())
             && self.grep.as_ref().is_none_or(|re| re.is_match(&line.text))
     }
 }
