@@ -4,6 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod api;
+mod backup;
 mod cli;
 mod logs;
 mod supervision;

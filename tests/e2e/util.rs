@@ -108,6 +108,12 @@ impl TestEnv {
         self.start_agent_via(Some("exec 9</dev/null; exec \"$0\" \"$@\""));
     }
 
+    /// Starts the agent under a file-size limit, which makes large writes fail as on a full disk.
+    pub fn start_agent_with_file_limit_kib(&mut self, kib: u64) {
+        let script = format!("ulimit -f {kib}; exec \"$0\" \"$@\"");
+        self.start_agent_via(Some(&script));
+    }
+
     /// Starts `homeport agent` and waits until its API answers.
     pub fn start_agent(&mut self) {
         self.start_agent_via(None);

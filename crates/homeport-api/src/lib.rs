@@ -20,6 +20,8 @@
 //! - `GET /api/v1/events?target=T&limit=N`; `GET /api/v1/events/stream` → SSE `snapshot`,
 //!   then `event`s (and `resync` after falling behind)
 //! - `GET /api/v1/config`, `POST /api/v1/config/preview`, `POST /api/v1/config/apply`
+//! - `GET /api/v1/backups?target=`, `POST /api/v1/backups` `{"target": "app/env"}`,
+//!   `POST /api/v1/backups/{id}/verify`, `POST /api/v1/restore`
 //! - `POST /api/v1/sessions` → a one-time sign-in link; `GET /login?ticket=…` → session cookie
 //! - `GET /metrics` → Prometheus text
 //! - `/`, `/assets/…` → the dashboard (ui/dist), under a strict Content-Security-Policy
@@ -77,6 +79,12 @@ pub fn router(core: CoreHandle, token: &str, addr: SocketAddr, ui_dir: Option<Pa
         .route("/api/v1/config/preview", post(routes::config_preview))
         .route("/api/v1/config/apply", post(routes::config_apply))
         .route("/api/v1/sessions", post(routes::new_session))
+        .route(
+            "/api/v1/backups",
+            get(routes::backups).post(routes::backup_now),
+        )
+        .route("/api/v1/backups/{id}/verify", post(routes::verify_backup))
+        .route("/api/v1/restore", post(routes::restore))
         .route("/api/v1/{action}", post(routes::act))
         .route("/metrics", get(metrics::metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })

@@ -6,10 +6,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use homeport_core::{LogError, SettingsError};
+use homeport_core::{BackupOpError, LogError, SettingsError};
 use homeport_supervisor::logfile::LogQuery;
 use homeport_types::{
-    Action, ActionRequest, ConfigEdit, LogStreamItem, ServiceKey, SignInLink, Target,
+    Action, ActionRequest, BackupRequest, BackupTrigger, ConfigEdit, LogStreamItem, RestoreRequest,
+    ServiceKey, SignInLink, Target,
 };
 use serde::Deserialize;
 
@@ -293,5 +294,79 @@ pub async fn login(State(st): State<AppState>, Query(p): Query<LoginParams>) -> 
             "unauthorized",
             "this sign-in link was used already or has expired; run `homeport dashboard` again",
         ),
+    }
+}
+
+fn backup_error(e: BackupOpError) -> Response {
+    let status = match &e {
+        BackupOpError::NotFound(_) | BackupOpError::NoBackup(_) => StatusCode::NOT_FOUND,
+        BackupOpError::Busy(_) => StatusCode::CONFLICT,
+        BackupOpError::Refused(_) => StatusCode::BAD_REQUEST,
+        BackupOpError::Backup(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        BackupOpError::RestoreFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        BackupOpError::Store(_) | BackupOpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, "backup", e.to_string())
+}
+
+#[derive(Deserialize)]
+pub struct BackupParams {
+    target: Option<String>,
+}
+
+pub async fn backups(State(st): State<AppState>, Query(p): Query<BackupParams>) -> Response {
+    let target: Target = match p.target.as_deref().unwrap_or("all").parse() {
+        Ok(t) => t,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("target: {e}"),
+            );
+        }
+    };
+    match st.core.backups(&target) {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => backup_error(e),
+    }
+}
+
+pub async fn backup_now(
+    State(st): State<AppState>,
+    req: Result<Json<BackupRequest>, JsonRejection>,
+) -> Response {
+    let req = match body(req) {
+        Ok(r) => r,
+        Err(reject) => return reject.into_response(),
+    };
+    match st.core.backup(&req.target, BackupTrigger::Manual).await {
+        Ok(info) => Json(info).into_response(),
+        Err(e) => backup_error(e),
+    }
+}
+
+pub async fn verify_backup(State(st): State<AppState>, Path(id): Path<i64>) -> Response {
+    match st.core.verify_backup(id).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => backup_error(e),
+    }
+}
+
+pub async fn restore(
+    State(st): State<AppState>,
+    req: Result<Json<RestoreRequest>, JsonRejection>,
+) -> Response {
+    let req = match body(req) {
+        Ok(r) => r,
+        Err(reject) => return reject.into_response(),
+    };
+    let to = req.to.as_deref().map(std::path::Path::new);
+    match st
+        .core
+        .restore(&req.target, req.backup, req.database.as_deref(), to)
+        .await
+    {
+        Ok(out) => Json(out).into_response(),
+        Err(e) => backup_error(e),
     }
 }

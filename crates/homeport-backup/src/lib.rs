@@ -50,6 +50,8 @@ pub enum BackupError {
     },
     #[error("{0}: {1}")]
     Sqlite(PathBuf, #[source] rusqlite::Error),
+    #[error("cannot write the backup copy {0}: {1} (is the disk full?)")]
+    Write(PathBuf, String),
     #[error("{0}: {1}")]
     Io(PathBuf, #[source] io::Error),
 }

@@ -83,6 +83,10 @@ pub fn backup_database_within(
                 let _ = std::fs::remove_file(dest);
                 return Err(BackupError::Sqlite(src.to_path_buf(), e));
             }
+            Err(Attempt::WriteFailed(e)) => {
+                let _ = std::fs::remove_file(dest);
+                return Err(BackupError::Write(dest.to_path_buf(), e.to_string()));
+            }
         }
     }
 }
@@ -90,6 +94,8 @@ pub fn backup_database_within(
 enum Attempt {
     Busy,
     Failed(rusqlite::Error),
+    /// Writing the copy failed (a full disk, a file-size limit).
+    WriteFailed(rusqlite::Error),
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {
@@ -100,8 +106,15 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 }
 
 fn classify(e: rusqlite::Error) -> Attempt {
+    // The source is only read; I/O failures and a full disk are the copy's.
+    let io = matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::SystemIoFailure | rusqlite::ErrorCode::DiskFull)
+    );
     if is_busy(&e) {
         Attempt::Busy
+    } else if io {
+        Attempt::WriteFailed(e)
     } else {
         Attempt::Failed(e)
     }

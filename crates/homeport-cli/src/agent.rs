@@ -19,6 +19,11 @@ pub async fn run(config_path: &Path) -> Result<(), Failure> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
+    // A write past a file-size limit must fail that write (a backup reports it), not kill the agent.
+    // SAFETY: setting a signal disposition to SIG_IGN at startup.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let config = homeport_config::load(config_path).map_err(|d| {
         for item in &d.0 {
             eprintln!("{item}");
@@ -69,6 +74,7 @@ pub async fn run(config_path: &Path) -> Result<(), Failure> {
     let core = Core::start(config, shim_exe)
         .await
         .map_err(|e| Failure::new(1, e.to_string()))?;
+    core.start_background();
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let ui_dir = homeport_api::find_ui_dir();

@@ -62,6 +62,28 @@ enum Cmd {
         #[arg(long, value_name = "REGEX")]
         grep: Option<String>,
     },
+    /// Back up an environment now (APP/ENV), or check backups (`backup verify [ID]`)
+    #[command(args_conflicts_with_subcommands = true)]
+    Backup {
+        #[command(subcommand)]
+        action: Option<BackupAction>,
+        target: Option<Target>,
+    },
+    /// List backups: ID, time, size, trigger, verified
+    Backups { target: Option<Target> },
+    /// Put an environment's databases back from a backup (default: the newest verified one)
+    Restore {
+        /// APP/ENV
+        target: Target,
+        /// Backup ID (see `homeport backups`)
+        backup: Option<i64>,
+        /// Only this database of the backup
+        #[arg(long, value_name = "NAME")]
+        db: Option<String>,
+        /// Write the database into this new file for inspection; the live one is not touched
+        #[arg(long, value_name = "FILE")]
+        to: Option<PathBuf>,
+    },
     /// Open the dashboard in a browser through a one-time sign-in link
     Dashboard {
         /// Print the link instead of opening a browser
@@ -76,6 +98,12 @@ enum Cmd {
     /// Run one service and hold its output (started by the agent, not by hand)
     #[command(hide = true)]
     Shim { run_dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum BackupAction {
+    /// Re-check checksums and database integrity (one backup, or all of them)
+    Verify { id: Option<i64> },
 }
 
 #[derive(Subcommand)]
@@ -213,6 +241,93 @@ async fn run(cmd: Cmd, config_path: PathBuf) -> Result<(), Failure> {
                 println!("Opened the dashboard in your browser (the sign-in link works once).");
             } else {
                 println!("{url}");
+            }
+            Ok(())
+        }
+        Cmd::Backup {
+            action: Some(BackupAction::Verify { id }),
+            ..
+        } => {
+            let c = client(&config_path)?;
+            let ids: Vec<i64> = match id {
+                Some(id) => vec![id],
+                None => c
+                    .backups(&Target::All)
+                    .await?
+                    .iter()
+                    .flat_map(|e| e.backups.iter().map(|b| b.id))
+                    .collect(),
+            };
+            let mut bad = 0;
+            for id in ids {
+                let v = c.verify_backup(id).await?;
+                if v.ok {
+                    println!("backup {id}: ok");
+                } else {
+                    bad += 1;
+                    eprintln!("backup {id}: FAILED: {}", v.problems.join("; "));
+                }
+            }
+            if bad > 0 {
+                return Err(Failure::new(
+                    1,
+                    format!("{bad} backup(s) failed verification"),
+                ));
+            }
+            Ok(())
+        }
+        Cmd::Backup {
+            action: None,
+            target,
+        } => {
+            let target = target.ok_or_else(|| {
+                Failure::new(
+                    2,
+                    "name the environment to back up: homeport backup APP/ENV",
+                )
+            })?;
+            let b = client(&config_path)?.backup(&target).await?;
+            println!(
+                "backup {}: {target}, {} in {} ms, verified",
+                b.id,
+                output::size(b.size),
+                b.duration_ms
+            );
+            for a in &b.artifacts {
+                println!(
+                    "  {} ({}, sha256 {})",
+                    a.file,
+                    output::size(a.size),
+                    &a.sha256[..16]
+                );
+            }
+            Ok(())
+        }
+        Cmd::Backups { target } => {
+            let list = client(&config_path)?
+                .backups(&target.unwrap_or(Target::All))
+                .await?;
+            print!("{}", output::backups_table(&list));
+            Ok(())
+        }
+        Cmd::Restore {
+            target,
+            backup,
+            db,
+            to,
+        } => {
+            let req = homeport_types::RestoreRequest {
+                target: target.clone(),
+                backup,
+                database: db,
+                to: to.map(|p| std::path::absolute(&p).unwrap_or(p).display().to_string()),
+            };
+            let out = client(&config_path)?.restore(&req).await?;
+            for r in &out.restored {
+                println!("restored {r} from backup {}", out.backup);
+            }
+            for s in &out.safety_copies {
+                println!("the previous database is kept in {s}");
             }
             Ok(())
         }

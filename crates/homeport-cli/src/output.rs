@@ -1,6 +1,6 @@
 //! What the CLI prints.
 
-use homeport_types::{Health, LogEntry, ServiceStatus, StatusSnapshot, Stream};
+use homeport_types::{EnvBackups, Health, LogEntry, ServiceStatus, StatusSnapshot, Stream};
 
 pub fn status_table(s: &StatusSnapshot) -> String {
     if s.services.is_empty() {
@@ -79,4 +79,45 @@ pub fn log_line(e: &LogEntry) -> String {
         Stream::Stderr => "err",
     };
     format!("{} {} {stream} {}", e.line.time, e.service, e.line.text)
+}
+
+pub fn size(b: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let b = b as f64;
+    if b < KIB * KIB {
+        format!("{:.1} KiB", b / KIB)
+    } else if b < KIB * KIB * KIB {
+        format!("{:.1} MiB", b / KIB / KIB)
+    } else {
+        format!("{:.2} GiB", b / KIB / KIB / KIB)
+    }
+}
+
+pub fn backups_table(envs: &[EnvBackups]) -> String {
+    let mut out = String::new();
+    for e in envs {
+        out.push_str(&format!("{}/{}", e.app, e.env));
+        match (&e.schedule, &e.next_due) {
+            (Some(s), Some(n)) => out.push_str(&format!("  ({s}; next {n})\n")),
+            _ => out.push_str("  (no schedule)\n"),
+        }
+        if e.backups.is_empty() {
+            out.push_str("  no backups yet\n");
+        }
+        for b in &e.backups {
+            out.push_str(&format!(
+                "  {:>5}  {}  {:>10}  {:<10}  {}\n",
+                b.id,
+                b.time,
+                size(b.size),
+                b.trigger.as_str(),
+                if b.verified {
+                    "verified"
+                } else {
+                    "NOT VERIFIED"
+                }
+            ));
+        }
+    }
+    out
 }

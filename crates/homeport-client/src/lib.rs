@@ -7,8 +7,9 @@ use std::path::Path;
 
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use homeport_types::{
-    Action, ActionOutcome, ActionRequest, AgentEndpoint, ApiError, LogStreamItem, SignInLink,
-    StatusSnapshot, Target, files,
+    Action, ActionOutcome, ActionRequest, AgentEndpoint, ApiError, BackupInfo, BackupRequest,
+    EnvBackups, LogStreamItem, RestoreOutcome, RestoreRequest, SignInLink, StatusSnapshot, Target,
+    VerifyOutcome, files,
 };
 use serde::de::DeserializeOwned;
 
@@ -98,6 +99,41 @@ impl Client {
             .json(self.http.post(format!("{}/api/v1/sessions", self.base)))
             .await?;
         Ok(link.url)
+    }
+
+    pub async fn backups(&self, target: &Target) -> Result<Vec<EnvBackups>, ClientError> {
+        let req = self
+            .http
+            .get(format!("{}/api/v1/backups", self.base))
+            .query(&[("target", target.to_string())]);
+        self.json(req).await
+    }
+
+    pub async fn backup(&self, target: &Target) -> Result<BackupInfo, ClientError> {
+        let req = self
+            .http
+            .post(format!("{}/api/v1/backups", self.base))
+            .json(&BackupRequest {
+                target: target.clone(),
+            });
+        self.json(req).await
+    }
+
+    pub async fn verify_backup(&self, id: i64) -> Result<VerifyOutcome, ClientError> {
+        self.json(
+            self.http
+                .post(format!("{}/api/v1/backups/{id}/verify", self.base)),
+        )
+        .await
+    }
+
+    pub async fn restore(&self, req: &RestoreRequest) -> Result<RestoreOutcome, ClientError> {
+        self.json(
+            self.http
+                .post(format!("{}/api/v1/restore", self.base))
+                .json(req),
+        )
+        .await
     }
 
     pub async fn status(&self) -> Result<StatusSnapshot, ClientError> {

@@ -218,6 +218,7 @@ fn de_table<T: DeserializeOwned>(
         let known_here = match segments.first() {
             Some(&"health") if segments.len() > 1 => HEALTH_KEYS,
             Some(&"restart") if segments.len() > 1 => RESTART_KEYS,
+            Some(&"backup") if segments.len() > 1 => BACKUP_KEYS,
             _ => known,
         };
         let last = segments.last().copied().unwrap_or_default();
@@ -350,6 +351,13 @@ fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>) -> Config
                     .iter()
                     .map(|(name, path)| (name.clone(), normalize(&expand_home(path, base))))
                     .collect(),
+                files: env
+                    .raw
+                    .files
+                    .iter()
+                    .map(|f| normalize(&expand_home(f.get_ref(), base)))
+                    .collect(),
+                backup: resolve_backup(env.raw.backup.as_ref(), &env.path, sink),
             };
             for svc in &env.services {
                 let key = ServiceKey::new(app_name, env_name, svc.name.get_ref());
@@ -637,6 +645,58 @@ fn resolve_service(
         data_dir: env_spec.data_dir.clone(),
     };
     ok.then_some(spec)
+}
+
+fn resolve_backup(
+    raw: Option<&Spanned<RawBackup>>,
+    env_path: &str,
+    sink: &mut Sink<'_>,
+) -> BackupSettings {
+    let mut out = BackupSettings::default();
+    let Some(raw) = raw else { return out };
+    let span = raw.span();
+    let field = format!("{env_path}.backup");
+    let r = raw.get_ref();
+    out.schedule = match (&r.every, &r.at) {
+        (Some(_), Some(_)) => {
+            sink.push(
+                Some(span.clone()),
+                &field,
+                "expected `every` or `at`, not both",
+            );
+            None
+        }
+        (Some(d), None) if d.0 < Duration::from_secs(60) => {
+            sink.push(
+                Some(span.clone()),
+                &format!("{field}.every"),
+                "back up at most once a minute",
+            );
+            None
+        }
+        (Some(d), None) => Some(BackupSchedule::Every(d.0)),
+        (None, Some(at)) => match at
+            .split_once(':')
+            .and_then(|(h, m)| Some((h.parse::<u32>().ok()?, m.parse::<u32>().ok()?)))
+        {
+            Some((h, m)) if h < 24 && m < 60 => Some(BackupSchedule::DailyAt(h * 3600 + m * 60)),
+            _ => {
+                sink.push(
+                    Some(span.clone()),
+                    &format!("{field}.at"),
+                    format!("{at:?} is not a time; expected HH:MM (UTC)"),
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    out.keep_last = r.keep_last.unwrap_or(out.keep_last);
+    out.keep_daily = r.keep_daily.unwrap_or(out.keep_daily);
+    out.keep_weekly = r.keep_weekly.unwrap_or(out.keep_weekly);
+    out.keep_monthly = r.keep_monthly.unwrap_or(out.keep_monthly);
+    out.compress = r.compress.unwrap_or(out.compress);
+    out
 }
 
 /// The program of a command must exist and be executable: a path as given, a bare name on

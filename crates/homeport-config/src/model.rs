@@ -44,6 +44,41 @@ pub struct EnvSpec {
     pub databases: BTreeMap<String, PathBuf>,
     /// The environment's own config files, by name: `{config.NAME}`.
     pub config_files: BTreeMap<String, PathBuf>,
+    /// Files and folders archived with each backup.
+    pub files: Vec<PathBuf>,
+    pub backup: BackupSettings,
+}
+
+/// When and how an environment is backed up (`backup = { ... }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSettings {
+    pub schedule: Option<BackupSchedule>,
+    pub keep_last: u32,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+    pub compress: bool,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        Self {
+            schedule: None,
+            keep_last: 10,
+            keep_daily: 7,
+            keep_weekly: 4,
+            keep_monthly: 6,
+            compress: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupSchedule {
+    /// `every = "6h"`: so long after the last backup.
+    Every(Duration),
+    /// `at = "03:30"`: daily at this UTC time, in seconds after midnight.
+    DailyAt(u32),
 }
 
 /// How to run a process: an argv vector, or a line for `/bin/sh -c` when the config says `shell = true`.

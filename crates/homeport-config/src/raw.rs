@@ -20,7 +20,18 @@ pub(crate) const ENV_KEYS: &[&str] = &[
     "env",
     "env_file",
     "secret_env",
+    "files",
+    "backup",
     "services",
+];
+pub(crate) const BACKUP_KEYS: &[&str] = &[
+    "every",
+    "at",
+    "keep_last",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "compress",
 ];
 pub(crate) const SERVICE_KEYS: &[&str] = &[
     "command",
@@ -77,6 +88,20 @@ pub(crate) struct RawEnv {
     #[serde(default)]
     pub secret_env: BTreeMap<String, String>,
     pub env_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub files: Vec<Spanned<String>>,
+    pub backup: Option<Spanned<RawBackup>>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct RawBackup {
+    pub every: Option<Dur>,
+    pub at: Option<String>,
+    pub keep_last: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub compress: Option<bool>,
 }
 
 #[derive(Deserialize)]

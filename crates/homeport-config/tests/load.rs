@@ -318,3 +318,52 @@ command = "~/bin/app"
         "{home}"
     );
 }
+
+#[test]
+fn backups_are_configured_per_environment() {
+    let cfg = load(
+        r#"[apps.a.env.prod]
+databases = { main = "/srv/a.db" }
+files = ["/srv/uploads"]
+backup = { every = "6h", keep_last = 3, compress = false }
+[apps.a.env.beta]
+backup = { at = "03:30" }
+"#,
+    )
+    .unwrap_or_else(|d| panic!("{d:#?}"));
+    let prod = cfg.envs.iter().find(|e| e.env == "prod").expect("prod");
+    assert_eq!(
+        prod.backup.schedule,
+        Some(homeport_config::BackupSchedule::Every(Duration::from_secs(
+            6 * 3600
+        )))
+    );
+    assert_eq!(
+        (
+            prod.backup.keep_last,
+            prod.backup.keep_daily,
+            prod.backup.compress
+        ),
+        (3, 7, false)
+    );
+    assert_eq!(prod.files, vec![std::path::PathBuf::from("/srv/uploads")]);
+    let beta = cfg.envs.iter().find(|e| e.env == "beta").expect("beta");
+    assert_eq!(
+        beta.backup.schedule,
+        Some(homeport_config::BackupSchedule::DailyAt(3 * 3600 + 30 * 60))
+    );
+
+    let diags = errors("[apps.a.env.p]\nbackup = { at = \"25:99\", keep_lats = 1 }\n");
+    assert!(
+        find(&diags, "apps.a.env.p.backup.keep_lats")
+            .help
+            .as_deref()
+            == Some("did you mean `keep_last`?"),
+        "{diags:#?}"
+    );
+    assert!(
+        find(&diags, "apps.a.env.p.backup.at")
+            .message
+            .contains("HH:MM")
+    );
+}

@@ -11,6 +11,7 @@
 //! services an earlier agent left running. The agent's own files (lock, token, endpoint) are in
 //! [`runtime`].
 
+mod backups;
 pub mod runtime;
 mod settings;
 mod store;
@@ -28,6 +29,7 @@ use homeport_types::{
 };
 use tokio::sync::mpsc;
 
+pub use backups::BackupOpError;
 pub use homeport_supervisor::NotFound;
 pub use settings::SettingsError;
 pub use store::Store;
@@ -52,6 +54,7 @@ pub struct Core {
     /// Set when the agent begins to shut down: ends followers and event streams.
     stopping: tokio::sync::watch::Sender<bool>,
     _recorder: std::thread::JoinHandle<()>,
+    backups_running: backups::Running,
     /// Events the recorder has written, against [`Hub::records_sent`].
     written: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -101,6 +104,7 @@ impl Core {
             stopping: tokio::sync::watch::channel(false).0,
             _recorder: recorder,
             written,
+            backups_running: backups::Running::default(),
         }))
     }
 
@@ -115,6 +119,49 @@ impl Core {
 
     pub fn store(&self) -> &Arc<Mutex<Store>> {
         &self.store
+    }
+
+    /// Removes half-written backups a crash left, and starts the backup scheduler.
+    pub fn start_background(self: &Arc<Self>) {
+        let swept = homeport_backup::sweep_partials(&backups::backups_root(self));
+        if swept > 0 {
+            tracing::warn!("removed {swept} unfinished backup file(s) left by a crash");
+        }
+        tokio::spawn(backups::scheduler(Arc::clone(self)));
+    }
+
+    /// Backs up an environment (`APP/ENV`) now.
+    pub async fn backup(
+        &self,
+        target: &Target,
+        trigger: homeport_types::BackupTrigger,
+    ) -> Result<homeport_types::BackupInfo, BackupOpError> {
+        backups::take(self, target, trigger).await
+    }
+
+    pub fn backups(
+        &self,
+        target: &Target,
+    ) -> Result<Vec<homeport_types::EnvBackups>, BackupOpError> {
+        backups::list(self, target)
+    }
+
+    pub async fn verify_backup(
+        &self,
+        id: i64,
+    ) -> Result<homeport_types::VerifyOutcome, BackupOpError> {
+        backups::verify(self, id).await
+    }
+
+    /// Restores an environment's databases from a backup (see `backups::restore_env`).
+    pub async fn restore(
+        &self,
+        target: &Target,
+        backup: Option<i64>,
+        database: Option<&str>,
+        to: Option<&std::path::Path>,
+    ) -> Result<homeport_types::RestoreOutcome, BackupOpError> {
+        backups::restore_env(self, target, backup, database, to).await
     }
 
     pub async fn autostart(&self) -> Vec<ActionOutcome> {

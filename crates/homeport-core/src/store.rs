@@ -33,10 +33,43 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE events ADD COLUMN restarts INTEGER;
 "#,
+    r#"
+    CREATE TABLE backups (
+        id          INTEGER PRIMARY KEY,
+        app         TEXT NOT NULL,
+        env         TEXT NOT NULL,
+        time        TEXT NOT NULL,
+        trigger     TEXT NOT NULL,
+        dir         TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        verified    INTEGER NOT NULL,
+        artifacts   TEXT NOT NULL
+    );
+    CREATE INDEX backups_by_env ON backups(app, env, time);
+"#,
 ];
 
 /// Events kept in the table; older ones are pruned at start.
 const KEEP_EVENTS: i64 = 100_000;
+
+fn backup_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<homeport_types::BackupInfo> {
+    let trigger: String = r.get(4)?;
+    let artifacts: String = r.get(9)?;
+    Ok(homeport_types::BackupInfo {
+        id: r.get(0)?,
+        app: r.get(1)?,
+        env: r.get(2)?,
+        time: r.get(3)?,
+        trigger: serde_json::from_value(serde_json::Value::String(trigger))
+            .unwrap_or(homeport_types::BackupTrigger::Manual),
+        dir: r.get(5)?,
+        size: r.get::<_, i64>(6)?.max(0) as u64,
+        duration_ms: r.get::<_, i64>(7)?.max(0) as u64,
+        verified: r.get(8)?,
+        artifacts: serde_json::from_str(&artifacts).unwrap_or_default(),
+    })
+}
 
 fn prune(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute(
@@ -202,6 +235,56 @@ impl Store {
             out.push(Event { time, key, kind });
         }
         Ok(out)
+    }
+
+    /// Catalogues a finished backup; returns its id.
+    pub fn add_backup(&self, b: &homeport_types::BackupInfo) -> rusqlite::Result<i64> {
+        let artifacts = serde_json::to_string(&b.artifacts).unwrap_or_default();
+        self.conn.execute(
+            "INSERT INTO backups (app, env, time, trigger, dir, size, duration_ms, verified, artifacts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![b.app, b.env, b.time, b.trigger.as_str(), b.dir, b.size as i64, b.duration_ms as i64, b.verified, artifacts],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Backups of one environment (or all, with `None`), newest first.
+    pub fn backups(
+        &self,
+        env: Option<(&str, &str)>,
+    ) -> rusqlite::Result<Vec<homeport_types::BackupInfo>> {
+        let (app, e) = env.unwrap_or(("", ""));
+        let mut stmt = self.conn.prepare(
+            "SELECT id, app, env, time, trigger, dir, size, duration_ms, verified, artifacts FROM backups
+             WHERE (?1 = '' OR (app = ?1 AND env = ?2)) ORDER BY time DESC, id DESC",
+        )?;
+        let rows = stmt.query_map(params![app, e], backup_row)?;
+        rows.collect()
+    }
+
+    pub fn backup(&self, id: i64) -> rusqlite::Result<Option<homeport_types::BackupInfo>> {
+        self.conn
+            .query_row(
+                "SELECT id, app, env, time, trigger, dir, size, duration_ms, verified, artifacts FROM backups WHERE id = ?1",
+                params![id],
+                backup_row,
+            )
+            .optional()
+    }
+
+    pub fn set_backup_verified(&self, id: i64, verified: bool) -> rusqlite::Result<()> {
+        self.conn
+            .execute(
+                "UPDATE backups SET verified = ?2 WHERE id = ?1",
+                params![id, verified],
+            )
+            .map(drop)
+    }
+
+    pub fn delete_backup(&self, id: i64) -> rusqlite::Result<()> {
+        self.conn
+            .execute("DELETE FROM backups WHERE id = ?1", params![id])
+            .map(drop)
     }
 
     /// The newest `limit` state transitions of a service, newest first (for tests and `status`).

@@ -1,0 +1,554 @@
+//! Backups of environments: take (manually, on schedule, before a deploy), catalogue in
+//! state.db, retain, verify, and restore with a safety copy that comes back if the restored
+//! environment does not come up.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use homeport_backup::retention::{Candidate, Retention};
+use homeport_backup::{Artifact, ArtifactKind, BackupMethod, BackupPlan, restore};
+use homeport_config::{BackupSchedule, EnvSpec};
+use homeport_types::{
+    BackupArtifact, BackupInfo, BackupTrigger, EnvBackups, RestoreOutcome, ServiceState, Target,
+    VerifyOutcome,
+};
+
+use crate::Core;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupOpError {
+    #[error("no environment {0}; expected APP/ENV")]
+    NotFound(String),
+    #[error("no backup {0}")]
+    NoBackup(String),
+    #[error("a backup or restore of {0} is already running")]
+    Busy(String),
+    #[error(transparent)]
+    Backup(#[from] homeport_backup::BackupError),
+    #[error("{0}")]
+    Refused(String),
+    #[error("restore of {env} failed: {why}; {rollback}")]
+    RestoreFailed {
+        env: String,
+        why: String,
+        rollback: String,
+    },
+    #[error("cannot use state.db: {0}")]
+    Store(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Environments with a backup or restore in progress.
+#[derive(Default)]
+pub struct Running(Mutex<HashSet<(String, String)>>);
+
+struct RunningGuard<'a>(&'a Running, (String, String));
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.0
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.1);
+    }
+}
+
+impl Running {
+    fn claim(&self, app: &str, env: &str) -> Result<RunningGuard<'_>, BackupOpError> {
+        let key = (app.to_owned(), env.to_owned());
+        if !self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone())
+        {
+            return Err(BackupOpError::Busy(format!("{app}/{env}")));
+        }
+        Ok(RunningGuard(self, key))
+    }
+}
+
+fn env_of<'a>(envs: &'a [EnvSpec], target: &Target) -> Result<&'a EnvSpec, BackupOpError> {
+    match target {
+        Target::Env(app, env) => envs
+            .iter()
+            .find(|e| &e.app == app && &e.env == env)
+            .ok_or_else(|| BackupOpError::NotFound(target.to_string())),
+        other => Err(BackupOpError::NotFound(other.to_string())),
+    }
+}
+
+pub(crate) fn backups_root(core: &Core) -> PathBuf {
+    core.config().agent.data_dir.join("backups")
+}
+
+fn artifact_info(a: &Artifact) -> BackupArtifact {
+    BackupArtifact {
+        name: a.name.clone(),
+        kind: match a.kind {
+            ArtifactKind::Database => "database".into(),
+            ArtifactKind::Files => "files".into(),
+        },
+        file: a.file.clone(),
+        size: a.size,
+        sha256: a.sha256.clone(),
+        compressed: a.compressed,
+    }
+}
+
+fn artifact_of(b: &BackupArtifact) -> Artifact {
+    Artifact {
+        name: b.name.clone(),
+        kind: if b.kind == "files" {
+            ArtifactKind::Files
+        } else {
+            ArtifactKind::Database
+        },
+        file: b.file.clone(),
+        size: b.size,
+        sha256: b.sha256.clone(),
+        compressed: b.compressed,
+    }
+}
+
+pub(crate) async fn take(
+    core: &Core,
+    target: &Target,
+    trigger: BackupTrigger,
+) -> Result<BackupInfo, BackupOpError> {
+    let config = core.config();
+    let env = env_of(&config.envs, target)?.clone();
+    let _running = core.backups_running.claim(&env.app, &env.env)?;
+    let plan = BackupPlan {
+        databases: env
+            .databases
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        files: env.files.clone(),
+        compress: env.backup.compress,
+    };
+    if plan.databases.is_empty() && plan.files.is_empty() {
+        return Err(BackupOpError::Refused(format!(
+            "{target} lists no `databases` or `files` to back up"
+        )));
+    }
+    let dir = backups_root(core).join(&env.app).join(&env.env);
+    let time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let set = tokio::task::spawn_blocking(move || {
+        homeport_backup::take(&plan, &dir, BackupMethod::BackupApi)
+    })
+    .await
+    .map_err(|e| BackupOpError::Internal(e.to_string()))??;
+    let mut info = BackupInfo {
+        id: 0,
+        app: env.app.clone(),
+        env: env.env.clone(),
+        time,
+        trigger,
+        size: set.artifacts.iter().map(|a| a.size).sum(),
+        duration_ms: set.duration_ms,
+        verified: true,
+        dir: set.dir.display().to_string(),
+        artifacts: set.artifacts.iter().map(artifact_info).collect(),
+    };
+    {
+        let store = core.store().lock().unwrap_or_else(PoisonError::into_inner);
+        info.id = store.add_backup(&info)?;
+    }
+    tracing::info!(
+        backup = info.id,
+        "backed up {target} ({} bytes in {} ms)",
+        info.size,
+        info.duration_ms
+    );
+    prune(core, &env)?;
+    Ok(info)
+}
+
+/// Deletes what the environment's retention does not keep: folder first, then the row, so a
+/// crash in between leaves a row whose `verify` says its files are gone, never an orphan file.
+fn prune(core: &Core, env: &EnvSpec) -> Result<(), BackupOpError> {
+    let store = core.store().lock().unwrap_or_else(PoisonError::into_inner);
+    let list = store.backups(Some((&env.app, &env.env)))?;
+    let candidates: Vec<Candidate> = list
+        .iter()
+        .map(|b| Candidate {
+            id: b.id,
+            time: humantime::parse_rfc3339_weak(&b.time)
+                .ok()
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs() as i64),
+            verified: b.verified,
+        })
+        .collect();
+    let policy = Retention {
+        keep_last: env.backup.keep_last as usize,
+        keep_daily: env.backup.keep_daily as usize,
+        keep_weekly: env.backup.keep_weekly as usize,
+        keep_monthly: env.backup.keep_monthly as usize,
+    };
+    for id in homeport_backup::retention::to_delete(&candidates, &policy) {
+        if let Some(b) = list.iter().find(|b| b.id == id) {
+            let _ = std::fs::remove_dir_all(&b.dir);
+            store.delete_backup(id)?;
+            tracing::info!(backup = id, "deleted by retention");
+        }
+    }
+    Ok(())
+}
+
+fn describe(s: &BackupSchedule) -> String {
+    match s {
+        BackupSchedule::Every(d) => format!("every {}", humantime::format_duration(*d)),
+        BackupSchedule::DailyAt(secs) => {
+            format!("daily at {:02}:{:02} UTC", secs / 3600, secs % 3600 / 60)
+        }
+    }
+}
+
+fn schedule_of(s: &BackupSchedule) -> homeport_backup::schedule::Schedule {
+    match *s {
+        BackupSchedule::Every(d) => homeport_backup::schedule::Schedule::Every(d),
+        BackupSchedule::DailyAt(secs) => homeport_backup::schedule::Schedule::DailyAt(secs),
+    }
+}
+
+fn last_time(list: &[BackupInfo]) -> Option<SystemTime> {
+    list.iter()
+        .filter_map(|b| humantime::parse_rfc3339_weak(&b.time).ok())
+        .max()
+}
+
+pub(crate) fn list(core: &Core, target: &Target) -> Result<Vec<EnvBackups>, BackupOpError> {
+    let config = core.config();
+    let envs: Vec<&EnvSpec> = match target {
+        Target::All => config.envs.iter().collect(),
+        Target::App(app) => config.envs.iter().filter(|e| &e.app == app).collect(),
+        t => vec![env_of(&config.envs, t)?],
+    };
+    if envs.is_empty() {
+        return Err(BackupOpError::NotFound(target.to_string()));
+    }
+    let store = core.store().lock().unwrap_or_else(PoisonError::into_inner);
+    envs.into_iter()
+        .map(|e| {
+            let backups = store.backups(Some((&e.app, &e.env)))?;
+            let next_due = e.backup.schedule.as_ref().map(|s| {
+                let due = schedule_of(s)
+                    .next_due(last_time(&backups))
+                    .max(SystemTime::now());
+                humantime::format_rfc3339_seconds(due).to_string()
+            });
+            Ok(EnvBackups {
+                app: e.app.clone(),
+                env: e.env.clone(),
+                schedule: e.backup.schedule.as_ref().map(describe),
+                next_due,
+                backups,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn verify(core: &Core, id: i64) -> Result<VerifyOutcome, BackupOpError> {
+    let info = core
+        .store()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .backup(id)?
+        .ok_or_else(|| BackupOpError::NoBackup(id.to_string()))?;
+    let checked = info.clone();
+    let problems = tokio::task::spawn_blocking(move || {
+        let dir = PathBuf::from(&checked.dir);
+        checked
+            .artifacts
+            .iter()
+            .filter_map(|a| {
+                homeport_backup::verify(&dir, &artifact_of(a))
+                    .err()
+                    .map(|e| e.to_string())
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| BackupOpError::Internal(e.to_string()))?;
+    let ok = problems.is_empty();
+    core.store()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .set_backup_verified(id, ok)?;
+    Ok(VerifyOutcome { id, ok, problems })
+}
+
+/// Runs scheduled backups: checks every 30 s against the wall clock, so a backup missed while
+/// the machine slept runs once on wake.
+pub(crate) async fn scheduler(core: std::sync::Arc<Core>) {
+    let mut stop = std::pin::pin!(core.shutdown_signal());
+    loop {
+        let config = core.config();
+        for env in config.envs.iter().filter(|e| e.backup.schedule.is_some()) {
+            let Some(schedule) = env.backup.schedule.as_ref().map(schedule_of) else {
+                continue;
+            };
+            let last = {
+                let store = core.store().lock().unwrap_or_else(PoisonError::into_inner);
+                store
+                    .backups(Some((&env.app, &env.env)))
+                    .ok()
+                    .and_then(|l| last_time(&l))
+            };
+            if schedule.is_due(last, SystemTime::now()) {
+                let target = Target::Env(env.app.clone(), env.env.clone());
+                if let Err(e) = take(&core, &target, BackupTrigger::Scheduled).await {
+                    tracing::warn!("scheduled backup of {target} failed: {e}");
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(30)) => {}
+            () = &mut stop => return,
+        }
+    }
+}
+
+pub(crate) async fn restore_env(
+    core: &Core,
+    target: &Target,
+    backup: Option<i64>,
+    database: Option<&str>,
+    to: Option<&Path>,
+) -> Result<RestoreOutcome, BackupOpError> {
+    let config = core.config();
+    let env = env_of(&config.envs, target)?.clone();
+    let info = {
+        let store = core.store().lock().unwrap_or_else(PoisonError::into_inner);
+        match backup {
+            Some(id) => store
+                .backup(id)?
+                .filter(|b| b.app == env.app && b.env == env.env),
+            None => store
+                .backups(Some((&env.app, &env.env)))?
+                .into_iter()
+                .find(|b| b.verified),
+        }
+        .ok_or_else(|| {
+            BackupOpError::NoBackup(
+                backup.map_or_else(|| format!("verified for {target}"), |id| id.to_string()),
+            )
+        })?
+    };
+    let dir = PathBuf::from(&info.dir);
+    let dbs: Vec<Artifact> = info
+        .artifacts
+        .iter()
+        .map(artifact_of)
+        .filter(|a| a.kind == ArtifactKind::Database && database.is_none_or(|d| d == a.name))
+        .collect();
+    if dbs.is_empty() {
+        return Err(BackupOpError::Refused(format!(
+            "backup {} has no database{}",
+            info.id,
+            database.map(|d| format!(" named {d}")).unwrap_or_default()
+        )));
+    }
+
+    // Inspection copy: nothing live is touched.
+    if let Some(to) = to {
+        if dbs.len() > 1 {
+            return Err(BackupOpError::Refused(
+                "the backup has several databases: name one with `database`".into(),
+            ));
+        }
+        if to.exists() {
+            return Err(BackupOpError::Refused(format!(
+                "{} exists; restore into a new file",
+                to.display()
+            )));
+        }
+        let (a, to2, dir2) = (dbs[0].clone(), to.to_path_buf(), dir.clone());
+        tokio::task::spawn_blocking(move || restore::extract_checked(&dir2, &a, &to2))
+            .await
+            .map_err(|e| BackupOpError::Internal(e.to_string()))??;
+        return Ok(RestoreOutcome {
+            backup: info.id,
+            restored: vec![to.display().to_string()],
+            safety_copies: vec![],
+        });
+    }
+
+    let _running = core.backups_running.claim(&env.app, &env.env)?;
+    // Check every artifact before anything stops.
+    let staged: Vec<(Artifact, PathBuf, PathBuf)> = dbs
+        .iter()
+        .map(|a| {
+            let live = env.databases.get(&a.name).cloned().ok_or_else(|| {
+                BackupOpError::Refused(format!(
+                    "{target} no longer has a database named {}",
+                    a.name
+                ))
+            })?;
+            let mut staged = live.as_os_str().to_owned();
+            staged.push(".from-backup");
+            Ok((a.clone(), live, PathBuf::from(staged)))
+        })
+        .collect::<Result<_, BackupOpError>>()?;
+    {
+        let (staged2, dir2) = (staged.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || {
+            staged2
+                .iter()
+                .try_for_each(|(a, _, tmp)| restore::extract_checked(&dir2, a, tmp))
+        })
+        .await
+        .map_err(|e| BackupOpError::Internal(e.to_string()))??;
+    }
+    let cleanup = |staged: &[(Artifact, PathBuf, PathBuf)]| {
+        for (_, _, tmp) in staged {
+            let _ = std::fs::remove_file(tmp);
+        }
+    };
+
+    let env_target = Target::Env(env.app.clone(), env.env.clone());
+    let before: Vec<_> = core
+        .supervisor()
+        .status()
+        .into_iter()
+        .filter(|s| env_target.contains(&s.key))
+        .collect();
+    let were_up: Vec<_> = before
+        .iter()
+        .filter(|s| s.state.is_up() || s.state == ServiceState::BackingOff)
+        .map(|s| s.key.clone())
+        .collect();
+    let _ = core.supervisor().stop(&env_target).await;
+
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .replace(':', "-");
+    let safety_dir = backups_root(core)
+        .join(&env.app)
+        .join(&env.env)
+        .join("safety")
+        .join(&stamp);
+    let swap = {
+        let (staged2, safety_dir2) = (staged.clone(), safety_dir.clone());
+        tokio::task::spawn_blocking(
+            move || -> Result<Vec<(PathBuf, Option<PathBuf>)>, homeport_backup::BackupError> {
+                let mut done = Vec::new();
+                for (a, live, tmp) in &staged2 {
+                    let safety =
+                        restore::safety_copy(live, &safety_dir2.join(format!("{}.db", a.name)))?;
+                    done.push((live.clone(), safety));
+                    restore::replace_database(tmp, live)?;
+                }
+                Ok(done)
+            },
+        )
+        .await
+        .map_err(|e| BackupOpError::Internal(e.to_string()))?
+    };
+    cleanup(&staged);
+    let swapped = match swap {
+        Ok(s) => s,
+        Err(e) => {
+            restart(core, &were_up).await;
+            return Err(e.into());
+        }
+    };
+
+    // Start what ran before and check it comes up; otherwise put the old databases back.
+    let problem = start_and_check(core, &were_up).await;
+    if let Some(why) = problem {
+        let _ = core.supervisor().stop(&env_target).await;
+        let back = swapped.clone();
+        let rollback = tokio::task::spawn_blocking(move || {
+            back.iter().try_for_each(|(live, safety)| match safety {
+                Some(s) => restore::replace_database(s, live),
+                None => Ok(()),
+            })
+        })
+        .await;
+        let rollback = match rollback {
+            Ok(Ok(())) => {
+                let again = start_and_check(core, &were_up).await;
+                match again {
+                    None => {
+                        "the previous database is back in place and its services run".to_owned()
+                    }
+                    Some(w) => format!(
+                        "the previous database is back in place, but its services did not come up: {w}"
+                    ),
+                }
+            }
+            Ok(Err(e)) => format!(
+                "putting the previous database back failed too: {e}; safety copies are in {}",
+                safety_dir.display()
+            ),
+            Err(e) => format!(
+                "putting the previous database back failed: {e}; safety copies are in {}",
+                safety_dir.display()
+            ),
+        };
+        return Err(BackupOpError::RestoreFailed {
+            env: env_target.to_string(),
+            why,
+            rollback,
+        });
+    }
+    Ok(RestoreOutcome {
+        backup: info.id,
+        restored: swapped
+            .iter()
+            .map(|(l, _)| l.display().to_string())
+            .collect(),
+        safety_copies: swapped
+            .iter()
+            .filter_map(|(_, s)| s.as_ref().map(|p| p.display().to_string()))
+            .collect(),
+    })
+}
+
+async fn restart(core: &Core, keys: &[homeport_types::ServiceKey]) {
+    for k in keys {
+        let _ = core
+            .supervisor()
+            .start(&Target::Service(k.clone()), Duration::from_secs(60))
+            .await;
+    }
+}
+
+/// Starts `keys` and waits (up to a minute) until each is ready; the reason if one is not.
+async fn start_and_check(core: &Core, keys: &[homeport_types::ServiceKey]) -> Option<String> {
+    restart(core, keys).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = core.supervisor().status();
+        let mine: Vec<_> = status.iter().filter(|s| keys.contains(&s.key)).collect();
+        if let Some(bad) = mine
+            .iter()
+            .find(|s| s.state.is_settled_down() || s.state == ServiceState::BackingOff)
+        {
+            return Some(format!(
+                "{} is {}{}",
+                bad.key,
+                bad.state,
+                bad.message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ));
+        }
+        if mine.iter().all(|s| s.state.is_ready()) {
+            return None;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Some("services did not become ready within a minute".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,361 @@
+//! Backups of live databases, their faults, and restores, through the real agent and CLI.
+
+use std::path::Path;
+
+use homeport_types::ServiceState;
+
+use crate::util::*;
+
+fn rows(db: &Path) -> i64 {
+    rusqlite::Connection::open(db)
+        .and_then(|c| c.query_row("SELECT COUNT(*) FROM hits", [], |r| r.get(0)))
+        .unwrap_or(-1)
+}
+
+fn env_with_db(extra: &str) -> TestEnv {
+    TestEnv::new(&format!(
+        r#"
+[apps.a.env.prod]
+autostart = true
+databases = {{ main = "@HOME@/main.db" }}
+{extra}
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@", "--port", "{{port}}", "--db", "{{db.main}}", "--write-every", "2"]
+port = @P0@
+health = {{ http = "/health", interval = "100ms" }}
+"#
+    ))
+}
+
+fn backup_ids(env: &TestEnv) -> Vec<(i64, bool)> {
+    let list = env
+        .block_on(env.client().backups(&"a/prod".parse().expect("target")))
+        .expect("backups");
+    list.iter()
+        .flat_map(|e| e.backups.iter().map(|b| (b.id, b.verified)))
+        .collect()
+}
+
+#[test]
+fn a_live_database_is_backed_up_while_it_is_written_and_restored_for_inspection() {
+    let mut env = env_with_db("");
+    env.start_agent();
+    env.wait_service("a/prod/web", "is healthy", |s| {
+        s.state == ServiceState::Healthy
+    });
+    let db = env.dir.path().join("main.db");
+    env.wait_until("rows are being written", || (rows(&db) > 50).then_some(()));
+    let out = env.cli(&["backup", "a/prod"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("main.db.zst"), "{}", stdout(&out));
+    let ids = backup_ids(&env);
+    assert_eq!(ids.len(), 1);
+    assert!(ids[0].1, "verified when taken");
+    let listing = stdout(&env.cli(&["backups", "a/prod"]));
+    assert!(
+        listing.contains("manual") && listing.contains("verified"),
+        "{listing}"
+    );
+
+    let copy = env.dir.path().join("inspect.db");
+    let out = env.cli(&["restore", "a/prod", "--to", &copy.display().to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let n = rows(&copy);
+    assert!(
+        n > 50,
+        "the copy has the rows written before the backup: {n}"
+    );
+    assert!(rows(&db) >= n, "the live database was not touched");
+    assert_eq!(
+        service(&env.status(), "a/prod/web").state,
+        ServiceState::Healthy
+    );
+}
+
+#[test]
+fn a_restore_puts_the_backup_in_place_and_keeps_a_safety_copy() {
+    let mut env = env_with_db("");
+    env.start_agent();
+    env.wait_service("a/prod/web", "is healthy", |s| {
+        s.state == ServiceState::Healthy
+    });
+    let db = env.dir.path().join("main.db");
+    env.wait_until("rows are being written", || (rows(&db) > 20).then_some(()));
+    assert!(env.cli(&["backup", "a/prod"]).status.success());
+    let at_backup = rows(&env.dir.path().join({
+        let out = env.cli(&[
+            "restore",
+            "a/prod",
+            "--to",
+            &env.dir.path().join("b.db").display().to_string(),
+        ]);
+        assert!(out.status.success());
+        "b.db"
+    }));
+    env.wait_until("many more rows are written after the backup", || {
+        (rows(&db) > at_backup + 1000).then_some(())
+    });
+    let before_restore = rows(&db);
+    let out = env.cli(&["restore", "a/prod"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let safety = stdout(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("the previous database is kept in "))
+        .map(str::to_owned)
+        .expect("a safety copy");
+    assert!(
+        rows(Path::new(&safety)) >= before_restore,
+        "the safety copy has the newer rows"
+    );
+    env.wait_service("a/prod/web", "is healthy again", |s| {
+        s.state == ServiceState::Healthy
+    });
+    let now = rows(&db);
+    assert!(
+        now >= at_backup && now < before_restore,
+        "the backup's rows are back ({at_backup} at the backup, {before_restore} before the restore, {now} now)"
+    );
+}
+
+#[test]
+fn a_restore_whose_services_do_not_come_up_puts_the_old_database_back() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod]
+autostart = true
+databases = { main = "@HOME@/main.db" }
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@", "--port", "{port}", "--db", "{db.main}", "--fail-if-table", "poison"]
+port = @P0@
+health = { http = "/health", interval = "100ms" }
+restart = "never"
+"#,
+    );
+    env.start_agent();
+    env.wait_service("a/prod/web", "is healthy", |s| {
+        s.state == ServiceState::Healthy
+    });
+    let db = env.dir.path().join("main.db");
+    // A backup the service cannot use.
+    rusqlite::Connection::open(&db)
+        .and_then(|c| c.execute_batch("CREATE TABLE poison(x)"))
+        .expect("poison");
+    assert!(env.cli(&["backup", "a/prod"]).status.success());
+    rusqlite::Connection::open(&db)
+        .and_then(|c| c.execute_batch("DROP TABLE poison; CREATE TABLE marker(x)"))
+        .expect("marker");
+    let out = env.cli(&["restore", "a/prod"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("restore of a/prod failed")
+            && err.contains("the previous database is back in place"),
+        "{err}"
+    );
+    let has_marker: i64 = rusqlite::Connection::open(&db)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'marker'",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .expect("query");
+    assert_eq!(
+        has_marker, 1,
+        "the database from before the restore is back"
+    );
+    env.wait_service("a/prod/web", "runs again", |s| {
+        s.state == ServiceState::Healthy
+    });
+}
+
+#[test]
+fn a_path_that_is_not_a_database_is_named() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod]
+databases = { main = "@HOME@/notes.txt" }
+"#,
+    );
+    std::fs::write(env.dir.path().join("notes.txt"), "not a database at all").expect("write");
+    env.start_agent();
+    let out = env.cli(&["backup", "a/prod"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!(
+            "{}/notes.txt is not a SQLite database",
+            env.dir.path().display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(backup_ids(&env).is_empty());
+}
+
+#[test]
+fn a_corrupted_backup_is_flagged_by_verify_and_refused_by_restore() {
+    let mut env = env_with_db("");
+    env.start_agent();
+    env.wait_service("a/prod/web", "is healthy", |s| {
+        s.state == ServiceState::Healthy
+    });
+    assert!(env.cli(&["backup", "a/prod"]).status.success());
+    let list = env
+        .block_on(env.client().backups(&"a/prod".parse().expect("t")))
+        .expect("list");
+    let b = &list[0].backups[0];
+    let file = Path::new(&b.dir).join(&b.artifacts[0].file);
+    let mut bytes = std::fs::read(&file).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&file, bytes).expect("corrupt");
+    let out = env.cli(&["backup", "verify", &b.id.to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("checksum mismatch"),
+        "{}",
+        stderr(&out)
+    );
+    let db = env.dir.path().join("main.db");
+    let before = rows(&db);
+    let out = env.cli(&["restore", "a/prod", &b.id.to_string()]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("checksum mismatch"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(rows(&db) >= before, "the live database is untouched");
+    assert_eq!(
+        service(&env.status(), "a/prod/web").state,
+        ServiceState::Healthy,
+        "and its service never stopped"
+    );
+}
+
+#[test]
+fn a_full_disk_fails_the_backup_cleanly() {
+    // A file-size limit stands in for a full disk: writes past it fail (EFBIG).
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod]
+databases = { main = "@HOME@/big.db" }
+backup = { compress = false }
+"#,
+    );
+    let big = env.dir.path().join("big.db");
+    rusqlite::Connection::open(&big)
+        .and_then(|c| c.execute_batch("CREATE TABLE t(x); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 800) INSERT INTO t SELECT randomblob(8192) FROM n;"))
+        .expect("big db");
+    env.start_agent_with_file_limit_kib(4096);
+    let out = env.cli(&["backup", "a/prod"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("cannot write the backup copy") && stderr(&out).contains("disk full"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(backup_ids(&env).is_empty(), "nothing catalogued");
+    let leftovers: Vec<_> = walk(&env.data.join("backups"))
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    assert!(leftovers.is_empty(), "partial files removed: {leftovers:?}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+#[test]
+fn a_killed_backup_leaves_nothing_that_is_catalogued_or_used() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod]
+databases = { main = "@HOME@/big.db" }
+"#,
+    );
+    let big = env.dir.path().join("big.db");
+    rusqlite::Connection::open(&big)
+        .and_then(|c| c.execute_batch("CREATE TABLE t(x); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 40000) INSERT INTO t SELECT randomblob(8192) FROM n;"))
+        .expect("big db");
+    env.start_agent();
+    let mut backup = std::process::Command::new(homeport_bin())
+        .args([
+            "--config",
+            &env.config.display().to_string(),
+            "backup",
+            "a/prod",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("backup");
+    env.wait_until("the backup is under way", || {
+        walk(&env.data.join("backups"))
+            .iter()
+            .any(|p| p.to_string_lossy().ends_with(".partial"))
+            .then_some(())
+    });
+    env.kill_agent_hard();
+    let _ = backup.wait();
+    env.start_agent();
+    assert!(backup_ids(&env).is_empty(), "nothing catalogued");
+    let partials: Vec<_> = walk(&env.data.join("backups"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("partial"))
+        .collect();
+    assert!(partials.is_empty(), "swept at start: {partials:?}");
+    let out = env.cli(&[
+        "restore",
+        "a/prod",
+        "--to",
+        &env.dir.path().join("x.db").display().to_string(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "no backup to restore: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_schedule_backs_up_once_and_retention_keeps_the_newest() {
+    let mut env = env_with_db(
+        r#"backup = { every = "1h", keep_last = 2, keep_daily = 0, keep_weekly = 0, keep_monthly = 0 }"#,
+    );
+    env.start_agent();
+    // Never backed up: due at once.
+    env.wait_until("the scheduled backup ran", || {
+        (backup_ids(&env).len() == 1).then_some(())
+    });
+    let list = env
+        .block_on(env.client().backups(&"a/prod".parse().expect("t")))
+        .expect("list");
+    assert_eq!(
+        list[0].backups[0].trigger,
+        homeport_types::BackupTrigger::Scheduled
+    );
+    assert_eq!(list[0].schedule.as_deref(), Some("every 1h"));
+    for _ in 0..3 {
+        assert!(env.cli(&["backup", "a/prod"]).status.success());
+    }
+    let ids = backup_ids(&env);
+    assert_eq!(ids.len(), 2, "keep_last = 2: {ids:?}");
+    let dirs: Vec<_> = std::fs::read_dir(env.data.join("backups/a/prod"))
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.file_name() != "safety")
+        .collect();
+    assert_eq!(dirs.len(), 2, "deleted backups' files are gone");
+}
