@@ -193,6 +193,29 @@ test('a valid change shows a diff, is saved with comments kept, and is applied',
   await shot(page, 'settings-saved');
 });
 
+test('backups are taken, listed and restored from the dashboard', async () => {
+  await page.goto(`${agent.base}/#/backups`);
+  const prod = page.locator('article[data-env="shop/production"]');
+  await prod.getByText('No backups yet.').waitFor();
+  await prod.getByRole('button', { name: 'Back up now' }).click();
+  await page.getByRole('status').filter({ hasText: 'Backed up shop/production' }).waitFor();
+  const row = prod.locator('tr[data-backup]').first();
+  await row.getByText('✓ verified').waitFor();
+  assert.match(await row.textContent(), /manual/);
+  await row.getByRole('button', { name: /^Verify/ }).click();
+  await page.getByRole('status').filter({ hasText: 'is intact' }).waitFor();
+  await shot(page, 'backups');
+
+  await row.getByRole('button', { name: /^Restore/ }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.waitFor();
+  assert.match(await dialog.textContent(), /safety copy/);
+  await dialog.getByRole('button', { name: 'Restore shop/production' }).click();
+  await page.getByRole('status').filter({ hasText: 'Restored' }).waitFor({ timeout: 60000 });
+  const web = (await agent.status()).services.find((s) => s.key.env === 'production' && s.key.service === 'web');
+  assert.equal(web.state, 'healthy');
+});
+
 test('the bundle is small and 50 services all render', async () => {
   const js = readdirSync(join(ROOT, 'ui/dist/assets')).filter((f) => f.endsWith('.js'));
   const gz = js.reduce((n, f) => n + gzipSync(readFileSync(join(ROOT, 'ui/dist/assets', f))).length, 0);

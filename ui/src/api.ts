@@ -70,6 +70,15 @@ export interface Preview {
 
 export interface ApplyResult { restarted: ServiceKey[]; needs_agent_restart: boolean; revision: string }
 
+export interface BackupArtifact { name: string; kind: 'database' | 'files'; file: string; size: number; sha256: string; compressed: boolean }
+export interface BackupInfo {
+  id: number; app: string; env: string; time: string; trigger: 'manual' | 'scheduled' | 'pre_deploy';
+  size: number; duration_ms: number; verified: boolean; dir: string; artifacts: BackupArtifact[];
+}
+export interface EnvBackups { app: string; env: string; schedule: string | null; next_due: string | null; backups: BackupInfo[] }
+export interface RestoreOutcome { backup: number; restored: string[]; safety_copies: string[] }
+export interface VerifyOutcome { id: number; ok: boolean; problems: string[] }
+
 export class ApiError extends Error {
   constructor(public status: number, public kind: string, message: string, public body?: unknown) {
     super(message);
@@ -104,6 +113,11 @@ export const previewConfig = (changes: ConfigChange[], revision: string) =>
   call<Preview>('POST', 'api/v1/config/preview', { changes, revision });
 export const applyConfig = (changes: ConfigChange[], revision: string) =>
   call<ApplyResult>('POST', 'api/v1/config/apply', { changes, revision });
+
+export const backups = () => call<EnvBackups[]>('GET', 'api/v1/backups');
+export const backupNow = (target: string) => call<BackupInfo>('POST', 'api/v1/backups', { target });
+export const verifyBackup = (id: number) => call<VerifyOutcome>('POST', `api/v1/backups/${id}/verify`);
+export const restore = (target: string, backup: number) => call<RestoreOutcome>('POST', 'api/v1/restore', { target, backup });
 
 /** Live status: a snapshot first, then every event; `resync` replaces the snapshot when the
  *  browser fell behind. Returns a function that closes the stream. */

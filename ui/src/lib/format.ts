@@ -10,6 +10,7 @@ export function duration(secs: number | null): string {
 
 export function bytes(b: number | null): string {
   if (b === null) return '–';
+  if (b < 1024 * 1024) return `${(b / 1024).toFixed(1)} KiB`;
   const mib = b / 1024 / 1024;
   return mib >= 1024 ? `${(mib / 1024).toFixed(1)} GiB` : `${mib.toFixed(1)} MiB`;
 }
