@@ -5,35 +5,39 @@
 //! cargo build --release --bins && target/release/homeport-bench [--idle-secs 60] [--runs 3]
 //! ```
 
+mod backup;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+pub(crate) type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 struct Bins {
     homeport: PathBuf,
     fixture: PathBuf,
 }
 
-struct Row {
-    name: &'static str,
-    baseline: String,
-    homeport: String,
-    ratio: String,
-    goal: &'static str,
+pub(crate) struct Row {
+    pub(crate) name: &'static str,
+    pub(crate) baseline: String,
+    pub(crate) homeport: String,
+    pub(crate) ratio: String,
+    pub(crate) goal: &'static str,
 }
 
 fn main() -> Res<()> {
     let mut idle_secs = 60u64;
+    let mut only_backup = false;
     let mut runs = 3usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--idle-secs" => idle_secs = args.next().ok_or("--idle-secs N")?.parse()?,
             "--runs" => runs = args.next().ok_or("--runs N")?.parse()?,
+            "--backup" => only_backup = true,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -47,6 +51,10 @@ fn main() -> Res<()> {
             return Err(format!("{} is missing: cargo build --release --bins", b.display()).into());
         }
     }
+    if only_backup {
+        print_rows(backup::run()?);
+        return Ok(());
+    }
     let rows = vec![
         respawn(&bins, runs)?,
         log_capture(&bins, runs)?,
@@ -55,6 +63,11 @@ fn main() -> Res<()> {
         status_latency(&bins)?,
         sse_throughput(&bins)?,
     ];
+    print_rows(rows);
+    Ok(())
+}
+
+fn print_rows(rows: Vec<Row>) {
     println!("| benchmark | baseline (same run) | homeport | ratio | goal |");
     println!("|---|---|---|---|---|");
     for r in rows {
@@ -63,10 +76,9 @@ fn main() -> Res<()> {
             r.name, r.baseline, r.homeport, r.ratio, r.goal
         );
     }
-    Ok(())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }

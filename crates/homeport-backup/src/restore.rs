@@ -38,6 +38,14 @@ pub fn replace_database(source: &Path, db: &Path) -> Result<(), BackupError> {
     integrity_check(source)?;
     let tmp = sidecar(db, ".restoring");
     fs::copy(source, &tmp).map_err(BackupError::io(&tmp))?;
+    // Backups are single files (rollback-journal mode); a database that ran in WAL mode gets it
+    // back, so the service finds the database as it left it.
+    if crate::sqlite::is_wal(db) {
+        let conn =
+            rusqlite::Connection::open(&tmp).map_err(|e| BackupError::Sqlite(tmp.clone(), e))?;
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .map_err(|e| BackupError::Sqlite(tmp.clone(), e))?;
+    }
     fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
         .map_err(BackupError::io(&tmp))?;
@@ -112,6 +120,15 @@ mod tests {
         replace_database(&plain, &db)?;
         assert_eq!(rows(&db), 3, "the backup's rows");
         assert!(!sidecar(&db, "-wal").exists());
+        assert!(
+            crate::sqlite::is_wal(&db),
+            "the restored database is in WAL mode again"
+        );
+        let leftovers: Vec<_> = fs::read_dir(&set.dir)?
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 1, "a backup is one file: {leftovers:?}");
         replace_database(&safety, &db)?;
         assert_eq!(rows(&db), 4, "the safety copy has the newest row");
         Ok(())

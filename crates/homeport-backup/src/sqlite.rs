@@ -122,22 +122,43 @@ fn classify(e: rusqlite::Error) -> Attempt {
 
 fn backup_api(from: &Connection, dest: &Path) -> Result<(), Attempt> {
     let mut to = Connection::open(dest).map_err(Attempt::Failed)?;
-    let backup = Backup::new(from, &mut to).map_err(classify)?;
-    match backup.step(-1).map_err(classify)? {
-        StepResult::Done => Ok(()),
-        StepResult::Busy | StepResult::Locked => Err(Attempt::Busy),
-        // step(-1) copies every page; More cannot happen, but is not success either.
-        _ => Err(Attempt::Busy),
+    {
+        let backup = Backup::new(from, &mut to).map_err(classify)?;
+        match backup.step(-1).map_err(classify)? {
+            StepResult::Done => {}
+            StepResult::Busy | StepResult::Locked => return Err(Attempt::Busy),
+            // step(-1) copies every page; More cannot happen, but is not success either.
+            _ => return Err(Attempt::Busy),
+        }
     }
+    self_contained(&to)
+}
+
+/// The copy inherits the source's WAL mode; a backup must be one file, with no `-wal`/`-shm`.
+fn self_contained(conn: &Connection) -> Result<(), Attempt> {
+    conn.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))
+        .map_err(classify)
 }
 
 fn vacuum_into(from: &Connection, dest: &Path) -> Result<(), Attempt> {
-    let dest = dest
+    let dest_str = dest
         .to_str()
         .ok_or_else(|| Attempt::Failed(rusqlite::Error::InvalidPath(dest.to_path_buf())))?;
-    from.execute("VACUUM INTO ?1", [dest])
+    from.execute("VACUUM INTO ?1", [dest_str])
         .map(drop)
-        .map_err(classify)
+        .map_err(classify)?;
+    let copy = Connection::open(dest).map_err(Attempt::Failed)?;
+    self_contained(&copy)
+}
+
+/// Whether a database file is in WAL mode (its header's read/write versions are 2).
+pub fn is_wal(path: &Path) -> bool {
+    let mut head = [0u8; 20];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head[18] == 2
+        && head[19] == 2
 }
 
 /// `PRAGMA integrity_check` on a copy.
