@@ -1,0 +1,632 @@
+//! The tray as data: which icon, which tooltip, which menu — a pure function of the agent's
+//! status, so it is tested without a display and the Tauri shell only renders it.
+//!
+//! Menu items carry a [`MenuId`]; a click comes back as that id and [`TrayModel::action`] maps it
+//! to the [`MenuAction`] it stands for. Ids are made from actions by one function
+//! ([`MenuAction::id`]) and looked up in a table, never parsed back from strings.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use homeport_types::{Health, ServiceKey, ServiceState, StatusSnapshot};
+
+/// What the tray's icon shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrayIcon {
+    /// Everything that should run is up and healthy.
+    Healthy,
+    /// Something is restarting, unhealthy or starting.
+    Degraded,
+    /// A production service failed, crashed, or is down without having been stopped.
+    Down,
+    /// A deploy or backup is running.
+    Busy,
+    /// The agent does not answer.
+    Disconnected,
+}
+
+/// Everything a menu item can do.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MenuAction {
+    Start(ServiceKey),
+    Stop(ServiceKey),
+    Restart(ServiceKey),
+    OpenInBrowser { app: String, env: String },
+    Logs(ServiceKey),
+    BackupNow { app: String, env: String },
+    OpenDashboard,
+    OpenDashboardInBrowser,
+    Settings,
+    ToggleStartAtLogin,
+    TogglePauseNotifications,
+    Quit,
+}
+
+/// An opaque, stable id of a menu item.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MenuId(String);
+
+impl MenuId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MenuId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for MenuId {
+    fn from(s: &str) -> Self {
+        MenuId(s.to_owned())
+    }
+}
+
+impl MenuAction {
+    /// The id of the item for this action: unique per action, stable across rebuilds.
+    pub fn id(&self) -> MenuId {
+        MenuId(match self {
+            MenuAction::Start(k) => format!("start:{k}"),
+            MenuAction::Stop(k) => format!("stop:{k}"),
+            MenuAction::Restart(k) => format!("restart:{k}"),
+            MenuAction::OpenInBrowser { app, env } => format!("open:{app}/{env}"),
+            MenuAction::Logs(k) => format!("logs:{k}"),
+            MenuAction::BackupNow { app, env } => format!("backup:{app}/{env}"),
+            MenuAction::OpenDashboard => "dashboard".into(),
+            MenuAction::OpenDashboardInBrowser => "dashboard-browser".into(),
+            MenuAction::Settings => "settings".into(),
+            MenuAction::ToggleStartAtLogin => "start-at-login".into(),
+            MenuAction::TogglePauseNotifications => "pause-notifications".into(),
+            MenuAction::Quit => "quit".into(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MenuItem {
+    Action {
+        id: MenuId,
+        label: String,
+        enabled: bool,
+    },
+    Check {
+        id: MenuId,
+        label: String,
+        checked: bool,
+    },
+    /// A line of text that does nothing.
+    Label(String),
+    Submenu {
+        label: String,
+        items: Vec<MenuItem>,
+    },
+    Separator,
+}
+
+/// Settings of the tray itself that the menu shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrayPrefs {
+    pub start_at_login: bool,
+    pub notifications_paused: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrayModel {
+    pub icon: TrayIcon,
+    pub tooltip: String,
+    pub menu: Vec<MenuItem>,
+    actions: HashMap<MenuId, MenuAction>,
+}
+
+impl TrayModel {
+    /// The action of a clicked item, if the id belongs to this menu.
+    pub fn action(&self, id: &MenuId) -> Option<&MenuAction> {
+        self.actions.get(id)
+    }
+
+    /// Every action the menu offers.
+    pub fn actions(&self) -> impl Iterator<Item = &MenuAction> {
+        self.actions.values()
+    }
+
+    /// The tray of an agent that does not answer.
+    pub fn disconnected(prefs: TrayPrefs, reason: &str) -> Self {
+        let mut b = Builder::default();
+        let menu = vec![
+            MenuItem::Label(format!("Agent not reachable: {reason}")),
+            MenuItem::Separator,
+            b.check(
+                MenuAction::ToggleStartAtLogin,
+                "Start at login",
+                prefs.start_at_login,
+            ),
+            b.item(MenuAction::Quit, "Quit Homeport", true),
+        ];
+        TrayModel {
+            icon: TrayIcon::Disconnected,
+            tooltip: "Homeport: agent not reachable".into(),
+            menu,
+            actions: b.actions,
+        }
+    }
+
+    /// Builds the tray from the agent's status. `busy` is true while a deploy or backup runs.
+    pub fn build(status: &StatusSnapshot, prefs: TrayPrefs, busy: bool) -> Self {
+        let mut b = Builder::default();
+        let mut apps: BTreeMap<&str, BTreeMap<&str, Vec<&homeport_types::ServiceStatus>>> =
+            BTreeMap::new();
+        for s in &status.services {
+            apps.entry(&s.key.app)
+                .or_default()
+                .entry(&s.key.env)
+                .or_default()
+                .push(s);
+        }
+        let mut menu = Vec::new();
+        for (app, envs) in &apps {
+            let mut env_items = Vec::new();
+            for (env, services) in envs {
+                let mut items = Vec::new();
+                for s in services {
+                    let k = &s.key;
+                    let up = s.state.is_up();
+                    items.push(MenuItem::Submenu {
+                        label: format!("{} {} — {}", mark(s.state, s.health), k.service, s.state),
+                        items: vec![
+                            b.item(MenuAction::Start(k.clone()), "Start", !up),
+                            b.item(MenuAction::Stop(k.clone()), "Stop", up),
+                            b.item(MenuAction::Restart(k.clone()), "Restart", true),
+                            b.item(MenuAction::Logs(k.clone()), "Logs", true),
+                        ],
+                    });
+                }
+                items.push(MenuItem::Separator);
+                if services.iter().any(|s| s.url.is_some()) {
+                    items.push(b.item(
+                        MenuAction::OpenInBrowser {
+                            app: (*app).into(),
+                            env: (*env).into(),
+                        },
+                        "Open in browser",
+                        true,
+                    ));
+                }
+                items.push(b.item(
+                    MenuAction::BackupNow {
+                        app: (*app).into(),
+                        env: (*env).into(),
+                    },
+                    "Backup now",
+                    true,
+                ));
+                let worst = services
+                    .iter()
+                    .map(|s| mark(s.state, s.health))
+                    .max_by_key(|m| severity(m))
+                    .unwrap_or("○");
+                env_items.push(MenuItem::Submenu {
+                    label: format!("{worst} {env}"),
+                    items,
+                });
+            }
+            menu.push(MenuItem::Submenu {
+                label: (*app).to_owned(),
+                items: env_items,
+            });
+        }
+        if apps.is_empty() {
+            menu.push(MenuItem::Label("No services configured".into()));
+        }
+        menu.push(MenuItem::Separator);
+        menu.push(b.item(MenuAction::OpenDashboard, "Open dashboard", true));
+        menu.push(b.item(
+            MenuAction::OpenDashboardInBrowser,
+            "Open dashboard in browser",
+            true,
+        ));
+        menu.push(b.item(MenuAction::Settings, "Settings…", true));
+        menu.push(MenuItem::Separator);
+        menu.push(b.check(
+            MenuAction::ToggleStartAtLogin,
+            "Start at login",
+            prefs.start_at_login,
+        ));
+        menu.push(b.check(
+            MenuAction::TogglePauseNotifications,
+            "Pause notifications",
+            prefs.notifications_paused,
+        ));
+        menu.push(MenuItem::Separator);
+        menu.push(b.item(MenuAction::Quit, "Quit Homeport", true));
+        TrayModel {
+            icon: icon(status, busy),
+            tooltip: tooltip(status),
+            menu,
+            actions: b.actions,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    actions: HashMap<MenuId, MenuAction>,
+}
+
+impl Builder {
+    fn item(&mut self, action: MenuAction, label: &str, enabled: bool) -> MenuItem {
+        let id = action.id();
+        self.actions.insert(id.clone(), action);
+        MenuItem::Action {
+            id,
+            label: label.into(),
+            enabled,
+        }
+    }
+
+    fn check(&mut self, action: MenuAction, label: &str, checked: bool) -> MenuItem {
+        let id = action.id();
+        self.actions.insert(id.clone(), action);
+        MenuItem::Check {
+            id,
+            label: label.into(),
+            checked,
+        }
+    }
+}
+
+/// A status mark: ● up and fine, ◐ changing or unhealthy, ✖ failed, ○ down.
+fn mark(state: ServiceState, health: Health) -> &'static str {
+    match state {
+        ServiceState::Failed | ServiceState::Crashed => "✖",
+        ServiceState::Unhealthy
+        | ServiceState::BackingOff
+        | ServiceState::Starting
+        | ServiceState::Stopping => "◐",
+        ServiceState::Healthy | ServiceState::Running if health != Health::Unhealthy => "●",
+        ServiceState::Healthy | ServiceState::Running => "◐",
+        ServiceState::Stopped | ServiceState::Exited => "○",
+    }
+}
+
+fn severity(m: &str) -> u8 {
+    match m {
+        "✖" => 3,
+        "◐" => 2,
+        "○" => 1,
+        _ => 0,
+    }
+}
+
+fn icon(status: &StatusSnapshot, busy: bool) -> TrayIcon {
+    if busy {
+        return TrayIcon::Busy;
+    }
+    let prod_down = status.services.iter().any(|s| {
+        s.key.env == "production"
+            && (matches!(s.state, ServiceState::Failed | ServiceState::Crashed)
+                || (s.autostart && s.state == ServiceState::Exited))
+    });
+    if prod_down {
+        return TrayIcon::Down;
+    }
+    let degraded = status.services.iter().any(|s| {
+        matches!(
+            s.state,
+            ServiceState::BackingOff
+                | ServiceState::Unhealthy
+                | ServiceState::Starting
+                | ServiceState::Failed
+                | ServiceState::Crashed
+        ) || s.health == Health::Unhealthy
+    });
+    if degraded {
+        TrayIcon::Degraded
+    } else {
+        TrayIcon::Healthy
+    }
+}
+
+/// One line: "clauset: production healthy · 2 apps · 5 services".
+fn tooltip(status: &StatusSnapshot) -> String {
+    let apps: std::collections::BTreeSet<&str> =
+        status.services.iter().map(|s| s.key.app.as_str()).collect();
+    let n = status.services.len();
+    let counts = format!(
+        "{} app{} · {n} service{}",
+        apps.len(),
+        if apps.len() == 1 { "" } else { "s" },
+        if n == 1 { "" } else { "s" }
+    );
+    let prod: Vec<_> = status
+        .services
+        .iter()
+        .filter(|s| s.key.env == "production")
+        .collect();
+    let Some(first) = prod.first() else {
+        return format!("Homeport · {counts}");
+    };
+    let word = if prod
+        .iter()
+        .all(|s| s.state.is_ready() && s.health != Health::Unhealthy)
+    {
+        "healthy"
+    } else if prod
+        .iter()
+        .any(|s| matches!(s.state, ServiceState::Failed | ServiceState::Crashed))
+    {
+        "down"
+    } else {
+        "degraded"
+    };
+    let prod_apps: std::collections::BTreeSet<&str> =
+        prod.iter().map(|s| s.key.app.as_str()).collect();
+    let who = if prod_apps.len() == 1 {
+        first.key.app.clone()
+    } else {
+        format!("{} apps", prod_apps.len())
+    };
+    format!("{who}: production {word} · {counts}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use homeport_types::{AgentInfo, ServiceStatus};
+
+    fn svc(app: &str, env: &str, name: &str, state: ServiceState, health: Health) -> ServiceStatus {
+        ServiceStatus {
+            key: ServiceKey::new(app, env, name),
+            state,
+            health,
+            pid: state.is_up().then_some(42),
+            uptime_secs: None,
+            restarts: 0,
+            last_exit: None,
+            message: None,
+            cpu_percent: None,
+            rss_bytes: None,
+            port: Some(8080),
+            url: Some("http://127.0.0.1:8080/".into()),
+            autostart: env == "production",
+        }
+    }
+
+    fn snapshot(services: Vec<ServiceStatus>) -> StatusSnapshot {
+        StatusSnapshot {
+            agent: AgentInfo {
+                pid: 1,
+                version: "0".into(),
+                config_path: "x".into(),
+                uptime_secs: 0,
+            },
+            services,
+        }
+    }
+
+    fn all_ids(items: &[MenuItem], out: &mut Vec<MenuId>) {
+        for i in items {
+            match i {
+                MenuItem::Action { id, .. } | MenuItem::Check { id, .. } => out.push(id.clone()),
+                MenuItem::Submenu { items, .. } => all_ids(items, out),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn every_menu_id_maps_back_to_its_action_and_ids_are_unique() {
+        let s = snapshot(vec![
+            svc(
+                "clauset",
+                "production",
+                "server",
+                ServiceState::Healthy,
+                Health::Healthy,
+            ),
+            svc(
+                "clauset",
+                "beta",
+                "server",
+                ServiceState::Stopped,
+                Health::Unknown,
+            ),
+            svc(
+                "relay",
+                "production",
+                "web",
+                ServiceState::Running,
+                Health::Unknown,
+            ),
+        ]);
+        let m = TrayModel::build(&s, TrayPrefs::default(), false);
+        let mut ids = Vec::new();
+        all_ids(&m.menu, &mut ids);
+        let unique: std::collections::BTreeSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "ids are unique");
+        for id in &ids {
+            let action = m.action(id).unwrap_or_else(|| panic!("{id} has no action"));
+            assert_eq!(&action.id(), id, "round trip");
+        }
+        assert_eq!(
+            m.action(&MenuId::from("start:clauset/beta/server")),
+            Some(&MenuAction::Start(ServiceKey::new(
+                "clauset", "beta", "server"
+            )))
+        );
+        assert_eq!(m.action(&MenuId::from("nonsense")), None);
+    }
+
+    #[test]
+    fn icons_follow_the_state_of_production() {
+        let healthy = snapshot(vec![svc(
+            "a",
+            "production",
+            "web",
+            ServiceState::Healthy,
+            Health::Healthy,
+        )]);
+        assert_eq!(
+            TrayModel::build(&healthy, TrayPrefs::default(), false).icon,
+            TrayIcon::Healthy
+        );
+        assert_eq!(
+            TrayModel::build(&healthy, TrayPrefs::default(), true).icon,
+            TrayIcon::Busy
+        );
+        let restarting = snapshot(vec![svc(
+            "a",
+            "production",
+            "web",
+            ServiceState::BackingOff,
+            Health::Unknown,
+        )]);
+        assert_eq!(
+            TrayModel::build(&restarting, TrayPrefs::default(), false).icon,
+            TrayIcon::Degraded
+        );
+        let unhealthy_beta = snapshot(vec![
+            svc(
+                "a",
+                "production",
+                "web",
+                ServiceState::Healthy,
+                Health::Healthy,
+            ),
+            svc(
+                "a",
+                "beta",
+                "web",
+                ServiceState::Unhealthy,
+                Health::Unhealthy,
+            ),
+        ]);
+        assert_eq!(
+            TrayModel::build(&unhealthy_beta, TrayPrefs::default(), false).icon,
+            TrayIcon::Degraded
+        );
+        let failed = snapshot(vec![svc(
+            "a",
+            "production",
+            "web",
+            ServiceState::Failed,
+            Health::Unknown,
+        )]);
+        assert_eq!(
+            TrayModel::build(&failed, TrayPrefs::default(), false).icon,
+            TrayIcon::Down
+        );
+        let stopped_by_user = snapshot(vec![svc(
+            "a",
+            "production",
+            "web",
+            ServiceState::Stopped,
+            Health::Unknown,
+        )]);
+        assert_eq!(
+            TrayModel::build(&stopped_by_user, TrayPrefs::default(), false).icon,
+            TrayIcon::Healthy
+        );
+        assert_eq!(
+            TrayModel::disconnected(TrayPrefs::default(), "x").icon,
+            TrayIcon::Disconnected
+        );
+    }
+
+    #[test]
+    fn the_tooltip_is_one_line_summary() {
+        let s = snapshot(vec![
+            svc(
+                "clauset",
+                "production",
+                "server",
+                ServiceState::Healthy,
+                Health::Healthy,
+            ),
+            svc(
+                "clauset",
+                "production",
+                "worker",
+                ServiceState::Running,
+                Health::Unknown,
+            ),
+            svc(
+                "clauset",
+                "beta",
+                "server",
+                ServiceState::Stopped,
+                Health::Unknown,
+            ),
+            svc(
+                "relay",
+                "beta",
+                "web",
+                ServiceState::Stopped,
+                Health::Unknown,
+            ),
+            svc(
+                "relay",
+                "dev",
+                "web",
+                ServiceState::Stopped,
+                Health::Unknown,
+            ),
+        ]);
+        assert_eq!(
+            TrayModel::build(&s, TrayPrefs::default(), false).tooltip,
+            "clauset: production healthy · 2 apps · 5 services"
+        );
+        assert_eq!(
+            TrayModel::build(&snapshot(vec![]), TrayPrefs::default(), false).tooltip,
+            "Homeport · 0 apps · 0 services"
+        );
+    }
+
+    #[test]
+    fn items_are_enabled_for_what_makes_sense_and_checks_show_prefs() {
+        let s = snapshot(vec![svc(
+            "a",
+            "production",
+            "web",
+            ServiceState::Healthy,
+            Health::Healthy,
+        )]);
+        let prefs = TrayPrefs {
+            start_at_login: true,
+            notifications_paused: false,
+        };
+        let m = TrayModel::build(&s, prefs, false);
+        fn find<'a>(items: &'a [MenuItem], want: &MenuId) -> Option<&'a MenuItem> {
+            items.iter().find_map(|i| match i {
+                MenuItem::Action { id, .. } | MenuItem::Check { id, .. } if id == want => Some(i),
+                MenuItem::Submenu { items, .. } => find(items, want),
+                _ => None,
+            })
+        }
+        let k = ServiceKey::new("a", "production", "web");
+        assert!(matches!(
+            find(&m.menu, &MenuAction::Start(k.clone()).id()),
+            Some(MenuItem::Action { enabled: false, .. })
+        ));
+        assert!(matches!(
+            find(&m.menu, &MenuAction::Stop(k).id()),
+            Some(MenuItem::Action { enabled: true, .. })
+        ));
+        assert!(matches!(
+            find(&m.menu, &MenuAction::ToggleStartAtLogin.id()),
+            Some(MenuItem::Check { checked: true, .. })
+        ));
+        assert!(matches!(
+            find(&m.menu, &MenuAction::TogglePauseNotifications.id()),
+            Some(MenuItem::Check { checked: false, .. })
+        ));
+        // Capabilities that have not landed (deploy, update) are absent, not dead.
+        let mut ids = Vec::new();
+        all_ids(&m.menu, &mut ids);
+        assert!(
+            !ids.iter()
+                .any(|i| i.as_str().starts_with("deploy") || i.as_str().starts_with("update"))
+        );
+    }
+}
