@@ -150,3 +150,45 @@ port = @P0@
         .expect("the fixture wrote its database");
     assert!(rows >= 1);
 }
+
+#[test]
+fn service_install_writes_a_systemd_unit_that_systemd_accepts() {
+    let env = TestEnv::new("[apps.a.env.prod.services.web]\ncommand = [\"@FIXTURE@\"]\n");
+    let out = env.cli(&["service", "install"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("loginctl enable-linger"),
+        "{}",
+        stdout(&out)
+    );
+    let unit = env.dir.path().join(".config/systemd/user/homeport.service");
+    let text = read(&unit);
+    assert!(
+        text.contains(&format!("--config \"{}\" agent", env.config.display())),
+        "{text}"
+    );
+    assert!(env.cli(&["service", "status"]).status.success());
+    // systemd's own checker, where it is installed; a broken unit proves it can say no.
+    if std::path::Path::new("/usr/bin/systemd-analyze").exists() {
+        let verify = |p: &std::path::Path| {
+            std::process::Command::new("systemd-analyze")
+                .arg("verify")
+                .arg(p)
+                .output()
+                .expect("systemd-analyze")
+        };
+        let ok = verify(&unit);
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let bad = env.dir.path().join("bad.service");
+        std::fs::write(&bad, "[Service]\nExecStart=relative/path\n").expect("bad unit");
+        assert!(!verify(&bad).status.success());
+    }
+    let out = env.cli(&["service", "uninstall"]);
+    assert!(out.status.success());
+    assert!(!unit.exists());
+    assert_eq!(env.cli(&["service", "status"]).status.code(), Some(1));
+}

@@ -6,6 +6,7 @@
 
 mod agent;
 mod output;
+mod service;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -90,6 +91,11 @@ enum Cmd {
         #[arg(long)]
         print: bool,
     },
+    /// Run the agent from your service manager (systemd user unit, launchd LaunchAgent)
+    Service {
+        #[command(subcommand)]
+        command: ServiceCmd,
+    },
     /// Work with the config file
     Config {
         #[command(subcommand)]
@@ -98,6 +104,16 @@ enum Cmd {
     /// Run one service and hold its output (started by the agent, not by hand)
     #[command(hide = true)]
     Shim { run_dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ServiceCmd {
+    /// Write the unit (or plist) that starts the agent at login and restarts it if it crashes
+    Install,
+    /// Remove it
+    Uninstall,
+    /// Say whether it is installed
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -331,6 +347,11 @@ async fn run(cmd: Cmd, config_path: PathBuf) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Cmd::Service { command } => match command {
+            ServiceCmd::Install => service::install(&config_path),
+            ServiceCmd::Uninstall => service::uninstall(),
+            ServiceCmd::Status => service::status(),
+        },
         Cmd::Shim { .. } => Ok(()),
     }
 }
