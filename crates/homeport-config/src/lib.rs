@@ -19,8 +19,8 @@ mod raw;
 pub use diag::{Diagnostic, Diagnostics};
 pub use load::{load, load_str};
 pub use model::{
-    AgentSettings, BackupSchedule, BackupSettings, CommandSpec, Config, EnvSpec, HealthCheck,
-    HealthProbe, RestartMode, RestartPolicy, ServiceSpec,
+    AgentSettings, AppSpec, BackupSchedule, BackupSettings, CommandSpec, Config, EnvSpec,
+    HealthCheck, HealthProbe, RestartMode, RestartPolicy, ServiceSpec,
 };
 pub use paths::{agent_data_dir, default_config_path, default_data_dir, expand_home};
 pub use raw::parse_signal;

@@ -78,6 +78,7 @@ struct Tree {
 
 struct AppNode {
     name: Spanned<String>,
+    raw: RawApp,
     envs: Vec<EnvNode>,
 }
 
@@ -111,12 +112,19 @@ fn read_tree(root: &Spanned<DeTable<'_>>, sink: &mut Sink<'_>) -> Tree {
                     let path = format!("apps.{}", app_key.get_ref());
                     let mut app = AppNode {
                         name: owned(app_key),
+                        raw: RawApp::default(),
                         envs: Vec::new(),
                     };
+                    if let DeValue::Table(t) = app_value.get_ref() {
+                        let mut settings = t.clone();
+                        settings.remove("env");
+                        let settings = Spanned::new(app_value.span(), DeValue::Table(settings));
+                        app.raw = de_table::<RawApp>(&settings, &path, APP_KEYS, sink)
+                            .unwrap_or_default();
+                    }
                     for (k, v) in table_entries(app_value, &path, sink) {
                         if k.get_ref().as_ref() != "env" {
-                            unknown_key(sink, k, &path, APP_KEYS);
-                            continue;
+                            continue; // app settings, read above
                         }
                         for (env_key, env_value) in table_entries(v, &format!("{path}.env"), sink) {
                             if let Some(env) = read_env(&path, env_key, env_value, sink) {
@@ -358,6 +366,11 @@ fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>) -> Config
                     .map(|f| normalize(&expand_home(f.get_ref(), base)))
                     .collect(),
                 backup: resolve_backup(env.raw.backup.as_ref(), &env.path, sink),
+                health_deadline: env
+                    .raw
+                    .health_deadline
+                    .map_or(Duration::from_secs(60), |d| d.0),
+                restore_on_failure: env.raw.restore_on_failure.unwrap_or(true),
             };
             for svc in &env.services {
                 let key = ServiceKey::new(app_name, env_name, svc.name.get_ref());
@@ -370,11 +383,87 @@ fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>) -> Config
         }
     }
     services.sort_by(|a, b| a.key.cmp(&b.key));
+    let apps = tree
+        .apps
+        .iter()
+        .map(|a| resolve_app(a, base, sink))
+        .collect();
     Config {
         file: file.to_path_buf(),
         agent,
         envs,
+        apps,
         services,
+    }
+}
+
+fn resolve_app(app: &AppNode, base: &Path, sink: &mut Sink<'_>) -> AppSpec {
+    let path = format!("apps.{}", app.name.get_ref());
+    let r = &app.raw;
+    let source = r.source.as_ref().map(|s| {
+        let p = expand_home(s.get_ref(), base);
+        if !p.join(".git").exists() {
+            sink.push(
+                Some(s.span()),
+                &format!("{path}.source"),
+                format!("{} is not a git checkout", p.display()),
+            );
+        }
+        p
+    });
+    let mut steps = |list: &[Spanned<String>], field: &str| -> Vec<Vec<String>> {
+        list.iter()
+            .filter_map(|step| match shlex::split(step.get_ref()) {
+                Some(argv) if !argv.is_empty() => Some(argv),
+                _ => {
+                    sink.push(
+                        Some(step.span()),
+                        &format!("{path}.{field}"),
+                        "expected a command line",
+                    );
+                    None
+                }
+            })
+            .collect()
+    };
+    let test = steps(&r.test, "test");
+    let build = steps(&r.build, "build");
+    let artifacts = r
+        .artifacts
+        .iter()
+        .filter_map(|a| {
+            let p = Path::new(a.get_ref());
+            if p.is_absolute()
+                || p.components().any(|c| matches!(c, Component::ParentDir))
+                || a.get_ref().is_empty()
+            {
+                sink.push(
+                    Some(a.span()),
+                    &format!("{path}.artifacts"),
+                    format!("{:?} must be a path inside the build folder", a.get_ref()),
+                );
+                None
+            } else {
+                Some(a.get_ref().clone())
+            }
+        })
+        .collect::<Vec<_>>();
+    if source.is_some() && artifacts.is_empty() {
+        sink.push(
+            Some(app.name.span()),
+            &format!("{path}.artifacts"),
+            "an app with a `source` needs `artifacts`: what makes a release",
+        );
+    }
+    AppSpec {
+        name: app.name.get_ref().clone(),
+        source,
+        test,
+        build,
+        artifacts,
+        migrate: r.migrate.as_ref().map(|m| m.get_ref().clone()),
+        keep_releases: r.keep_releases.unwrap_or(5).max(1),
+        allow_dirty: r.allow_dirty.unwrap_or(false),
     }
 }
 

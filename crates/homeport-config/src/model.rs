@@ -11,6 +11,8 @@ pub struct Config {
     pub file: PathBuf,
     pub agent: AgentSettings,
     pub envs: Vec<EnvSpec>,
+    /// How each app is built and deployed (only apps that say so).
+    pub apps: Vec<AppSpec>,
     /// Every service of every environment, sorted by key.
     pub services: Vec<ServiceSpec>,
 }
@@ -34,6 +36,25 @@ pub struct AgentSettings {
     pub log_keep: u32,
 }
 
+/// How an app goes from its source checkout to a release (`[apps.NAME]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSpec {
+    pub name: String,
+    /// The git checkout releases are built from.
+    pub source: Option<PathBuf>,
+    /// Commands run in the build folder before `build`; any failure stops the deploy.
+    pub test: Vec<Vec<String>>,
+    pub build: Vec<Vec<String>>,
+    /// Paths (relative to the build folder) copied into each release.
+    pub artifacts: Vec<String>,
+    /// Command line run for each environment after its pre-deploy backup; placeholders
+    /// `{release}` (the new release), `{db.NAME}`, `{data_dir}`, `{app}`, `{env}`.
+    pub migrate: Option<String>,
+    pub keep_releases: u32,
+    /// Build the working tree as it is (labelled dirty) instead of the committed revision.
+    pub allow_dirty: bool,
+}
+
 /// One environment of one app.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnvSpec {
@@ -47,6 +68,10 @@ pub struct EnvSpec {
     /// Files and folders archived with each backup.
     pub files: Vec<PathBuf>,
     pub backup: BackupSettings,
+    /// How long a deploy waits for the environment to be healthy.
+    pub health_deadline: Duration,
+    /// Put the pre-deploy backup back when a deploy that ran a migration fails.
+    pub restore_on_failure: bool,
 }
 
 /// When and how an environment is backed up (`backup = { ... }`).

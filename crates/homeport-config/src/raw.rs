@@ -11,7 +11,16 @@ use toml::Spanned;
 /// Keys each table accepts, for "did you mean" hints. Kept beside the structs they describe.
 pub(crate) const TOP_KEYS: &[&str] = &["agent", "apps"];
 pub(crate) const AGENT_KEYS: &[&str] = &["port", "data_dir", "log_max_bytes", "log_keep"];
-pub(crate) const APP_KEYS: &[&str] = &["env"];
+pub(crate) const APP_KEYS: &[&str] = &[
+    "env",
+    "source",
+    "test",
+    "build",
+    "artifacts",
+    "migrate",
+    "keep_releases",
+    "allow_dirty",
+];
 pub(crate) const ENV_KEYS: &[&str] = &[
     "autostart",
     "data_dir",
@@ -22,6 +31,8 @@ pub(crate) const ENV_KEYS: &[&str] = &[
     "secret_env",
     "files",
     "backup",
+    "health_deadline",
+    "restore_on_failure",
     "services",
 ];
 pub(crate) const BACKUP_KEYS: &[&str] = &[
@@ -91,6 +102,22 @@ pub(crate) struct RawEnv {
     #[serde(default)]
     pub files: Vec<Spanned<String>>,
     pub backup: Option<Spanned<RawBackup>>,
+    pub health_deadline: Option<Dur>,
+    pub restore_on_failure: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct RawApp {
+    pub source: Option<Spanned<String>>,
+    #[serde(default)]
+    pub test: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub build: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub artifacts: Vec<Spanned<String>>,
+    pub migrate: Option<Spanned<String>>,
+    pub keep_releases: Option<u32>,
+    pub allow_dirty: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

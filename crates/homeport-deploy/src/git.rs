@@ -1,0 +1,105 @@
+//! The app's source checkout, through the `git` command.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::DeployError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceInfo {
+    pub commit: String,
+    pub short: String,
+    pub branch: String,
+    pub dirty: bool,
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<String, DeployError> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .map_err(|e| DeployError::Git(format!("cannot run git: {e}")))?;
+    if !out.status.success() {
+        return Err(DeployError::Git(format!(
+            "git {} in {}: {}",
+            args.join(" "),
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+pub fn resolve(source: &Path) -> Result<SourceInfo, DeployError> {
+    let commit = git(source, &["rev-parse", "HEAD"])?;
+    let branch = git(source, &["rev-parse", "--abbrev-ref", "HEAD"])?;
+    let dirty = !git(source, &["status", "--porcelain"])?.is_empty();
+    Ok(SourceInfo {
+        short: commit.chars().take(7).collect(),
+        commit,
+        branch,
+        dirty,
+    })
+}
+
+/// A clean checkout of `commit` in `dir` (a detached worktree of `source`).
+pub fn worktree(source: &Path, commit: &str, dir: &Path) -> Result<(), DeployError> {
+    git(
+        source,
+        &[
+            "worktree",
+            "add",
+            "--detach",
+            "--force",
+            &dir.display().to_string(),
+            commit,
+        ],
+    )
+    .map(drop)
+}
+
+pub fn remove_worktree(source: &Path, dir: &Path) {
+    let _ = git(
+        source,
+        &["worktree", "remove", "--force", &dir.display().to_string()],
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = git(source, &["worktree", "prune"]);
+}
+
+/// Fetches the upstream and says how many commits the checkout is behind and ahead.
+pub fn fetch_behind(source: &Path) -> Result<(u32, u32), DeployError> {
+    git(source, &["fetch", "--quiet"])?;
+    let counts = git(
+        source,
+        &["rev-list", "--left-right", "--count", "HEAD...@{u}"],
+    )?;
+    let mut it = counts
+        .split_whitespace()
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let ahead = it.next().unwrap_or(0);
+    let behind = it.next().unwrap_or(0);
+    Ok((behind, ahead))
+}
+
+/// Fast-forwards the checkout to its upstream; refuses a dirty or diverged checkout.
+pub fn fast_forward(source: &Path) -> Result<u32, DeployError> {
+    if resolve(source)?.dirty {
+        return Err(DeployError::Git(format!(
+            "{} has uncommitted changes; commit or stash them first",
+            source.display()
+        )));
+    }
+    let (behind, ahead) = fetch_behind(source)?;
+    if ahead > 0 && behind > 0 {
+        return Err(DeployError::Git(format!(
+            "{} has diverged from its upstream ({ahead} local, {behind} upstream commits); merge or rebase by hand",
+            source.display()
+        )));
+    }
+    if behind > 0 {
+        git(source, &["merge", "--ff-only", "--quiet", "@{u}"])?;
+    }
+    Ok(behind)
+}
