@@ -6,6 +6,7 @@
 mod api;
 mod backup;
 mod cli;
+mod deploy;
 mod logs;
 mod supervision;
 mod util;

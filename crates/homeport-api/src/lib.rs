@@ -22,6 +22,8 @@
 //! - `GET /api/v1/config`, `POST /api/v1/config/preview`, `POST /api/v1/config/apply`
 //! - `GET /api/v1/backups?target=`, `POST /api/v1/backups` `{"target": "app/env"}`,
 //!   `POST /api/v1/backups/{id}/verify`, `POST /api/v1/restore`
+//! - `POST /api/v1/deploy` `{"app", "env", "kind": "deploy|promote|rollback|update"}` → NDJSON of
+//!   step events ending with the record; `GET /api/v1/releases?app=`, `GET /api/v1/deploys?app=&env=`
 //! - `POST /api/v1/sessions` → a one-time sign-in link; `GET /login?ticket=…` → session cookie
 //! - `GET /metrics` → Prometheus text
 //! - `/`, `/assets/…` → the dashboard (ui/dist), under a strict Content-Security-Policy
@@ -85,6 +87,10 @@ pub fn router(core: CoreHandle, token: &str, addr: SocketAddr, ui_dir: Option<Pa
         )
         .route("/api/v1/backups/{id}/verify", post(routes::verify_backup))
         .route("/api/v1/restore", post(routes::restore))
+        .route("/api/v1/deploy", post(routes::deploy))
+        .route("/api/v1/releases", get(routes::releases))
+        .route("/api/v1/update-check", get(routes::update_check))
+        .route("/api/v1/deploys", get(routes::deploys))
         .route("/api/v1/{action}", post(routes::act))
         .route("/metrics", get(metrics::metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })

@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use homeport_core::{BackupOpError, LogError, SettingsError};
+use homeport_core::{BackupOpError, DeployRefused, LogError, SettingsError};
 use homeport_supervisor::logfile::LogQuery;
 use homeport_types::{
     Action, ActionRequest, BackupRequest, BackupTrigger, ConfigEdit, LogStreamItem, RestoreRequest,
@@ -368,5 +368,71 @@ pub async fn restore(
     {
         Ok(out) => Json(out).into_response(),
         Err(e) => backup_error(e),
+    }
+}
+
+/// Starts a deploy and streams its steps as NDJSON, ending with the record.
+pub async fn deploy(
+    State(st): State<AppState>,
+    req: Result<Json<homeport_types::DeployRequest>, JsonRejection>,
+) -> Response {
+    let req = match body(req) {
+        Ok(r) => r,
+        Err(reject) => return reject.into_response(),
+    };
+    let rx = match st.core.deploy(req) {
+        Ok(rx) => rx,
+        Err(e @ DeployRefused::Busy { .. }) => {
+            return error(StatusCode::CONFLICT, "conflict", e.to_string());
+        }
+        Err(e @ DeployRefused::NotFound(_)) => {
+            return error(StatusCode::NOT_FOUND, "not_found", e.to_string());
+        }
+        Err(e @ DeployRefused::Invalid(_)) => {
+            return error(StatusCode::BAD_REQUEST, "bad_request", e.to_string());
+        }
+    };
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        let ev = rx.recv().await?;
+        let mut line = serde_json::to_vec(&ev).unwrap_or_default();
+        line.push(b'\n');
+        Some((Ok::<_, std::convert::Infallible>(line), rx))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct AppParams {
+    app: String,
+    env: Option<String>,
+}
+
+pub async fn releases(State(st): State<AppState>, Query(p): Query<AppParams>) -> Response {
+    match st.core.releases(&p.app) {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+    }
+}
+
+pub async fn deploys(State(st): State<AppState>, Query(p): Query<AppParams>) -> Response {
+    match st.core.deploys(&p.app, p.env.as_deref()) {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => backup_error(e),
+    }
+}
+
+pub async fn update_check(State(st): State<AppState>, Query(p): Query<AppParams>) -> Response {
+    match st.core.update_check(&p.app).await {
+        Ok((behind, ahead)) => {
+            Json(serde_json::json!({ "behind": behind, "ahead": ahead })).into_response()
+        }
+        Err(e @ DeployRefused::NotFound(_)) => {
+            error(StatusCode::NOT_FOUND, "not_found", e.to_string())
+        }
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, "git", e.to_string()),
     }
 }

@@ -85,6 +85,38 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         to: Option<PathBuf>,
     },
+    /// Build the app's source and roll it out to an environment
+    Deploy {
+        app: String,
+        #[arg(long, default_value = "production")]
+        env: String,
+    },
+    /// Roll out the release another environment runs, without building
+    Promote {
+        app: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long, default_value = "production")]
+        to: String,
+    },
+    /// Go back to an earlier release (default: the one live before the current one)
+    Rollback {
+        app: String,
+        release: Option<String>,
+        #[arg(long, default_value = "production")]
+        env: String,
+    },
+    /// Fast-forward the app's source to its upstream and deploy it
+    Update {
+        app: String,
+        #[arg(long, default_value = "production")]
+        env: String,
+        /// Only say how many commits the source is behind
+        #[arg(long)]
+        check: bool,
+    },
+    /// List an app's releases and which environments run them
+    Releases { app: String },
     /// Open the dashboard in a browser through a one-time sign-in link
     Dashboard {
         /// Print the link instead of opening a browser
@@ -347,6 +379,87 @@ async fn run(cmd: Cmd, config_path: PathBuf) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Cmd::Deploy { app, env } => {
+            deploy(
+                &config_path,
+                homeport_types::DeployRequest {
+                    app,
+                    env,
+                    kind: homeport_types::DeployKind::Deploy,
+                    from_env: None,
+                    release: None,
+                },
+            )
+            .await
+        }
+        Cmd::Promote { app, from, to } => {
+            deploy(
+                &config_path,
+                homeport_types::DeployRequest {
+                    app,
+                    env: to,
+                    kind: homeport_types::DeployKind::Promote,
+                    from_env: Some(from),
+                    release: None,
+                },
+            )
+            .await
+        }
+        Cmd::Rollback { app, release, env } => {
+            deploy(
+                &config_path,
+                homeport_types::DeployRequest {
+                    app,
+                    env,
+                    kind: homeport_types::DeployKind::Rollback,
+                    from_env: None,
+                    release,
+                },
+            )
+            .await
+        }
+        Cmd::Update { app, env, check } => {
+            if check {
+                let (behind, ahead) = client(&config_path)?.update_check(&app).await?;
+                match (behind, ahead) {
+                    (0, _) => println!("{app} is up to date with its upstream"),
+                    (b, 0) => println!(
+                        "Update available ({b} commit{})",
+                        if b == 1 { "" } else { "s" }
+                    ),
+                    (b, a) => println!("{app} has diverged: {b} upstream, {a} local commits"),
+                }
+                return Ok(());
+            }
+            deploy(
+                &config_path,
+                homeport_types::DeployRequest {
+                    app,
+                    env,
+                    kind: homeport_types::DeployKind::Update,
+                    from_env: None,
+                    release: None,
+                },
+            )
+            .await
+        }
+        Cmd::Releases { app } => {
+            for r in client(&config_path)?.releases(&app).await? {
+                let live = if r.current_in.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ← {}", r.current_in.join(", "))
+                };
+                println!(
+                    "{}  {}{}  {}{live}",
+                    r.id,
+                    &r.commit[..r.commit.len().min(10)],
+                    if r.dirty { " dirty" } else { "" },
+                    r.time
+                );
+            }
+            Ok(())
+        }
         Cmd::Service { command } => match command {
             ServiceCmd::Install => service::install(&config_path),
             ServiceCmd::Uninstall => service::uninstall(),
@@ -436,6 +549,61 @@ async fn act(
         ));
     }
     Ok(())
+}
+
+/// Runs a deploy and prints its steps as they happen.
+async fn deploy(
+    config_path: &std::path::Path,
+    req: homeport_types::DeployRequest,
+) -> Result<(), Failure> {
+    use homeport_types::DeployEvent;
+    let mut events = Box::pin(client(config_path)?.deploy(&req).await?);
+    while let Some(ev) = events.next().await {
+        match ev? {
+            DeployEvent::Step {
+                name,
+                status,
+                ms,
+                detail,
+            } => match (status.as_str(), ms) {
+                ("started", _) => println!("▸ {name}"),
+                (s, Some(ms)) => println!(
+                    "  {name}: {s} ({ms} ms){}",
+                    detail.map(|d| format!(" — {d}")).unwrap_or_default()
+                ),
+                (s, None) => println!("  {name}: {s}"),
+            },
+            DeployEvent::Output { line, .. } => println!("    {line}"),
+            DeployEvent::Done { record } => {
+                if record.result == "succeeded" {
+                    println!(
+                        "{} {}/{}: {} is live",
+                        record.kind.as_str(),
+                        record.app,
+                        record.env,
+                        record.release.unwrap_or_default()
+                    );
+                    return Ok(());
+                }
+                return Err(Failure::new(
+                    1,
+                    format!(
+                        "{} of {}/{} failed: {}{}",
+                        record.kind.as_str(),
+                        record.app,
+                        record.env,
+                        record.error.unwrap_or_default(),
+                        if record.diagnostics.is_some() {
+                            " (diagnostics saved with the deploy)"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+            }
+        }
+    }
+    Err(Failure::new(1, "the agent ended the deploy stream early"))
 }
 
 /// `--since`: an RFC 3339 time, or an age like `10m` meaning that long ago.

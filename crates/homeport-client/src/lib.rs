@@ -136,6 +136,49 @@ impl Client {
         .await
     }
 
+    /// Starts a deploy; its events as they come, the last one `Done`.
+    pub async fn deploy(
+        &self,
+        req: &homeport_types::DeployRequest,
+    ) -> Result<
+        impl Stream<Item = Result<homeport_types::DeployEvent, ClientError>> + use<>,
+        ClientError,
+    > {
+        let resp = self
+            .send(
+                self.http
+                    .post(format!("{}/api/v1/deploy", self.base))
+                    .json(req),
+            )
+            .await?;
+        Ok(ndjson(resp.bytes_stream().map_err(ClientError::Http)))
+    }
+
+    /// How many commits the app's source is behind and ahead of its upstream (after a fetch).
+    pub async fn update_check(&self, app: &str) -> Result<(u32, u32), ClientError> {
+        let v: serde_json::Value = self
+            .json(
+                self.http
+                    .get(format!("{}/api/v1/update-check", self.base))
+                    .query(&[("app", app)]),
+            )
+            .await?;
+        let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0) as u32;
+        Ok((n("behind"), n("ahead")))
+    }
+
+    pub async fn releases(
+        &self,
+        app: &str,
+    ) -> Result<Vec<homeport_types::ReleaseInfo>, ClientError> {
+        self.json(
+            self.http
+                .get(format!("{}/api/v1/releases", self.base))
+                .query(&[("app", app)]),
+        )
+        .await
+    }
+
     pub async fn status(&self) -> Result<StatusSnapshot, ClientError> {
         self.json(self.http.get(format!("{}/api/v1/status", self.base)))
             .await
@@ -222,9 +265,9 @@ impl Client {
 }
 
 /// Splits a byte stream into lines and decodes each as JSON.
-fn ndjson(
+fn ndjson<T: DeserializeOwned>(
     bytes: impl Stream<Item = Result<bytes::Bytes, ClientError>>,
-) -> impl Stream<Item = Result<LogStreamItem, ClientError>> {
+) -> impl Stream<Item = Result<T, ClientError>> {
     let bytes = Box::pin(bytes);
     futures_util::stream::unfold(
         (bytes, Vec::<u8>::new(), false),
@@ -232,13 +275,12 @@ fn ndjson(
             loop {
                 if let Some(i) = buf.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = buf.drain(..=i).collect();
-                    let item = serde_json::from_slice::<LogStreamItem>(&line[..i]).map_err(|e| {
-                        ClientError::Api {
+                    let item =
+                        serde_json::from_slice::<T>(&line[..i]).map_err(|e| ClientError::Api {
                             status: 200,
                             kind: "decode".into(),
                             message: format!("bad log line from the agent: {e}"),
-                        }
-                    });
+                        });
                     return Some((item, (bytes, buf, done)));
                 }
                 if done {

@@ -124,9 +124,11 @@ pub(crate) async fn take(
     let env = env_of(&config.envs, target)?.clone();
     let _running = core.backups_running.claim(&env.app, &env.env)?;
     let plan = BackupPlan {
+        // Before a deploy, a database that does not exist yet has nothing to keep.
         databases: env
             .databases
             .iter()
+            .filter(|(_, p)| trigger != BackupTrigger::PreDeploy || p.exists())
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         files: env.files.clone(),

@@ -12,6 +12,7 @@
 //! [`runtime`].
 
 mod backups;
+mod deploy;
 pub mod runtime;
 mod settings;
 mod store;
@@ -30,6 +31,7 @@ use homeport_types::{
 use tokio::sync::mpsc;
 
 pub use backups::BackupOpError;
+pub use deploy::DeployRefused;
 pub use homeport_supervisor::NotFound;
 pub use settings::SettingsError;
 pub use store::Store;
@@ -55,6 +57,7 @@ pub struct Core {
     stopping: tokio::sync::watch::Sender<bool>,
     _recorder: std::thread::JoinHandle<()>,
     backups_running: backups::Running,
+    deploy_locks: deploy::Locks,
     /// Events the recorder has written, against [`Hub::records_sent`].
     written: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -105,6 +108,7 @@ impl Core {
             _recorder: recorder,
             written,
             backups_running: backups::Running::default(),
+            deploy_locks: deploy::Locks::default(),
         }))
     }
 
@@ -123,11 +127,69 @@ impl Core {
 
     /// Removes half-written backups a crash left, and starts the backup scheduler.
     pub fn start_background(self: &Arc<Self>) {
+        if let Ok(n) = self
+            .store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .interrupt_running_deploys()
+            && n > 0
+        {
+            tracing::warn!(
+                "{n} deploy(s) were interrupted when the agent stopped; `current` still names a complete release"
+            );
+        }
         let swept = homeport_backup::sweep_partials(&backups::backups_root(self));
         if swept > 0 {
             tracing::warn!("removed {swept} unfinished backup file(s) left by a crash");
         }
         tokio::spawn(backups::scheduler(Arc::clone(self)));
+    }
+
+    /// Starts a deploy (or promote, rollback, update): checks it, takes the app's lock, and
+    /// runs the pipeline in the background; progress comes on the returned receiver, ending with
+    /// [`homeport_types::DeployEvent::Done`].
+    pub fn deploy(
+        self: &Arc<Self>,
+        req: homeport_types::DeployRequest,
+    ) -> Result<mpsc::Receiver<homeport_types::DeployEvent>, DeployRefused> {
+        let (app, env) = deploy::begin(self, &req)?;
+        let (tx, rx) = mpsc::channel(256);
+        let core = Arc::clone(self);
+        tokio::spawn(async move {
+            deploy::run(&core, req, app, env, tx).await;
+        });
+        Ok(rx)
+    }
+
+    /// Fetches the app's upstream: how many commits the source is (behind, ahead).
+    pub async fn update_check(&self, app: &str) -> Result<(u32, u32), DeployRefused> {
+        let source = self
+            .config()
+            .apps
+            .iter()
+            .find(|a| a.name == app)
+            .and_then(|a| a.source.clone())
+            .ok_or_else(|| DeployRefused::NotFound(format!("app {app} has no `source`")))?;
+        tokio::task::spawn_blocking(move || homeport_deploy::git::fetch_behind(&source))
+            .await
+            .map_err(|e| DeployRefused::Invalid(e.to_string()))?
+            .map_err(|e| DeployRefused::Invalid(e.to_string()))
+    }
+
+    pub fn releases(&self, app: &str) -> Result<Vec<homeport_types::ReleaseInfo>, DeployRefused> {
+        deploy::releases(self, app)
+    }
+
+    pub fn deploys(
+        &self,
+        app: &str,
+        env: Option<&str>,
+    ) -> Result<Vec<homeport_types::DeployRecord>, BackupOpError> {
+        Ok(self
+            .store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .deploys(app, env, 100)?)
     }
 
     /// Backs up an environment (`APP/ENV`) now.

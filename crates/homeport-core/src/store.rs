@@ -48,6 +48,24 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX backups_by_env ON backups(app, env, time);
 "#,
+    r#"
+    CREATE TABLE deploys (
+        id          INTEGER PRIMARY KEY,
+        app         TEXT NOT NULL,
+        env         TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        release     TEXT,
+        previous    TEXT,
+        commit_sha  TEXT,
+        started     TEXT NOT NULL,
+        finished    TEXT,
+        result      TEXT NOT NULL,
+        error       TEXT,
+        steps       TEXT NOT NULL,
+        diagnostics TEXT
+    );
+    CREATE INDEX deploys_by_env ON deploys(app, env, id);
+"#,
 ];
 
 /// Events kept in the table; older ones are pruned at start.
@@ -285,6 +303,64 @@ impl Store {
         self.conn
             .execute("DELETE FROM backups WHERE id = ?1", params![id])
             .map(drop)
+    }
+
+    /// Records a deploy (insert when `id` is 0, else update); returns its id.
+    pub fn save_deploy(&self, d: &homeport_types::DeployRecord) -> rusqlite::Result<i64> {
+        let steps = serde_json::to_string(&d.steps).unwrap_or_default();
+        if d.id == 0 {
+            self.conn.execute(
+                "INSERT INTO deploys (app, env, kind, release, previous, commit_sha, started, finished, result, error, steps, diagnostics)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![d.app, d.env, d.kind.as_str(), d.release, d.previous, d.commit, d.started, d.finished, d.result, d.error, steps, d.diagnostics],
+            )?;
+            Ok(self.conn.last_insert_rowid())
+        } else {
+            self.conn.execute(
+                "UPDATE deploys SET release = ?2, previous = ?3, commit_sha = ?4, finished = ?5, result = ?6, error = ?7, steps = ?8, diagnostics = ?9 WHERE id = ?1",
+                params![d.id, d.release, d.previous, d.commit, d.finished, d.result, d.error, steps, d.diagnostics],
+            )?;
+            Ok(d.id)
+        }
+    }
+
+    /// Deploys of an app (and environment), newest first.
+    pub fn deploys(
+        &self,
+        app: &str,
+        env: Option<&str>,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<homeport_types::DeployRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, app, env, kind, release, previous, commit_sha, started, finished, result, error, steps, diagnostics
+             FROM deploys WHERE (?1 = '' OR app = ?1) AND (?2 = '' OR env = ?2) ORDER BY id DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![app, env.unwrap_or(""), limit as i64], |r| {
+            let kind: String = r.get(3)?;
+            let steps: String = r.get(11)?;
+            Ok(homeport_types::DeployRecord {
+                id: r.get(0)?,
+                app: r.get(1)?,
+                env: r.get(2)?,
+                kind: serde_json::from_value(serde_json::Value::String(kind))
+                    .unwrap_or(homeport_types::DeployKind::Deploy),
+                release: r.get(4)?,
+                previous: r.get(5)?,
+                commit: r.get(6)?,
+                started: r.get(7)?,
+                finished: r.get(8)?,
+                result: r.get(9)?,
+                error: r.get(10)?,
+                steps: serde_json::from_str(&steps).unwrap_or_default(),
+                diagnostics: r.get(12)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Marks deploys that were running when an agent died.
+    pub fn interrupt_running_deploys(&self) -> rusqlite::Result<usize> {
+        self.conn.execute("UPDATE deploys SET result = 'interrupted', error = 'the agent stopped during this deploy' WHERE result = 'running'", [])
     }
 
     /// The newest `limit` state transitions of a service, newest first (for tests and `status`).

@@ -63,9 +63,10 @@ pub struct Manifest {
 
 pub const MANIFEST: &str = "manifest.json";
 
-/// A new release id: UTC time, then the short commit (and `-dirty`).
+/// A new release id: UTC time to the millisecond (deploys of one app run one at a time, so it
+/// is unique even when the same commit is deployed twice), then the short commit (and `-dirty`).
 pub fn release_id(short_commit: &str, dirty: bool) -> String {
-    let t = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let t = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
     let compact: String = t.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     format!(
         "{compact}-{short_commit}{}",

@@ -1,0 +1,706 @@
+//! The deploy pipeline: lock → source → test → build → stage → back up → migrate → switch →
+//! restart → health gate → prune; on failure after the backup: diagnostics, switch back,
+//! database restored if a migration ran, restart, verify. Promote and rollback reuse the part
+//! from the backup on; update fast-forwards the source first. Every step is timed, streamed to
+//! the caller and recorded in state.db.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use homeport_config::{AppSpec, EnvSpec};
+use homeport_deploy::{Manifest, git};
+use homeport_types::{
+    BackupTrigger, DeployEvent, DeployKind, DeployRecord, DeployRequest, ReleaseInfo, ServiceState,
+    StepRecord, Target,
+};
+use tokio::sync::mpsc;
+
+use crate::Core;
+use homeport_supervisor::logfile::LogQuery;
+
+/// Apps with a deploy running: when it started and what it is.
+#[derive(Default)]
+pub struct Locks(Mutex<HashMap<String, (String, String)>>);
+
+struct LockGuard<'a>(&'a Locks, String);
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        self.0
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.1);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployRefused {
+    #[error("a {what} of {app} started at {since} is running; wait for it to finish")]
+    Busy {
+        app: String,
+        what: String,
+        since: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+pub(crate) fn app_dir(core: &Core, app: &str) -> PathBuf {
+    core.config().agent.data_dir.join("apps").join(app)
+}
+
+fn current_link(core: &Core, app: &str, env: &str) -> PathBuf {
+    app_dir(core, app).join(env).join("current")
+}
+
+/// Checks the request and takes the app's lock; the pipeline runs with [`run`].
+pub(crate) fn begin(core: &Core, req: &DeployRequest) -> Result<(AppSpec, EnvSpec), DeployRefused> {
+    let config = core.config();
+    let env = config
+        .envs
+        .iter()
+        .find(|e| e.app == req.app && e.env == req.env)
+        .cloned()
+        .ok_or_else(|| {
+            DeployRefused::NotFound(format!("no environment {}/{}", req.app, req.env))
+        })?;
+    let app = config
+        .apps
+        .iter()
+        .find(|a| a.name == req.app)
+        .cloned()
+        .ok_or_else(|| DeployRefused::NotFound(format!("no app {}", req.app)))?;
+    if matches!(req.kind, DeployKind::Deploy | DeployKind::Update) && app.source.is_none() {
+        return Err(DeployRefused::Invalid(format!(
+            "app {} has no `source` to build from",
+            req.app
+        )));
+    }
+    if req.kind == DeployKind::Promote {
+        let from = req.from_env.as_deref().ok_or_else(|| {
+            DeployRefused::Invalid("promote needs the environment to promote from".into())
+        })?;
+        if from == req.env {
+            return Err(DeployRefused::Invalid(
+                "promote from and to the same environment".into(),
+            ));
+        }
+    }
+    let mut locks = core
+        .deploy_locks
+        .0
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some((since, what)) = locks.get(&req.app) {
+        return Err(DeployRefused::Busy {
+            app: req.app.clone(),
+            what: what.clone(),
+            since: since.clone(),
+        });
+    }
+    locks.insert(
+        req.app.clone(),
+        (now(), format!("{} to {}", req.kind.as_str(), req.env)),
+    );
+    Ok((app, env))
+}
+
+/// Collects timings and output, streams them, and keeps the record.
+struct Run<'a> {
+    core: &'a Core,
+    tx: mpsc::Sender<DeployEvent>,
+    record: DeployRecord,
+    output: Vec<String>,
+}
+
+impl Run<'_> {
+    async fn emit(&self, e: DeployEvent) {
+        let _ = self.tx.send(e).await;
+    }
+
+    fn save(&mut self) {
+        let store = self
+            .core
+            .store()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Ok(id) = store.save_deploy(&self.record) {
+            self.record.id = id;
+        }
+    }
+
+    async fn step<T, F>(&mut self, name: &str, work: F) -> Result<T, String>
+    where
+        F: std::future::Future<Output = Result<T, String>>,
+    {
+        self.emit(DeployEvent::Step {
+            name: name.into(),
+            status: "started".into(),
+            ms: None,
+            detail: None,
+        })
+        .await;
+        let t = Instant::now();
+        let r = work.await;
+        let ms = t.elapsed().as_millis() as u64;
+        let detail = r.as_ref().err().cloned();
+        self.record.steps.push(StepRecord {
+            name: name.into(),
+            ok: r.is_ok(),
+            ms,
+            detail: detail.clone(),
+        });
+        let status = if r.is_ok() { "ok" } else { "failed" };
+        self.emit(DeployEvent::Step {
+            name: name.into(),
+            status: status.into(),
+            ms: Some(ms),
+            detail,
+        })
+        .await;
+        self.save();
+        r
+    }
+
+    /// A step made of commands: timed and recorded like [`Run::step`], its output streamed.
+    async fn command_step(
+        &mut self,
+        name: &str,
+        steps: Vec<Vec<String>>,
+        dir: PathBuf,
+        env: Vec<(String, String)>,
+    ) -> Result<(), String> {
+        self.emit(DeployEvent::Step {
+            name: name.into(),
+            status: "started".into(),
+            ms: None,
+            detail: None,
+        })
+        .await;
+        let t = Instant::now();
+        let r = self.commands(name, steps, dir, env).await;
+        let ms = t.elapsed().as_millis() as u64;
+        let detail = r.as_ref().err().cloned();
+        self.record.steps.push(StepRecord {
+            name: name.into(),
+            ok: r.is_ok(),
+            ms,
+            detail: detail.clone(),
+        });
+        let status = if r.is_ok() { "ok" } else { "failed" };
+        self.emit(DeployEvent::Step {
+            name: name.into(),
+            status: status.into(),
+            ms: Some(ms),
+            detail,
+        })
+        .await;
+        self.save();
+        r
+    }
+
+    /// Runs commands in a blocking thread, streaming each output line.
+    async fn commands(
+        &mut self,
+        name: &str,
+        steps: Vec<Vec<String>>,
+        dir: PathBuf,
+        env: Vec<(String, String)>,
+    ) -> Result<(), String> {
+        let (ltx, mut lrx) = mpsc::channel::<String>(1024);
+        let worker = tokio::task::spawn_blocking(move || {
+            for argv in &steps {
+                let _ = ltx.blocking_send(format!("$ {}", argv.join(" ")));
+                homeport_deploy::run_step(argv, &dir, &env, |l| {
+                    let _ = ltx.blocking_send(l.to_owned());
+                })
+                .map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        });
+        let tx = self.tx.clone();
+        let step = name.to_owned();
+        let mut lines = Vec::new();
+        while let Some(line) = lrx.recv().await {
+            let _ = tx
+                .send(DeployEvent::Output {
+                    step: step.clone(),
+                    line: line.clone(),
+                })
+                .await;
+            lines.push(format!("[{step}] {line}"));
+        }
+        self.output.extend(lines);
+        worker.await.map_err(|e| e.to_string())?
+    }
+}
+
+/// Runs the pipeline for `req` (already checked by [`begin`]) and returns its record.
+pub(crate) async fn run(
+    core: &Core,
+    req: DeployRequest,
+    app: AppSpec,
+    env: EnvSpec,
+    tx: mpsc::Sender<DeployEvent>,
+) -> DeployRecord {
+    let _lock = LockGuard(&core.deploy_locks, req.app.clone());
+    let link = current_link(core, &app.name, &env.env);
+    let record = DeployRecord {
+        id: 0,
+        app: app.name.clone(),
+        env: env.env.clone(),
+        kind: req.kind,
+        release: None,
+        previous: homeport_deploy::current(&link),
+        commit: None,
+        started: now(),
+        finished: None,
+        result: "running".into(),
+        error: None,
+        steps: vec![],
+        diagnostics: None,
+    };
+    let mut run = Run {
+        core,
+        tx,
+        record,
+        output: Vec::new(),
+    };
+    run.save();
+    let result = pipeline(&mut run, &req, &app, &env).await;
+    run.record.finished = Some(now());
+    match result {
+        Ok(()) => run.record.result = "succeeded".into(),
+        Err(e) => {
+            run.record.result = "failed".into();
+            run.record.error = Some(e);
+        }
+    }
+    run.save();
+    let done = run.record.clone();
+    run.emit(DeployEvent::Done {
+        record: done.clone(),
+    })
+    .await;
+    done
+}
+
+async fn pipeline(
+    run: &mut Run<'_>,
+    req: &DeployRequest,
+    app: &AppSpec,
+    env: &EnvSpec,
+) -> Result<(), String> {
+    let core = run.core;
+    let releases = app_dir(core, &app.name).join("releases");
+    homeport_deploy::sweep_partials(&releases);
+    let release = match req.kind {
+        DeployKind::Deploy | DeployKind::Update => {
+            let source = app.source.clone().ok_or("no source")?;
+            if req.kind == DeployKind::Update {
+                let s = source.clone();
+                run.step("update source", async move {
+                    let behind = tokio::task::spawn_blocking(move || git::fast_forward(&s))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?;
+                    let _ = behind;
+                    Ok(())
+                })
+                .await?;
+            }
+            let s = source.clone();
+            let info = run
+                .step("resolve source", async move {
+                    tokio::task::spawn_blocking(move || git::resolve(&s))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())
+                })
+                .await?;
+            run.record.commit = Some(info.commit.clone());
+            let dirty = app.allow_dirty && info.dirty;
+            let id = homeport_deploy::release_id(&info.short, dirty);
+            // The committed revision in a clean worktree, unless the app asks for its working tree.
+            let build_dir = if app.allow_dirty {
+                source.clone()
+            } else {
+                app_dir(core, &app.name).join("build").join(&id)
+            };
+            if !app.allow_dirty {
+                let (s, c, d) = (source.clone(), info.commit.clone(), build_dir.clone());
+                run.step("checkout", async move {
+                    tokio::task::spawn_blocking(move || {
+                        std::fs::create_dir_all(d.parent().unwrap_or(Path::new("/")))
+                            .map_err(|e| e.to_string())?;
+                        git::worktree(&s, &c, &d).map_err(|e| e.to_string())
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                })
+                .await?;
+            }
+            let step_env = vec![
+                ("HOMEPORT_APP".to_owned(), app.name.clone()),
+                ("HOMEPORT_ENV".to_owned(), env.env.clone()),
+            ];
+            let built = async {
+                if !app.test.is_empty() {
+                    let (steps, dir, e) = (app.test.clone(), build_dir.clone(), step_env.clone());
+                    run.command_step("test", steps, dir, e).await?;
+                }
+                if !app.build.is_empty() {
+                    let (steps, dir, e) = (app.build.clone(), build_dir.clone(), step_env.clone());
+                    run.command_step("build", steps, dir, e).await?;
+                }
+                let manifest = Manifest {
+                    id: id.clone(),
+                    app: app.name.clone(),
+                    commit: info.commit.clone(),
+                    branch: info.branch.clone(),
+                    dirty,
+                    time: now(),
+                    steps: app
+                        .test
+                        .iter()
+                        .chain(&app.build)
+                        .map(|s| s.join(" "))
+                        .collect(),
+                    artifacts: vec![],
+                };
+                let (b, arts, rel) = (build_dir.clone(), app.artifacts.clone(), releases.clone());
+                run.step("stage", async move {
+                    tokio::task::spawn_blocking(move || {
+                        homeport_deploy::stage(&b, &arts, &rel, manifest)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
+                })
+                .await
+                .map(drop)
+            }
+            .await;
+            if !app.allow_dirty {
+                let (s, d) = (source.clone(), build_dir.clone());
+                let _ = tokio::task::spawn_blocking(move || git::remove_worktree(&s, &d)).await;
+            }
+            built?;
+            id
+        }
+        DeployKind::Promote => {
+            let from = req.from_env.clone().unwrap_or_default();
+            homeport_deploy::current(&current_link(core, &app.name, &from))
+                .ok_or_else(|| format!("{}/{from} runs no release to promote", app.name))?
+        }
+        DeployKind::Rollback => match &req.release {
+            Some(r) => r.clone(),
+            None => previous_release(core, &app.name, &env.env)
+                .ok_or("there is no earlier release to roll back to")?,
+        },
+    };
+    if !releases
+        .join(&release)
+        .join(homeport_deploy::MANIFEST)
+        .exists()
+    {
+        return Err(format!(
+            "release {release} does not exist (see `homeport releases {}`)",
+            app.name
+        ));
+    }
+    run.record.release = Some(release.clone());
+    let result = activate(run, app, env, &release, req.kind != DeployKind::Rollback).await;
+    // Failed deploys leave releases too; pruning keeps what matters either way.
+    prune(core, app, &release, result.is_ok());
+    result
+}
+
+/// The release that was live before the current one.
+fn previous_release(core: &Core, app: &str, env: &str) -> Option<String> {
+    let store = core.store().lock().unwrap_or_else(PoisonError::into_inner);
+    let current = homeport_deploy::current(&current_link(core, app, env));
+    store
+        .deploys(app, Some(env), 100)
+        .ok()?
+        .into_iter()
+        .filter(|d| d.result == "succeeded" && d.release == current)
+        .find_map(|d| d.previous)
+}
+
+/// Back up → migrate → switch → restart → health gate; undo on failure.
+async fn activate(
+    run: &mut Run<'_>,
+    app: &AppSpec,
+    env: &EnvSpec,
+    release: &str,
+    migrate: bool,
+) -> Result<(), String> {
+    let core = run.core;
+    let target = Target::Env(env.app.clone(), env.env.clone());
+    let link = current_link(core, &app.name, &env.env);
+    let release_dir = app_dir(core, &app.name).join("releases").join(release);
+    let previous = run.record.previous.clone();
+
+    // Databases that do not exist yet (a first deploy creates them) have nothing to back up.
+    let backup = if !env.databases.values().any(|p| p.exists()) {
+        None
+    } else {
+        let t = target.clone();
+        Some(
+            run.step("backup", async move {
+                core.backup(&t, BackupTrigger::PreDeploy)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await?
+            .id,
+        )
+    };
+
+    let mut migrated = false;
+    let outcome: Result<(), String> = async {
+        if migrate && let Some(line) = &app.migrate {
+            let argv = migrate_argv(line, &release_dir, env)?;
+            migrated = true;
+            run.command_step("migrate", vec![argv], release_dir.clone(), vec![])
+                .await?;
+        }
+        let (l, r) = (link.clone(), release_dir.clone());
+        run.step("switch", async move {
+            homeport_deploy::switch(&l, &r).map_err(|e| e.to_string())
+        })
+        .await?;
+        let t = target.clone();
+        run.step("restart", async move {
+            let outcomes = core
+                .supervisor()
+                .restart(&t, Duration::from_secs(60))
+                .await
+                .map_err(|e| e.to_string())?;
+            match outcomes.iter().find(|o| o.error.is_some()) {
+                Some(o) => Err(format!(
+                    "{}: {}",
+                    o.key,
+                    o.error.clone().unwrap_or_default()
+                )),
+                None => Ok(()),
+            }
+        })
+        .await?;
+        let (t, deadline) = (target.clone(), env.health_deadline);
+        run.step("health gate", async move {
+            health_gate(core, &t, deadline).await
+        })
+        .await
+    }
+    .await;
+    let Err(why) = outcome else { return Ok(()) };
+
+    // Undo: diagnostics first, while the failed release's state is still there.
+    run.record.diagnostics = Some(diagnostics(core, &target, &run.output));
+    let undo: Result<(), String> = async {
+        match &previous {
+            Some(prev) => {
+                let prev_dir = app_dir(core, &app.name).join("releases").join(prev);
+                homeport_deploy::switch(&link, &prev_dir).map_err(|e| e.to_string())?;
+            }
+            None => {
+                let _ = std::fs::remove_file(&link);
+            }
+        }
+        if migrated
+            && env.restore_on_failure
+            && let Some(id) = backup
+        {
+            core.restore(&target, Some(id), None, None)
+                .await
+                .map_err(|e| e.to_string())?;
+        } else if previous.is_some() {
+            core.supervisor()
+                .restart(&target, Duration::from_secs(60))
+                .await
+                .map_err(|e| e.to_string())?;
+            health_gate(core, &target, env.health_deadline).await?;
+        } else {
+            let _ = core.supervisor().stop(&target).await;
+        }
+        Ok(())
+    }
+    .await;
+    let what = match (
+        &previous,
+        migrated && env.restore_on_failure && backup.is_some(),
+    ) {
+        (Some(p), true) => {
+            format!("switched back to {p} and restored the database from before the deploy")
+        }
+        (Some(p), false) => format!("switched back to {p}"),
+        (None, _) => "there was no earlier release; the environment is stopped".into(),
+    };
+    let r = run
+        .step("roll back", async { undo.map(|()| what.clone()) })
+        .await;
+    match r {
+        Ok(what) => Err(format!("{why}; {what}")),
+        Err(e) => Err(format!("{why}; rolling back failed too: {e}")),
+    }
+}
+
+fn migrate_argv(line: &str, release_dir: &Path, env: &EnvSpec) -> Result<Vec<String>, String> {
+    let mut s = line.replace("{release}", &release_dir.display().to_string());
+    s = s
+        .replace("{data_dir}", &env.data_dir.display().to_string())
+        .replace("{app}", &env.app)
+        .replace("{env}", &env.env);
+    for (name, path) in &env.databases {
+        s = s.replace(&format!("{{db.{name}}}"), &path.display().to_string());
+    }
+    shlex::split(&s)
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| format!("cannot split the migrate command {line:?}"))
+}
+
+/// Waits until every service of `target` is ready; fails early when one goes down.
+async fn health_gate(core: &Core, target: &Target, deadline: Duration) -> Result<(), String> {
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        let status = core.supervisor().status();
+        let mine: Vec<_> = status.iter().filter(|s| target.contains(&s.key)).collect();
+        if let Some(bad) = mine.iter().find(|s| {
+            s.state.is_settled_down()
+                || s.state == ServiceState::BackingOff
+                || s.state == ServiceState::Unhealthy
+        }) {
+            return Err(format!(
+                "{} is {}{}",
+                bad.key,
+                bad.state,
+                bad.message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ));
+        }
+        if mine.iter().all(|s| s.state.is_ready()) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > end {
+            return Err(format!(
+                "not healthy within {}",
+                humantime::format_duration(deadline)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn diagnostics(core: &Core, target: &Target, output: &[String]) -> String {
+    let mut d = String::from("== step output ==\n");
+    for l in output.iter().rev().take(500).rev() {
+        d.push_str(l);
+        d.push('\n');
+    }
+    for s in core
+        .supervisor()
+        .status()
+        .iter()
+        .filter(|s| target.contains(&s.key))
+    {
+        d.push_str(&format!(
+            "== {} ({}, last exit {:?}) ==\n",
+            s.key, s.state, s.last_exit
+        ));
+        let q = LogQuery {
+            tail: Some(200),
+            ..Default::default()
+        };
+        if let Ok((lines, _)) = core.logs(&Target::Service(s.key.clone()), &q) {
+            for l in lines {
+                d.push_str(&format!("{} {}\n", l.line.time, l.line.text));
+            }
+        }
+    }
+    d
+}
+
+/// Deletes releases beyond `keep_releases`, never one an environment runs, was running before
+/// its last deploy, or last passed a health gate.
+fn prune(core: &Core, app: &AppSpec, this: &str, succeeded: bool) {
+    let releases = app_dir(core, &app.name).join("releases");
+    let all = homeport_deploy::list(&releases);
+    let mut protected = BTreeSet::new();
+    let config = core.config();
+    for env in config.envs.iter().filter(|e| e.app == app.name) {
+        protected.extend(homeport_deploy::current(&current_link(
+            core, &app.name, &env.env,
+        )));
+        let store = core.store().lock().unwrap_or_else(PoisonError::into_inner);
+        if let Ok(deploys) = store.deploys(&app.name, Some(&env.env), 200) {
+            protected.extend(
+                deploys
+                    .iter()
+                    .find(|d| d.result == "succeeded")
+                    .and_then(|d| d.release.clone()),
+            );
+            protected.extend(
+                deploys
+                    .iter()
+                    .find(|d| d.result == "succeeded")
+                    .and_then(|d| d.previous.clone()),
+            );
+        }
+    }
+    // The deploy that just finished is not in state.db as succeeded yet.
+    if succeeded {
+        protected.insert(this.to_owned());
+    }
+    for id in homeport_deploy::prune(&all, app.keep_releases as usize, &protected) {
+        let _ = std::fs::remove_dir_all(releases.join(&id));
+        tracing::info!(app = %app.name, release = %id, "pruned release");
+    }
+}
+
+pub(crate) fn releases(core: &Core, app: &str) -> Result<Vec<ReleaseInfo>, DeployRefused> {
+    let config = core.config();
+    if !config.apps.iter().any(|a| a.name == app) {
+        return Err(DeployRefused::NotFound(format!("no app {app}")));
+    }
+    let currents: Vec<(String, Option<String>)> = config
+        .envs
+        .iter()
+        .filter(|e| e.app == app)
+        .map(|e| {
+            (
+                e.env.clone(),
+                homeport_deploy::current(&current_link(core, app, &e.env)),
+            )
+        })
+        .collect();
+    let mut out: Vec<ReleaseInfo> = homeport_deploy::list(&app_dir(core, app).join("releases"))
+        .into_iter()
+        .map(|m| ReleaseInfo {
+            current_in: currents
+                .iter()
+                .filter(|(_, c)| c.as_deref() == Some(&m.id))
+                .map(|(e, _)| e.clone())
+                .collect(),
+            id: m.id,
+            commit: m.commit,
+            branch: m.branch,
+            dirty: m.dirty,
+            time: m.time,
+        })
+        .collect();
+    out.reverse();
+    Ok(out)
+}

@@ -1,0 +1,407 @@
+//! Deploys, rollbacks, promotes and their faults: a real git source, real builds, the real agent.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use homeport_types::ServiceState;
+
+use crate::util::*;
+
+/// A git checkout whose build copies the fixture into `out/` with a wrapper that reads its
+/// flags from `flags`, and a migration from `migrate.sql`.
+struct Source {
+    dir: PathBuf,
+}
+
+impl Source {
+    fn new(root: &Path) -> Self {
+        let dir = root.join("src");
+        std::fs::create_dir_all(&dir).expect("src");
+        let s = Source { dir };
+        s.git(&["init", "-q", "-b", "main"]);
+        s.git(&["config", "user.email", "t@example.invalid"]);
+        s.git(&["config", "user.name", "t"]);
+        s.write(
+            "run.sh",
+            "#!/bin/sh\nd=$(dirname \"$0\")\nexec \"$d/app\" $(cat \"$d/flags\") \"$@\"\n",
+        );
+        s.write(
+            "build.sh",
+            &format!(
+                "set -e\n[ -f fail-build ] && {{ echo 'the build broke' >&2; exit 3; }}\n[ -f slow-build ] && sleep 3\nmkdir -p out\ncp '{}' out/app\ncp run.sh flags migrate.sql out/\nchmod +x out/run.sh\necho built\n",
+                fixture_bin().display()
+            ),
+        );
+        s.write("flags", "");
+        s.write(
+            "migrate.sql",
+            "CREATE TABLE IF NOT EXISTS hits (id INTEGER PRIMARY KEY, at TEXT NOT NULL);\n",
+        );
+        s.commit("first");
+        s
+    }
+
+    fn git(&self, args: &[&str]) {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.dir.join(name), text).expect("write");
+    }
+
+    fn commit(&self, msg: &str) {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", msg]);
+    }
+}
+
+fn config(extra_app: &str) -> String {
+    format!(
+        r#"
+[apps.shop]
+source = "@HOME@/src"
+build = ["sh build.sh"]
+artifacts = ["out"]
+migrate = "{{release}}/out/app --db {{db.main}} --sql-file {{release}}/out/migrate.sql"
+{extra_app}
+
+[apps.shop.env.production]
+databases = {{ main = "@HOME@/production.db" }}
+health_deadline = "10s"
+
+[apps.shop.env.production.services.web]
+command = ["{{release}}/out/run.sh", "--port", "{{port}}", "--db", "{{db.main}}"]
+port = @P0@
+health = {{ http = "/health", interval = "100ms", retries = 2, start_period = "0s" }}
+restart = {{ policy = "on-failure", max_failures = 2 }}
+
+[apps.shop.env.beta]
+databases = {{ main = "@HOME@/beta.db" }}
+
+[apps.shop.env.beta.services.web]
+command = ["{{release}}/out/run.sh", "--port", "{{port}}", "--db", "{{db.main}}"]
+port = @P1@
+health = {{ http = "/health", interval = "100ms" }}
+"#
+    )
+}
+
+fn setup(extra_app: &str) -> (TestEnv, Source) {
+    let env = TestEnv::new(&config(extra_app));
+    let src = Source::new(env.dir.path());
+    (env, src)
+}
+
+fn current(env: &TestEnv, e: &str) -> Option<String> {
+    std::fs::read_link(env.data.join("apps/shop").join(e).join("current"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+}
+
+fn deploy(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    env.cli(args)
+}
+
+#[test]
+fn a_deploy_builds_stages_switches_and_gates_on_health() {
+    let (mut env, _src) = setup("");
+    env.start_agent();
+    let out = deploy(&env, &["deploy", "shop"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    // A first deploy has no database yet to back up.
+    for step in [
+        "resolve source",
+        "checkout",
+        "build",
+        "stage",
+        "migrate",
+        "switch",
+        "restart",
+        "health gate",
+    ] {
+        assert!(
+            text.contains(&format!("▸ {step}")),
+            "missing {step}:\n{text}"
+        );
+    }
+    assert!(text.contains("built"), "build output is streamed:\n{text}");
+    let release = current(&env, "production").expect("current");
+    assert!(text.contains(&format!("{release} is live")), "{text}");
+    let manifest: serde_json::Value = serde_json::from_str(&read(
+        &env.data
+            .join("apps/shop/releases")
+            .join(&release)
+            .join("manifest.json"),
+    ))
+    .expect("manifest");
+    assert_eq!(manifest["artifacts"][0]["path"], "out");
+    assert_eq!(
+        manifest["artifacts"][0]["sha256"].as_str().map(str::len),
+        Some(64)
+    );
+    let svc = env.wait_service("shop/production/web", "is healthy", |s| {
+        s.state == ServiceState::Healthy
+    });
+    assert!(svc.pid.is_some());
+    let (code, _) = raw_http(
+        env.ports[0],
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(code, 200);
+    let releases = stdout(&env.cli(&["releases", "shop"]));
+    assert!(
+        releases.contains(&release) && releases.contains("← production"),
+        "{releases}"
+    );
+    // The next deploy backs the database up before migrating it.
+    let out = deploy(&env, &["deploy", "shop"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("▸ backup"), "{}", stdout(&out));
+    let backups = env
+        .block_on(env.client().backups(&"shop/production".parse().expect("t")))
+        .expect("backups");
+    assert_eq!(
+        backups[0].backups[0].trigger,
+        homeport_types::BackupTrigger::PreDeploy
+    );
+}
+
+#[test]
+fn a_release_that_fails_its_health_gate_is_rolled_back_with_diagnostics() {
+    let (mut env, src) = setup("");
+    env.start_agent();
+    assert!(deploy(&env, &["deploy", "shop"]).status.success());
+    let good = current(&env, "production").expect("good release");
+    src.write("flags", "--fail-health");
+    src.commit("a bad release");
+    let out = deploy(&env, &["deploy", "shop"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("switched back to") && err.contains("diagnostics saved"),
+        "{err}"
+    );
+    assert_eq!(
+        current(&env, "production"),
+        Some(good.clone()),
+        "the previous release is current again"
+    );
+    env.wait_service("shop/production/web", "serves the old release", |s| {
+        s.state == ServiceState::Healthy
+    });
+    let deploys: Vec<homeport_types::DeployRecord> = serde_json::from_str(&{
+        let port = agent_port(&env);
+        let token = read(&env.data.join("token"));
+        raw_get_json(
+            port,
+            "/api/v1/deploys?app=shop&env=production",
+            token.trim(),
+        )
+    })
+    .expect("deploys");
+    let failed = &deploys[0];
+    assert_eq!(failed.result, "failed");
+    let diag = failed.diagnostics.as_deref().unwrap_or_default();
+    assert!(diag.contains("== shop/production/web"), "{diag}");
+}
+
+#[test]
+fn a_failed_migration_restores_the_database() {
+    let (mut env, src) = setup("");
+    env.start_agent();
+    assert!(deploy(&env, &["deploy", "shop"]).status.success());
+    let good = current(&env, "production").expect("good");
+    src.write(
+        "migrate.sql",
+        "CREATE TABLE half_done(x); INSERT INTO no_such_table VALUES (1);\n",
+    );
+    src.commit("a broken migration");
+    let out = deploy(&env, &["deploy", "shop"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("restored the database from before the deploy"),
+        "{}",
+        stderr(&out)
+    );
+    let db = env.dir.path().join("production.db");
+    let half: i64 = rusqlite::Connection::open(&db)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'half_done'",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .expect("query");
+    assert_eq!(half, 0, "the half-applied migration is gone");
+    assert_eq!(current(&env, "production"), Some(good));
+    env.wait_service("shop/production/web", "runs", |s| {
+        s.state == ServiceState::Healthy
+    });
+}
+
+#[test]
+fn a_failed_build_changes_nothing() {
+    let (mut env, src) = setup("");
+    env.start_agent();
+    assert!(deploy(&env, &["deploy", "shop"]).status.success());
+    let good = current(&env, "production").expect("good");
+    let releases_before = std::fs::read_dir(env.data.join("apps/shop/releases"))
+        .expect("dir")
+        .count();
+    src.write("fail-build", "");
+    src.commit("break the build");
+    let out = deploy(&env, &["deploy", "shop"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("the build broke"), "{}", stdout(&out));
+    assert!(
+        !stdout(&out).contains("▸ switch"),
+        "it stopped before switching"
+    );
+    assert_eq!(current(&env, "production"), Some(good));
+    assert_eq!(
+        std::fs::read_dir(env.data.join("apps/shop/releases"))
+            .expect("dir")
+            .count(),
+        releases_before
+    );
+}
+
+#[test]
+fn rollback_goes_to_the_release_before_and_promote_rolls_out_betas_release() {
+    let (mut env, src) = setup("");
+    env.start_agent();
+    assert!(deploy(&env, &["deploy", "shop"]).status.success());
+    let first = current(&env, "production").expect("first");
+    src.write("migrate.sql", "CREATE TABLE IF NOT EXISTS hits (id INTEGER PRIMARY KEY, at TEXT NOT NULL); CREATE TABLE IF NOT EXISTS v2(x);\n");
+    src.commit("second");
+    assert!(deploy(&env, &["deploy", "shop"]).status.success());
+    let second = current(&env, "production").expect("second");
+    assert_ne!(first, second);
+    let out = deploy(&env, &["rollback", "shop"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(current(&env, "production"), Some(first.clone()));
+    env.wait_service("shop/production/web", "runs the old release", |s| {
+        s.state == ServiceState::Healthy
+    });
+
+    let out = deploy(&env, &["deploy", "shop", "--env", "beta"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let beta = current(&env, "beta").expect("beta");
+    let out = deploy(
+        &env,
+        &["promote", "shop", "--from", "beta", "--to", "production"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stdout(&out).contains("▸ build"),
+        "promote does not rebuild:\n{}",
+        stdout(&out)
+    );
+    assert_eq!(current(&env, "production"), Some(beta));
+}
+
+#[test]
+fn a_second_deploy_is_refused_and_a_killed_deploy_is_marked_interrupted() {
+    let (mut env, src) = setup("");
+    src.write("slow-build", "");
+    src.commit("slow");
+    env.start_agent();
+    let mut first = Command::new(homeport_bin())
+        .args([
+            "--config",
+            &env.config.display().to_string(),
+            "deploy",
+            "shop",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("deploy");
+    env.wait_until("the build is running", || {
+        std::fs::read_dir(env.data.join("apps/shop/build"))
+            .ok()?
+            .next()
+            .map(|_| ())
+    });
+    let out = deploy(&env, &["deploy", "shop", "--env", "beta"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("a deploy to production of shop started at")
+            && stderr(&out).contains("is running"),
+        "{}",
+        stderr(&out)
+    );
+
+    env.kill_agent_hard();
+    let _ = first.wait();
+    env.start_agent();
+    let port = agent_port(&env);
+    let token = read(&env.data.join("token"));
+    let deploys: Vec<homeport_types::DeployRecord> = serde_json::from_str(&raw_get_json(
+        port,
+        "/api/v1/deploys?app=shop",
+        token.trim(),
+    ))
+    .expect("deploys");
+    assert_eq!(deploys[0].result, "interrupted");
+    assert_eq!(current(&env, "production"), None, "nothing half-switched");
+    // And the next deploy works.
+    std::fs::remove_file(src.dir.join("slow-build")).expect("rm");
+    src.commit("fast again");
+    assert!(deploy(&env, &["deploy", "shop"]).status.success());
+}
+
+#[test]
+fn pruning_never_takes_the_live_release_even_after_many_failures() {
+    let (mut env, src) = setup("keep_releases = 2");
+    env.start_agent();
+    assert!(deploy(&env, &["deploy", "shop"]).status.success());
+    let good = current(&env, "production").expect("good");
+    src.write("flags", "--fail-health");
+    for i in 0..5 {
+        src.commit(&format!("bad {i}"));
+        assert_eq!(deploy(&env, &["deploy", "shop"]).status.code(), Some(1));
+    }
+    assert_eq!(current(&env, "production"), Some(good.clone()));
+    assert!(
+        env.data.join("apps/shop/releases").join(&good).exists(),
+        "the last good release survives pruning"
+    );
+    let count = std::fs::read_dir(env.data.join("apps/shop/releases"))
+        .expect("dir")
+        .count();
+    assert!(count <= 3, "old failed releases were pruned: {count}");
+}
+
+fn agent_port(env: &TestEnv) -> u16 {
+    let ep: homeport_types::AgentEndpoint =
+        serde_json::from_str(&read(&env.data.join("agent.json"))).expect("agent.json");
+    ep.addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port")
+}
+
+fn raw_get_json(port: u16, path: &str, token: &str) -> String {
+    let (code, body) = raw_http(
+        port,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(code, 200, "{body}");
+    body
+}
