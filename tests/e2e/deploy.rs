@@ -405,3 +405,151 @@ fn raw_get_json(port: u16, path: &str, token: &str) -> String {
     assert_eq!(code, 200, "{body}");
     body
 }
+
+#[test]
+fn update_fast_forwards_the_source_and_refuses_a_diverged_or_dirty_one() {
+    let (mut env, src) = setup("");
+    // An upstream the checkout tracks.
+    let upstream = env.dir.path().join("upstream.git");
+    let ok = Command::new("git")
+        .args(["clone", "-q", "--bare"])
+        .arg(&src.dir)
+        .arg(&upstream)
+        .status()
+        .expect("clone");
+    assert!(ok.success());
+    src.git(&["remote", "add", "origin", &upstream.display().to_string()]);
+    src.git(&["fetch", "-q", "origin"]);
+    src.git(&["branch", "-q", "--set-upstream-to", "origin/main"]);
+    // Two new commits upstream, made in another clone.
+    let other = env.dir.path().join("other");
+    assert!(
+        Command::new("git")
+            .args(["clone", "-q"])
+            .arg(&upstream)
+            .arg(&other)
+            .status()
+            .expect("clone")
+            .success()
+    );
+    let in_other = |args: &[&str]| {
+        let st = Command::new("git")
+            .arg("-C")
+            .arg(&other)
+            .args(args)
+            .status()
+            .expect("git");
+        assert!(st.success(), "{args:?}");
+    };
+    in_other(&[
+        "-c",
+        "user.email=t@x.invalid",
+        "-c",
+        "user.name=t",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "up 1",
+    ]);
+    in_other(&[
+        "-c",
+        "user.email=t@x.invalid",
+        "-c",
+        "user.name=t",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "up 2",
+    ]);
+    in_other(&["push", "-q", "origin", "main"]);
+    env.start_agent();
+
+    let out = env.cli(&["update", "shop", "--check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "Update available (2 commits)");
+    let out = env.cli(&["update", "shop"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let head = String::from_utf8(
+        Command::new("git")
+            .arg("-C")
+            .arg(&src.dir)
+            .args(["rev-parse", "--short=7", "HEAD"])
+            .output()
+            .expect("git")
+            .stdout,
+    )
+    .expect("utf8");
+    assert!(
+        current(&env, "production").is_some_and(|r| r.ends_with(head.trim())),
+        "deployed the new head"
+    );
+    assert_eq!(
+        stdout(&env.cli(&["update", "shop", "--check"])).trim(),
+        "shop is up to date with its upstream"
+    );
+
+    // A local change makes the checkout dirty: refused, nothing deployed.
+    src.write("flags", "--fail-health");
+    let before = current(&env, "production");
+    let out = env.cli(&["update", "shop"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("uncommitted changes"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(current(&env, "production"), before);
+    // Diverged: a local commit and a new upstream one.
+    src.commit("local");
+    in_other(&[
+        "-c",
+        "user.email=t@x.invalid",
+        "-c",
+        "user.name=t",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "up 3",
+    ]);
+    in_other(&["push", "-q", "origin", "main"]);
+    let out = env.cli(&["update", "shop"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("has diverged from its upstream"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_full_disk_while_staging_leaves_no_half_release() {
+    let (mut env, src) = setup("");
+    // A 4 MiB soft file-size limit on the agent: the build lifts it for itself and writes a
+    // bigger artifact; staging, done by the agent, cannot copy it.
+    src.write("build.sh", &format!(
+        "set -e\nulimit -S -f unlimited\nmkdir -p out\ncp '{}' out/app\ncp run.sh flags migrate.sql out/\nchmod +x out/run.sh\n",
+        fixture_bin().display()
+    ));
+    src.commit("big artifact");
+    env.start_agent_with_file_limit_kib(4096);
+    let big = std::fs::metadata(fixture_bin()).expect("fixture").len();
+    assert!(
+        big > 4 * 1024 * 1024,
+        "the fixture binary ({big} bytes) is bigger than the limit"
+    );
+    let out = env.cli(&["deploy", "shop"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("stage: failed"), "{}", stdout(&out));
+    let releases: Vec<_> = std::fs::read_dir(env.data.join("apps/shop/releases"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(
+        releases.is_empty(),
+        "no half release: {:?}",
+        releases.iter().map(|e| e.path()).collect::<Vec<_>>()
+    );
+    assert_eq!(current(&env, "production"), None);
+}

@@ -110,7 +110,8 @@ impl TestEnv {
 
     /// Starts the agent under a file-size limit, which makes large writes fail as on a full disk.
     pub fn start_agent_with_file_limit_kib(&mut self, kib: u64) {
-        let script = format!("ulimit -f {kib}; exec \"$0\" \"$@\"");
+        // A soft limit: a child may raise it again (as a build step does in the deploy test).
+        let script = format!("ulimit -S -f {kib}; exec \"$0\" \"$@\"");
         self.start_agent_via(Some(&script));
     }
 
