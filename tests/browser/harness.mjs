@@ -43,11 +43,13 @@ export async function freePort() {
 
 export class Agent {
   /** `body` is the config after [agent]; @FIXTURE@ is replaced. */
-  static async start(body) {
+  static async start(body, prepare) {
     for (const f of [HOMEPORT, FIXTURE]) {
       if (!existsSync(f)) throw new Error(`${f} is missing: cargo build --workspace --bins`);
     }
     const dir = mkdtempSync(join(tmpdir(), 'homeport-browser-'));
+    // Files the config refers to (a git source, say) are made before the agent reads it.
+    prepare?.(dir);
     const data = join(dir, 'data');
     const config = join(dir, 'homeport.toml');
     writeFileSync(config, `# Homeport browser test config\n[agent]\nport = 0\ndata_dir = "${data}"\n\n${body.replaceAll('@FIXTURE@', FIXTURE).replaceAll('@DIR@', dir)}`);

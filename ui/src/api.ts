@@ -79,6 +79,19 @@ export interface EnvBackups { app: string; env: string; schedule: string | null;
 export interface RestoreOutcome { backup: number; restored: string[]; safety_copies: string[] }
 export interface VerifyOutcome { id: number; ok: boolean; problems: string[] }
 
+export type DeployKind = 'deploy' | 'promote' | 'rollback' | 'update';
+export interface StepRecord { name: string; ok: boolean; ms: number; detail: string | null }
+export interface DeployRecord {
+  id: number; app: string; env: string; kind: DeployKind; release: string | null; previous: string | null;
+  commit: string | null; started: string; finished: string | null; result: string; error: string | null;
+  steps: StepRecord[]; diagnostics: string | null;
+}
+export type DeployEvent =
+  | { type: 'step'; name: string; status: string; ms: number | null; detail: string | null }
+  | { type: 'output'; step: string; line: string }
+  | { type: 'done'; record: DeployRecord };
+export interface AppInfo { name: string; deployable: boolean; envs: { env: string; current: string | null }[] }
+
 export class ApiError extends Error {
   constructor(public status: number, public kind: string, message: string, public body?: unknown) {
     super(message);
@@ -118,6 +131,43 @@ export const backups = () => call<EnvBackups[]>('GET', 'api/v1/backups');
 export const backupNow = (target: string) => call<BackupInfo>('POST', 'api/v1/backups', { target });
 export const verifyBackup = (id: number) => call<VerifyOutcome>('POST', `api/v1/backups/${id}/verify`);
 export const restore = (target: string, backup: number) => call<RestoreOutcome>('POST', 'api/v1/restore', { target, backup });
+
+export const apps = () => call<AppInfo[]>('GET', 'api/v1/apps');
+export const deploys = (app: string) => call<DeployRecord[]>('GET', `api/v1/deploys?app=${encodeURIComponent(app)}`);
+
+/** Starts a deploy and calls `onEvent` for each step and output line as it happens; resolves
+ *  with the final record. */
+export async function deploy(
+  req: { app: string; env: string; kind: DeployKind; from_env?: string; release?: string },
+  onEvent: (e: DeployEvent) => void,
+): Promise<DeployRecord> {
+  const resp = await fetch('api/v1/deploy', {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(req),
+  });
+  if (!resp.ok || !resp.body) {
+    const err = (await resp.json().catch(() => ({}))) as { kind?: string; message?: string };
+    throw new ApiError(resp.status, err.kind ?? 'http', err.message ?? `HTTP ${resp.status}`);
+  }
+  const reader = resp.body.getReader();
+  const decoder = new TextDecoder();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += decoder.decode(value, { stream: true });
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const ev = JSON.parse(buf.slice(0, i)) as DeployEvent;
+      buf = buf.slice(i + 1);
+      onEvent(ev);
+      if (ev.type === 'done') return ev.record;
+    }
+  }
+  throw new ApiError(0, 'stream', 'the deploy stream ended early');
+}
 
 /** Live status: a snapshot first, then every event; `resync` replaces the snapshot when the
  *  browser fell behind. Returns a function that closes the stream. */

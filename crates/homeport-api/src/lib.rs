@@ -89,6 +89,7 @@ pub fn router(core: CoreHandle, token: &str, addr: SocketAddr, ui_dir: Option<Pa
         .route("/api/v1/restore", post(routes::restore))
         .route("/api/v1/deploy", post(routes::deploy))
         .route("/api/v1/releases", get(routes::releases))
+        .route("/api/v1/apps", get(routes::apps))
         .route("/api/v1/update-check", get(routes::update_check))
         .route("/api/v1/deploys", get(routes::deploys))
         .route("/api/v1/{action}", post(routes::act))

@@ -436,3 +436,7 @@ pub async fn update_check(State(st): State<AppState>, Query(p): Query<AppParams>
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, "git", e.to_string()),
     }
 }
+
+pub async fn apps(State(st): State<AppState>) -> Response {
+    Json(st.core.apps()).into_response()
+}

@@ -508,6 +508,14 @@ async fn activate(
 
     // Undo: diagnostics first, while the failed release's state is still there.
     run.record.diagnostics = Some(diagnostics(core, &target, &run.output));
+    run.emit(DeployEvent::Step {
+        name: "roll back".into(),
+        status: "started".into(),
+        ms: None,
+        detail: None,
+    })
+    .await;
+    let undo_started = Instant::now();
     let undo: Result<(), String> = async {
         match &previous {
             Some(prev) => {
@@ -547,10 +555,24 @@ async fn activate(
         (Some(p), false) => format!("switched back to {p}"),
         (None, _) => "there was no earlier release; the environment is stopped".into(),
     };
-    let r = run
-        .step("roll back", async { undo.map(|()| what.clone()) })
-        .await;
-    match r {
+    let ms = undo_started.elapsed().as_millis() as u64;
+    let detail = undo.as_ref().err().cloned();
+    run.record.steps.push(StepRecord {
+        name: "roll back".into(),
+        ok: undo.is_ok(),
+        ms,
+        detail: detail.clone(),
+    });
+    let status = if undo.is_ok() { "ok" } else { "failed" };
+    run.emit(DeployEvent::Step {
+        name: "roll back".into(),
+        status: status.into(),
+        ms: Some(ms),
+        detail,
+    })
+    .await;
+    run.save();
+    match undo.map(|()| what) {
         Ok(what) => Err(format!("{why}; {what}")),
         Err(e) => Err(format!("{why}; rolling back failed too: {e}")),
     }
@@ -616,9 +638,12 @@ fn diagnostics(core: &Core, target: &Target, output: &[String]) -> String {
         .iter()
         .filter(|s| target.contains(&s.key))
     {
+        let exit = s
+            .last_exit
+            .map_or_else(|| "none".to_owned(), |e| e.to_string());
         d.push_str(&format!(
-            "== {} ({}, last exit {:?}) ==\n",
-            s.key, s.state, s.last_exit
+            "== {} ({}, last exit: {exit}) ==\n",
+            s.key, s.state
         ));
         let q = LogQuery {
             tail: Some(200),
@@ -703,4 +728,25 @@ pub(crate) fn releases(core: &Core, app: &str) -> Result<Vec<ReleaseInfo>, Deplo
         .collect();
     out.reverse();
     Ok(out)
+}
+
+pub(crate) fn apps(core: &Core) -> Vec<homeport_types::AppInfo> {
+    let config = core.config();
+    config
+        .apps
+        .iter()
+        .map(|a| homeport_types::AppInfo {
+            name: a.name.clone(),
+            deployable: a.source.is_some(),
+            envs: config
+                .envs
+                .iter()
+                .filter(|e| e.app == a.name)
+                .map(|e| homeport_types::EnvRelease {
+                    env: e.env.clone(),
+                    current: homeport_deploy::current(&current_link(core, &a.name, &e.env)),
+                })
+                .collect(),
+        })
+        .collect()
 }

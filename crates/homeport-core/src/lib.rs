@@ -176,6 +176,11 @@ impl Core {
             .map_err(|e| DeployRefused::Invalid(e.to_string()))
     }
 
+    /// Every app with its environments' current releases.
+    pub fn apps(&self) -> Vec<homeport_types::AppInfo> {
+        deploy::apps(self)
+    }
+
     pub fn releases(&self, app: &str) -> Result<Vec<homeport_types::ReleaseInfo>, DeployRefused> {
         deploy::releases(self, app)
     }

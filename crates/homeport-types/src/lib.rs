@@ -680,6 +680,21 @@ pub enum DeployEvent {
     },
 }
 
+/// An app as the Deploys screen needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppInfo {
+    pub name: String,
+    /// It has a `source` to build and deploy from.
+    pub deployable: bool,
+    pub envs: Vec<EnvRelease>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvRelease {
+    pub env: String,
+    pub current: Option<String>,
+}
+
 /// A release of an app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseInfo {
