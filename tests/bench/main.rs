@@ -6,6 +6,7 @@
 //! ```
 
 mod backup;
+mod deploy;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-struct Bins {
+pub(crate) struct Bins {
     homeport: PathBuf,
     fixture: PathBuf,
 }
@@ -31,6 +32,7 @@ pub(crate) struct Row {
 fn main() -> Res<()> {
     let mut idle_secs = 60u64;
     let mut only_backup = false;
+    let mut only_deploy = false;
     let mut runs = 3usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -38,6 +40,7 @@ fn main() -> Res<()> {
             "--idle-secs" => idle_secs = args.next().ok_or("--idle-secs N")?.parse()?,
             "--runs" => runs = args.next().ok_or("--runs N")?.parse()?,
             "--backup" => only_backup = true,
+            "--deploy" => only_deploy = true,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -50,6 +53,10 @@ fn main() -> Res<()> {
         if !b.exists() {
             return Err(format!("{} is missing: cargo build --release --bins", b.display()).into());
         }
+    }
+    if only_deploy {
+        print_rows(deploy::run(&bins, runs)?);
+        return Ok(());
     }
     if only_backup {
         print_rows(backup::run()?);
@@ -84,14 +91,14 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// A temp folder with a config and a running agent; the agent is stopped (SIGTERM) on drop.
-struct Agent {
+pub(crate) struct Agent {
     dir: tempfile::TempDir,
     child: std::process::Child,
-    rt: tokio::runtime::Runtime,
+    pub(crate) rt: tokio::runtime::Runtime,
 }
 
 impl Agent {
-    fn start(bins: &Bins, body: &str) -> Res<Self> {
+    pub(crate) fn start(bins: &Bins, body: &str) -> Res<Self> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         let config = dir.path().join("homeport.toml");
@@ -118,12 +125,12 @@ impl Agent {
         Ok(Self { dir, child, rt })
     }
 
-    fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
     /// Polls status every 2 ms until `pred` holds for it.
-    fn wait(
+    pub(crate) fn wait(
         &self,
         limit: Duration,
         pred: impl Fn(&homeport_types::StatusSnapshot) -> bool,
