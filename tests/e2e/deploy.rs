@@ -553,3 +553,98 @@ fn a_full_disk_while_staging_leaves_no_half_release() {
     );
     assert_eq!(current(&env, "production"), None);
 }
+
+#[test]
+fn blue_green_deploys_and_rollbacks_refuse_no_request() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let env = TestEnv::new(
+        r#"
+[apps.shop]
+source = "@HOME@/src"
+build = ["sh build.sh"]
+artifacts = ["out"]
+keep_releases = 4
+
+[apps.shop.env.production]
+autostart = true
+health_deadline = "10s"
+
+[apps.shop.env.production.services.web]
+command = ["{release}/out/run.sh", "--port", "{port}"]
+strategy = "blue-green"
+port = @P0@
+ports = { blue = @P1@, green = @P2@ }
+health = { http = "/health", interval = "100ms" }
+"#,
+    );
+    let src = Source::new(env.dir.path());
+    let mut env = env;
+    env.start_agent();
+    assert!(env.cli(&["deploy", "shop"]).status.success());
+    let public = env.ports[0];
+    let (code, _) = raw_http(
+        public,
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(code, 200, "the proxy serves the first release");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let client = {
+        let (stop, ok, failed) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let good = std::panic::catch_unwind(|| {
+                    raw_http(
+                        public,
+                        "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    )
+                    .0 == 200
+                })
+                .unwrap_or(false);
+                if good {
+                    ok.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed)
+                };
+            }
+        })
+    };
+    for i in 0..10 {
+        src.commit(&format!("release {i}"));
+        let out = env.cli(&["deploy", "shop"]);
+        assert!(
+            out.status.success(),
+            "deploy {i}: {}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).contains("switch web (blue-green)"),
+            "{}",
+            stdout(&out)
+        );
+    }
+    for _ in 0..2 {
+        let out = env.cli(&["rollback", "shop"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    stop.store(true, Ordering::Relaxed);
+    client.join().expect("client");
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert!(ok > 100, "the client kept asking: {ok}");
+    assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
+    // One instance runs, the other is idle.
+    let status = env.status();
+    let states: Vec<_> = status
+        .services
+        .iter()
+        .map(|s| (s.key.service.clone(), s.state))
+        .collect();
+    assert_eq!(
+        states.iter().filter(|(_, s)| s.is_ready()).count(),
+        1,
+        "{states:?}"
+    );
+}

@@ -20,7 +20,7 @@ pub use diag::{Diagnostic, Diagnostics};
 pub use load::{load, load_str};
 pub use model::{
     AgentSettings, AppSpec, BackupSchedule, BackupSettings, CommandSpec, Config, EnvSpec,
-    HealthCheck, HealthProbe, RestartMode, RestartPolicy, ServiceSpec,
+    HealthCheck, HealthProbe, RestartMode, RestartPolicy, ServiceSpec, SlotSpec,
 };
 pub use paths::{agent_data_dir, default_config_path, default_data_dir, expand_home};
 pub use raw::parse_signal;

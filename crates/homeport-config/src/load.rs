@@ -374,9 +374,29 @@ fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>) -> Config
             };
             for svc in &env.services {
                 let key = ServiceKey::new(app_name, env_name, svc.name.get_ref());
-                if let Some(spec) = resolve_service(base, &env_spec, env, svc, key, &release, sink)
-                {
-                    services.push(spec);
+                match svc.raw.strategy.as_ref().map(|s| s.get_ref().as_str()) {
+                    None | Some("restart") => {
+                        if let Some(spec) =
+                            resolve_service(base, &env_spec, env, svc, key, &release, None, sink)
+                        {
+                            services.push(spec);
+                        }
+                    }
+                    Some("blue-green") => {
+                        services.extend(resolve_blue_green(
+                            base, &env_spec, env, svc, &release, sink,
+                        ));
+                    }
+                    Some(other) => {
+                        let span = svc.raw.strategy.as_ref().map(|s| s.span());
+                        sink.push(
+                            span,
+                            &format!("{}.strategy", svc.path),
+                            format!(
+                                "unknown strategy {other:?}; expected \"restart\" or \"blue-green\""
+                            ),
+                        );
+                    }
                 }
             }
             envs.push(env_spec);
@@ -562,6 +582,63 @@ impl Placeholders<'_> {
     }
 }
 
+/// The two instances of a blue-green service, each on its own internal port.
+fn resolve_blue_green(
+    base: &Path,
+    env_spec: &EnvSpec,
+    env: &EnvNode,
+    svc: &ServiceNode,
+    release: &Path,
+    sink: &mut Sink<'_>,
+) -> Vec<ServiceSpec> {
+    let field = format!("{}.strategy", svc.path);
+    let span = svc.raw.strategy.as_ref().map(|s| s.span());
+    let public = svc
+        .raw
+        .port
+        .as_ref()
+        .and_then(|p| u16::try_from(*p.get_ref()).ok());
+    let slot_port = |name: &str| {
+        svc.raw
+            .ports
+            .get(name)
+            .and_then(|p| u16::try_from(*p.get_ref()).ok())
+    };
+    let (Some(public), Some(blue), Some(green)) = (public, slot_port("blue"), slot_port("green"))
+    else {
+        sink.push(span, &field, "a blue-green service needs `port` (public) and `ports = { blue = N, green = M }` (its two instances)");
+        return Vec::new();
+    };
+    let name = svc.name.get_ref();
+    let key = |slot: &str| ServiceKey::new(&env_spec.app, &env_spec.env, format!("{name}@{slot}"));
+    let autostart = svc.raw.autostart.unwrap_or(env_spec.autostart);
+    [("blue", blue, "green"), ("green", green, "blue")]
+        .into_iter()
+        .filter_map(|(slot, port, other)| {
+            let mut spec = resolve_service(
+                base,
+                env_spec,
+                env,
+                svc,
+                key(slot),
+                release,
+                Some(port),
+                sink,
+            )?;
+            spec.autostart = false;
+            spec.slot = Some(SlotSpec {
+                service: name.clone(),
+                public_port: public,
+                slot: slot.into(),
+                other: key(other),
+                autostart,
+            });
+            Some(spec)
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
 fn resolve_service(
     base: &Path,
     env_spec: &EnvSpec,
@@ -569,6 +646,7 @@ fn resolve_service(
     svc: &ServiceNode,
     key: ServiceKey,
     release: &Path,
+    slot_port: Option<u16>,
     sink: &mut Sink<'_>,
 ) -> Option<ServiceSpec> {
     let raw = &svc.raw;
@@ -579,8 +657,10 @@ fn resolve_service(
         ok &= r.is_some();
         r
     });
+    // An instance of a blue-green service listens on its own port; the proxy has the public one.
+    let port = slot_port.or(port);
     let mut ports = BTreeMap::new();
-    for (name, sp) in &raw.ports {
+    for (name, sp) in raw.ports.iter().filter(|_| slot_port.is_none()) {
         match port_in_range(sp, &format!("{p}.ports.{name}"), false, sink) {
             Some(v) => {
                 ports.insert(name.clone(), v);
@@ -732,6 +812,7 @@ fn resolve_service(
         stop_signal: raw.stop_signal.as_ref().map_or(15, |s| s.get_ref().0),
         stop_timeout: raw.stop_timeout.map_or(Duration::from_secs(10), |d| d.0),
         data_dir: env_spec.data_dir.clone(),
+        slot: None,
     };
     ok.then_some(spec)
 }

@@ -148,6 +148,24 @@ pub struct ServiceSpec {
     pub stop_signal: i32,
     pub stop_timeout: Duration,
     pub data_dir: PathBuf,
+    /// Set for the two instances of a `strategy = "blue-green"` service.
+    pub slot: Option<SlotSpec>,
+}
+
+/// One of the two instances of a blue-green service. The agent's proxy listens on the public
+/// port and forwards to the active instance; a deploy starts the other one, switches, drains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotSpec {
+    /// The service's name in the config (`web` for `web@blue`).
+    pub service: String,
+    pub public_port: u16,
+    /// `blue` or `green`.
+    pub slot: String,
+    /// The other instance.
+    pub other: ServiceKey,
+    /// Whether the service starts with the agent (the instances' own `autostart` is false:
+    /// the agent starts the active one).
+    pub autostart: bool,
 }
 
 impl ServiceSpec {

@@ -59,6 +59,7 @@ pub(crate) const SERVICE_KEYS: &[&str] = &[
     "autostart",
     "stop_signal",
     "stop_timeout",
+    "strategy",
 ];
 pub(crate) const HEALTH_KEYS: &[&str] = &[
     "http",
@@ -152,6 +153,7 @@ pub(crate) struct RawService {
     pub autostart: Option<bool>,
     pub stop_signal: Option<Spanned<Signal>>,
     pub stop_timeout: Option<Dur>,
+    pub strategy: Option<Spanned<String>>,
 }
 
 /// `command = "bin --flag"` (split like a shell would, but never run by one) or `["bin", "--flag"]`.

@@ -468,6 +468,7 @@ async fn activate(
     };
 
     let mut migrated = false;
+    let mut flipped: Vec<std::sync::Arc<crate::proxy::Proxy>> = Vec::new();
     let outcome: Result<(), String> = async {
         if migrate && let Some(line) = &app.migrate {
             let argv = migrate_argv(line, &release_dir, env)?;
@@ -480,23 +481,20 @@ async fn activate(
             homeport_deploy::switch(&l, &r).map_err(|e| e.to_string())
         })
         .await?;
-        let t = target.clone();
+        let (app_name, env_name) = (env.app.clone(), env.env.clone());
         run.step("restart", async move {
-            let outcomes = core
-                .supervisor()
-                .restart(&t, Duration::from_secs(60))
-                .await
-                .map_err(|e| e.to_string())?;
-            match outcomes.iter().find(|o| o.error.is_some()) {
-                Some(o) => Err(format!(
-                    "{}: {}",
-                    o.key,
-                    o.error.clone().unwrap_or_default()
-                )),
-                None => Ok(()),
-            }
+            restart_env(core, &app_name, &env_name).await
         })
         .await?;
+        for p in core.proxies_of(&env.app, &env.env) {
+            let deadline = env.health_deadline;
+            let name = p.service.clone();
+            run.step(&format!("switch {name} (blue-green)"), async {
+                swap(core, &p, deadline).await
+            })
+            .await?;
+            flipped.push(p);
+        }
         let (t, deadline) = (target.clone(), env.health_deadline);
         run.step("health gate", async move {
             health_gate(core, &t, deadline).await
@@ -534,10 +532,11 @@ async fn activate(
                 .await
                 .map_err(|e| e.to_string())?;
         } else if previous.is_some() {
-            core.supervisor()
-                .restart(&target, Duration::from_secs(60))
-                .await
-                .map_err(|e| e.to_string())?;
+            restart_env(core, &env.app, &env.env).await?;
+            // An instance made active by this deploy runs the failed release: swap back.
+            for p in &flipped {
+                swap(core, p, env.health_deadline).await?;
+            }
             health_gate(core, &target, env.health_deadline).await?;
         } else {
             let _ = core.supervisor().stop(&target).await;
@@ -596,8 +595,15 @@ fn migrate_argv(line: &str, release_dir: &Path, env: &EnvSpec) -> Result<Vec<Str
 async fn health_gate(core: &Core, target: &Target, deadline: Duration) -> Result<(), String> {
     let end = tokio::time::Instant::now() + deadline;
     loop {
+        let active: Vec<homeport_types::ServiceKey> =
+            core.all_proxies().iter().map(|p| p.active()).collect();
         let status = core.supervisor().status();
-        let mine: Vec<_> = status.iter().filter(|s| target.contains(&s.key)).collect();
+        let mine: Vec<_> = status
+            .iter()
+            .filter(|s| target.contains(&s.key))
+            // Of a blue-green service, only the active instance counts; the other is idle on purpose.
+            .filter(|s| !s.key.service.contains('@') || active.contains(&s.key))
+            .collect();
         if let Some(bad) = mine.iter().find(|s| {
             s.state.is_settled_down()
                 || s.state == ServiceState::BackingOff
@@ -749,4 +755,95 @@ pub(crate) fn apps(core: &Core) -> Vec<homeport_types::AppInfo> {
                 .collect(),
         })
         .collect()
+}
+
+/// Restarts the environment's services, except the instances of blue-green services (which
+/// [`swap`] handles without downtime).
+async fn restart_env(core: &Core, app: &str, env: &str) -> Result<(), String> {
+    let config = core.config();
+    let keys: Vec<homeport_types::ServiceKey> = config
+        .services
+        .iter()
+        .filter(|s| s.key.app == app && s.key.env == env && s.slot.is_none())
+        .map(|s| s.key.clone())
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let outcomes = core
+        .supervisor()
+        .restart_keys(&keys, Duration::from_secs(60))
+        .await;
+    match outcomes.iter().find(|o| o.error.is_some()) {
+        Some(o) => Err(format!(
+            "{}: {}",
+            o.key,
+            o.error.clone().unwrap_or_default()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Starts the inactive instance (it runs what `current` names now), waits until it is ready,
+/// makes it active, drains the old one and stops it. If the new instance does not come up, it is
+/// stopped and the old one keeps serving: no request is refused either way.
+async fn swap(core: &Core, p: &crate::proxy::Proxy, deadline: Duration) -> Result<(), String> {
+    let next = p.inactive();
+    let t = Target::Service(next.clone());
+    let _ = core.supervisor().stop(&t).await;
+    let started = core
+        .supervisor()
+        .start(&t, Duration::from_secs(60))
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(o) = started.iter().find(|o| o.error.is_some()) {
+        return Err(format!(
+            "{}: {}",
+            o.key,
+            o.error.clone().unwrap_or_default()
+        ));
+    }
+    if let Err(e) = instance_ready(core, &next, deadline).await {
+        let _ = core.supervisor().stop(&t).await;
+        return Err(e);
+    }
+    let old = p.flip();
+    p.drain(&old, Duration::from_secs(30)).await;
+    let _ = core.supervisor().stop(&Target::Service(old)).await;
+    Ok(())
+}
+
+/// Waits until one service is ready; fails early when it goes down.
+async fn instance_ready(
+    core: &Core,
+    key: &homeport_types::ServiceKey,
+    deadline: Duration,
+) -> Result<(), String> {
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        let status = core.supervisor().status();
+        let Some(s) = status.iter().find(|s| &s.key == key) else {
+            return Err(format!("no service {key}"));
+        };
+        if s.state.is_ready() {
+            return Ok(());
+        }
+        if s.state.is_settled_down() || s.state == ServiceState::BackingOff {
+            return Err(format!(
+                "{key} is {}{}",
+                s.state,
+                s.message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ));
+        }
+        if tokio::time::Instant::now() > end {
+            return Err(format!(
+                "{key} not healthy within {}",
+                humantime::format_duration(deadline)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -13,6 +13,7 @@
 
 mod backups;
 mod deploy;
+mod proxy;
 pub mod runtime;
 mod settings;
 mod store;
@@ -58,6 +59,8 @@ pub struct Core {
     _recorder: std::thread::JoinHandle<()>,
     backups_running: backups::Running,
     deploy_locks: deploy::Locks,
+    /// The proxies of blue-green services.
+    proxies: Mutex<Vec<Arc<proxy::Proxy>>>,
     /// Events the recorder has written, against [`Hub::records_sent`].
     written: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -109,6 +112,7 @@ impl Core {
             written,
             backups_running: backups::Running::default(),
             deploy_locks: deploy::Locks::default(),
+            proxies: Mutex::new(Vec::new()),
         }))
     }
 
@@ -143,6 +147,24 @@ impl Core {
             tracing::warn!("removed {swept} unfinished backup file(s) left by a crash");
         }
         tokio::spawn(backups::scheduler(Arc::clone(self)));
+        let config = self.config();
+        let mut proxies = Vec::new();
+        for blue in config
+            .services
+            .iter()
+            .filter(|s| s.slot.as_ref().is_some_and(|sl| sl.slot == "blue"))
+        {
+            let Some(slot) = &blue.slot else { continue };
+            let Some(green) = config.service(&slot.other) else {
+                continue;
+            };
+            if let Some(p) = proxy::Proxy::new([blue, green], &config.agent.data_dir) {
+                let p = Arc::new(p);
+                tokio::spawn(Arc::clone(&p).serve(self.shutdown_signal()));
+                proxies.push(p);
+            }
+        }
+        *self.proxies.lock().unwrap_or_else(PoisonError::into_inner) = proxies;
     }
 
     /// Starts a deploy (or promote, rollback, update): checks it, takes the app's lock, and
@@ -232,7 +254,43 @@ impl Core {
     }
 
     pub async fn autostart(&self) -> Vec<ActionOutcome> {
-        self.supervisor.autostart(START_WAIT).await
+        let mut out = self.supervisor.autostart(START_WAIT).await;
+        // Of a blue-green service, only the active instance runs.
+        let active: Vec<ServiceKey> = self
+            .proxies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|p| p.autostart)
+            .map(|p| p.active())
+            .collect();
+        for key in active {
+            if let Ok(o) = self
+                .supervisor
+                .start(&Target::Service(key), START_WAIT)
+                .await
+            {
+                out.extend(o);
+            }
+        }
+        out
+    }
+
+    pub(crate) fn all_proxies(&self) -> Vec<Arc<proxy::Proxy>> {
+        self.proxies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn proxies_of(&self, app: &str, env: &str) -> Vec<Arc<proxy::Proxy>> {
+        self.proxies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|p| p.app == app && p.env == env)
+            .cloned()
+            .collect()
     }
 
     pub fn status(&self) -> StatusSnapshot {

@@ -403,6 +403,13 @@ impl Supervisor {
         out
     }
 
+    /// Stops, then starts, exactly these services (dependents stop first; dependencies start too).
+    pub async fn restart_keys(&self, keys: &[ServiceKey], timeout: Duration) -> Vec<ActionOutcome> {
+        self.stop_keys(keys).await;
+        let keys = self.with_dependencies(keys);
+        self.start_keys(&keys, timeout).await
+    }
+
     /// Stops, then starts, the services of `target`.
     pub async fn restart(
         &self,

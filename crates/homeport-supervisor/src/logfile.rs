@@ -169,6 +169,8 @@ impl FileId {
 pub struct Position {
     pub offset: u64,
     pub ino: Option<FileId>,
+    /// With no file yet (`ino` is None): files born after this time are new to the follower.
+    pub after: Option<std::time::SystemTime>,
 }
 
 /// Reads the lines of a service's log (current file and its rotations, oldest first) that match
@@ -181,7 +183,12 @@ pub fn read_lines(
 ) -> io::Result<(Vec<LogLine>, Position)> {
     let want = query.tail.unwrap_or(usize::MAX);
     let mut newest_first: Vec<LogLine> = Vec::new();
-    let mut end = Position::default();
+    // If the log does not exist yet, everything written from now on is new to a follower —
+    // even what lands in a rotated file before the follower first looks.
+    let mut end = Position {
+        after: Some(std::time::SystemTime::now()),
+        ..Position::default()
+    };
     // Newest file first, so a small tail reads only the end of the current file.
     for n in 0..=keep {
         let p = if n == 0 {
@@ -202,6 +209,7 @@ pub fn read_lines(
             end = Position {
                 offset: len,
                 ino: Some(FileId::of_meta(&meta)),
+                after: None,
             };
             if want == 0 {
                 return Ok((Vec::new(), end)); // only the position was wanted
@@ -297,7 +305,21 @@ pub fn read_new_lines(
     };
     let mut out = Followed::default();
     if pos.ino.is_none() {
-        pos.ino = Some(current);
+        // First sight of a log that did not exist when following began: start with the oldest
+        // file born since then (a fast writer may have rotated already).
+        let born_since = |p: &Path| {
+            fs::metadata(p)
+                .ok()
+                .and_then(|m| m.created().ok())
+                .zip(pos.after)
+                .is_some_and(|(b, a)| b >= a)
+        };
+        let first = (1..=keep)
+            .rev()
+            .map(|n| rotated_path(path, n))
+            .find(|p| p.exists() && born_since(p));
+        pos.ino = Some(first.as_deref().and_then(ino_of).unwrap_or(current));
+        pos.offset = 0;
     }
     if pos.ino != Some(current) {
         // Where is our file now? `.n` for some n, or gone.
@@ -318,6 +340,7 @@ pub fn read_new_lines(
                     *pos = Position {
                         offset: 0,
                         ino: ino_of(&newer),
+                        after: None,
                     };
                 }
                 return Ok(out);
@@ -332,6 +355,7 @@ pub fn read_new_lines(
                 *pos = Position {
                     offset: 0,
                     ino: ino_of(&start),
+                    after: None,
                 };
                 return Ok(out);
             }
@@ -521,6 +545,41 @@ mod tests {
             got.last().is_some_and(|l| l.starts_with("line 9")),
             "it continues with what exists: {got:?}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_follower_of_a_log_not_yet_written_sees_lines_from_before_its_first_look() -> io::Result<()>
+    {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("svc.log");
+        // Following starts before the service has written anything.
+        let (_, mut pos) = read_lines(
+            &path,
+            5,
+            &LogQuery {
+                tail: Some(0),
+                ..Default::default()
+            },
+        )?;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut w = LogWriter::open(&path, 300, 5)?;
+        for i in 0..12 {
+            w.write_line(
+                "t",
+                Stream::Stdout,
+                format!("early {i:02} {}", "q".repeat(40)).as_bytes(),
+            )?;
+        }
+        w.flush()?;
+        assert!(
+            rotated_path(&path, 1).exists(),
+            "it rotated before the follower looked"
+        );
+        let (got, lost) = drain(&path, 5, &mut pos)?;
+        assert!(!lost);
+        assert_eq!(got.len(), 12, "{got:?}");
+        assert!(got[0].starts_with("early 00"));
         Ok(())
     }
 }
