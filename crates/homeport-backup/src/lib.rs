@@ -246,20 +246,27 @@ pub fn sha256_file(path: &Path) -> Result<String, BackupError> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Fails unless the file's SHA-256 is `expected`.
+pub fn check_sha256(path: &Path, expected: &str) -> Result<(), BackupError> {
+    let found = sha256_file(path)?;
+    if found == expected {
+        Ok(())
+    } else {
+        Err(BackupError::Checksum {
+            path: path.to_path_buf(),
+            expected: expected.to_owned(),
+            found,
+        })
+    }
+}
+
 /// Re-checks an artifact: its checksum, and a database's integrity.
 pub fn verify(set_dir: &Path, a: &Artifact) -> Result<(), BackupError> {
     let path = set_dir.join(&a.file);
     if !path.exists() {
         return Err(BackupError::Missing(path));
     }
-    let found = sha256_file(&path)?;
-    if found != a.sha256 {
-        return Err(BackupError::Checksum {
-            path,
-            expected: a.sha256.clone(),
-            found,
-        });
-    }
+    check_sha256(&path, &a.sha256)?;
     if a.kind == ArtifactKind::Database {
         let tmp = set_dir.join(format!(".verify-{}.db", a.name));
         let checked = extract(&path, a.compressed, &tmp).and_then(|()| integrity_check(&tmp));

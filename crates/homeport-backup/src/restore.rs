@@ -10,9 +10,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::{
-    Artifact, BackupError, BackupMethod, backup_database, extract, integrity_check, sha256_file,
-};
+use crate::{Artifact, BackupError, BackupMethod, backup_database, extract, integrity_check};
 
 fn sidecar(db: &Path, suffix: &str) -> PathBuf {
     let mut s = db.as_os_str().to_owned();
@@ -68,14 +66,7 @@ pub fn replace_database(source: &Path, db: &Path) -> Result<(), BackupError> {
 /// Checks an artifact and extracts it to a plain SQLite file at `dest`; refuses a corrupted one.
 pub fn extract_checked(set_dir: &Path, a: &Artifact, dest: &Path) -> Result<(), BackupError> {
     let path = set_dir.join(&a.file);
-    let found = sha256_file(&path)?;
-    if found != a.sha256 {
-        return Err(BackupError::Checksum {
-            path,
-            expected: a.sha256.clone(),
-            found,
-        });
-    }
+    crate::check_sha256(&path, &a.sha256)?;
     extract(&path, a.compressed, dest)?;
     integrity_check(dest)
 }

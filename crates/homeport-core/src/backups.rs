@@ -527,30 +527,7 @@ async fn restart(core: &Core, keys: &[homeport_types::ServiceKey]) {
 /// Starts `keys` and waits (up to a minute) until each is ready; the reason if one is not.
 async fn start_and_check(core: &Core, keys: &[homeport_types::ServiceKey]) -> Option<String> {
     restart(core, keys).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = core.supervisor().status();
-        let mine: Vec<_> = status.iter().filter(|s| keys.contains(&s.key)).collect();
-        if let Some(bad) = mine
-            .iter()
-            .find(|s| s.state.is_settled_down() || s.state == ServiceState::BackingOff)
-        {
-            return Some(format!(
-                "{} is {}{}",
-                bad.key,
-                bad.state,
-                bad.message
-                    .as_ref()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            ));
-        }
-        if mine.iter().all(|s| s.state.is_ready()) {
-            return None;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Some("services did not become ready within a minute".into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::wait_ready(core, keys, Duration::from_secs(60))
+        .await
+        .err()
 }

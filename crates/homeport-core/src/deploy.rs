@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 use homeport_config::{AppSpec, EnvSpec};
 use homeport_deploy::{Manifest, git};
 use homeport_types::{
-    BackupTrigger, DeployEvent, DeployKind, DeployRecord, DeployRequest, ReleaseInfo, ServiceState,
-    StepRecord, Target,
+    BackupTrigger, DeployEvent, DeployKind, DeployRecord, DeployRequest, ReleaseInfo, StepRecord,
+    Target,
 };
 use tokio::sync::mpsc;
 
@@ -142,32 +142,9 @@ impl Run<'_> {
     where
         F: std::future::Future<Output = Result<T, String>>,
     {
-        self.emit(DeployEvent::Step {
-            name: name.into(),
-            status: "started".into(),
-            ms: None,
-            detail: None,
-        })
-        .await;
-        let t = Instant::now();
+        let started = self.begin_step(name).await;
         let r = work.await;
-        let ms = t.elapsed().as_millis() as u64;
-        let detail = r.as_ref().err().cloned();
-        self.record.steps.push(StepRecord {
-            name: name.into(),
-            ok: r.is_ok(),
-            ms,
-            detail: detail.clone(),
-        });
-        let status = if r.is_ok() { "ok" } else { "failed" };
-        self.emit(DeployEvent::Step {
-            name: name.into(),
-            status: status.into(),
-            ms: Some(ms),
-            detail,
-        })
-        .await;
-        self.save();
+        self.end_step(name, started, r.as_ref().err()).await;
         r
     }
 
@@ -179,6 +156,13 @@ impl Run<'_> {
         dir: PathBuf,
         env: Vec<(String, String)>,
     ) -> Result<(), String> {
+        let started = self.begin_step(name).await;
+        let r = self.commands(name, steps, dir, env).await;
+        self.end_step(name, started, r.as_ref().err()).await;
+        r
+    }
+
+    async fn begin_step(&self, name: &str) -> Instant {
         self.emit(DeployEvent::Step {
             name: name.into(),
             status: "started".into(),
@@ -186,17 +170,20 @@ impl Run<'_> {
             detail: None,
         })
         .await;
-        let t = Instant::now();
-        let r = self.commands(name, steps, dir, env).await;
-        let ms = t.elapsed().as_millis() as u64;
-        let detail = r.as_ref().err().cloned();
+        Instant::now()
+    }
+
+    /// Records a finished step, streams its end, and saves the record.
+    async fn end_step(&mut self, name: &str, started: Instant, error: Option<&String>) {
+        let ms = started.elapsed().as_millis() as u64;
+        let detail = error.cloned();
         self.record.steps.push(StepRecord {
             name: name.into(),
-            ok: r.is_ok(),
+            ok: error.is_none(),
             ms,
             detail: detail.clone(),
         });
-        let status = if r.is_ok() { "ok" } else { "failed" };
+        let status = if error.is_none() { "ok" } else { "failed" };
         self.emit(DeployEvent::Step {
             name: name.into(),
             status: status.into(),
@@ -205,7 +192,6 @@ impl Run<'_> {
         })
         .await;
         self.save();
-        r
     }
 
     /// Runs commands in a blocking thread, streaming each output line.
@@ -506,14 +492,7 @@ async fn activate(
 
     // Undo: diagnostics first, while the failed release's state is still there.
     run.record.diagnostics = Some(diagnostics(core, &target, &run.output));
-    run.emit(DeployEvent::Step {
-        name: "roll back".into(),
-        status: "started".into(),
-        ms: None,
-        detail: None,
-    })
-    .await;
-    let undo_started = Instant::now();
+    let undo_started = run.begin_step("roll back").await;
     let undo: Result<(), String> = async {
         match &previous {
             Some(prev) => {
@@ -554,23 +533,8 @@ async fn activate(
         (Some(p), false) => format!("switched back to {p}"),
         (None, _) => "there was no earlier release; the environment is stopped".into(),
     };
-    let ms = undo_started.elapsed().as_millis() as u64;
-    let detail = undo.as_ref().err().cloned();
-    run.record.steps.push(StepRecord {
-        name: "roll back".into(),
-        ok: undo.is_ok(),
-        ms,
-        detail: detail.clone(),
-    });
-    let status = if undo.is_ok() { "ok" } else { "failed" };
-    run.emit(DeployEvent::Step {
-        name: "roll back".into(),
-        status: status.into(),
-        ms: Some(ms),
-        detail,
-    })
-    .await;
-    run.save();
+    run.end_step("roll back", undo_started, undo.as_ref().err())
+        .await;
     match undo.map(|()| what) {
         Ok(what) => Err(format!("{why}; {what}")),
         Err(e) => Err(format!("{why}; rolling back failed too: {e}")),
@@ -591,45 +555,19 @@ fn migrate_argv(line: &str, release_dir: &Path, env: &EnvSpec) -> Result<Vec<Str
         .ok_or_else(|| format!("cannot split the migrate command {line:?}"))
 }
 
-/// Waits until every service of `target` is ready; fails early when one goes down.
+/// Waits until every service of `target` is ready; fails early when one goes down. Of a
+/// blue-green service only the active instance counts; the other is idle on purpose.
 async fn health_gate(core: &Core, target: &Target, deadline: Duration) -> Result<(), String> {
-    let end = tokio::time::Instant::now() + deadline;
-    loop {
-        let active: Vec<homeport_types::ServiceKey> =
-            core.all_proxies().iter().map(|p| p.active()).collect();
-        let status = core.supervisor().status();
-        let mine: Vec<_> = status
-            .iter()
-            .filter(|s| target.contains(&s.key))
-            // Of a blue-green service, only the active instance counts; the other is idle on purpose.
-            .filter(|s| !s.key.service.contains('@') || active.contains(&s.key))
-            .collect();
-        if let Some(bad) = mine.iter().find(|s| {
-            s.state.is_settled_down()
-                || s.state == ServiceState::BackingOff
-                || s.state == ServiceState::Unhealthy
-        }) {
-            return Err(format!(
-                "{} is {}{}",
-                bad.key,
-                bad.state,
-                bad.message
-                    .as_ref()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            ));
-        }
-        if mine.iter().all(|s| s.state.is_ready()) {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > end {
-            return Err(format!(
-                "not healthy within {}",
-                humantime::format_duration(deadline)
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let active: Vec<homeport_types::ServiceKey> =
+        core.all_proxies().iter().map(|p| p.active()).collect();
+    let keys: Vec<homeport_types::ServiceKey> = core
+        .config()
+        .services
+        .iter()
+        .filter(|s| target.contains(&s.key) && (s.slot.is_none() || active.contains(&s.key)))
+        .map(|s| s.key.clone())
+        .collect();
+    crate::wait_ready(core, &keys, deadline).await
 }
 
 fn diagnostics(core: &Core, target: &Target, output: &[String]) -> String {
@@ -803,7 +741,7 @@ async fn swap(core: &Core, p: &crate::proxy::Proxy, deadline: Duration) -> Resul
             o.error.clone().unwrap_or_default()
         ));
     }
-    if let Err(e) = instance_ready(core, &next, deadline).await {
+    if let Err(e) = crate::wait_ready(core, std::slice::from_ref(&next), deadline).await {
         let _ = core.supervisor().stop(&t).await;
         return Err(e);
     }
@@ -811,39 +749,4 @@ async fn swap(core: &Core, p: &crate::proxy::Proxy, deadline: Duration) -> Resul
     p.drain(&old, Duration::from_secs(30)).await;
     let _ = core.supervisor().stop(&Target::Service(old)).await;
     Ok(())
-}
-
-/// Waits until one service is ready; fails early when it goes down.
-async fn instance_ready(
-    core: &Core,
-    key: &homeport_types::ServiceKey,
-    deadline: Duration,
-) -> Result<(), String> {
-    let end = tokio::time::Instant::now() + deadline;
-    loop {
-        let status = core.supervisor().status();
-        let Some(s) = status.iter().find(|s| &s.key == key) else {
-            return Err(format!("no service {key}"));
-        };
-        if s.state.is_ready() {
-            return Ok(());
-        }
-        if s.state.is_settled_down() || s.state == ServiceState::BackingOff {
-            return Err(format!(
-                "{key} is {}{}",
-                s.state,
-                s.message
-                    .as_ref()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            ));
-        }
-        if tokio::time::Instant::now() > end {
-            return Err(format!(
-                "{key} not healthy within {}",
-                humantime::format_duration(deadline)
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

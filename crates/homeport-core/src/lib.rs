@@ -518,6 +518,47 @@ impl Core {
 #[derive(Debug, Clone)]
 pub struct LogCursor(Vec<(ServiceKey, PathBuf, Position)>);
 
+/// Waits until every service in `keys` is ready (healthy, or running without a health check).
+/// Fails at once, naming it, when one goes down (failed, crashed, exited, stopped, backing off,
+/// unhealthy), or when `deadline` passes.
+pub(crate) async fn wait_ready(
+    core: &Core,
+    keys: &[ServiceKey],
+    deadline: Duration,
+) -> Result<(), String> {
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        let status = core.supervisor().status();
+        let mine: Vec<_> = status.iter().filter(|s| keys.contains(&s.key)).collect();
+        let down = |s: &&&homeport_types::ServiceStatus| {
+            s.state.is_settled_down()
+                || matches!(
+                    s.state,
+                    homeport_types::ServiceState::BackingOff
+                        | homeport_types::ServiceState::Unhealthy
+                )
+        };
+        if let Some(bad) = mine.iter().find(down) {
+            let why = bad
+                .message
+                .as_ref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            return Err(format!("{} is {}{why}", bad.key, bad.state));
+        }
+        if mine.iter().all(|s| s.state.is_ready()) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > end {
+            return Err(format!(
+                "not ready within {}",
+                humantime::format_duration(deadline)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error(transparent)]
