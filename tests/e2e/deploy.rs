@@ -648,3 +648,35 @@ health = { http = "/health", interval = "100ms" }
         "{states:?}"
     );
 }
+
+#[test]
+fn a_migrated_release_that_fails_its_health_gate_gets_the_old_schema_and_release_back() {
+    let (mut env, src) = setup("");
+    env.start_agent();
+    assert!(deploy(&env, &["deploy", "shop"]).status.success());
+    let good = current(&env, "production").expect("good");
+    src.write("migrate.sql", "CREATE TABLE IF NOT EXISTS hits (id INTEGER PRIMARY KEY, at TEXT NOT NULL); CREATE TABLE v2_schema(x);\n");
+    src.write("flags", "--fail-health");
+    src.commit("a migration and a release that cannot serve");
+    let out = deploy(&env, &["deploy", "shop"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("restored the database from before the deploy"),
+        "{}",
+        stderr(&out)
+    );
+    let v2: i64 = rusqlite::Connection::open(env.dir.path().join("production.db"))
+        .and_then(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'v2_schema'",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .expect("query");
+    assert_eq!(v2, 0, "the old schema is back");
+    assert_eq!(current(&env, "production"), Some(good));
+    env.wait_service("shop/production/web", "serves the old release again", |s| {
+        s.state == ServiceState::Healthy
+    });
+}

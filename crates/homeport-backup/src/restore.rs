@@ -18,7 +18,9 @@ fn sidecar(db: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Makes a safety copy of `db` (if it exists) into `safety`.
+/// Makes a safety copy of `db` (if it exists) into `safety`: with the backup API, so what is
+/// still in its `-wal` is included. A database too damaged for that — the very case a restore is
+/// for — is copied raw instead, with its `-wal`, `-shm` and `-journal`, so nothing is lost.
 pub fn safety_copy(db: &Path, safety: &Path) -> Result<Option<PathBuf>, BackupError> {
     if !db.exists() {
         return Ok(None);
@@ -26,14 +28,25 @@ pub fn safety_copy(db: &Path, safety: &Path) -> Result<Option<PathBuf>, BackupEr
     if let Some(dir) = safety.parent() {
         fs::create_dir_all(dir).map_err(BackupError::io(dir))?;
     }
-    backup_database(db, safety, BackupMethod::BackupApi)?;
-    integrity_check(safety)?;
+    let online =
+        backup_database(db, safety, BackupMethod::BackupApi).and_then(|()| integrity_check(safety));
+    if online.is_err() {
+        let _ = fs::remove_file(safety);
+        fs::copy(db, safety).map_err(BackupError::io(safety))?;
+        for s in ["-wal", "-shm", "-journal"] {
+            let side = sidecar(db, s);
+            if side.exists() {
+                fs::copy(&side, sidecar(safety, s)).map_err(BackupError::io(&side))?;
+            }
+        }
+    }
     Ok(Some(safety.to_path_buf()))
 }
 
 /// Replaces `db` with the plain SQLite file `source` (which is left in place).
+/// The source is used as it is: callers check it first (a staged backup) or want it back
+/// exactly (a safety copy, which comes back with its own `-wal` if it has one).
 pub fn replace_database(source: &Path, db: &Path) -> Result<(), BackupError> {
-    integrity_check(source)?;
     let tmp = sidecar(db, ".restoring");
     fs::copy(source, &tmp).map_err(BackupError::io(&tmp))?;
     // Backups are single files (rollback-journal mode); a database that ran in WAL mode gets it
@@ -57,6 +70,12 @@ pub fn replace_database(source: &Path, db: &Path) -> Result<(), BackupError> {
         }
     }
     fs::rename(&tmp, db).map_err(BackupError::io(db))?;
+    for s in ["-wal", "-journal"] {
+        let side = sidecar(source, s);
+        if side.exists() {
+            fs::copy(&side, sidecar(db, s)).map_err(BackupError::io(&side))?;
+        }
+    }
     if let Some(dir) = db.parent() {
         crate::sync_dir(dir)?;
     }
@@ -239,6 +258,27 @@ mod tests {
         assert!(
             !names.iter().any(|(n, _)| n.ends_with("app.sock")),
             "{names:?}"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod damaged {
+    use super::*;
+
+    #[test]
+    fn a_damaged_live_database_still_gets_a_safety_copy() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("app.db");
+        fs::write(&db, b"this used to be a database")?;
+        let safety =
+            safety_copy(&db, &dir.path().join("safety/app.db"))?.ok_or("no safety copy")?;
+        assert_eq!(
+            fs::read(&safety)?,
+            b"this used to be a database",
+            "kept byte for byte"
         );
         Ok(())
     }

@@ -124,11 +124,12 @@ pub(crate) async fn take(
     let env = env_of(&config.envs, target)?.clone();
     let _running = core.backups_running.claim(&env.app, &env.env)?;
     let plan = BackupPlan {
-        // Before a deploy, a database that does not exist yet has nothing to keep.
+        // Before a deploy or on schedule, a database that does not exist yet (its service has
+        // not created it) has nothing to keep; a manual backup says it is missing.
         databases: env
             .databases
             .iter()
-            .filter(|(_, p)| trigger != BackupTrigger::PreDeploy || p.exists())
+            .filter(|(_, p)| trigger == BackupTrigger::Manual || p.exists())
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         files: env.files.clone(),
@@ -287,7 +288,7 @@ pub(crate) async fn verify(core: &Core, id: i64) -> Result<VerifyOutcome, Backup
     Ok(VerifyOutcome { id, ok, problems })
 }
 
-/// Runs scheduled backups: checks every 30 s against the wall clock, so a backup missed while
+/// Runs scheduled backups: checks every 5 s against the wall clock, so a backup missed while
 /// the machine slept runs once on wake.
 pub(crate) async fn scheduler(core: std::sync::Arc<Core>) {
     let mut stop = std::pin::pin!(core.shutdown_signal());
@@ -306,13 +307,18 @@ pub(crate) async fn scheduler(core: std::sync::Arc<Core>) {
             };
             if schedule.is_due(last, SystemTime::now()) {
                 let target = Target::Env(env.app.clone(), env.env.clone());
-                if let Err(e) = take(&core, &target, BackupTrigger::Scheduled).await {
-                    tracing::warn!("scheduled backup of {target} failed: {e}");
+                match take(&core, &target, BackupTrigger::Scheduled).await {
+                    // Nothing exists yet to back up: try again on the next tick, quietly.
+                    Err(BackupOpError::Refused(why)) => {
+                        tracing::debug!("scheduled backup of {target}: {why}")
+                    }
+                    Err(e) => tracing::warn!("scheduled backup of {target} failed: {e}"),
+                    Ok(_) => {}
                 }
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(30)) => {}
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
             () = &mut stop => return,
         }
     }
@@ -385,114 +391,38 @@ pub(crate) async fn restore_env(
 
     let _running = core.backups_running.claim(&env.app, &env.env)?;
     // Check every artifact before anything stops.
-    let staged: Vec<(Artifact, PathBuf, PathBuf)> = dbs
-        .iter()
-        .map(|a| {
-            let live = env.databases.get(&a.name).cloned().ok_or_else(|| {
-                BackupOpError::Refused(format!(
-                    "{target} no longer has a database named {}",
-                    a.name
-                ))
-            })?;
-            let mut staged = live.as_os_str().to_owned();
-            staged.push(".from-backup");
-            Ok((a.clone(), live, PathBuf::from(staged)))
-        })
-        .collect::<Result<_, BackupOpError>>()?;
-    {
-        let (staged2, dir2) = (staged.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || {
-            staged2
-                .iter()
-                .try_for_each(|(a, _, tmp)| restore::extract_checked(&dir2, a, tmp))
-        })
-        .await
-        .map_err(|e| BackupOpError::Internal(e.to_string()))??;
-    }
-    let cleanup = |staged: &[(Artifact, PathBuf, PathBuf)]| {
-        for (_, _, tmp) in staged {
-            let _ = std::fs::remove_file(tmp);
-        }
-    };
-
+    let staged = stage_restore(&env, &dir, &dbs).await?;
     let env_target = Target::Env(env.app.clone(), env.env.clone());
-    let before: Vec<_> = core
+    let were_up: Vec<_> = core
         .supervisor()
         .status()
         .into_iter()
         .filter(|s| env_target.contains(&s.key))
-        .collect();
-    let were_up: Vec<_> = before
-        .iter()
         .filter(|s| s.state.is_up() || s.state == ServiceState::BackingOff)
-        .map(|s| s.key.clone())
+        .map(|s| s.key)
         .collect();
     let _ = core.supervisor().stop(&env_target).await;
-
-    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
-        .to_string()
-        .replace(':', "-");
-    let safety_dir = backups_root(core)
-        .join(&env.app)
-        .join(&env.env)
-        .join("safety")
-        .join(&stamp);
-    let swap = {
-        let (staged2, safety_dir2) = (staged.clone(), safety_dir.clone());
-        tokio::task::spawn_blocking(
-            move || -> Result<Vec<(PathBuf, Option<PathBuf>)>, homeport_backup::BackupError> {
-                let mut done = Vec::new();
-                for (a, live, tmp) in &staged2 {
-                    let safety =
-                        restore::safety_copy(live, &safety_dir2.join(format!("{}.db", a.name)))?;
-                    done.push((live.clone(), safety));
-                    restore::replace_database(tmp, live)?;
-                }
-                Ok(done)
-            },
-        )
-        .await
-        .map_err(|e| BackupOpError::Internal(e.to_string()))?
-    };
-    cleanup(&staged);
-    let swapped = match swap {
+    let safety_dir = safety_dir(core, &env);
+    let swapped = match swap_in(staged, safety_dir.clone()).await {
         Ok(s) => s,
         Err(e) => {
             restart(core, &were_up).await;
-            return Err(e.into());
+            return Err(e);
         }
     };
 
     // Start what ran before and check it comes up; otherwise put the old databases back.
-    let problem = start_and_check(core, &were_up).await;
-    if let Some(why) = problem {
+    if let Some(why) = start_and_check(core, &were_up).await {
         let _ = core.supervisor().stop(&env_target).await;
-        let back = swapped.clone();
-        let rollback = tokio::task::spawn_blocking(move || {
-            back.iter().try_for_each(|(live, safety)| match safety {
-                Some(s) => restore::replace_database(s, live),
-                None => Ok(()),
-            })
-        })
-        .await;
-        let rollback = match rollback {
-            Ok(Ok(())) => {
-                let again = start_and_check(core, &were_up).await;
-                match again {
-                    None => {
-                        "the previous database is back in place and its services run".to_owned()
-                    }
-                    Some(w) => format!(
-                        "the previous database is back in place, but its services did not come up: {w}"
-                    ),
-                }
-            }
-            Ok(Err(e)) => format!(
-                "putting the previous database back failed too: {e}; safety copies are in {}",
-                safety_dir.display()
-            ),
+        let rollback = match put_back(swapped).await {
+            Ok(()) => match start_and_check(core, &were_up).await {
+                None => "the previous database is back in place and its services run".to_owned(),
+                Some(w) => format!(
+                    "the previous database is back in place, but its services did not come up: {w}"
+                ),
+            },
             Err(e) => format!(
-                "putting the previous database back failed: {e}; safety copies are in {}",
+                "putting the previous database back failed too: {e}; safety copies are in {}",
                 safety_dir.display()
             ),
         };
@@ -513,6 +443,143 @@ pub(crate) async fn restore_env(
             .filter_map(|(_, s)| s.as_ref().map(|p| p.display().to_string()))
             .collect(),
     })
+}
+
+/// A database to put in place: the artifact, the live path, the checked copy beside it.
+type Staged = Vec<(Artifact, PathBuf, PathBuf)>;
+/// What was swapped: the live path and its safety copy (None: it did not exist before).
+type Swapped = Vec<(PathBuf, Option<PathBuf>)>;
+
+fn safety_dir(core: &Core, env: &EnvSpec) -> PathBuf {
+    let stamp = humantime::format_rfc3339_millis(SystemTime::now())
+        .to_string()
+        .replace(':', "-");
+    backups_root(core)
+        .join(&env.app)
+        .join(&env.env)
+        .join("safety")
+        .join(stamp)
+}
+
+/// Checks each artifact and extracts it beside its live database; nothing live changes.
+async fn stage_restore(
+    env: &EnvSpec,
+    dir: &Path,
+    dbs: &[Artifact],
+) -> Result<Staged, BackupOpError> {
+    let staged: Staged = dbs
+        .iter()
+        .map(|a| {
+            let live = env.databases.get(&a.name).cloned().ok_or_else(|| {
+                BackupOpError::Refused(format!(
+                    "{}/{} no longer has a database named {}",
+                    env.app, env.env, a.name
+                ))
+            })?;
+            let mut tmp = live.as_os_str().to_owned();
+            tmp.push(".from-backup");
+            Ok((a.clone(), live, PathBuf::from(tmp)))
+        })
+        .collect::<Result<_, BackupOpError>>()?;
+    let (s2, d2) = (staged.clone(), dir.to_path_buf());
+    let checked = tokio::task::spawn_blocking(move || {
+        s2.iter()
+            .try_for_each(|(a, _, tmp)| restore::extract_checked(&d2, a, tmp))
+    })
+    .await
+    .map_err(|e| BackupOpError::Internal(e.to_string()))?;
+    if let Err(e) = checked {
+        for (_, _, tmp) in &staged {
+            let _ = std::fs::remove_file(tmp);
+        }
+        return Err(e.into());
+    }
+    Ok(staged)
+}
+
+/// With the services stopped: a safety copy of each live database, then the staged copy in its
+/// place. If one fails, the ones already swapped are put back, so the environment never runs
+/// on a mix of restored and live databases.
+async fn swap_in(staged: Staged, safety_dir: PathBuf) -> Result<Swapped, BackupOpError> {
+    tokio::task::spawn_blocking(move || {
+        let mut done: Swapped = Vec::new();
+        let mut failure = None;
+        for (a, live, tmp) in &staged {
+            let step = restore::safety_copy(live, &safety_dir.join(format!("{}.db", a.name)))
+                .and_then(|safety| {
+                    restore::replace_database(tmp, live)?;
+                    Ok(safety)
+                });
+            match step {
+                Ok(safety) => done.push((live.clone(), safety)),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        for (_, _, tmp) in &staged {
+            let _ = std::fs::remove_file(tmp);
+        }
+        match failure {
+            None => Ok(done),
+            Some(e) => {
+                let undone = put_back_blocking(&done);
+                Err(match undone {
+                    Ok(()) => BackupOpError::Backup(e),
+                    Err(u) => BackupOpError::Refused(format!(
+                        "{e}; putting back the databases already restored failed too: {u}"
+                    )),
+                })
+            }
+        }
+    })
+    .await
+    .map_err(|e| BackupOpError::Internal(e.to_string()))?
+}
+
+fn put_back_blocking(swapped: &Swapped) -> Result<(), homeport_backup::BackupError> {
+    for (live, safety) in swapped {
+        match safety {
+            Some(s) => restore::replace_database(s, live)?,
+            // It did not exist before the restore: remove what the restore put there.
+            None => {
+                let _ = std::fs::remove_file(live);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn put_back(swapped: Swapped) -> Result<(), BackupOpError> {
+    tokio::task::spawn_blocking(move || put_back_blocking(&swapped))
+        .await
+        .map_err(|e| BackupOpError::Internal(e.to_string()))?
+        .map_err(Into::into)
+}
+
+/// For a failed deploy: puts the pre-deploy backup's databases back while the environment's
+/// services are stopped. Unlike a user's restore it never undoes itself because of how the
+/// services then run — the point is to get the old schema back under the old release.
+pub(crate) async fn restore_for_deploy(
+    core: &Core,
+    env: &EnvSpec,
+    backup: i64,
+) -> Result<(), BackupOpError> {
+    let info = core
+        .store()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .backup(backup)?
+        .ok_or_else(|| BackupOpError::NoBackup(backup.to_string()))?;
+    let dbs: Vec<Artifact> = info
+        .artifacts
+        .iter()
+        .map(artifact_of)
+        .filter(|a| a.kind == ArtifactKind::Database)
+        .collect();
+    let staged = stage_restore(env, Path::new(&info.dir), &dbs).await?;
+    swap_in(staged, safety_dir(core, env)).await.map(drop)
 }
 
 async fn restart(core: &Core, keys: &[homeport_types::ServiceKey]) {

@@ -394,10 +394,10 @@ async fn pipeline(
                 .ok_or("there is no earlier release to roll back to")?,
         },
     };
-    if !releases
-        .join(&release)
-        .join(homeport_deploy::MANIFEST)
-        .exists()
+    // Only ids of releases that exist: never a path from the request.
+    if !homeport_deploy::list(&releases)
+        .iter()
+        .any(|m| m.id == release)
     {
         return Err(format!(
             "release {release} does not exist (see `homeport releases {}`)",
@@ -493,40 +493,69 @@ async fn activate(
     // Undo: diagnostics first, while the failed release's state is still there.
     run.record.diagnostics = Some(diagnostics(core, &target, &run.output));
     let undo_started = run.begin_step("roll back").await;
+    let restore_db = migrated && env.restore_on_failure && backup.is_some();
+    // Every undo step runs even if one fails; the errors are reported together.
     let undo: Result<(), String> = async {
-        match &previous {
-            Some(prev) => {
-                let prev_dir = app_dir(core, &app.name).join("releases").join(prev);
-                homeport_deploy::switch(&link, &prev_dir).map_err(|e| e.to_string())?;
-            }
-            None => {
-                let _ = std::fs::remove_file(&link);
-            }
-        }
-        if migrated
-            && env.restore_on_failure
-            && let Some(id) = backup
-        {
-            core.restore(&target, Some(id), None, None)
-                .await
-                .map_err(|e| e.to_string())?;
-        } else if previous.is_some() {
-            restart_env(core, &env.app, &env.env).await?;
-            // An instance made active by this deploy runs the failed release: swap back.
-            for p in &flipped {
-                swap(core, p, env.health_deadline).await?;
-            }
-            health_gate(core, &target, env.health_deadline).await?;
-        } else {
+        let mut errors: Vec<String> = Vec::new();
+        if restore_db || previous.is_none() {
+            // The database is swapped only with nothing running on it.
             let _ = core.supervisor().stop(&target).await;
         }
-        Ok(())
+        let switched = match &previous {
+            Some(prev) => homeport_deploy::switch(
+                &link,
+                &app_dir(core, &app.name).join("releases").join(prev),
+            )
+            .map_err(|e| e.to_string()),
+            None => match std::fs::remove_file(&link) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+                _ => Ok(()),
+            },
+        };
+        if let Err(e) = switched {
+            errors.push(format!("switching back: {e}"));
+        }
+        if restore_db
+            && let Some(id) = backup
+            && let Err(e) = crate::backups::restore_for_deploy(core, env, id).await
+        {
+            errors.push(format!("restoring the database: {e}"));
+        }
+        if previous.is_some() {
+            if let Err(e) = restart_env(core, &env.app, &env.env).await {
+                errors.push(e);
+            }
+            for p in core.proxies_of(&env.app, &env.env) {
+                let back = if restore_db {
+                    // Everything was stopped: the active instance starts on the previous release.
+                    let t = Target::Service(p.active());
+                    core.supervisor()
+                        .start(&t, Duration::from_secs(60))
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                } else if flipped.iter().any(|f| std::sync::Arc::ptr_eq(f, &p)) {
+                    // An instance made active by this deploy runs the failed release: swap back.
+                    swap(core, &p, env.health_deadline).await
+                } else {
+                    Ok(())
+                };
+                if let Err(e) = back {
+                    errors.push(e);
+                }
+            }
+            if let Err(e) = health_gate(core, &target, env.health_deadline).await {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
     }
     .await;
-    let what = match (
-        &previous,
-        migrated && env.restore_on_failure && backup.is_some(),
-    ) {
+    let what = match (&previous, restore_db) {
         (Some(p), true) => {
             format!("switched back to {p} and restored the database from before the deploy")
         }
@@ -542,17 +571,22 @@ async fn activate(
 }
 
 fn migrate_argv(line: &str, release_dir: &Path, env: &EnvSpec) -> Result<Vec<String>, String> {
-    let mut s = line.replace("{release}", &release_dir.display().to_string());
-    s = s
-        .replace("{data_dir}", &env.data_dir.display().to_string())
-        .replace("{app}", &env.app)
-        .replace("{env}", &env.env);
-    for (name, path) in &env.databases {
-        s = s.replace(&format!("{{db.{name}}}"), &path.display().to_string());
-    }
-    shlex::split(&s)
-        .filter(|a| !a.is_empty())
-        .ok_or_else(|| format!("cannot split the migrate command {line:?}"))
+    // Split first, then fill in each word, so a path with spaces or quotes stays one argument.
+    let words = shlex::split(line)
+        .filter(|w| !w.is_empty())
+        .ok_or_else(|| format!("cannot split the migrate command {line:?}"))?;
+    let expand = |w: &str| {
+        let mut s = w.replace("{release}", &release_dir.display().to_string());
+        s = s
+            .replace("{data_dir}", &env.data_dir.display().to_string())
+            .replace("{app}", &env.app)
+            .replace("{env}", &env.env);
+        for (name, path) in &env.databases {
+            s = s.replace(&format!("{{db.{name}}}"), &path.display().to_string());
+        }
+        s
+    };
+    Ok(words.iter().map(|w| expand(w)).collect())
 }
 
 /// Waits until every service of `target` is ready; fails early when one goes down. Of a

@@ -519,8 +519,8 @@ impl Core {
 pub struct LogCursor(Vec<(ServiceKey, PathBuf, Position)>);
 
 /// Waits until every service in `keys` is ready (healthy, or running without a health check).
-/// Fails at once, naming it, when one goes down (failed, crashed, exited, stopped, backing off,
-/// unhealthy), or when `deadline` passes.
+/// Fails at once, naming it, when one goes down (failed, crashed, exited, stopped, backing off),
+/// or when `deadline` passes.
 pub(crate) async fn wait_ready(
     core: &Core,
     keys: &[ServiceKey],
@@ -530,13 +530,10 @@ pub(crate) async fn wait_ready(
     loop {
         let status = core.supervisor().status();
         let mine: Vec<_> = status.iter().filter(|s| keys.contains(&s.key)).collect();
+        // Unhealthy is not yet down: a slow starter may pass within the deadline (a liveness
+        // restart shows as backing off).
         let down = |s: &&&homeport_types::ServiceStatus| {
-            s.state.is_settled_down()
-                || matches!(
-                    s.state,
-                    homeport_types::ServiceState::BackingOff
-                        | homeport_types::ServiceState::Unhealthy
-                )
+            s.state.is_settled_down() || s.state == homeport_types::ServiceState::BackingOff
         };
         if let Some(bad) = mine.iter().find(down) {
             let why = bad
