@@ -23,7 +23,7 @@ pub enum BackupOpError {
     NotFound(String),
     #[error("no backup {0}")]
     NoBackup(String),
-    #[error("a backup or restore of {0} is already running")]
+    #[error("a backup, restore or deploy of {0} is running; try again when it is done")]
     Busy(String),
     #[error(transparent)]
     Backup(#[from] homeport_backup::BackupError),
@@ -45,7 +45,7 @@ pub enum BackupOpError {
 #[derive(Default)]
 pub struct Running(Mutex<HashSet<(String, String)>>);
 
-struct RunningGuard<'a>(&'a Running, (String, String));
+pub(crate) struct RunningGuard<'a>(&'a Running, (String, String));
 
 impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
@@ -58,7 +58,8 @@ impl Drop for RunningGuard<'_> {
 }
 
 impl Running {
-    fn claim(&self, app: &str, env: &str) -> Result<RunningGuard<'_>, BackupOpError> {
+    /// Takes the environment for a backup, restore or deploy; refused while another runs.
+    pub(crate) fn claim(&self, app: &str, env: &str) -> Result<RunningGuard<'_>, BackupOpError> {
         let key = (app.to_owned(), env.to_owned());
         if !self
             .0
@@ -122,7 +123,12 @@ pub(crate) async fn take(
 ) -> Result<BackupInfo, BackupOpError> {
     let config = core.config();
     let env = env_of(&config.envs, target)?.clone();
-    let _running = core.backups_running.claim(&env.app, &env.env)?;
+    // A deploy holds the environment itself and takes its pre-deploy backup inside that claim.
+    let _running = if trigger == BackupTrigger::PreDeploy {
+        None
+    } else {
+        Some(core.backups_running.claim(&env.app, &env.env)?)
+    };
     let plan = BackupPlan {
         // Before a deploy or on schedule, a database that does not exist yet (its service has
         // not created it) has nothing to keep; a manual backup says it is missing.

@@ -433,6 +433,11 @@ async fn activate(
 ) -> Result<(), String> {
     let core = run.core;
     let target = Target::Env(env.app.clone(), env.env.clone());
+    // The environment is the deploy's until it ends: no backup or restore runs meanwhile.
+    let _env = core
+        .backups_running
+        .claim(&env.app, &env.env)
+        .map_err(|e| e.to_string())?;
     let link = current_link(core, &app.name, &env.env);
     let release_dir = app_dir(core, &app.name).join("releases").join(release);
     let previous = run.record.previous.clone();

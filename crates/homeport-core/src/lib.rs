@@ -143,6 +143,7 @@ impl Core {
             );
         }
         let swept = homeport_backup::sweep_partials(&backups::backups_root(self));
+        self.sweep_leftovers();
         if swept > 0 {
             tracing::warn!("removed {swept} unfinished backup file(s) left by a crash");
         }
@@ -217,6 +218,39 @@ impl Core {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .deploys(app, env, 100)?)
+    }
+
+    /// Removes what a crash mid-restore or mid-deploy left: staged and half-copied databases
+    /// beside the live ones, and build worktrees.
+    fn sweep_leftovers(&self) {
+        let config = self.config();
+        for env in &config.envs {
+            for db in env.databases.values() {
+                for suffix in [".from-backup", ".restoring"] {
+                    let mut p = db.as_os_str().to_owned();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(std::path::PathBuf::from(p));
+                }
+            }
+        }
+        for app in &config.apps {
+            let builds = config
+                .agent
+                .data_dir
+                .join("apps")
+                .join(&app.name)
+                .join("build");
+            if builds.exists() {
+                let _ = std::fs::remove_dir_all(&builds);
+                if let Some(source) = &app.source {
+                    let _ = std::process::Command::new("git")
+                        .arg("-C")
+                        .arg(source)
+                        .args(["worktree", "prune"])
+                        .status();
+                }
+            }
+        }
     }
 
     /// Backs up an environment (`APP/ENV`) now.
