@@ -680,3 +680,52 @@ fn a_migrated_release_that_fails_its_health_gate_gets_the_old_schema_and_release
         s.state == ServiceState::Healthy
     });
 }
+
+#[test]
+fn after_a_deploy_killed_past_its_switch_the_release_current_names_is_what_runs() {
+    // A start period long enough for a release that takes 3 s to listen.
+    let mut env =
+        TestEnv::new(&config("").replace(r#"start_period = "0s""#, r#"start_period = "20s""#));
+    let src = Source::new(env.dir.path());
+    env.start_agent();
+    assert!(deploy(&env, &["deploy", "shop"]).status.success());
+    let old = current(&env, "production").expect("old");
+    // The new release takes a while to listen, so the deploy sits in its health gate.
+    src.write("flags", "--listen-after 3000");
+    src.commit("slow to start");
+    let mut running = Command::new(homeport_bin())
+        .args([
+            "--config",
+            &env.config.display().to_string(),
+            "deploy",
+            "shop",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("deploy");
+    let new = env.wait_until("the deploy has switched", || {
+        current(&env, "production").filter(|c| *c != old)
+    });
+    env.kill_agent_hard();
+    let _ = running.wait();
+    env.start_agent();
+    let svc = env.wait_service("shop/production/web", "is healthy", |s| {
+        s.state == ServiceState::Healthy
+    });
+    let exe = std::fs::read_link(format!("/proc/{}/exe", svc.pid.expect("pid"))).expect("exe");
+    assert!(
+        exe.to_string_lossy().contains(&new),
+        "runs {} but current is {new}",
+        exe.display()
+    );
+    let port = agent_port(&env);
+    let token = read(&env.data.join("token"));
+    let deploys: Vec<homeport_types::DeployRecord> = serde_json::from_str(&raw_get_json(
+        port,
+        "/api/v1/deploys?app=shop",
+        token.trim(),
+    ))
+    .expect("deploys");
+    assert_eq!(deploys[0].result, "interrupted");
+}

@@ -59,6 +59,9 @@ pub struct Core {
     _recorder: std::thread::JoinHandle<()>,
     backups_running: backups::Running,
     deploy_locks: deploy::Locks,
+    /// Environments whose deploy an earlier agent did not finish: restarted after autostart, so
+    /// what runs is the release `current` names (re-adopted processes may run the other one).
+    interrupted: Mutex<Vec<(String, String)>>,
     /// The proxies of blue-green services.
     proxies: Mutex<Vec<Arc<proxy::Proxy>>>,
     /// Events the recorder has written, against [`Hub::records_sent`].
@@ -113,6 +116,7 @@ impl Core {
             backups_running: backups::Running::default(),
             deploy_locks: deploy::Locks::default(),
             proxies: Mutex::new(Vec::new()),
+            interrupted: Mutex::new(Vec::new()),
         }))
     }
 
@@ -131,16 +135,21 @@ impl Core {
 
     /// Removes half-written backups a crash left, and starts the backup scheduler.
     pub fn start_background(self: &Arc<Self>) {
-        if let Ok(n) = self
+        if let Ok(envs) = self
             .store
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .interrupt_running_deploys()
-            && n > 0
+            && !envs.is_empty()
         {
             tracing::warn!(
-                "{n} deploy(s) were interrupted when the agent stopped; `current` still names a complete release"
+                "{} deploy(s) were interrupted when the agent stopped; their environments restart on the release `current` names",
+                envs.len()
             );
+            *self
+                .interrupted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = envs;
         }
         let swept = homeport_backup::sweep_partials(&backups::backups_root(self));
         self.sweep_leftovers();
@@ -306,6 +315,27 @@ impl Core {
             {
                 out.extend(o);
             }
+        }
+        let interrupted = std::mem::take(
+            &mut *self
+                .interrupted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for (app, env) in interrupted {
+            // The deploy meant the environment to run: all of its services (of a blue-green
+            // service, the active instance), on the release `current` names.
+            let active: Vec<ServiceKey> = self.all_proxies().iter().map(|p| p.active()).collect();
+            let keys: Vec<ServiceKey> = self
+                .config()
+                .services
+                .iter()
+                .filter(|s| s.key.app == app && s.key.env == env)
+                .filter(|s| s.slot.is_none() || active.contains(&s.key))
+                .map(|s| s.key.clone())
+                .collect();
+            tracing::info!("restarting {app}/{env} after an interrupted deploy");
+            out.extend(self.supervisor.restart_keys(&keys, START_WAIT).await);
         }
         out
     }

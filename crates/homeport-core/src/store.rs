@@ -358,9 +358,18 @@ impl Store {
         rows.collect()
     }
 
-    /// Marks deploys that were running when an agent died.
-    pub fn interrupt_running_deploys(&self) -> rusqlite::Result<usize> {
-        self.conn.execute("UPDATE deploys SET result = 'interrupted', error = 'the agent stopped during this deploy' WHERE result = 'running'", [])
+    /// Marks deploys that were running when an agent died; returns their (app, env).
+    pub fn interrupt_running_deploys(&self) -> rusqlite::Result<Vec<(String, String)>> {
+        let envs: Vec<(String, String)> = self
+            .conn
+            .prepare("SELECT DISTINCT app, env FROM deploys WHERE result = 'running'")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        self.conn.execute(
+            "UPDATE deploys SET result = 'interrupted', error = 'the agent stopped during this deploy' WHERE result = 'running'",
+            [],
+        )?;
+        Ok(envs)
     }
 
     /// The newest `limit` state transitions of a service, newest first (for tests and `status`).
