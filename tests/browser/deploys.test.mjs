@@ -25,7 +25,7 @@ health_deadline = "10s"
 [apps.shop.env.production.services.web]
 command = ["{release}/out/run.sh", "--port", "{port}"]
 port = ${port}
-health = { http = "/health", interval = "100ms", retries = 2, start_period = "0s" }
+health = { http = "/health", interval = "100ms", retries = 20, start_period = "0s" }
 restart = { policy = "on-failure", max_failures = 2 }
 `, (dir) => {
     src = join(dir, 'src');
