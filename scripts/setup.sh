@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building Homeport needs on Debian 12, idempotently: Debian packages (only the
 # missing ones), a check of the Rust and Node.js versions, and the UI's npm packages.
-#   --browser   also Chromium, for the browser tests
+#   --browser   also Chromium, Xvfb and D-Bus, for the browser and tray tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=(build-essential pkg-config git ca-certificates)
-[[ "${1:-}" == "--browser" ]] && need_pkgs+=(chromium)
+# The tray app (src-tauri) links WebKitGTK and the AppIndicator library.
+need_pkgs+=(libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev)
+# --browser: Chromium for the dashboard tests; a virtual display and a session bus for the tray test.
+[[ "${1:-}" == "--browser" ]] && need_pkgs+=(chromium xvfb x11-utils dbus)
 missing=()
 for p in "${need_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
