@@ -37,7 +37,6 @@ fn main() {
         .setup(|app| {
             let prefs = TrayPrefs {
                 start_at_login: agent::autostart_enabled(),
-                notifications_paused: false,
             };
             app.manage(Shown {
                 model: Mutex::new(None),
@@ -123,11 +122,6 @@ fn on_click(app: &AppHandle, id: &MenuId) {
                 Err(e) => tracing::warn!("start at login: {e}"),
             }
         }
-        MenuAction::TogglePauseNotifications => {
-            let state = app.state::<Shown>();
-            let mut prefs = lock(&state.prefs);
-            prefs.notifications_paused = !prefs.notifications_paused;
-        }
         other => {
             tauri::async_runtime::spawn(async move {
                 if let Err(e) = act(other).await {
@@ -177,9 +171,7 @@ async fn act(action: MenuAction) -> Result<(), String> {
         }
         MenuAction::Settings => dashboard(&client, "#/settings").await,
         MenuAction::Logs(k) => dashboard(&client, &format!("#/logs?target={k}")).await,
-        MenuAction::Quit
-        | MenuAction::ToggleStartAtLogin
-        | MenuAction::TogglePauseNotifications => Ok(()),
+        MenuAction::Quit | MenuAction::ToggleStartAtLogin => Ok(()),
     }
 }
 

@@ -38,7 +38,6 @@ pub enum MenuAction {
     OpenDashboardInBrowser,
     Settings,
     ToggleStartAtLogin,
-    TogglePauseNotifications,
     Quit,
 }
 
@@ -78,7 +77,6 @@ impl MenuAction {
             MenuAction::OpenDashboardInBrowser => "dashboard-browser".into(),
             MenuAction::Settings => "settings".into(),
             MenuAction::ToggleStartAtLogin => "start-at-login".into(),
-            MenuAction::TogglePauseNotifications => "pause-notifications".into(),
             MenuAction::Quit => "quit".into(),
         })
     }
@@ -109,7 +107,6 @@ pub enum MenuItem {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TrayPrefs {
     pub start_at_login: bool,
-    pub notifications_paused: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,11 +229,6 @@ impl TrayModel {
             MenuAction::ToggleStartAtLogin,
             "Start at login",
             prefs.start_at_login,
-        ));
-        menu.push(b.check(
-            MenuAction::TogglePauseNotifications,
-            "Pause notifications",
-            prefs.notifications_paused,
         ));
         menu.push(MenuItem::Separator);
         menu.push(b.item(MenuAction::Quit, "Quit Homeport", true));
@@ -594,7 +586,6 @@ mod tests {
         )]);
         let prefs = TrayPrefs {
             start_at_login: true,
-            notifications_paused: false,
         };
         let m = TrayModel::build(&s, prefs, false);
         fn find<'a>(items: &'a [MenuItem], want: &MenuId) -> Option<&'a MenuItem> {
@@ -617,16 +608,13 @@ mod tests {
             find(&m.menu, &MenuAction::ToggleStartAtLogin.id()),
             Some(MenuItem::Check { checked: true, .. })
         ));
-        assert!(matches!(
-            find(&m.menu, &MenuAction::TogglePauseNotifications.id()),
-            Some(MenuItem::Check { checked: false, .. })
-        ));
-        // Capabilities that have not landed (deploy, update) are absent, not dead.
+        // Capabilities that have not landed (deploy, update, notifications) are absent, not dead.
         let mut ids = Vec::new();
         all_ids(&m.menu, &mut ids);
-        assert!(
-            !ids.iter()
-                .any(|i| i.as_str().starts_with("deploy") || i.as_str().starts_with("update"))
-        );
+        assert!(!ids.iter().any(|i| {
+            ["deploy", "update", "pause"]
+                .iter()
+                .any(|p| i.as_str().starts_with(p))
+        }));
     }
 }
