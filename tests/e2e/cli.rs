@@ -85,6 +85,25 @@ health = { http = "/health", interval = "100ms" }
             .is_some_and(|r| r > 0),
         "{json}"
     );
+
+    // A reader that stops early (`homeport status | head -1`) is not an error, nor a panic.
+    for args in [&["status"][..], &["status", "--json"][..]] {
+        let mut child = env
+            .command()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run homeport");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait for homeport");
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{args:?} into a closed pipe: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]

@@ -89,7 +89,7 @@ impl TestEnv {
         fs::write(&self.config, text).expect("rewrite config");
     }
 
-    fn command(&self) -> Command {
+    pub fn command(&self) -> Command {
         let mut c = Command::new(homeport_bin());
         c.arg("--config")
             .arg(&self.config)

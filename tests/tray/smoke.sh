@@ -35,7 +35,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() { echo "not ok - $*" >&2; echo "# fail 1"; exit 1; }
+fail() {
+    echo "not ok - $*" >&2
+    "$bin/homeport" status >&2 || true
+    tail -n 20 "$work/desktop.log" "$work/data/agent.log" >&2 2>/dev/null || true
+    echo "# fail 1"
+    exit 1
+}
 # wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND until it succeeds or the deadline passes.
 wait_for() {
     local deadline=$((SECONDS + $1)) what=$2
@@ -46,7 +52,7 @@ wait_for() {
     done
 }
 agent_pid() { sed -n 's/.*"pid":\([0-9]*\).*/\1/p' "$work/data/agent.json"; }
-healthy() { "$bin/homeport" status --json | grep -q '"state": "healthy"'; }
+healthy() { [[ $("$bin/homeport" status --json) == *'"state": "healthy"'* ]]; }
 tray_running() { pgrep -s "$tray_sid" -f homeport-desktop; }
 start_tray() {
     # Its own session, so that cleanup also ends the session bus and what it activated.

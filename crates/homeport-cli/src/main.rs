@@ -230,11 +230,10 @@ async fn run(cmd: Cmd, config_path: PathBuf) -> Result<(), Failure> {
             if json {
                 let text = serde_json::to_string_pretty(&status)
                     .map_err(|e| Failure::new(1, e.to_string()))?;
-                println!("{text}");
+                print_out(&format!("{text}\n"))
             } else {
-                print!("{}", output::status_table(&status));
+                print_out(&output::status_table(&status))
             }
-            Ok(())
         }
         Cmd::Start { target } => act(&config_path, Action::Start, &target).await,
         Cmd::Stop { target } => act(&config_path, Action::Stop, &target).await,
@@ -355,7 +354,7 @@ async fn run(cmd: Cmd, config_path: PathBuf) -> Result<(), Failure> {
             let list = client(&config_path)?
                 .backups(&target.unwrap_or(Target::All))
                 .await?;
-            print!("{}", output::backups_table(&list));
+            print_out(&output::backups_table(&list))?;
             Ok(())
         }
         Cmd::Restore {
@@ -450,13 +449,13 @@ async fn run(cmd: Cmd, config_path: PathBuf) -> Result<(), Failure> {
                 } else {
                     format!("  ← {}", r.current_in.join(", "))
                 };
-                println!(
-                    "{}  {}{}  {}{live}",
+                print_out(&format!(
+                    "{}  {}{}  {}{live}\n",
                     r.id,
                     &r.commit[..r.commit.len().min(10)],
                     if r.dirty { " dirty" } else { "" },
                     r.time
-                );
+                ))?;
             }
             Ok(())
         }
@@ -466,6 +465,16 @@ async fn run(cmd: Cmd, config_path: PathBuf) -> Result<(), Failure> {
             ServiceCmd::Status => service::status(),
         },
         Cmd::Shim { .. } => Ok(()),
+    }
+}
+
+/// Writes a command's output to stdout. A reader that stops early (`homeport status | head -1`)
+/// closes the pipe: that is success, not a panic.
+fn print_out(text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::new(1, e.to_string())),
+        _ => Ok(()),
     }
 }
 
