@@ -12,6 +12,22 @@ mkdir -p "$work/home"
 sed -e "s|@FIXTURE@|$bin/homeport-fixture|g" -e "s|@DEMO@|$work|g" \
     -e 's/8470/18570/g; s/8471/18571/g' "$(dirname "$0")/../../config/demo.toml" >"$config"
 export HOMEPORT_CONFIG=$config
+# A session bus that activates nothing: no desktop portal (which would mount a FUSE file system
+# in HOME), no accessibility bus; only what the test starts runs on it.
+cat >"$work/bus.conf" <<CONF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:dir=$work</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+CONF
 
 display=:$((90 + RANDOM % 9))
 Xvfb "$display" -screen 0 1280x800x24 -nolisten tcp >/dev/null 2>&1 &
@@ -27,7 +43,7 @@ cleanup() {
         for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     fi
     kill "$xvfb" 2>/dev/null || true
-    # The session bus may have activated the document portal, which mounts a FUSE file system.
+    # In case a portal got started anyway: it mounts a FUSE file system in HOME.
     while read -r _ mnt _; do
         [[ $mnt == "$work"/* ]] && { fusermount3 -uz "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true; }
     done </proc/mounts
@@ -56,7 +72,7 @@ healthy() { [[ $("$bin/homeport" status --json) == *'"state": "healthy"'* ]]; }
 tray_running() { pgrep -s "$tray_sid" -f homeport-desktop; }
 start_tray() {
     # Its own session, so that cleanup also ends the session bus and what it activated.
-    setsid env NO_AT_BRIDGE=1 HOME="$work/home" DISPLAY="$display" dbus-run-session -- \
+    setsid env NO_AT_BRIDGE=1 HOME="$work/home" DISPLAY="$display" dbus-run-session --config-file="$work/bus.conf" -- \
         "$bin/homeport-desktop" >>"$work/desktop.log" 2>&1 &
     tray_sid=$!
     disown
