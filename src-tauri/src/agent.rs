@@ -82,19 +82,7 @@ fn start_agent() -> std::io::Result<String> {
 
 /// Opens `url` with the desktop's opener.
 pub fn open_browser(url: &str) -> Result<(), String> {
-    let opener = if cfg!(target_os = "macos") {
-        "open"
-    } else {
-        "xdg-open"
-    };
-    Command::new(opener)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(drop)
-        .map_err(|e| format!("cannot run {opener}: {e}"))
+    homeport_client::open_in_browser(url).map_err(|e| e.to_string())
 }
 
 fn launcher() -> Result<auto_launch::AutoLaunch, String> {

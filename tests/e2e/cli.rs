@@ -87,7 +87,15 @@ health = { http = "/health", interval = "100ms" }
     );
 
     // A reader that stops early (`homeport status | head -1`) is not an error, nor a panic.
-    for args in [&["status"][..], &["status", "--json"][..]] {
+    assert!(
+        !stdout(&env.cli(&["logs", "a/prod/web", "-n", "10"])).is_empty(),
+        "the fixture logs at start, so `logs` below has something to write"
+    );
+    for args in [
+        &["status"][..],
+        &["status", "--json"][..],
+        &["logs", "a/prod/web", "-n", "10"][..],
+    ] {
         let mut child = env
             .command()
             .args(args)

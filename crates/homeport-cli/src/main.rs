@@ -260,15 +260,8 @@ async fn run(cmd: Cmd, config_path: PathBuf) -> Result<(), Failure> {
             while let Some(item) = stream.next().await {
                 match item? {
                     LogStreamItem::Line(entry) => {
-                        use std::io::Write;
-                        // `homeport logs … | head` closes the pipe early: that is success.
-                        if let Err(e) =
-                            writeln!(std::io::stdout().lock(), "{}", output::log_line(&entry))
-                        {
-                            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                                return Ok(());
-                            }
-                            return Err(Failure::new(1, e.to_string()));
+                        if !write_out(&format!("{}\n", output::log_line(&entry)))? {
+                            return Ok(());
                         }
                     }
                     LogStreamItem::Skipped { count } => {
@@ -468,34 +461,28 @@ async fn run(cmd: Cmd, config_path: PathBuf) -> Result<(), Failure> {
     }
 }
 
-/// Writes a command's output to stdout. A reader that stops early (`homeport status | head -1`)
-/// closes the pipe: that is success, not a panic.
-fn print_out(text: &str) -> Result<(), Failure> {
+/// Writes a command's output to stdout; false when the reader has gone. A reader that stops
+/// early (`homeport status | head -1`, `homeport logs -f | head`) closes the pipe: that is
+/// success, not a panic.
+fn write_out(text: &str) -> Result<bool, Failure> {
     use std::io::Write;
     match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::new(1, e.to_string())),
-        _ => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(Failure::new(1, e.to_string())),
     }
 }
 
-/// Opens `url` with the desktop's opener; false when there is none.
+fn print_out(text: &str) -> Result<(), Failure> {
+    write_out(text).map(drop)
+}
+
+/// Opens `url` in a browser when there is a desktop to show it; false otherwise.
 fn open_browser(url: &str) -> bool {
-    let opener = if cfg!(target_os = "macos") {
-        "open"
-    } else {
-        "xdg-open"
-    };
     let graphical = cfg!(target_os = "macos")
         || std::env::var_os("DISPLAY").is_some()
         || std::env::var_os("WAYLAND_DISPLAY").is_some();
-    graphical
-        && std::process::Command::new(opener)
-            .arg(url)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .is_ok()
+    graphical && homeport_client::open_in_browser(url).is_ok()
 }
 
 fn client(config_path: &std::path::Path) -> Result<Client, Failure> {

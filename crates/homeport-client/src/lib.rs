@@ -308,3 +308,21 @@ fn ndjson<T: DeserializeOwned>(
         },
     )
 }
+
+/// Opens `url` with the desktop's opener (`open` on macOS, `xdg-open` elsewhere), without
+/// waiting for it.
+pub fn open_in_browser(url: &str) -> std::io::Result<()> {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(drop)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot run {opener}: {e}")))
+}
