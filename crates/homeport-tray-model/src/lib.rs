@@ -5,10 +5,14 @@
 //! to the [`MenuAction`] it stands for. Ids are made from actions by one function
 //! ([`MenuAction::id`]) and looked up in a table, never parsed back from strings.
 
+mod notify;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use homeport_types::{Health, ServiceKey, ServiceState, StatusSnapshot};
+use homeport_types::{AppInfo, Health, ServiceKey, ServiceState, StatusSnapshot};
+
+pub use notify::{Notice, Notifier, Screen, Urgency};
 
 /// What the tray's icon shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,14 +35,39 @@ pub enum MenuAction {
     Start(ServiceKey),
     Stop(ServiceKey),
     Restart(ServiceKey),
-    OpenInBrowser { app: String, env: String },
+    OpenInBrowser {
+        app: String,
+        env: String,
+    },
     Logs(ServiceKey),
-    BackupNow { app: String, env: String },
+    BackupNow {
+        app: String,
+        env: String,
+    },
+    /// Build the app's source and roll it out to `env`.
+    Deploy {
+        app: String,
+        env: String,
+    },
+    /// Roll out the release `from` runs to `to`.
+    Promote {
+        app: String,
+        from: String,
+        to: String,
+    },
+    /// Fast-forward the app's source to its upstream, then deploy it to production.
+    Update {
+        app: String,
+    },
     OpenDashboard,
     OpenDashboardInBrowser,
     Settings,
     ToggleStartAtLogin,
+    TogglePauseNotifications,
+    /// Quit the tray; the agent keeps every service running.
     Quit,
+    /// Stop every service, then quit the tray (the agent stays, idle).
+    StopAllAndQuit,
 }
 
 /// An opaque, stable id of a menu item.
@@ -73,11 +102,16 @@ impl MenuAction {
             MenuAction::OpenInBrowser { app, env } => format!("open:{app}/{env}"),
             MenuAction::Logs(k) => format!("logs:{k}"),
             MenuAction::BackupNow { app, env } => format!("backup:{app}/{env}"),
+            MenuAction::Deploy { app, env } => format!("deploy:{app}/{env}"),
+            MenuAction::Promote { app, from, to } => format!("promote:{app}/{from}/{to}"),
+            MenuAction::Update { app } => format!("update:{app}"),
             MenuAction::OpenDashboard => "dashboard".into(),
             MenuAction::OpenDashboardInBrowser => "dashboard-browser".into(),
             MenuAction::Settings => "settings".into(),
             MenuAction::ToggleStartAtLogin => "start-at-login".into(),
+            MenuAction::TogglePauseNotifications => "pause-notifications".into(),
             MenuAction::Quit => "quit".into(),
+            MenuAction::StopAllAndQuit => "stop-all-and-quit".into(),
         })
     }
 }
@@ -107,6 +141,18 @@ pub enum MenuItem {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TrayPrefs {
     pub start_at_login: bool,
+    pub notifications_paused: bool,
+}
+
+/// What the tray knows besides the status snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// The agent's apps (which can deploy, which environments they have).
+    pub apps: Vec<AppInfo>,
+    /// Commits each app's source is behind its upstream, where known.
+    pub behind: BTreeMap<String, u32>,
+    /// A deploy or backup the tray started is running.
+    pub busy: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,8 +195,8 @@ impl TrayModel {
         }
     }
 
-    /// Builds the tray from the agent's status. `busy` is true while a deploy or backup runs.
-    pub fn build(status: &StatusSnapshot, prefs: TrayPrefs, busy: bool) -> Self {
+    /// Builds the tray from the agent's status and what else the tray knows.
+    pub fn build(status: &StatusSnapshot, extras: &Extras, prefs: TrayPrefs) -> Self {
         let mut b = Builder::default();
         let mut apps: BTreeMap<&str, BTreeMap<&str, Vec<&homeport_types::ServiceStatus>>> =
             BTreeMap::new();
@@ -208,6 +254,13 @@ impl TrayModel {
                     items,
                 });
             }
+            if let Some(info) = extras.apps.iter().find(|i| i.name == *app) {
+                let releases = releases_items(&mut b, info, extras.behind.get(*app).copied());
+                if !releases.is_empty() {
+                    env_items.push(MenuItem::Separator);
+                    env_items.extend(releases);
+                }
+            }
             menu.push(MenuItem::Submenu {
                 label: (*app).to_owned(),
                 items: env_items,
@@ -230,15 +283,74 @@ impl TrayModel {
             "Start at login",
             prefs.start_at_login,
         ));
+        menu.push(b.check(
+            MenuAction::TogglePauseNotifications,
+            "Pause notifications",
+            prefs.notifications_paused,
+        ));
         menu.push(MenuItem::Separator);
-        menu.push(b.item(MenuAction::Quit, "Quit Homeport", true));
+        menu.push(MenuItem::Submenu {
+            label: "Quit Homeport".into(),
+            items: vec![
+                b.item(MenuAction::Quit, "Quit, leave services running", true),
+                b.item(
+                    MenuAction::StopAllAndQuit,
+                    "Stop all services and quit",
+                    true,
+                ),
+            ],
+        });
         TrayModel {
-            icon: icon(status, busy),
+            icon: icon(status, extras.busy),
             tooltip: tooltip(status),
             menu,
             actions: b.actions,
         }
     }
+}
+
+/// Deploy, promote and update items of a deployable app.
+fn releases_items(b: &mut Builder, info: &AppInfo, behind: Option<u32>) -> Vec<MenuItem> {
+    if !info.deployable {
+        return Vec::new();
+    }
+    let has = |env: &str| info.envs.iter().any(|e| e.env == env);
+    let app = info.name.clone();
+    let mut items = Vec::new();
+    if has("production") {
+        items.push(b.item(
+            MenuAction::Deploy {
+                app: app.clone(),
+                env: "production".into(),
+            },
+            "Deploy to production",
+            true,
+        ));
+        if has("beta") {
+            items.push(b.item(
+                MenuAction::Promote {
+                    app: app.clone(),
+                    from: "beta".into(),
+                    to: "production".into(),
+                },
+                "Promote beta → production",
+                true,
+            ));
+        }
+        match behind {
+            Some(0) => items.push(MenuItem::Label("Source up to date".into())),
+            Some(n) => items.push(b.item(
+                MenuAction::Update { app },
+                &format!(
+                    "Update available ({n} commit{})",
+                    if n == 1 { "" } else { "s" }
+                ),
+                true,
+            )),
+            None => {}
+        }
+    }
+    items
 }
 
 #[derive(Default)]
@@ -432,7 +544,7 @@ mod tests {
                 Health::Unknown,
             ),
         ]);
-        let m = TrayModel::build(&s, TrayPrefs::default(), false);
+        let m = TrayModel::build(&s, &Extras::default(), TrayPrefs::default());
         let mut ids = Vec::new();
         all_ids(&m.menu, &mut ids);
         let unique: std::collections::BTreeSet<_> = ids.iter().collect();
@@ -460,11 +572,19 @@ mod tests {
             Health::Healthy,
         )]);
         assert_eq!(
-            TrayModel::build(&healthy, TrayPrefs::default(), false).icon,
+            TrayModel::build(&healthy, &Extras::default(), TrayPrefs::default()).icon,
             TrayIcon::Healthy
         );
         assert_eq!(
-            TrayModel::build(&healthy, TrayPrefs::default(), true).icon,
+            TrayModel::build(
+                &healthy,
+                &Extras {
+                    busy: true,
+                    ..Extras::default()
+                },
+                TrayPrefs::default()
+            )
+            .icon,
             TrayIcon::Busy
         );
         let restarting = snapshot(vec![svc(
@@ -475,7 +595,7 @@ mod tests {
             Health::Unknown,
         )]);
         assert_eq!(
-            TrayModel::build(&restarting, TrayPrefs::default(), false).icon,
+            TrayModel::build(&restarting, &Extras::default(), TrayPrefs::default()).icon,
             TrayIcon::Degraded
         );
         let unhealthy_beta = snapshot(vec![
@@ -495,7 +615,7 @@ mod tests {
             ),
         ]);
         assert_eq!(
-            TrayModel::build(&unhealthy_beta, TrayPrefs::default(), false).icon,
+            TrayModel::build(&unhealthy_beta, &Extras::default(), TrayPrefs::default()).icon,
             TrayIcon::Degraded
         );
         let failed = snapshot(vec![svc(
@@ -506,7 +626,7 @@ mod tests {
             Health::Unknown,
         )]);
         assert_eq!(
-            TrayModel::build(&failed, TrayPrefs::default(), false).icon,
+            TrayModel::build(&failed, &Extras::default(), TrayPrefs::default()).icon,
             TrayIcon::Down
         );
         let stopped_by_user = snapshot(vec![svc(
@@ -517,7 +637,7 @@ mod tests {
             Health::Unknown,
         )]);
         assert_eq!(
-            TrayModel::build(&stopped_by_user, TrayPrefs::default(), false).icon,
+            TrayModel::build(&stopped_by_user, &Extras::default(), TrayPrefs::default()).icon,
             TrayIcon::Healthy
         );
         assert_eq!(
@@ -566,11 +686,11 @@ mod tests {
             ),
         ]);
         assert_eq!(
-            TrayModel::build(&s, TrayPrefs::default(), false).tooltip,
+            TrayModel::build(&s, &Extras::default(), TrayPrefs::default()).tooltip,
             "clauset: production healthy · 2 apps · 5 services"
         );
         assert_eq!(
-            TrayModel::build(&snapshot(vec![]), TrayPrefs::default(), false).tooltip,
+            TrayModel::build(&snapshot(vec![]), &Extras::default(), TrayPrefs::default()).tooltip,
             "Homeport · 0 apps · 0 services"
         );
     }
@@ -586,8 +706,9 @@ mod tests {
         )]);
         let prefs = TrayPrefs {
             start_at_login: true,
+            notifications_paused: false,
         };
-        let m = TrayModel::build(&s, prefs, false);
+        let m = TrayModel::build(&s, &Extras::default(), prefs);
         fn find<'a>(items: &'a [MenuItem], want: &MenuId) -> Option<&'a MenuItem> {
             items.iter().find_map(|i| match i {
                 MenuItem::Action { id, .. } | MenuItem::Check { id, .. } if id == want => Some(i),
@@ -608,13 +729,147 @@ mod tests {
             find(&m.menu, &MenuAction::ToggleStartAtLogin.id()),
             Some(MenuItem::Check { checked: true, .. })
         ));
-        // Capabilities that have not landed (deploy, update, notifications) are absent, not dead.
+        assert!(matches!(
+            find(&m.menu, &MenuAction::TogglePauseNotifications.id()),
+            Some(MenuItem::Check { checked: false, .. })
+        ));
+        // Without app facts there is nothing to deploy: no dead Deploy items.
         let mut ids = Vec::new();
         all_ids(&m.menu, &mut ids);
-        assert!(!ids.iter().any(|i| {
-            ["deploy", "update", "pause"]
+        assert!(
+            !ids.iter().any(|i| {
+                ["deploy", "promote", "update"]
+                    .iter()
+                    .any(|p| i.as_str().starts_with(p))
+            }),
+            "{ids:?}"
+        );
+        // Quitting asks: leave services running (first, the default) or stop them.
+        let quit = m.menu.iter().find_map(|i| match i {
+            MenuItem::Submenu { label, items } if label == "Quit Homeport" => Some(items),
+            _ => None,
+        });
+        let quit = quit.expect("a Quit submenu");
+        assert!(matches!(&quit[0], MenuItem::Action { id, .. } if *id == MenuAction::Quit.id()));
+        assert!(
+            matches!(&quit[1], MenuItem::Action { id, .. } if *id == MenuAction::StopAllAndQuit.id())
+        );
+    }
+
+    fn app_info(name: &str, deployable: bool, envs: &[&str]) -> AppInfo {
+        AppInfo {
+            name: name.into(),
+            deployable,
+            envs: envs
                 .iter()
-                .any(|p| i.as_str().starts_with(p))
+                .map(|e| homeport_types::EnvRelease {
+                    env: (*e).into(),
+                    current: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn labels(items: &[MenuItem]) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in items {
+            match i {
+                MenuItem::Action { label, .. } | MenuItem::Check { label, .. } => {
+                    out.push(label.clone())
+                }
+                MenuItem::Label(l) => out.push(l.clone()),
+                MenuItem::Submenu { label, items } => {
+                    out.push(label.clone());
+                    out.extend(labels(items));
+                }
+                MenuItem::Separator => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn deployable_apps_offer_deploy_promote_and_update() {
+        let s = snapshot(vec![
+            svc(
+                "clauset",
+                "production",
+                "server",
+                ServiceState::Healthy,
+                Health::Healthy,
+            ),
+            svc(
+                "clauset",
+                "beta",
+                "server",
+                ServiceState::Healthy,
+                Health::Healthy,
+            ),
+            svc(
+                "relay",
+                "production",
+                "web",
+                ServiceState::Running,
+                Health::Unknown,
+            ),
+            svc(
+                "notes",
+                "dev",
+                "web",
+                ServiceState::Running,
+                Health::Unknown,
+            ),
+        ]);
+        let extras = Extras {
+            apps: vec![
+                app_info("clauset", true, &["production", "beta"]),
+                app_info("relay", false, &["production"]),
+                app_info("notes", true, &["dev"]),
+            ],
+            behind: BTreeMap::from([("clauset".to_owned(), 3)]),
+            busy: false,
+        };
+        let m = TrayModel::build(&s, &extras, TrayPrefs::default());
+        let ids: std::collections::BTreeSet<MenuId> = m.actions().map(MenuAction::id).collect();
+        let clauset = |a: MenuAction| ids.contains(&a.id());
+        assert!(clauset(MenuAction::Deploy {
+            app: "clauset".into(),
+            env: "production".into()
         }));
+        assert!(clauset(MenuAction::Promote {
+            app: "clauset".into(),
+            from: "beta".into(),
+            to: "production".into()
+        }));
+        assert!(clauset(MenuAction::Update {
+            app: "clauset".into()
+        }));
+        // relay has no source; notes has no production: neither offers a deploy.
+        let releases_of = |app: &str| {
+            m.actions()
+                .filter(|a| {
+                    matches!(a,
+                        MenuAction::Deploy { app: x, .. }
+                        | MenuAction::Promote { app: x, .. }
+                        | MenuAction::Update { app: x } if x == app)
+                })
+                .count()
+        };
+        assert_eq!(releases_of("relay"), 0);
+        assert_eq!(releases_of("notes"), 0);
+        let all = labels(&m.menu);
+        assert!(
+            all.contains(&"Update available (3 commits)".to_owned()),
+            "{all:?}"
+        );
+        assert!(all.contains(&"Promote beta → production".to_owned()));
+
+        let up_to_date = Extras {
+            behind: BTreeMap::from([("clauset".to_owned(), 0)]),
+            ..extras
+        };
+        let m = TrayModel::build(&s, &up_to_date, TrayPrefs::default());
+        assert!(!m.actions().any(|a| matches!(a, MenuAction::Update { .. })));
+        assert!(labels(&m.menu).contains(&"Source up to date".to_owned()));
     }
 }
