@@ -147,6 +147,119 @@ fn state_changes_from_another_origin_are_refused() {
 }
 
 #[test]
+fn the_tray_windows_origin_gets_cors_but_must_use_the_token() {
+    let mut env = TestEnv::new(CONFIG);
+    env.start_agent();
+    let port = agent_port(&env);
+    let auth = format!("Bearer {}", token(&env));
+    let app = ("Origin", "tauri://localhost");
+    let header = |head: &str, name: &str| {
+        head.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            })
+            .unwrap_or_default()
+    };
+
+    // The preflight carries no credentials and is answered for the app's origin only.
+    let preflight = |origin: &str| {
+        request(
+            port,
+            "OPTIONS",
+            "/api/v1/start",
+            &[
+                ("Origin", origin),
+                ("Access-Control-Request-Method", "POST"),
+                (
+                    "Access-Control-Request-Headers",
+                    "authorization, content-type",
+                ),
+            ],
+            None,
+        )
+    };
+    let (code, head, _) = preflight("tauri://localhost");
+    assert_eq!(code, 204, "{head}");
+    assert_eq!(
+        header(&head, "access-control-allow-origin"),
+        "tauri://localhost"
+    );
+    assert!(header(&head, "access-control-allow-headers").contains("authorization"));
+    let (code, head, _) = preflight("http://evil.test");
+    assert_ne!(code, 204);
+    assert_eq!(header(&head, "access-control-allow-origin"), "", "{head}");
+
+    // With the token it reads and changes state, even marked cross-site (it is, to WebKit).
+    let (code, head, body) = request(
+        port,
+        "GET",
+        "/api/v1/status",
+        &[
+            app,
+            ("Authorization", &auth),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        header(&head, "access-control-allow-origin"),
+        "tauri://localhost"
+    );
+    let (code, _, body) = request(
+        port,
+        "POST",
+        "/api/v1/start",
+        &[app, ("Authorization", &auth)],
+        Some(r#"{"target":"a/prod/web"}"#),
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, _, body) = request(
+        port,
+        "GET",
+        "/api/v1/events/stream",
+        &[app, ("Authorization", "Bearer wrong")],
+        None,
+    );
+    assert_eq!(code, 401, "{body}");
+
+    // A browser session may not pose as the app's window.
+    let link: homeport_types::SignInLink = serde_json::from_str(
+        &request(
+            port,
+            "POST",
+            "/api/v1/sessions",
+            &[("Authorization", &auth)],
+            None,
+        )
+        .2,
+    )
+    .expect("link");
+    let (_, head, _) = request(
+        port,
+        "GET",
+        link.url
+            .trim_start_matches(&format!("http://127.0.0.1:{port}")),
+        &[],
+        None,
+    );
+    let cookie = header(&head, "set-cookie");
+    let session = cookie.split(';').next().unwrap_or_default();
+    assert!(session.starts_with("homeport_session="), "{head}");
+    let (code, _, _) = request(port, "GET", "/api/v1/status", &[("Cookie", session)], None);
+    assert_eq!(code, 200, "the session works from the agent's own pages");
+    let (code, _, body) = request(
+        port,
+        "GET",
+        "/api/v1/status",
+        &[app, ("Cookie", session)],
+        None,
+    );
+    assert_eq!(code, 403, "{body}");
+}
+
+#[test]
 fn unknown_targets_are_404_and_bad_input_400() {
     let mut env = TestEnv::new(CONFIG);
     env.start_agent();

@@ -13,6 +13,14 @@ use axum::response::{IntoResponse, Response};
 use crate::error;
 
 pub const SESSION_COOKIE: &str = "homeport_session";
+/// Origins of the tray app's own windows, which load the bundled dashboard through Tauri's asset
+/// protocol (`tauri://localhost` on Linux and macOS, `http(s)://tauri.localhost` on Windows).
+/// A web page cannot claim them, and they get no session: their requests must carry the token.
+pub const APP_ORIGINS: [&str; 3] = [
+    "tauri://localhost",
+    "http://tauri.localhost",
+    "https://tauri.localhost",
+];
 /// A sign-in link works once, and only this soon after it was made.
 const TICKET_LIFETIME: Duration = Duration::from_secs(120);
 
@@ -153,6 +161,23 @@ pub async fn check_host_and_origin(
             "the Host header does not name this agent",
         );
     }
+    let app_origin = req.headers().get(header::ORIGIN).is_some_and(is_app_origin);
+    if app_origin {
+        // The tray's window: answer the CORS preflight here (it carries no credentials), and
+        // let `authenticate` insist on the token.
+        let origin = req.headers().get(header::ORIGIN).cloned();
+        let mut resp = if req.method() == Method::OPTIONS {
+            preflight()
+        } else {
+            next.run(req).await
+        };
+        if let Some(o) = origin {
+            let h = resp.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+            h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        }
+        return resp;
+    }
     if req
         .headers()
         .get("sec-fetch-site")
@@ -179,6 +204,27 @@ pub async fn check_host_and_origin(
     next.run(req).await
 }
 
+fn is_app_origin(origin: &HeaderValue) -> bool {
+    origin
+        .to_str()
+        .is_ok_and(|o| APP_ORIGINS.iter().any(|a| a.eq_ignore_ascii_case(o)))
+}
+
+fn preflight() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "authorization, content-type",
+            ),
+            (header::ACCESS_CONTROL_MAX_AGE, "600"),
+        ],
+    )
+        .into_response()
+}
+
 fn changes_state(m: &Method) -> bool {
     !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
@@ -202,6 +248,15 @@ pub async fn authenticate(State(guard): State<Guard>, mut req: Request, next: Ne
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return resp;
     };
+    if principal == Principal::Session
+        && req.headers().get(header::ORIGIN).is_some_and(is_app_origin)
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden_origin",
+            "the app's windows must use the API token",
+        );
+    }
     if principal == Principal::Session && changes_state(req.method()) {
         let ok = req
             .headers()

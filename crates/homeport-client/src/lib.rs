@@ -93,6 +93,12 @@ impl Client {
         &self.base
     }
 
+    /// The API token this client sends (for the tray app's own window, which talks to the
+    /// agent directly).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// A one-time link that signs a browser in to the dashboard.
     pub async fn sign_in_link(&self) -> Result<String, ClientError> {
         let link: SignInLink = self
@@ -165,6 +171,12 @@ impl Client {
             .await?;
         let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0) as u32;
         Ok((n("behind"), n("ahead")))
+    }
+
+    /// The configured apps: which can deploy, and what each environment runs.
+    pub async fn apps(&self) -> Result<Vec<homeport_types::AppInfo>, ClientError> {
+        self.json(self.http.get(format!("{}/api/v1/apps", self.base)))
+            .await
     }
 
     pub async fn releases(
