@@ -1,3 +1,5 @@
+import { invoke, isTauri } from '@tauri-apps/api/core';
+
 // The one module that talks to the agent. Every screen calls the agent through these functions,
 // so the wire format lives in one place (it mirrors crates/homeport-types).
 
@@ -102,13 +104,50 @@ export function keyString(k: ServiceKey): string {
   return `${k.app}/${k.env}/${k.service}`;
 }
 
+// Where the agent is. In a browser the page comes from the agent itself: same origin, signed in
+// by the session cookie. In the tray app's window the page is the bundled UI (tauri://localhost):
+// the tray says where the agent listens and hands over its token, sent as a header.
+interface Connection { base: string; init: RequestInit }
+let connection: Promise<Connection> | null = null;
+
+function connect(): Promise<Connection> {
+  connection ??= isTauri()
+    ? invoke<{ base_url: string; token: string }>('agent_connection').then((c) => ({
+        base: `${c.base_url}/`,
+        init: { credentials: 'omit', headers: { Authorization: `Bearer ${c.token}` } },
+      }))
+    : Promise.resolve({ base: '', init: { credentials: 'same-origin', headers: {} } });
+  // A restarted agent has a new port and token: ask again after a failure.
+  connection.catch(() => (connection = null));
+  return connection;
+}
+
+/** Forget the agent's address and token (after a network error or a 401), so the next request
+ *  asks the tray again. */
+function reconnect() {
+  if (isTauri()) connection = null;
+}
+
+async function send(path: string, init: RequestInit = {}): Promise<Response> {
+  const c = await connect();
+  const headers = { ...(c.init.headers as Record<string, string>), ...(init.headers as Record<string, string>) };
+  try {
+    const resp = await fetch(c.base + path, { ...c.init, ...init, headers });
+    if (resp.status === 401) reconnect();
+    return resp;
+  } catch (e) {
+    reconnect();
+    throw e;
+  }
+}
+
 async function call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
-  const init: RequestInit = { method, credentials: 'same-origin', headers: {} };
+  const init: RequestInit = { method, headers: {} };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
-    (init.headers as Record<string, string>)['Content-Type'] = 'application/json';
+    init.headers = { 'Content-Type': 'application/json' };
   }
-  const resp = await fetch(path, init);
+  const resp = await send(path, init);
   const text = await resp.text();
   const data: unknown = text ? JSON.parse(text) : null;
   if (!resp.ok) {
@@ -141,9 +180,8 @@ export async function deploy(
   req: { app: string; env: string; kind: DeployKind; from_env?: string; release?: string },
   onEvent: (e: DeployEvent) => void,
 ): Promise<DeployRecord> {
-  const resp = await fetch('api/v1/deploy', {
+  const resp = await send('api/v1/deploy', {
     method: 'POST',
-    credentials: 'same-origin',
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify(req),
   });
@@ -169,6 +207,61 @@ export async function deploy(
   throw new ApiError(0, 'stream', 'the deploy stream ended early');
 }
 
+/** Reads a server-sent event stream with fetch (an EventSource cannot send the tray window's
+ *  token), reconnecting with backoff like an EventSource would. Returns a function that closes
+ *  it. */
+function eventStream(
+  path: string,
+  onEvent: (name: string, data: string) => void,
+  connection: (open: boolean) => void,
+): () => void {
+  const abort = new AbortController();
+  const run = async () => {
+    let delay = 500;
+    while (!abort.signal.aborted) {
+      try {
+        const resp = await send(path, { headers: { Accept: 'text/event-stream' }, signal: abort.signal, cache: 'no-store' });
+        if (!resp.ok || !resp.body) throw new ApiError(resp.status, 'http', `HTTP ${resp.status}`);
+        connection(true);
+        delay = 500;
+        const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = '';
+        let name = 'message';
+        let data: string[] = [];
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += value;
+          let i;
+          while ((i = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, i).replace(/\r$/, '');
+            buf = buf.slice(i + 1);
+            if (line === '') {
+              if (data.length) onEvent(name, data.join('\n'));
+              name = 'message';
+              data = [];
+            } else if (!line.startsWith(':')) {
+              const colon = line.indexOf(':');
+              const field = colon < 0 ? line : line.slice(0, colon);
+              const val = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+              if (field === 'event') name = val;
+              else if (field === 'data') data.push(val);
+            }
+          }
+        }
+      } catch {
+        // Closed by us, or the agent went away: retry below unless closed.
+      }
+      if (abort.signal.aborted) return;
+      connection(false);
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 5000);
+    }
+  };
+  void run();
+  return () => abort.abort();
+}
+
 /** Live status: a snapshot first, then every event; `resync` replaces the snapshot when the
  *  browser fell behind. Returns a function that closes the stream. */
 export function subscribeEvents(handlers: {
@@ -176,13 +269,14 @@ export function subscribeEvents(handlers: {
   event: (e: AgentEvent) => void;
   connection: (open: boolean) => void;
 }): () => void {
-  const source = new EventSource('api/v1/events/stream');
-  source.addEventListener('snapshot', (m) => handlers.snapshot(JSON.parse((m as MessageEvent).data)));
-  source.addEventListener('resync', (m) => handlers.snapshot(JSON.parse((m as MessageEvent).data)));
-  source.addEventListener('event', (m) => handlers.event(JSON.parse((m as MessageEvent).data)));
-  source.onopen = () => handlers.connection(true);
-  source.onerror = () => handlers.connection(false);
-  return () => source.close();
+  return eventStream(
+    'api/v1/events/stream',
+    (name, data) => {
+      if (name === 'snapshot' || name === 'resync') handlers.snapshot(JSON.parse(data));
+      else if (name === 'event') handlers.event(JSON.parse(data));
+    },
+    handlers.connection,
+  );
 }
 
 /** Live log lines of a target (APP, APP/ENV or APP/ENV/SERVICE): the last `tail` lines, then
@@ -192,10 +286,12 @@ export function subscribeLogs(
   tail: number,
   handlers: { lines: (l: LogEntry[]) => void; skipped: (n: number | null) => void; connection: (open: boolean) => void },
 ): () => void {
-  const source = new EventSource(`api/v1/logs/stream?target=${encodeURIComponent(target)}&tail=${tail}`);
-  source.addEventListener('lines', (m) => handlers.lines(JSON.parse((m as MessageEvent).data)));
-  source.addEventListener('skipped', (m) => handlers.skipped(JSON.parse((m as MessageEvent).data).count));
-  source.onopen = () => handlers.connection(true);
-  source.onerror = () => handlers.connection(false);
-  return () => source.close();
+  return eventStream(
+    `api/v1/logs/stream?target=${encodeURIComponent(target)}&tail=${tail}`,
+    (name, data) => {
+      if (name === 'lines') handlers.lines(JSON.parse(data));
+      else if (name === 'skipped') handlers.skipped(JSON.parse(data).count);
+    },
+    handlers.connection,
+  );
 }
