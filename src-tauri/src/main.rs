@@ -1,27 +1,43 @@
 //! Homeport in the system tray: a thin client of the agent.
 //!
 //! The tray never owns a service. It finds the agent through its data folder (starting
-//! `homeport agent` detached when none answers), polls its status, and renders what
-//! [`TrayModel`] makes of it; quitting or crashing the tray leaves production running.
+//! `homeport agent` detached when none answers), polls its status, renders what [`TrayModel`]
+//! makes of it, and shows the notifications [`Notifier`] picks; quitting or crashing the tray
+//! leaves production running.
+//!
+//! One instance per user: a second launch hands its arguments to the first and exits.
+//! `homeport-desktop --open SCREEN` (dashboard, settings, logs, events, backups, deploys) opens
+//! the dashboard window on that screen; `--minimized` (used at login) opens nothing.
 
+mod actions;
 mod agent;
+mod commands;
 mod menu;
+mod notify;
+mod windows;
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use homeport_tray_model::{MenuAction, MenuId, TrayModel, TrayPrefs};
-use homeport_types::{Action, Target};
+use homeport_tray_model::{Extras, MenuId, Notifier, TrayModel, TrayPrefs};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Manager, RunEvent};
 
 const TRAY_ID: &str = "homeport";
 const POLL: Duration = Duration::from_secs(2);
+/// How often the tray asks whether each app's source is behind its upstream (a `git fetch`).
+const UPDATE_CHECK: Duration = Duration::from_secs(15 * 60);
 
-/// What the tray shows now; menu clicks are looked up in it.
+/// What the tray shows now and what it knows; menu clicks are looked up in `model`.
 struct Shown {
     model: Mutex<Option<TrayModel>>,
     prefs: Mutex<TrayPrefs>,
+    /// Commits each app's source is behind its upstream.
+    behind: Mutex<BTreeMap<String, u32>>,
+    /// Deploys and backups the tray started that are still running.
+    busy: AtomicUsize,
 }
 
 fn main() {
@@ -33,14 +49,27 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
 
-    let app = tauri::Builder::default()
+    let config = homeport_config::default_config_path();
+    let builder = commands::register(
+        tauri::Builder::default(),
+        homeport_config::agent_data_dir(&config),
+    );
+    let app = builder
+        // First, so that a second instance hands over before it sets anything up.
+        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+            tracing::info!("another launch: {argv:?}");
+            open_requested(app, &argv, "#/");
+        }))
         .setup(|app| {
             let prefs = TrayPrefs {
                 start_at_login: agent::autostart_enabled(),
+                notifications_paused: false,
             };
             app.manage(Shown {
                 model: Mutex::new(None),
                 prefs: Mutex::new(prefs),
+                behind: Mutex::new(BTreeMap::new()),
+                busy: AtomicUsize::new(0),
             });
             let first = TrayModel::disconnected(prefs, "connecting…");
             let tray = TrayIconBuilder::with_id(TRAY_ID)
@@ -49,13 +78,15 @@ fn main() {
                 .menu(&menu::render(app.handle(), &first.menu)?)
                 .show_menu_on_left_click(true)
                 .on_menu_event(|app, event| {
-                    let id = MenuId::from(event.id().as_ref());
-                    on_click(app, &id);
+                    actions::on_click(app, &MenuId::from(event.id().as_ref()));
                 })
                 .build(app)?;
             show(&tray, app.handle(), first)?;
-            let handle = app.handle().clone();
-            tauri::async_runtime::spawn(poll(handle));
+            tracing::info!("tray ready");
+            tauri::async_runtime::spawn(poll(app.handle().clone()));
+            tauri::async_runtime::spawn(check_updates(app.handle().clone()));
+            let argv: Vec<String> = std::env::args().collect();
+            open_requested(app.handle(), &argv, "");
             Ok(())
         })
         .build(tauri::generate_context!());
@@ -76,16 +107,60 @@ fn main() {
     });
 }
 
-/// Polls the agent and re-renders the tray when what it should show changes.
+/// Opens the window a command line asks for: `--open SCREEN`; nothing with `--minimized`;
+/// otherwise `default` (a fragment; empty for none).
+fn open_requested(app: &AppHandle, argv: &[String], default: &str) {
+    let fragment = match argv.iter().position(|a| a == "--open") {
+        Some(i) => match argv.get(i + 1).map(String::as_str) {
+            Some("dashboard") | None => "#/",
+            Some("settings") => "#/settings",
+            Some("logs") => "#/logs",
+            Some("events") => "#/events",
+            Some("backups") => "#/backups",
+            Some("deploys") => "#/deploys",
+            Some(other) => {
+                tracing::warn!("--open {other}: no such screen");
+                "#/"
+            }
+        },
+        None if argv.iter().any(|a| a == "--minimized") => "",
+        None => default,
+    };
+    if !fragment.is_empty()
+        && let Err(e) = windows::open(app, fragment)
+    {
+        tracing::warn!("cannot open the dashboard window: {e}");
+    }
+}
+
+/// Polls the agent, re-renders the tray when what it should show changes, and notifies.
 async fn poll(app: AppHandle) {
     let mut agent = agent::Agent::new();
+    let mut notifier = Notifier::new();
     loop {
-        let prefs = *lock(&app.state::<Shown>().prefs);
+        let state = app.state::<Shown>();
+        let prefs = *lock(&state.prefs);
         let model = match agent.status().await {
-            Ok(status) => TrayModel::build(&status, prefs, false),
+            Ok(status) => {
+                for notice in notifier.observe(&status, Instant::now()) {
+                    if !prefs.notifications_paused {
+                        notify::show(&app, notice);
+                    }
+                }
+                let apps = match agent::client() {
+                    Ok(c) => c.apps().await.unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                };
+                let extras = Extras {
+                    apps,
+                    behind: lock(&state.behind).clone(),
+                    busy: state.busy.load(Ordering::SeqCst) > 0,
+                };
+                TrayModel::build(&status, &extras, prefs)
+            }
             Err(reason) => TrayModel::disconnected(prefs, &reason),
         };
-        let changed = lock(&app.state::<Shown>().model).as_ref() != Some(&model);
+        let changed = lock(&state.model).as_ref() != Some(&model);
         if changed
             && let Some(tray) = app.tray_by_id(TRAY_ID)
             && let Err(e) = show(&tray, &app, model)
@@ -96,88 +171,32 @@ async fn poll(app: AppHandle) {
     }
 }
 
+/// Asks the agent, now and then, how far each deployable app's source is behind its upstream.
+async fn check_updates(app: AppHandle) {
+    loop {
+        if let Ok(client) = agent::client() {
+            let apps = client.apps().await.unwrap_or_default();
+            let mut behind = BTreeMap::new();
+            for a in apps.iter().filter(|a| a.deployable) {
+                match client.update_check(&a.name).await {
+                    Ok((n, _ahead)) => {
+                        behind.insert(a.name.clone(), n);
+                    }
+                    Err(e) => tracing::debug!("update check of {}: {e}", a.name),
+                }
+            }
+            *lock(&app.state::<Shown>().behind) = behind;
+        }
+        tokio::time::sleep(UPDATE_CHECK).await;
+    }
+}
+
 fn show(tray: &TrayIcon, app: &AppHandle, model: TrayModel) -> tauri::Result<()> {
     tray.set_icon(Some(menu::icon(model.icon)?))?;
     tray.set_tooltip(Some(&model.tooltip))?;
     tray.set_menu(Some(menu::render(app, &model.menu)?))?;
     *lock(&app.state::<Shown>().model) = Some(model);
     Ok(())
-}
-
-fn on_click(app: &AppHandle, id: &MenuId) {
-    let action = lock(&app.state::<Shown>().model)
-        .as_ref()
-        .and_then(|m| m.action(id).cloned());
-    let Some(action) = action else {
-        tracing::warn!("a click on {id}, which the current menu does not have");
-        return;
-    };
-    match action {
-        MenuAction::Quit => app.exit(0),
-        MenuAction::ToggleStartAtLogin => {
-            let state = app.state::<Shown>();
-            let mut prefs = lock(&state.prefs);
-            match agent::set_autostart(!prefs.start_at_login) {
-                Ok(()) => prefs.start_at_login = !prefs.start_at_login,
-                Err(e) => tracing::warn!("start at login: {e}"),
-            }
-        }
-        other => {
-            tauri::async_runtime::spawn(async move {
-                if let Err(e) = act(other).await {
-                    tracing::warn!("{e}");
-                }
-            });
-        }
-    }
-}
-
-/// Carries out a menu action that needs the agent.
-async fn act(action: MenuAction) -> Result<(), String> {
-    let client = agent::client()?;
-    let service = |a: Action, k| {
-        let client = &client;
-        async move {
-            client
-                .act(a, &Target::Service(k))
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string())
-        }
-    };
-    match action {
-        MenuAction::Start(k) => service(Action::Start, k).await,
-        MenuAction::Stop(k) => service(Action::Stop, k).await,
-        MenuAction::Restart(k) => service(Action::Restart, k).await,
-        MenuAction::OpenInBrowser { app, env } => {
-            let status = client.status().await.map_err(|e| e.to_string())?;
-            let url = status
-                .services
-                .iter()
-                .filter(|s| s.key.app == app && s.key.env == env)
-                .find_map(|s| s.url.clone())
-                .ok_or_else(|| format!("{app}/{env} has no URL"))?;
-            agent::open_browser(&url)
-        }
-        MenuAction::BackupNow { app, env } => client
-            .backup(&Target::Env(app, env))
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string()),
-        // Until the tray has its own windows, the dashboard opens in the browser, signed in by a
-        // one-time link; the fragment survives the link's redirect.
-        MenuAction::OpenDashboard | MenuAction::OpenDashboardInBrowser => {
-            dashboard(&client, "").await
-        }
-        MenuAction::Settings => dashboard(&client, "#/settings").await,
-        MenuAction::Logs(k) => dashboard(&client, &format!("#/logs?target={k}")).await,
-        MenuAction::Quit | MenuAction::ToggleStartAtLogin => Ok(()),
-    }
-}
-
-async fn dashboard(client: &homeport_client::Client, fragment: &str) -> Result<(), String> {
-    let link = client.sign_in_link().await.map_err(|e| e.to_string())?;
-    agent::open_browser(&format!("{link}{fragment}"))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

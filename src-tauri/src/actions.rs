@@ -1,0 +1,178 @@
+//! What a click on a menu item does. Everything that talks to the agent runs on the async
+//! runtime, so the menu never waits; outcomes of long actions (deploys, backups) come back as
+//! notifications.
+
+use std::sync::atomic::Ordering;
+
+use futures_util::StreamExt;
+use homeport_client::Client;
+use homeport_tray_model::{MenuAction, MenuId, Notice};
+use homeport_types::{Action, DeployEvent, DeployKind, DeployRequest, Target};
+use tauri::{AppHandle, Manager};
+
+use crate::{Shown, agent, lock, notify, windows};
+
+pub fn on_click(app: &AppHandle, id: &MenuId) {
+    let action = lock(&app.state::<Shown>().model)
+        .as_ref()
+        .and_then(|m| m.action(id).cloned());
+    let Some(action) = action else {
+        tracing::warn!("a click on {id}, which the current menu does not have");
+        return;
+    };
+    let state = app.state::<Shown>();
+    match action {
+        MenuAction::Quit => app.exit(0),
+        MenuAction::ToggleStartAtLogin => {
+            let mut prefs = lock(&state.prefs);
+            match agent::set_autostart(!prefs.start_at_login) {
+                Ok(()) => prefs.start_at_login = !prefs.start_at_login,
+                Err(e) => tracing::warn!("start at login: {e}"),
+            }
+        }
+        MenuAction::TogglePauseNotifications => {
+            let mut prefs = lock(&state.prefs);
+            prefs.notifications_paused = !prefs.notifications_paused;
+        }
+        MenuAction::OpenDashboard => open_window(app, "#/"),
+        MenuAction::Settings => open_window(app, "#/settings"),
+        MenuAction::Logs(k) => open_window(app, &format!("#/logs?target={k}")),
+        other => {
+            let app = app.clone();
+            tauri::async_runtime::spawn(async move {
+                if let Err(e) = act(&app, other).await {
+                    tracing::warn!("{e}");
+                }
+            });
+        }
+    }
+}
+
+fn open_window(app: &AppHandle, fragment: &str) {
+    if let Err(e) = windows::open(app, fragment) {
+        tracing::warn!("cannot open the dashboard window: {e}");
+    }
+}
+
+/// Carries out a menu action that needs the agent.
+async fn act(app: &AppHandle, action: MenuAction) -> Result<(), String> {
+    let client = agent::client()?;
+    let service = |a: Action, target: Target| {
+        let client = &client;
+        async move {
+            client
+                .act(a, &target)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+    };
+    match action {
+        MenuAction::Start(k) => service(Action::Start, Target::Service(k)).await,
+        MenuAction::Stop(k) => service(Action::Stop, Target::Service(k)).await,
+        MenuAction::Restart(k) => service(Action::Restart, Target::Service(k)).await,
+        MenuAction::StopAllAndQuit => {
+            let stopped = service(Action::Stop, Target::All).await;
+            app.exit(0);
+            stopped
+        }
+        MenuAction::OpenInBrowser { app: name, env } => {
+            let status = client.status().await.map_err(|e| e.to_string())?;
+            let url = status
+                .services
+                .iter()
+                .filter(|s| s.key.app == name && s.key.env == env)
+                .find_map(|s| s.url.clone())
+                .ok_or_else(|| format!("{name}/{env} has no URL"))?;
+            agent::open_browser(&url)
+        }
+        MenuAction::OpenDashboardInBrowser => {
+            // Signed in by a one-time link.
+            let link = client.sign_in_link().await.map_err(|e| e.to_string())?;
+            agent::open_browser(&link)
+        }
+        MenuAction::BackupNow { app: name, env } => {
+            let _busy = Busy::new(app);
+            let target = Target::Env(name, env);
+            let outcome = client.backup(&target).await.map_err(|e| e.to_string());
+            notify::show(
+                app,
+                Notice::backup(
+                    &target.to_string(),
+                    outcome.as_ref().map_err(String::as_str),
+                ),
+            );
+            outcome.map(drop)
+        }
+        MenuAction::Deploy { app: name, env } => {
+            deploy(app, &client, request(name, env, DeployKind::Deploy, None)).await
+        }
+        MenuAction::Promote {
+            app: name,
+            from,
+            to,
+        } => {
+            deploy(
+                app,
+                &client,
+                request(name, to, DeployKind::Promote, Some(from)),
+            )
+            .await
+        }
+        MenuAction::Update { app: name } => {
+            let req = request(name, "production".into(), DeployKind::Update, None);
+            deploy(app, &client, req).await
+        }
+        MenuAction::Quit
+        | MenuAction::ToggleStartAtLogin
+        | MenuAction::TogglePauseNotifications
+        | MenuAction::OpenDashboard
+        | MenuAction::Settings
+        | MenuAction::Logs(_) => Ok(()),
+    }
+}
+
+fn request(app: String, env: String, kind: DeployKind, from_env: Option<String>) -> DeployRequest {
+    DeployRequest {
+        app,
+        env,
+        kind,
+        from_env,
+        release: None,
+    }
+}
+
+/// Runs a deploy to its end and tells how it went.
+async fn deploy(app: &AppHandle, client: &Client, req: DeployRequest) -> Result<(), String> {
+    let _busy = Busy::new(app);
+    let kind = req.kind.as_str();
+    let fail = |e: String| {
+        notify::show(app, Notice::deploy_error(&req.app, &req.env, kind, &e));
+        e
+    };
+    let events = client.deploy(&req).await.map_err(|e| fail(e.to_string()))?;
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        if let DeployEvent::Done { record } = event.map_err(|e| fail(e.to_string()))? {
+            notify::show(app, Notice::deploy(&record));
+            return Ok(());
+        }
+    }
+    Err(fail("the agent ended the deploy stream early".into()))
+}
+
+/// Marks the tray busy (blue icon) while alive.
+struct Busy(AppHandle);
+
+impl Busy {
+    fn new(app: &AppHandle) -> Self {
+        app.state::<Shown>().busy.fetch_add(1, Ordering::SeqCst);
+        Busy(app.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.state::<Shown>().busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
