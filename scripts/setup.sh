@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Installs what building Homeport needs on Debian 12, idempotently: Debian packages (only the
 # missing ones), a check of the Rust and Node.js versions, and the UI's npm packages.
-#   --browser   also Chromium, Xvfb and D-Bus, for the browser and tray tests
+#   --browser   also Chromium, Xvfb, D-Bus, dunst and X tools, for the browser and tray tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=(build-essential pkg-config git ca-certificates)
 # The tray app (src-tauri) links WebKitGTK and the AppIndicator library.
 need_pkgs+=(libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev)
-# --browser: Chromium for the dashboard tests; a virtual display and a session bus for the tray test.
-[[ "${1:-}" == "--browser" ]] && need_pkgs+=(chromium xvfb x11-utils dbus)
+# --browser: Chromium for the dashboard tests; for the tray test a virtual display, a session bus,
+# a notification server, screenshots (x11-apps, imagemagick), closing a window politely
+# (python3-xlib) and checking autostart entries (desktop-file-utils).
+[[ "${1:-}" == "--browser" ]] && need_pkgs+=(chromium xvfb x11-utils dbus dunst x11-apps imagemagick python3-xlib desktop-file-utils)
 missing=()
 for p in "${need_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
