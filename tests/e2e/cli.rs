@@ -219,3 +219,69 @@ fn service_install_writes_a_systemd_unit_that_systemd_accepts() {
     assert!(!unit.exists());
     assert_eq!(env.cli(&["service", "status"]).status.code(), Some(1));
 }
+
+#[test]
+fn autostart_writes_a_login_entry_that_desktop_file_validate_accepts() {
+    let env = TestEnv::new("[apps.a.env.prod.services.web]\ncommand = [\"@FIXTURE@\"]\n");
+    let tray = env.dir.path().join("bin/homeport-desktop");
+    std::fs::create_dir_all(tray.parent().expect("bin")).expect("bin dir");
+    std::fs::write(&tray, "").expect("tray stand-in");
+    let cli = |desktop: &std::path::Path, args: &[&str]| {
+        env.command()
+            .env("HOMEPORT_DESKTOP", desktop)
+            .args(args)
+            .output()
+            .expect("run homeport")
+    };
+    let entry = env.dir.path().join(".config/autostart/Homeport.desktop");
+
+    let out = cli(&tray, &["autostart", "status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("disabled"), "{}", stderr(&out));
+
+    let missing = env.dir.path().join("nowhere/homeport-desktop");
+    let out = cli(&missing, &["autostart", "enable"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("homeport service install"),
+        "no tray: the error points to the headless way: {}",
+        stderr(&out)
+    );
+    assert!(!entry.exists());
+
+    let out = cli(&tray, &["autostart", "enable"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = read(&entry);
+    let exec = format!(
+        "Exec={} --minimized --config {}",
+        tray.display(),
+        env.config.display()
+    );
+    assert!(text.lines().any(|l| l == exec), "{text}");
+    let out = cli(&tray, &["autostart", "status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&exec[5..]), "{}", stdout(&out));
+
+    // The desktop's own checker: it accepts the entry, and can say no.
+    let validate = |p: &std::path::Path| {
+        std::process::Command::new("desktop-file-validate")
+            .arg(p)
+            .output()
+            .expect("desktop-file-validate (Debian's desktop-file-utils; scripts/setup.sh --browser installs it)")
+    };
+    let v = validate(&entry);
+    assert!(
+        v.status.success() && v.stdout.is_empty(),
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    let bad = env.dir.path().join("bad.desktop");
+    std::fs::write(&bad, "[Desktop Entry]\nName=x\n").expect("bad entry");
+    assert!(!validate(&bad).status.success());
+
+    let out = cli(&tray, &["autostart", "disable"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!entry.exists());
+    assert_eq!(cli(&tray, &["autostart", "status"]).status.code(), Some(1));
+}

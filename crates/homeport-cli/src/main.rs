@@ -5,6 +5,7 @@
 //! 3 the agent is not running; 4 no service matches the target.
 
 mod agent;
+mod autostart;
 mod output;
 mod service;
 
@@ -123,6 +124,11 @@ enum Cmd {
         #[arg(long)]
         print: bool,
     },
+    /// Start the tray app at login (an XDG autostart entry, a LaunchAgent, a Run key)
+    Autostart {
+        #[command(subcommand)]
+        command: AutostartCmd,
+    },
     /// Run the agent from your service manager (systemd user unit, launchd LaunchAgent)
     Service {
         #[command(subcommand)]
@@ -145,6 +151,16 @@ enum ServiceCmd {
     /// Remove it
     Uninstall,
     /// Say whether it is installed
+    Status,
+}
+
+#[derive(Subcommand)]
+enum AutostartCmd {
+    /// Start the tray app (minimised) at every login
+    Enable,
+    /// Stop starting it at login
+    Disable,
+    /// Say whether it starts at login, and with which command
     Status,
 }
 
@@ -458,6 +474,18 @@ async fn run(cmd: Cmd, config_path: PathBuf) -> Result<(), Failure> {
             ServiceCmd::Status => service::status(),
         },
         Cmd::Shim { .. } => Ok(()),
+        Cmd::Autostart { command } => {
+            // The tray is told the config file only when it is not the default one (a default
+            // under "Application Support" would not fit the entry's unquoted command line).
+            let explicit = (std::env::var_os("HOMEPORT_CONFIG").is_some()
+                || config_path != homeport_config::default_config_path())
+            .then_some(config_path.as_path());
+            match command {
+                AutostartCmd::Enable => autostart::enable(explicit),
+                AutostartCmd::Disable => autostart::disable(),
+                AutostartCmd::Status => autostart::status(),
+            }
+        }
     }
 }
 
