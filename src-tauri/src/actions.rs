@@ -25,8 +25,9 @@ pub fn on_click(app: &AppHandle, id: &MenuId) {
         MenuAction::Quit => app.exit(0),
         MenuAction::ToggleStartAtLogin => {
             let mut prefs = lock(&state.prefs);
-            match agent::set_autostart(!prefs.start_at_login) {
-                Ok(()) => prefs.start_at_login = !prefs.start_at_login,
+            let on = !agent::autostart_enabled();
+            match agent::set_autostart(on) {
+                Ok(()) => prefs.start_at_login = on,
                 Err(e) => tracing::warn!("start at login: {e}"),
             }
         }

@@ -1,8 +1,9 @@
 //! Finding the agent, starting it when none answers, and the desktop's openers.
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use homeport_client::{Client, ClientError};
@@ -40,10 +41,43 @@ impl Agent {
     }
 }
 
+struct Config {
+    path: PathBuf,
+    /// Given with `--config` rather than found by default.
+    explicit: bool,
+}
+
+static CONFIG: OnceLock<Config> = OnceLock::new();
+
+/// Sets the config file from `--config PATH` in `argv`, else the default one
+/// (`$HOMEPORT_CONFIG`, else `~/.config/homeport/homeport.toml`). Call once, first.
+pub fn set_config(argv: &[String]) -> &'static Path {
+    let given = argv
+        .iter()
+        .position(|a| a == "--config")
+        .and_then(|i| argv.get(i + 1))
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| PathBuf::from(p)));
+    let config = CONFIG.get_or_init(|| Config {
+        explicit: given.is_some(),
+        path: given.unwrap_or_else(homeport_config::default_config_path),
+    });
+    &config.path
+}
+
+fn config_path() -> PathBuf {
+    CONFIG
+        .get()
+        .map_or_else(homeport_config::default_config_path, |c| c.path.clone())
+}
+
+/// The agent's data folder, where its address and token are.
+pub fn data_dir() -> PathBuf {
+    homeport_config::agent_data_dir(&config_path())
+}
+
 /// A client of the agent of the configured data folder.
 pub fn client() -> Result<Client, String> {
-    let config = homeport_config::default_config_path();
-    Client::discover(&homeport_config::agent_data_dir(&config)).map_err(|e| match e {
+    Client::discover(&data_dir()).map_err(|e| match e {
         ClientError::NotRunning(_) => "the agent is not running".to_owned(),
         other => other.to_string(),
     })
@@ -63,7 +97,9 @@ fn homeport_bin() -> PathBuf {
 fn start_agent() -> std::io::Result<String> {
     let bin = homeport_bin();
     let mut cmd = Command::new(&bin);
-    cmd.arg("agent")
+    cmd.arg("--config")
+        .arg(config_path())
+        .arg("agent")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -85,28 +121,21 @@ pub fn open_browser(url: &str) -> Result<(), String> {
     homeport_client::open_in_browser(url).map_err(|e| e.to_string())
 }
 
-fn launcher() -> Result<auto_launch::AutoLaunch, String> {
+/// The login entry for this binary, with this tray's config file when it was given one.
+pub fn autostart() -> Result<homeport_autostart::Autostart, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let exe = exe.to_str().ok_or("the app's path is not UTF-8")?;
-    if exe.contains(char::is_whitespace) {
-        // auto-launch writes the Exec line unquoted.
-        return Err(format!(
-            "cannot start at login from a path with spaces: {exe}"
-        ));
-    }
-    auto_launch::AutoLaunchBuilder::new()
-        .set_app_name("Homeport")
-        .set_app_path(exe)
-        .set_args(&["--minimized"])
-        .build()
-        .map_err(|e| e.to_string())
+    let config = CONFIG
+        .get()
+        .filter(|c| c.explicit)
+        .map(|c| c.path.as_path());
+    homeport_autostart::Autostart::new(&exe, config).map_err(|e| e.to_string())
 }
 
 pub fn autostart_enabled() -> bool {
-    launcher().and_then(|l| l.is_enabled().map_err(|e| e.to_string())) == Ok(true)
+    autostart().and_then(|l| l.is_enabled().map_err(|e| e.to_string())) == Ok(true)
 }
 
 pub fn set_autostart(on: bool) -> Result<(), String> {
-    let l = launcher()?;
+    let l = autostart()?;
     if on { l.enable() } else { l.disable() }.map_err(|e| e.to_string())
 }

@@ -21,7 +21,26 @@ pub struct Connection {
 pub fn register<R: Runtime>(builder: Builder<R>, dir: PathBuf) -> Builder<R> {
     builder
         .manage(AgentDir(dir))
-        .invoke_handler(tauri::generate_handler![agent_connection])
+        .invoke_handler(tauri::generate_handler![
+            agent_connection,
+            start_at_login,
+            set_start_at_login
+        ])
+}
+
+/// Whether the tray app starts at login (the same entry as the menu's checkbox and
+/// `homeport autostart`).
+#[tauri::command]
+fn start_at_login() -> Result<bool, String> {
+    crate::agent::autostart()?
+        .is_enabled()
+        .map_err(|e| e.to_string())
+}
+
+#[tauri::command]
+fn set_start_at_login(enabled: bool) -> Result<bool, String> {
+    crate::agent::set_autostart(enabled)?;
+    start_at_login()
 }
 
 #[tauri::command]
@@ -49,6 +68,14 @@ mod tests {
     use super::*;
 
     fn invoke(dir: &Path, cmd: &str) -> Result<serde_json::Value, serde_json::Value> {
+        invoke_with(dir, cmd, serde_json::Value::Null)
+    }
+
+    fn invoke_with(
+        dir: &Path,
+        cmd: &str,
+        args: serde_json::Value,
+    ) -> Result<serde_json::Value, serde_json::Value> {
         let app = register(mock_builder(), dir.to_owned())
             .build(mock_context(tauri::test::noop_assets()))
             .expect("mock app");
@@ -66,7 +93,11 @@ mod tests {
                 callback: CallbackFn(0),
                 error: CallbackFn(1),
                 url: "tauri://localhost".parse().unwrap(),
-                body: InvokeBody::default(),
+                body: if args.is_null() {
+                    InvokeBody::default()
+                } else {
+                    InvokeBody::Json(args)
+                },
                 headers: Default::default(),
                 invoke_key: INVOKE_KEY.to_string(),
             },
@@ -97,6 +128,48 @@ mod tests {
             ok,
             serde_json::json!({"base_url": "http://127.0.0.1:48123", "token": "s3cret"})
         );
+    }
+
+    /// Start at login writes under `$HOME`: this test runs itself again in a child process
+    /// whose HOME is a temp folder, never the real one.
+    #[test]
+    fn start_at_login_is_read_and_switched_from_the_window() {
+        const CHILD: &str = "HOMEPORT_TEST_TEMP_HOME";
+        let Some(home) = std::env::var_os(CHILD) else {
+            let home = tempfile::tempdir().unwrap();
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "commands::tests::start_at_login_is_read_and_switched_from_the_window",
+                    "--nocapture",
+                ])
+                .env(CHILD, home.path())
+                .env("HOME", home.path())
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success() && text.contains("1 passed"), "{text}");
+            return;
+        };
+        let entry = Path::new(&home).join(".config/autostart/Homeport.desktop");
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(invoke(dir.path(), "start_at_login"), Ok(false.into()));
+        let on = invoke_with(
+            dir.path(),
+            "set_start_at_login",
+            serde_json::json!({"enabled": true}),
+        );
+        assert_eq!(on, Ok(true.into()));
+        let text = std::fs::read_to_string(&entry).unwrap();
+        assert!(text.contains("--minimized"), "{text}");
+        assert_eq!(invoke(dir.path(), "start_at_login"), Ok(true.into()));
+        let off = invoke_with(
+            dir.path(),
+            "set_start_at_login",
+            serde_json::json!({"enabled": false}),
+        );
+        assert_eq!(off, Ok(false.into()));
+        assert!(!entry.exists());
     }
 
     #[test]

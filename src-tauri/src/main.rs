@@ -7,7 +7,9 @@
 //!
 //! One instance per user: a second launch hands its arguments to the first and exits.
 //! `homeport-desktop --open SCREEN` (dashboard, settings, logs, events, backups, deploys) opens
-//! the dashboard window on that screen; `--minimized` (used at login) opens nothing.
+//! the dashboard window on that screen; `--minimized` (used at login) opens nothing;
+//! `--config PATH` picks the config file (default: `$HOMEPORT_CONFIG`, else
+//! `~/.config/homeport/homeport.toml`).
 
 mod actions;
 mod agent;
@@ -49,10 +51,11 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
 
-    let config = homeport_config::default_config_path();
+    let argv: Vec<String> = std::env::args().collect();
+    let config = agent::set_config(&argv);
     let builder = commands::register(
         tauri::Builder::default(),
-        homeport_config::agent_data_dir(&config),
+        homeport_config::agent_data_dir(config),
     );
     let app = builder
         // First, so that a second instance hands over before it sets anything up.
@@ -60,7 +63,7 @@ fn main() {
             tracing::info!("another launch: {argv:?}");
             open_requested(app, &argv, "#/");
         }))
-        .setup(|app| {
+        .setup(move |app| {
             let prefs = TrayPrefs {
                 start_at_login: agent::autostart_enabled(),
                 notifications_paused: false,
@@ -85,7 +88,6 @@ fn main() {
             tracing::info!("tray ready");
             tauri::async_runtime::spawn(poll(app.handle().clone()));
             tauri::async_runtime::spawn(check_updates(app.handle().clone()));
-            let argv: Vec<String> = std::env::args().collect();
             open_requested(app.handle(), &argv, "");
             Ok(())
         })
@@ -139,7 +141,12 @@ async fn poll(app: AppHandle) {
     let mut notifier = Notifier::new();
     loop {
         let state = app.state::<Shown>();
-        let prefs = *lock(&state.prefs);
+        // Read from the entry itself: `homeport autostart` and the settings screen change it too.
+        let prefs = {
+            let mut p = lock(&state.prefs);
+            p.start_at_login = agent::autostart_enabled();
+            *p
+        };
         let model = match agent.status().await {
             Ok(status) => {
                 for notice in notifier.observe(&status, Instant::now()) {

@@ -157,6 +157,12 @@ async function call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Pr
   return data as T;
 }
 
+/** True in the tray app's own window (the bundled UI), false in a browser. */
+export const inTrayWindow = isTauri();
+/** Whether the tray app starts at login (tray window only). */
+export const startAtLogin = () => invoke<boolean>('start_at_login');
+export const setStartAtLogin = (enabled: boolean) => invoke<boolean>('set_start_at_login', { enabled });
+
 export const status = () => call<StatusSnapshot>('GET', 'api/v1/status');
 export const act = (action: Action, target: string) => call<ActionOutcome[]>('POST', `api/v1/${action}`, { target });
 export const eventHistory = (limit = 500) => call<AgentEvent[]>('GET', `api/v1/events?limit=${limit}`);
