@@ -51,7 +51,7 @@ pub fn on_click(app: &AppHandle, id: &MenuId) {
 
 fn open_window(app: &AppHandle, fragment: &str) {
     if let Err(e) = windows::open(app, fragment) {
-        tracing::warn!("cannot open the dashboard window: {e}");
+        tracing::warn!("{e}");
     }
 }
 

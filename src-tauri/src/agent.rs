@@ -64,7 +64,7 @@ pub fn set_config(argv: &[String]) -> &'static Path {
     &config.path
 }
 
-fn config_path() -> PathBuf {
+pub fn config_path() -> PathBuf {
     CONFIG
         .get()
         .map_or_else(homeport_config::default_config_path, |c| c.path.clone())

@@ -8,6 +8,7 @@
 //! One instance per user: a second launch hands its arguments to the first and exits.
 //! `homeport-desktop --open SCREEN` (dashboard, settings, logs, events, backups, deploys) opens
 //! the dashboard window on that screen; `--minimized` (used at login) opens nothing;
+//! `--window FRAGMENT` is the window's own process, which the tray starts (see [`windows`]);
 //! `--config PATH` picks the config file (default: `$HOMEPORT_CONFIG`, else
 //! `~/.config/homeport/homeport.toml`).
 
@@ -50,19 +51,45 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-
     let argv: Vec<String> = std::env::args().collect();
     let config = agent::set_config(&argv);
     let builder = commands::register(
         tauri::Builder::default(),
         homeport_config::agent_data_dir(config),
     );
+    let window = argv
+        .iter()
+        .position(|a| a == "--window")
+        .map(|i| argv.get(i + 1).cloned().unwrap_or_else(|| "#/".into()));
+    let result = match window {
+        Some(fragment) => run_window(builder, fragment),
+        None => run_tray(builder, argv),
+    };
+    if let Err(e) = result {
+        eprintln!("homeport-desktop: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// The dashboard window's own process (see [`windows`]): ends when the window closes.
+fn run_window(builder: tauri::Builder<tauri::Wry>, fragment: String) -> tauri::Result<()> {
+    builder
+        .setup(move |app| {
+            windows::create(app.handle(), &fragment)?;
+            Ok(())
+        })
+        .run(context())
+}
+
+/// The tray: lives until "Quit Homeport".
+fn run_tray(builder: tauri::Builder<tauri::Wry>, argv: Vec<String>) -> tauri::Result<()> {
     let app = builder
         // First, so that a second instance hands over before it sets anything up.
         .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
             tracing::info!("another launch: {argv:?}");
             open_requested(app, &argv, "#/");
         }))
+        .manage(windows::WindowProcess::default())
         .setup(move |app| {
             let prefs = TrayPrefs {
                 start_at_login: agent::autostart_enabled(),
@@ -91,22 +118,21 @@ fn main() {
             open_requested(app.handle(), &argv, "");
             Ok(())
         })
-        .build(tauri::generate_context!());
-    let app = match app {
-        Ok(app) => app,
-        Err(e) => {
-            eprintln!("homeport-desktop: {e}");
-            std::process::exit(1);
-        }
-    };
+        .build(context())?;
     app.run(|_app, event| {
-        // No window is a reason to quit: the tray stays until "Quit Homeport".
+        // The tray has no windows of its own; nothing but "Quit Homeport" ends it.
         if let RunEvent::ExitRequested { api, code, .. } = event
             && code.is_none()
         {
             api.prevent_exit();
         }
     });
+    Ok(())
+}
+
+/// The app's context (config, bundled ui/), generated once for both modes.
+fn context() -> tauri::Context<tauri::Wry> {
+    tauri::generate_context!()
 }
 
 /// Opens the window a command line asks for: `--open SCREEN`; nothing with `--minimized`;
@@ -131,7 +157,7 @@ fn open_requested(app: &AppHandle, argv: &[String], default: &str) {
     if !fragment.is_empty()
         && let Err(e) = windows::open(app, fragment)
     {
-        tracing::warn!("cannot open the dashboard window: {e}");
+        tracing::warn!("{e}");
     }
 }
 
@@ -167,6 +193,7 @@ async fn poll(app: AppHandle) {
             }
             Err(reason) => TrayModel::disconnected(prefs, &reason),
         };
+        windows::reap(&app);
         let changed = lock(&state.model).as_ref() != Some(&model);
         if changed
             && let Some(tray) = app.tray_by_id(TRAY_ID)
