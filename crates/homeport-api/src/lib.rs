@@ -9,7 +9,11 @@
 //!    carries an `Origin` must carry ours (CSRF);
 //! 4. every route except `/livez` and `/login` needs `Authorization: Bearer TOKEN` or the session
 //!    cookie that a one-time sign-in link (`/login?ticket=…`) sets; a browser session must send
-//!    our Origin with every state change.
+//!    our Origin with every state change;
+//! 5. the tray app's window (the bundled dashboard, origin `tauri://localhost`, see
+//!    [`guard::APP_ORIGINS`]) is the one foreign origin answered: CORS preflights and
+//!    `Access-Control-Allow-Origin` for it, and its requests must carry the token, never a
+//!    session.
 //!
 //! Routes (JSON unless noted):
 //! - `GET /livez` → `ok` (no auth; reveals nothing)

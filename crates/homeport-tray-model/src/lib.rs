@@ -497,7 +497,7 @@ mod tests {
         }
     }
 
-    fn snapshot(services: Vec<ServiceStatus>) -> StatusSnapshot {
+    pub(crate) fn snapshot(services: Vec<ServiceStatus>) -> StatusSnapshot {
         StatusSnapshot {
             agent: AgentInfo {
                 pid: 1,
@@ -790,35 +790,12 @@ mod tests {
 
     #[test]
     fn deployable_apps_offer_deploy_promote_and_update() {
+        let up = |app, env, name| svc(app, env, name, ServiceState::Healthy, Health::Healthy);
         let s = snapshot(vec![
-            svc(
-                "clauset",
-                "production",
-                "server",
-                ServiceState::Healthy,
-                Health::Healthy,
-            ),
-            svc(
-                "clauset",
-                "beta",
-                "server",
-                ServiceState::Healthy,
-                Health::Healthy,
-            ),
-            svc(
-                "relay",
-                "production",
-                "web",
-                ServiceState::Running,
-                Health::Unknown,
-            ),
-            svc(
-                "notes",
-                "dev",
-                "web",
-                ServiceState::Running,
-                Health::Unknown,
-            ),
+            up("clauset", "production", "server"),
+            up("clauset", "beta", "server"),
+            up("relay", "production", "web"),
+            up("notes", "dev", "web"),
         ]);
         let extras = Extras {
             apps: vec![

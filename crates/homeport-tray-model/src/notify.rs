@@ -348,7 +348,7 @@ fn human_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use homeport_types::AgentInfo;
+    use crate::tests::snapshot as snap;
 
     fn svc(name: &str, state: ServiceState, restarts: u64) -> ServiceStatus {
         ServiceStatus {
@@ -369,18 +369,6 @@ mod tests {
             port: None,
             url: None,
             autostart: true,
-        }
-    }
-
-    fn snap(services: Vec<ServiceStatus>) -> StatusSnapshot {
-        StatusSnapshot {
-            agent: AgentInfo {
-                pid: 1,
-                version: "0".into(),
-                config_path: "x".into(),
-                uptime_secs: 0,
-            },
-            services,
         }
     }
 
