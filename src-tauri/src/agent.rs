@@ -4,10 +4,24 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use homeport_client::{Client, ClientError};
 use homeport_types::StatusSnapshot;
+
+/// The variable with which the tray turns GDK's GL off for itself (see `main`).
+pub const GDK_GL: &str = "GDK_GL";
+/// Set when the tray set [`GDK_GL`] itself: the processes it starts must not inherit it (the
+/// window may use GL; the agent passes its environment on to the services).
+pub static GL_DISABLED_HERE: AtomicBool = AtomicBool::new(false);
+
+/// Removes from `cmd`'s environment what the tray set for itself alone.
+pub fn clean_env(cmd: &mut Command) {
+    if GL_DISABLED_HERE.load(Ordering::SeqCst) {
+        cmd.env_remove(GDK_GL);
+    }
+}
 
 /// How long after starting an agent the tray waits before starting another.
 const RESTART_GAP: Duration = Duration::from_secs(15);

@@ -44,6 +44,18 @@ struct Shown {
 }
 
 fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    let window = argv
+        .iter()
+        .position(|a| a == "--window")
+        .map(|i| argv.get(i + 1).cloned().unwrap_or_else(|| "#/".into()));
+    // The tray draws no GL: without this GDK loads Mesa (and LLVM with it, ~30 MB) to choose
+    // visuals at start. The window's process, which may use GL, does not inherit it.
+    if window.is_none() && std::env::var_os(agent::GDK_GL).is_none() {
+        // SAFETY: the first thing the process does: no other thread exists yet.
+        unsafe { std::env::set_var(agent::GDK_GL, "disable") };
+        agent::GL_DISABLED_HERE.store(true, Ordering::SeqCst);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HOMEPORT_LOG")
@@ -51,16 +63,11 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let argv: Vec<String> = std::env::args().collect();
     let config = agent::set_config(&argv);
     let builder = commands::register(
         tauri::Builder::default(),
         homeport_config::agent_data_dir(config),
     );
-    let window = argv
-        .iter()
-        .position(|a| a == "--window")
-        .map(|i| argv.get(i + 1).cloned().unwrap_or_else(|| "#/".into()));
     let result = match window {
         Some(fragment) => run_window(builder, fragment),
         None => run_tray(builder, argv),

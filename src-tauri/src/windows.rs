@@ -40,7 +40,9 @@ pub fn open(app: &AppHandle, fragment: &str) -> Result<(), String> {
         let _ = old.wait();
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut child = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    agent::clean_env(&mut cmd);
+    let mut child = cmd
         .arg("--window")
         .arg(fragment)
         .arg("--config")

@@ -2,8 +2,10 @@
 # display (Xvfb), a private session bus that activates nothing, a notification server (dunst)
 # and a D-Bus monitor recording the notifications that reach it, a temp HOME and config (the
 # demo, on ports of its own). Everything started here ends in `cleanup`, which runs on exit.
-# Needs: $bin (the folder of homeport, homeport-fixture and homeport-desktop).
+# Needs: $bin (the folder of homeport, homeport-fixture and homeport-desktop); $desktop may name
+# another homeport-desktop.
 set -euo pipefail
+desktop=${desktop:-$bin/homeport-desktop}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 artifacts=$root/tests/artifacts
 mkdir -p "$artifacts"
@@ -99,10 +101,12 @@ desktop_process() {
 }
 tray_running() { desktop_process tray; }
 window_process() { desktop_process window; }
-# Titles of the app's windows ("Homeport", then "Homeport · Healthy" once the page has data).
+# Titles of the app's windows ("Homeport", then "Homeport · Healthy · Logs" once the page has data).
 windows() { xwininfo -display "$display" -root -tree | grep -oE '"Homeport( · [^"]*)?"' || true; }
 window_titled() { windows | grep -qx "\"$1\""; }
+window_matching() { windows | grep -qxE "\"$1\""; }
 no_window() { [[ -z $(windows) ]]; }
+some_window() { [[ -n $(windows) ]]; }
 close_window() {
     local id
     id=$(xwininfo -display "$display" -root -tree | grep -E '"Homeport( · [^"]*)?"' | awk '{print $1}' | head -n1)
@@ -113,7 +117,7 @@ tray_env() { env NO_AT_BRIDGE=1 HOME="$work/home" DISPLAY="$display" "$@"; }
 start_tray() {
     # Its own session: its WebKit processes are easy to find, and cleanup ends them all.
     setsid env NO_AT_BRIDGE=1 HOME="$work/home" DISPLAY="$display" \
-        "$bin/homeport-desktop" "$@" >>"$work/desktop.log" 2>&1 &
+        "$desktop" "$@" >>"$work/desktop.log" 2>&1 &
     tray_sid=$!
     disown
     sessions+=("$tray_sid")

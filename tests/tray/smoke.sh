@@ -26,29 +26,21 @@ no_window || fail "the tray opened window(s) nobody asked for: $(windows)"
 echo "ok - no window until asked"
 
 first_tray=$(tray_running)
-tray_env timeout 20 "$bin/homeport-desktop" --open settings >>"$work/second.log" 2>&1 ||
+tray_env timeout 60 "$desktop" --open settings >>"$work/second.log" 2>&1 ||
     fail "a second launch did not hand over and exit: $(cat "$work/second.log")"
 [[ $(tray_running) == "$first_tray" ]] || fail "the second launch replaced the first tray"
-wait_for 20 "the first tray opens its dashboard window" window_titled "Homeport"
-wait_for 20 "the window's page reaches the agent" window_titled "Homeport · Healthy"
+wait_for 60 "the first tray opens its dashboard window" some_window
+wait_for 60 "the window's page reaches the agent" window_titled "Homeport · Healthy · Settings"
 pause 2 # let it paint before the screenshot
 screenshot dashboard
 echo "ok - a second launch hands over: the first opens the dashboard window, which reads the agent"
 
 window=$(window_process) || fail "the window has no process of its own"
-tray_env timeout 20 "$bin/homeport-desktop" --open logs >>"$work/second.log" 2>&1 || fail "a third launch did not hand over"
-wait_for 10 "the open window moves to the logs" grep -q -- '--open", "logs"' "$work/desktop.log"
-pause 2
+tray_env timeout 60 "$desktop" --open logs >>"$work/second.log" 2>&1 || fail "a third launch did not hand over"
+wait_for 30 "the open window moves to the logs" window_titled "Homeport · Healthy · Logs"
 [[ $(window_process) == "$window" && $(windows | wc -l) -eq 1 ]] || fail "a second request opened a second window: $(windows)"
 screenshot logs
 echo "ok - asking again moves the open window instead of opening another"
-
-pid=$(web_pid) || fail "no pid for demo/production/web"
-kill -9 "$pid"
-wait_for 30 "a notification about the crash" notified "demo/production/web crashed"
-pause 1 # let dunst paint before the screenshot
-screenshot notification
-echo "ok - a crash is notified"
 
 window_process >/dev/null || fail "the window has no process of its own"
 close_window
@@ -58,6 +50,20 @@ pause 2 # a tray that quits with its last window would be gone by now
 tray_running >/dev/null || fail "closing the window quit the tray"
 ! window_process >/dev/null || fail "the window's process outlived the window"
 echo "ok - closing the window ends its processes and keeps the tray"
+
+pid=$(web_pid) || fail "no pid for demo/production/web"
+kill -9 "$pid"
+wait_for 30 "a notification about the crash" notified "demo/production/web crashed"
+pause 1 # let dunst paint before the screenshot
+screenshot notification
+echo "ok - a crash is notified"
+
+# A click on it (dunst's default action) opens the window on that service's logs.
+dunstctl action 0 || fail "dunst cannot act on the notification"
+wait_for 60 "the notification's click opens the service's logs" window_matching "Homeport · .* · Logs"
+pause 2
+screenshot notification-click
+echo "ok - clicking the notification opens the service's logs"
 
 pkill -TERM -s "$tray_sid" -f homeport-desktop
 wait_for 20 "the tray app exits" bash -c "! pgrep -s $tray_sid -f homeport-desktop"
@@ -77,4 +83,4 @@ wait_for 40 "the tray restarts a dead agent" bash -c \
     "[[ \$(sed -n 's/.*\"pid\":\([0-9]*\).*/\1/p' '$work/data/agent.json') != $first_agent ]] && kill -0 \$(sed -n 's/.*\"pid\":\([0-9]*\).*/\1/p' '$work/data/agent.json')"
 wait_for 60 "services are healthy under the restarted agent" healthy
 echo "ok - the tray restarts an agent that died"
-echo "# pass 9"
+echo "# pass 10"
