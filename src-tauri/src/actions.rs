@@ -22,7 +22,7 @@ pub fn on_click(app: &AppHandle, id: &MenuId) {
     };
     let state = app.state::<Shown>();
     match action {
-        MenuAction::Quit => app.exit(0),
+        MenuAction::Quit => quit(app),
         MenuAction::ToggleStartAtLogin => {
             let mut prefs = lock(&state.prefs);
             let on = !agent::autostart_enabled();
@@ -47,6 +47,12 @@ pub fn on_click(app: &AppHandle, id: &MenuId) {
             });
         }
     }
+}
+
+/// Quits the tray and its window; the agent stays.
+fn quit(app: &AppHandle) {
+    windows::close(app);
+    app.exit(0);
 }
 
 fn open_window(app: &AppHandle, fragment: &str) {
@@ -74,7 +80,7 @@ async fn act(app: &AppHandle, action: MenuAction) -> Result<(), String> {
         MenuAction::Restart(k) => service(Action::Restart, Target::Service(k)).await,
         MenuAction::StopAllAndQuit => {
             let stopped = service(Action::Stop, Target::All).await;
-            app.exit(0);
+            quit(app);
             stopped
         }
         MenuAction::OpenInBrowser { app: name, env } => {

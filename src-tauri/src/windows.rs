@@ -66,6 +66,16 @@ pub fn reap(app: &AppHandle) {
     }
 }
 
+/// In the tray, on quitting: closes the window too.
+pub fn close(app: &AppHandle) {
+    let state = app.state::<WindowProcess>();
+    if let Some((mut child, stdin)) = lock(&state.0).take() {
+        drop(stdin);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 /// In the window's process: creates the window on `fragment`, and follows the tray's requests
 /// for other screens on stdin.
 pub fn create(app: &AppHandle, fragment: &str) -> tauri::Result<()> {
