@@ -12,8 +12,14 @@ mkdir -p "$artifacts"
 work=$(mktemp -d)
 config=$work/homeport.toml
 mkdir -p "$work/home"
+# Two ports the kernel just gave out (held together, so they differ) and took back: free, so two
+# runs at once do not clash.
+read -r port_a port_b < <(python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*(x.getsockname()[1] for x in s))')
 sed -e "s|@FIXTURE@|$bin/homeport-fixture|g" -e "s|@DEMO@|$work|g" \
-    -e 's/8470/18570/g; s/8471/18571/g' "$root/config/demo.toml" >"$config"
+    -e "s/8470/$port_a/g; s/8471/$port_b/g" "$root/config/demo.toml" >"$config"
 export HOMEPORT_CONFIG=$config
 # No desktop portal (it would mount a FUSE file system in HOME), no accessibility bus: only
 # what the test starts runs on this bus.
@@ -32,9 +38,12 @@ cat >"$work/bus.conf" <<CONF
 </busconfig>
 CONF
 
-display=:$((90 + RANDOM % 9))
-Xvfb "$display" -screen 0 1280x800x24 -nolisten tcp >/dev/null 2>&1 &
+# Xvfb picks a free display number itself and writes it to the descriptor: two runs at once
+# (a developer's and CI's) never share a display.
+exec {display_fd}>"$work/display"
+Xvfb -displayfd "$display_fd" -screen 0 1280x800x24 -nolisten tcp >/dev/null 2>&1 &
 xvfb=$!
+exec {display_fd}>&-
 bus_pid=""
 helpers=()
 tray_sid=""
@@ -124,6 +133,8 @@ start_tray() {
     wait_for 30 "the tray app starts" tray_running
 }
 
+wait_for 10 "Xvfb chooses a display" test -s "$work/display"
+display=:$(head -n1 "$work/display")
 wait_for 10 "Xvfb comes up" xdpyinfo -display "$display"
 read -r bus_address bus_pid < <(dbus-daemon --config-file="$work/bus.conf" --fork --print-address=1 --print-pid=1 | paste -sd' ')
 export DBUS_SESSION_BUS_ADDRESS=$bus_address
