@@ -149,7 +149,8 @@ fn request(app: String, env: String, kind: DeployKind, from_env: Option<String>)
     }
 }
 
-/// Runs a deploy to its end and tells how it went.
+/// Runs a deploy to its end. How it ended is told from the agent's history, like any deploy;
+/// one that failed before it made a record is told here.
 async fn deploy(app: &AppHandle, client: &Client, req: DeployRequest) -> Result<(), String> {
     let _busy = Busy::new(app);
     let kind = req.kind.as_str();
@@ -160,8 +161,7 @@ async fn deploy(app: &AppHandle, client: &Client, req: DeployRequest) -> Result<
     let events = client.deploy(&req).await.map_err(|e| fail(e.to_string()))?;
     let mut events = std::pin::pin!(events);
     while let Some(event) = events.next().await {
-        if let DeployEvent::Done { record } = event.map_err(|e| fail(e.to_string()))? {
-            notify::show(app, Notice::deploy(&record));
+        if let DeployEvent::Done { .. } = event.map_err(|e| fail(e.to_string()))? {
             return Ok(());
         }
     }

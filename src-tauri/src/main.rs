@@ -182,15 +182,23 @@ async fn poll(app: AppHandle) {
         };
         let model = match agent.status().await {
             Ok(status) => {
-                for notice in notifier.observe(&status, Instant::now()) {
-                    if !prefs.notifications_paused {
+                let mut notices = notifier.observe(&status, Instant::now());
+                let client = agent::client().ok();
+                let mut apps = Vec::new();
+                if let Some(c) = &client {
+                    apps = c.apps().await.unwrap_or_default();
+                    // Only a complete history: a failed read must not become the baseline.
+                    let backups = c.backups(&homeport_types::Target::All).await;
+                    if let (Ok(deploys), Ok(backups)) = (c.deploys(None).await, backups) {
+                        let backups: Vec<_> = backups.into_iter().flat_map(|e| e.backups).collect();
+                        notices.extend(notifier.observe_history(&deploys, &backups));
+                    }
+                }
+                if !prefs.notifications_paused {
+                    for notice in notices {
                         notify::show(&app, notice);
                     }
                 }
-                let apps = match agent::client() {
-                    Ok(c) => c.apps().await.unwrap_or_default(),
-                    Err(_) => Vec::new(),
-                };
                 let extras = Extras {
                     apps,
                     behind: lock(&state.behind).clone(),

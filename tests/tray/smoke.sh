@@ -65,6 +65,11 @@ pause 2
 screenshot notification-click
 echo "ok - clicking the notification opens the service's logs"
 
+# A backup made elsewhere (the CLI) is told too, from the agent's history.
+"$bin/homeport" backup demo/production >/dev/null || fail "homeport backup failed"
+wait_for 30 "a notification about the backup" notified "Backup of demo/production done"
+echo "ok - a backup made from the CLI is notified"
+
 pkill -TERM -s "$tray_sid" -f homeport-desktop
 wait_for 20 "the tray app exits" bash -c "! pgrep -s $tray_sid -f homeport-desktop"
 wait_for 30 "production is healthy after the crash" healthy
@@ -83,4 +88,4 @@ wait_for 40 "the tray restarts a dead agent" bash -c \
     "[[ \$(sed -n 's/.*\"pid\":\([0-9]*\).*/\1/p' '$work/data/agent.json') != $first_agent ]] && kill -0 \$(sed -n 's/.*\"pid\":\([0-9]*\).*/\1/p' '$work/data/agent.json')"
 wait_for 60 "services are healthy under the restarted agent" healthy
 echo "ok - the tray restarts an agent that died"
-echo "# pass 10"
+echo "# pass 11"

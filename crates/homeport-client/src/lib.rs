@@ -173,6 +173,19 @@ impl Client {
         Ok((n("behind"), n("ahead")))
     }
 
+    /// The newest deploys, newest first: of `app`, or of every app when `None`.
+    pub async fn deploys(
+        &self,
+        app: Option<&str>,
+    ) -> Result<Vec<homeport_types::DeployRecord>, ClientError> {
+        self.json(
+            self.http
+                .get(format!("{}/api/v1/deploys", self.base))
+                .query(&[("app", app.unwrap_or(""))]),
+        )
+        .await
+    }
+
     /// The configured apps: which can deploy, and what each environment runs.
     pub async fn apps(&self) -> Result<Vec<homeport_types::AppInfo>, ClientError> {
         self.json(self.http.get(format!("{}/api/v1/apps", self.base)))

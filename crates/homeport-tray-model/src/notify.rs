@@ -1,6 +1,7 @@
 //! Which desktop notifications to show, decided from successive status snapshots: a service
 //! crashed and is being restarted, gave up after a crash loop, lost or regained its health; and
-//! the outcome of deploys and backups the tray started.
+//! how deploys and backups ended, whoever started them (the tray, the CLI, the dashboard, a
+//! schedule), from the agent's history.
 //!
 //! Coalesced and rate-limited: per service, at most one crash notice and one health notice per
 //! [`Notifier::WINDOW`]; crashes in between are counted into the next notice ("crashed 7 times"),
@@ -9,12 +10,12 @@
 //! [`Notifier::MAX_AT_ONCE`] things to say (say, every service of a restarted agent), they become
 //! one notice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use homeport_types::{
-    BackupInfo, DeployRecord, ExitReason, Health, ServiceKey, ServiceState, ServiceStatus,
-    StatusSnapshot,
+    BackupInfo, BackupTrigger, DeployRecord, ExitReason, Health, ServiceKey, ServiceState,
+    ServiceStatus, StatusSnapshot,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -53,11 +54,15 @@ pub struct Notice {
 }
 
 impl Notice {
-    /// A backup the tray asked for finished (or could not be made).
+    /// A backup finished (or could not be made).
     pub fn backup(target: &str, outcome: Result<&BackupInfo, &str>) -> Self {
         match outcome {
             Ok(b) => Notice {
-                summary: format!("Backup of {target} done"),
+                summary: if b.trigger == BackupTrigger::Scheduled {
+                    format!("Scheduled backup of {target} done")
+                } else {
+                    format!("Backup of {target} done")
+                },
                 body: format!(
                     "{} in {:.1} s{}",
                     human_size(b.size),
@@ -76,7 +81,7 @@ impl Notice {
         }
     }
 
-    /// A deploy, promote or update the tray started ended.
+    /// A deploy, promote, rollback or update ended.
     pub fn deploy(record: &DeployRecord) -> Self {
         let what = format!("{} of {}/{}", record.kind.as_str(), record.app, record.env);
         let what = capitalise(&what);
@@ -133,6 +138,14 @@ struct Track {
 #[derive(Debug, Default)]
 pub struct Notifier {
     tracks: Option<HashMap<ServiceKey, Track>>,
+    /// Finished deploys and backups already told, or there before the tray started.
+    history: Option<History>,
+}
+
+#[derive(Debug, Default)]
+struct History {
+    deploys: HashSet<i64>,
+    backups: HashSet<i64>,
 }
 
 impl Notifier {
@@ -170,6 +183,42 @@ impl Notifier {
             t.restarts = s.restarts;
         }
         tracks.retain(|k, _| status.services.iter().any(|s| &s.key == k));
+        coalesce(notices)
+    }
+}
+
+impl Notifier {
+    /// The notices that the agent's history of deploys and backups calls for: one per deploy
+    /// that finished and per backup made since the first call (which sets the baseline).
+    /// Backups taken by a deploy are told by the deploy's notice.
+    pub fn observe_history(
+        &mut self,
+        deploys: &[DeployRecord],
+        backups: &[BackupInfo],
+    ) -> Vec<Notice> {
+        let finished = deploys.iter().filter(|d| d.finished.is_some());
+        let Some(told) = &mut self.history else {
+            self.history = Some(History {
+                deploys: finished.map(|d| d.id).collect(),
+                backups: backups.iter().map(|b| b.id).collect(),
+            });
+            return Vec::new();
+        };
+        let mut notices = Vec::new();
+        // Oldest first, as they happened.
+        let mut new: Vec<&DeployRecord> = finished.filter(|d| told.deploys.insert(d.id)).collect();
+        new.sort_by_key(|d| d.id);
+        notices.extend(new.into_iter().map(Notice::deploy));
+        let mut new: Vec<&BackupInfo> = backups
+            .iter()
+            .filter(|b| told.backups.insert(b.id))
+            .collect();
+        new.sort_by_key(|b| b.id);
+        notices.extend(
+            new.into_iter()
+                .filter(|b| b.trigger != BackupTrigger::PreDeploy)
+                .map(|b| Notice::backup(&format!("{}/{}", b.app, b.env), Ok(b))),
+        );
         coalesce(notices)
     }
 }
@@ -532,8 +581,77 @@ mod tests {
         assert_eq!(bad.screen, Screen::Deploys);
 
         let failed = Notice::backup("clauset/production", Err("disk full"));
+        assert_eq!(failed.screen, Screen::Backups);
         assert_eq!(failed.summary, "Backup of clauset/production failed");
         assert_eq!(failed.urgency, Urgency::Critical);
         assert_eq!(human_size(3 * 1024 * 1024 / 2), "1.5 MB");
+    }
+
+    fn backup(id: i64, trigger: BackupTrigger) -> BackupInfo {
+        BackupInfo {
+            id,
+            app: "clauset".into(),
+            env: "production".into(),
+            time: String::new(),
+            trigger,
+            size: 2048,
+            duration_ms: 1500,
+            verified: true,
+            dir: String::new(),
+            artifacts: vec![],
+        }
+    }
+
+    fn deploy(id: i64, result: &str) -> DeployRecord {
+        DeployRecord {
+            id,
+            app: "clauset".into(),
+            env: "production".into(),
+            kind: homeport_types::DeployKind::Promote,
+            release: Some(format!("r{id}")),
+            previous: None,
+            commit: None,
+            started: String::new(),
+            finished: (result != "running").then(String::new),
+            result: result.into(),
+            error: (result == "failed").then(|| "migrate failed".to_owned()),
+            steps: vec![],
+            diagnostics: None,
+        }
+    }
+
+    #[test]
+    fn deploys_and_backups_are_told_once_whoever_started_them() {
+        let mut n = Notifier::new();
+        // What happened before the tray started is not news.
+        let old = n.observe_history(
+            &[deploy(1, "succeeded")],
+            &[backup(1, BackupTrigger::Manual)],
+        );
+        assert!(old.is_empty());
+        // A deploy that is still running says nothing until it ends.
+        let running = [deploy(2, "running"), deploy(1, "succeeded")];
+        assert!(
+            n.observe_history(&running, &[backup(1, BackupTrigger::Manual)])
+                .is_empty()
+        );
+        let ended = [deploy(2, "failed"), deploy(1, "succeeded")];
+        let backups = [
+            backup(1, BackupTrigger::Manual),
+            backup(2, BackupTrigger::PreDeploy),
+            backup(3, BackupTrigger::Scheduled),
+        ];
+        let got = n.observe_history(&ended, &backups);
+        let summaries: Vec<&str> = got.iter().map(|n| n.summary.as_str()).collect();
+        assert_eq!(
+            summaries,
+            [
+                "Promote of clauset/production failed",
+                "Scheduled backup of clauset/production done"
+            ]
+        );
+        assert_eq!(got[1].body, "2.0 KB in 1.5 s, verified");
+        // Told once.
+        assert!(n.observe_history(&ended, &backups).is_empty());
     }
 }
