@@ -64,14 +64,26 @@ fn open_window(app: &AppHandle, fragment: &str) {
 /// Carries out a menu action that needs the agent.
 async fn act(app: &AppHandle, action: MenuAction) -> Result<(), String> {
     let client = agent::client()?;
+    // A lifecycle command, told in a notice when the agent or any service refuses it.
     let service = |a: Action, target: Target| {
         let client = &client;
         async move {
-            client
-                .act(a, &target)
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string())
+            let failed = match client.act(a, &target).await {
+                Ok(outcomes) => outcomes
+                    .iter()
+                    .filter_map(|o| Some(format!("{}: {}", o.key, o.error.as_ref()?)))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                Err(e) => e.to_string(),
+            };
+            if failed.is_empty() {
+                return Ok(());
+            }
+            notify::show(
+                app,
+                Notice::action_failed(&a.to_string(), &target.to_string(), &failed),
+            );
+            Err(failed)
         }
     };
     match action {
@@ -79,9 +91,10 @@ async fn act(app: &AppHandle, action: MenuAction) -> Result<(), String> {
         MenuAction::Stop(k) => service(Action::Stop, Target::Service(k)).await,
         MenuAction::Restart(k) => service(Action::Restart, Target::Service(k)).await,
         MenuAction::StopAllAndQuit => {
-            let stopped = service(Action::Stop, Target::All).await;
+            // Quits only once everything stopped; otherwise the notice says what still runs.
+            service(Action::Stop, Target::All).await?;
             quit(app);
-            stopped
+            Ok(())
         }
         MenuAction::OpenInBrowser { app: name, env } => {
             let status = client.status().await.map_err(|e| e.to_string())?;
@@ -101,14 +114,12 @@ async fn act(app: &AppHandle, action: MenuAction) -> Result<(), String> {
         MenuAction::BackupNow { app: name, env } => {
             let _busy = Busy::new(app);
             let target = Target::Env(name, env);
+            // A backup made is told from the agent's history, like any other; one that failed
+            // left no record, so it is told here.
             let outcome = client.backup(&target).await.map_err(|e| e.to_string());
-            notify::show(
-                app,
-                Notice::backup(
-                    &target.to_string(),
-                    outcome.as_ref().map_err(String::as_str),
-                ),
-            );
+            if let Err(e) = &outcome {
+                notify::show(app, Notice::backup(&target.to_string(), Err(e)));
+            }
             outcome.map(drop)
         }
         MenuAction::Deploy { app: name, env } => {
@@ -149,23 +160,23 @@ fn request(app: String, env: String, kind: DeployKind, from_env: Option<String>)
     }
 }
 
-/// Runs a deploy to its end. How it ended is told from the agent's history, like any deploy;
-/// one that failed before it made a record is told here.
+/// Runs a deploy to its end. How it ended is told from the agent's history, like any deploy
+/// (a stream cut short ends in a record too); a request the agent refused is told here.
 async fn deploy(app: &AppHandle, client: &Client, req: DeployRequest) -> Result<(), String> {
     let _busy = Busy::new(app);
-    let kind = req.kind.as_str();
-    let fail = |e: String| {
+    let events = client.deploy(&req).await.map_err(|e| {
+        let e = e.to_string();
+        let kind = req.kind.as_str();
         notify::show(app, Notice::deploy_error(&req.app, &req.env, kind, &e));
         e
-    };
-    let events = client.deploy(&req).await.map_err(|e| fail(e.to_string()))?;
+    })?;
     let mut events = std::pin::pin!(events);
     while let Some(event) = events.next().await {
-        if let DeployEvent::Done { .. } = event.map_err(|e| fail(e.to_string()))? {
+        if let DeployEvent::Done { .. } = event.map_err(|e| e.to_string())? {
             return Ok(());
         }
     }
-    Err(fail("the agent ended the deploy stream early".into()))
+    Err("the agent ended the deploy stream early".into())
 }
 
 /// Marks the tray busy (blue icon) while alive.

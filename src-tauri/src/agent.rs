@@ -57,7 +57,8 @@ impl Agent {
 
 struct Config {
     path: PathBuf,
-    /// Given with `--config` rather than found by default.
+    /// Given with `--config` or `$HOMEPORT_CONFIG` rather than found by default: the login
+    /// entry passes it on.
     explicit: bool,
 }
 
@@ -70,11 +71,11 @@ pub fn set_config(argv: &[String]) -> &'static Path {
         .iter()
         .position(|a| a == "--config")
         .and_then(|i| argv.get(i + 1))
-        .map(|p| std::path::absolute(p).unwrap_or_else(|_| PathBuf::from(p)));
-    let config = CONFIG.get_or_init(|| Config {
-        explicit: given.is_some(),
-        path: given.unwrap_or_else(homeport_config::default_config_path),
-    });
+        .map(PathBuf::from);
+    let explicit = given.is_some() || std::env::var_os("HOMEPORT_CONFIG").is_some();
+    let path = given.unwrap_or_else(homeport_config::default_config_path);
+    let path = std::path::absolute(&path).unwrap_or(path);
+    let config = CONFIG.get_or_init(|| Config { explicit, path });
     &config.path
 }
 
@@ -111,6 +112,7 @@ fn homeport_bin() -> PathBuf {
 fn start_agent() -> std::io::Result<String> {
     let bin = homeport_bin();
     let mut cmd = Command::new(&bin);
+    clean_env(&mut cmd);
     cmd.arg("--config")
         .arg(config_path())
         .arg("agent")
@@ -126,7 +128,9 @@ fn start_agent() -> std::io::Result<String> {
             Ok(())
         });
     }
-    cmd.spawn()?;
+    let mut child = cmd.spawn()?;
+    // The agent outlives this wait; reaping it when it ends keeps no zombie in the tray.
+    std::thread::spawn(move || child.wait());
     Ok(bin.display().to_string())
 }
 
@@ -138,6 +142,12 @@ pub fn open_browser(url: &str) -> Result<(), String> {
 /// The login entry for this binary, with this tray's config file when it was given one.
 pub fn autostart() -> Result<homeport_autostart::Autostart, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // After a package upgrade replaced the running binary, Linux names it "… (deleted)"; the
+    // entry is for the file now at that path.
+    let exe = match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        Some(s) => PathBuf::from(s),
+        None => exe,
+    };
     let config = CONFIG
         .get()
         .filter(|c| c.explicit)

@@ -61,6 +61,7 @@ mod tests {
 
     use std::path::Path;
 
+    use tauri::Manager;
     use tauri::ipc::{CallbackFn, InvokeBody};
     use tauri::test::{INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder, mock_context};
     use tauri::webview::InvokeRequest;
@@ -79,20 +80,35 @@ mod tests {
         let app = register(mock_builder(), dir.to_owned())
             .build(mock_context(tauri::test::noop_assets()))
             .expect("mock app");
-        let window = tauri::WebviewWindowBuilder::<MockRuntime, _>::new(
-            &app,
-            "dashboard",
-            Default::default(),
-        )
-        .build()
-        .expect("window");
+        call(&app, "tauri://localhost", cmd, args)
+    }
+
+    /// Invokes `cmd` as a page at `url` in a new window of `app` would.
+    fn call(
+        app: &tauri::App<MockRuntime>,
+        url: &str,
+        cmd: &str,
+        args: serde_json::Value,
+    ) -> Result<serde_json::Value, serde_json::Value> {
+        // The label the app's dashboard window has, which capabilities name.
+        let window = app
+            .get_webview_window(crate::windows::DASHBOARD)
+            .unwrap_or_else(|| {
+                tauri::WebviewWindowBuilder::<MockRuntime, _>::new(
+                    app,
+                    crate::windows::DASHBOARD,
+                    Default::default(),
+                )
+                .build()
+                .expect("window")
+            });
         get_ipc_response(
             &window,
             InvokeRequest {
                 cmd: cmd.into(),
                 callback: CallbackFn(0),
                 error: CallbackFn(1),
-                url: "tauri://localhost".parse().unwrap(),
+                url: url.parse().unwrap(),
                 body: if args.is_null() {
                     InvokeBody::default()
                 } else {
@@ -172,10 +188,28 @@ mod tests {
         assert!(!entry.exists());
     }
 
+    /// With the app's real configuration and capabilities: the bundled page may call the app's
+    /// commands and no plugin's; a page from elsewhere may call nothing.
     #[test]
     fn the_window_may_call_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(invoke(dir.path(), "plugin:shell|open").is_err());
-        assert!(invoke(dir.path(), "agent_status").is_err());
+        let app = register(mock_builder(), dir.path().to_owned())
+            .build(tauri::generate_context!(test = true))
+            .expect("mock app with the real config");
+        let null = serde_json::Value::Null;
+        let own = "tauri://localhost";
+        assert_eq!(
+            call(&app, own, "agent_connection", null.clone()),
+            Err("the agent is not running".into()),
+            "allowed, and it ran"
+        );
+        assert!(call(&app, own, "plugin:window|close", null.clone()).is_err());
+        assert!(call(&app, own, "plugin:shell|open", null.clone()).is_err());
+        assert!(call(&app, own, "agent_status", null.clone()).is_err());
+        let remote = call(&app, "https://example.com", "agent_connection", null);
+        assert!(
+            remote.is_err() && remote != Err("the agent is not running".into()),
+            "a remote page must not reach the command: {remote:?}"
+        );
     }
 }

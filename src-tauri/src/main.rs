@@ -195,7 +195,7 @@ async fn poll(app: AppHandle) {
                     }
                 }
                 if !prefs.notifications_paused {
-                    for notice in notices {
+                    for notice in homeport_tray_model::coalesce(notices) {
                         notify::show(&app, notice);
                     }
                 }

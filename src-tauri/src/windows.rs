@@ -40,7 +40,15 @@ pub fn open(app: &AppHandle, fragment: &str) -> Result<(), String> {
         let _ = old.wait();
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut cmd = Command::new(exe);
+    // On Linux through /proc/self/exe: it still runs this binary after a package upgrade has
+    // replaced the file (current_exe then ends in " (deleted)").
+    let mut cmd = if cfg!(target_os = "linux") {
+        let mut c = Command::new("/proc/self/exe");
+        std::os::unix::process::CommandExt::arg0(&mut c, &exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
     agent::clean_env(&mut cmd);
     let mut child = cmd
         .arg("--window")
@@ -91,7 +99,11 @@ pub fn create(app: &AppHandle, fragment: &str) -> tauri::Result<()> {
         // The window shows the bundled UI only; a link elsewhere (a service's own page) opens
         // in the browser.
         .on_navigation(|url| {
-            let own = url.scheme() == "tauri" || url.host_str() == Some("tauri.localhost");
+            let own = matches!(
+                (url.scheme(), url.host_str(), url.port()),
+                ("tauri", Some("localhost"), None)
+                    | ("http" | "https", Some("tauri.localhost"), None)
+            );
             if !own && let Err(e) = homeport_client::open_in_browser(url.as_str()) {
                 tracing::warn!("cannot open {url}: {e}");
             }

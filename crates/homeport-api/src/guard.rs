@@ -15,12 +15,13 @@ use crate::error;
 pub const SESSION_COOKIE: &str = "homeport_session";
 /// Origins of the tray app's own windows, which load the bundled dashboard through Tauri's asset
 /// protocol (`tauri://localhost` on Linux and macOS, `http(s)://tauri.localhost` on Windows).
-/// A web page cannot claim them, and they get no session: their requests must carry the token.
-pub const APP_ORIGINS: [&str; 3] = [
-    "tauri://localhost",
-    "http://tauri.localhost",
-    "https://tauri.localhost",
-];
+/// A web page cannot claim them (another Tauri app on this computer can: so they get no session,
+/// and their requests must carry the token, which only this user's files hold).
+/// (The Windows ones only on Windows: elsewhere a local server could answer for that name.)
+#[cfg(not(windows))]
+pub const APP_ORIGINS: &[&str] = &["tauri://localhost"];
+#[cfg(windows)]
+pub const APP_ORIGINS: &[&str] = &["http://tauri.localhost", "https://tauri.localhost"];
 /// A sign-in link works once, and only this soon after it was made.
 const TICKET_LIFETIME: Duration = Duration::from_secs(120);
 

@@ -348,6 +348,10 @@ pub fn open_in_browser(url: &str) -> std::io::Result<()> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .map(drop)
+        .map(|mut child| {
+            // Reaped when it ends (it hands the URL to the browser and exits), so that a
+            // long-lived caller such as the tray keeps no zombies.
+            std::thread::spawn(move || child.wait());
+        })
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot run {opener}: {e}")))
 }

@@ -12,7 +12,7 @@ use std::fmt;
 
 use homeport_types::{AppInfo, Health, ServiceKey, ServiceState, StatusSnapshot};
 
-pub use notify::{Notice, Notifier, Screen, Urgency};
+pub use notify::{Notice, Notifier, Screen, Urgency, coalesce};
 
 /// What the tray's icon shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

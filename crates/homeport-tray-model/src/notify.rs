@@ -110,6 +110,16 @@ impl Notice {
         }
     }
 
+    /// A start, stop or restart from the menu that the agent or a service refused.
+    pub fn action_failed(action: &str, target: &str, error: &str) -> Self {
+        Notice {
+            summary: format!("Could not {action} {target}"),
+            body: error.to_owned(),
+            urgency: Urgency::Critical,
+            screen: Screen::Overview,
+        }
+    }
+
     /// A deploy the agent refused or lost contact with before it produced a record.
     pub fn deploy_error(app: &str, env: &str, kind: &str, error: &str) -> Self {
         Notice {
@@ -344,7 +354,9 @@ fn reason(s: &ServiceStatus) -> String {
         .unwrap_or_default()
 }
 
-fn coalesce(notices: Vec<Notice>) -> Vec<Notice> {
+/// Makes more than [`Notifier::MAX_AT_ONCE`] notices one: for notices gathered from several
+/// sources in one poll.
+pub fn coalesce(notices: Vec<Notice>) -> Vec<Notice> {
     if notices.len() <= Notifier::MAX_AT_ONCE {
         return notices;
     }
