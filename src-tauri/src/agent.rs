@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use homeport_client::{Client, ClientError};
-use homeport_types::StatusSnapshot;
 
 /// The variable with which the tray turns GDK's GL off for itself (see `main`).
 pub const GDK_GL: &str = "GDK_GL";
@@ -36,11 +35,11 @@ impl Agent {
         Self { last_start: None }
     }
 
-    /// The agent's status; when no agent runs, starts one (at most once per [`RESTART_GAP`]) and
-    /// says why the tray is disconnected meanwhile.
-    pub async fn status(&mut self) -> Result<StatusSnapshot, String> {
+    /// A client of the agent; when no agent runs, starts one (at most once per [`RESTART_GAP`])
+    /// and says why the tray is disconnected meanwhile.
+    pub fn connect(&mut self) -> Result<Client, String> {
         match client() {
-            Ok(c) => c.status().await.map_err(|e| e.to_string()),
+            Ok(c) => Ok(c),
             Err(reason) => {
                 if self.last_start.is_none_or(|t| t.elapsed() >= RESTART_GAP) {
                     self.last_start = Some(Instant::now());
@@ -92,7 +91,13 @@ pub fn data_dir() -> PathBuf {
 
 /// A client of the agent of the configured data folder.
 pub fn client() -> Result<Client, String> {
-    Client::discover(&data_dir()).map_err(|e| match e {
+    discover(&data_dir())
+}
+
+/// A client of the agent whose data folder is `dir`, or why there is none, in words for the
+/// tray and its window.
+pub fn discover(dir: &Path) -> Result<Client, String> {
+    Client::discover(dir).map_err(|e| match e {
         ClientError::NotRunning(_) => "the agent is not running".to_owned(),
         other => other.to_string(),
     })

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 
-use homeport_client::{Client, ClientError};
 use serde::Serialize;
 use tauri::{Builder, Runtime, State};
 
@@ -45,10 +44,7 @@ fn set_start_at_login(enabled: bool) -> Result<bool, String> {
 
 #[tauri::command]
 fn agent_connection(dir: State<'_, AgentDir>) -> Result<Connection, String> {
-    let client = Client::discover(&dir.0).map_err(|e| match e {
-        ClientError::NotRunning(_) => "the agent is not running".to_owned(),
-        other => other.to_string(),
-    })?;
+    let client = crate::agent::discover(&dir.0)?;
     Ok(Connection {
         base_url: client.base_url().to_owned(),
         token: client.token().to_owned(),

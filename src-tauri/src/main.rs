@@ -180,19 +180,19 @@ async fn poll(app: AppHandle) {
             p.start_at_login = agent::autostart_enabled();
             *p
         };
-        let model = match agent.status().await {
-            Ok(status) => {
+        let status = match agent.connect() {
+            Ok(c) => c.status().await.map(|s| (c, s)).map_err(|e| e.to_string()),
+            Err(reason) => Err(reason),
+        };
+        let model = match status {
+            Ok((c, status)) => {
                 let mut notices = notifier.observe(&status, Instant::now());
-                let client = agent::client().ok();
-                let mut apps = Vec::new();
-                if let Some(c) = &client {
-                    apps = c.apps().await.unwrap_or_default();
-                    // Only a complete history: a failed read must not become the baseline.
-                    let backups = c.backups(&homeport_types::Target::All).await;
-                    if let (Ok(deploys), Ok(backups)) = (c.deploys(None).await, backups) {
-                        let backups: Vec<_> = backups.into_iter().flat_map(|e| e.backups).collect();
-                        notices.extend(notifier.observe_history(&deploys, &backups));
-                    }
+                let apps = c.apps().await.unwrap_or_default();
+                // Only a complete history: a failed read must not become the baseline.
+                let backups = c.backups(&homeport_types::Target::All).await;
+                if let (Ok(deploys), Ok(backups)) = (c.deploys(None).await, backups) {
+                    let backups: Vec<_> = backups.into_iter().flat_map(|e| e.backups).collect();
+                    notices.extend(notifier.observe_history(&deploys, &backups));
                 }
                 if !prefs.notifications_paused {
                     for notice in homeport_tray_model::coalesce(notices) {

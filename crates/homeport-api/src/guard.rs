@@ -162,21 +162,22 @@ pub async fn check_host_and_origin(
             "the Host header does not name this agent",
         );
     }
-    let app_origin = req.headers().get(header::ORIGIN).is_some_and(is_app_origin);
-    if app_origin {
+    let app_origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .filter(|o| is_app_origin(o))
+        .cloned();
+    if let Some(origin) = app_origin {
         // The tray's window: answer the CORS preflight here (it carries no credentials), and
         // let `authenticate` insist on the token.
-        let origin = req.headers().get(header::ORIGIN).cloned();
         let mut resp = if req.method() == Method::OPTIONS {
             preflight()
         } else {
             next.run(req).await
         };
-        if let Some(o) = origin {
-            let h = resp.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
-            h.insert(header::VARY, HeaderValue::from_static("Origin"));
-        }
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
         return resp;
     }
     if req
@@ -206,9 +207,7 @@ pub async fn check_host_and_origin(
 }
 
 fn is_app_origin(origin: &HeaderValue) -> bool {
-    origin
-        .to_str()
-        .is_ok_and(|o| APP_ORIGINS.iter().any(|a| a.eq_ignore_ascii_case(o)))
+    origin_in(origin, APP_ORIGINS)
 }
 
 fn preflight() -> Response {
@@ -231,9 +230,14 @@ fn changes_state(m: &Method) -> bool {
 }
 
 fn origin_allowed(guard: &Guard, origin: &HeaderValue) -> bool {
+    origin_in(origin, &guard.origins)
+}
+
+/// Whether the Origin header is one of `allowed` (ASCII case aside).
+fn origin_in(origin: &HeaderValue, allowed: &[impl AsRef<str>]) -> bool {
     origin
         .to_str()
-        .is_ok_and(|o| guard.origins.iter().any(|a| a.eq_ignore_ascii_case(o)))
+        .is_ok_and(|o| allowed.iter().any(|a| a.as_ref().eq_ignore_ascii_case(o)))
 }
 
 /// API routes: a token or a session. A browser (session) must also send our Origin with every

@@ -7,8 +7,8 @@
 //! [`Notifier::WINDOW`]; crashes in between are counted into the next notice ("crashed 7 times"),
 //! a health change that flips back within the window is never shown, and a crash loop that ends
 //! in the agent giving up says so at once. When one poll finds more than
-//! [`Notifier::MAX_AT_ONCE`] things to say (say, every service of a restarted agent), they become
-//! one notice.
+//! [`Notifier::MAX_AT_ONCE`] things to say (say, every service of a restarted agent), [`coalesce`]
+//! makes them one notice.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -161,7 +161,7 @@ struct History {
 impl Notifier {
     /// Per service and kind (crash, health), at most one notice in this long.
     pub const WINDOW: Duration = Duration::from_secs(60);
-    /// More notices than this from one snapshot become one.
+    /// More notices than this from one poll become one ([`coalesce`]).
     pub const MAX_AT_ONCE: usize = 3;
 
     pub fn new() -> Self {
@@ -193,11 +193,9 @@ impl Notifier {
             t.restarts = s.restarts;
         }
         tracks.retain(|k, _| status.services.iter().any(|s| &s.key == k));
-        coalesce(notices)
+        notices
     }
-}
 
-impl Notifier {
     /// The notices that the agent's history of deploys and backups calls for: one per deploy
     /// that finished and per backup made since the first call (which sets the baseline).
     /// Backups taken by a deploy are told by the deploy's notice.
@@ -229,7 +227,7 @@ impl Notifier {
                 .filter(|b| b.trigger != BackupTrigger::PreDeploy)
                 .map(|b| Notice::backup(&format!("{}/{}", b.app, b.env), Ok(b))),
         );
-        coalesce(notices)
+        notices
     }
 }
 
@@ -354,8 +352,8 @@ fn reason(s: &ServiceStatus) -> String {
         .unwrap_or_default()
 }
 
-/// Makes more than [`Notifier::MAX_AT_ONCE`] notices one: for notices gathered from several
-/// sources in one poll.
+/// Makes more than [`Notifier::MAX_AT_ONCE`] notices one: what one poll gathered from both
+/// [`Notifier::observe`] and [`Notifier::observe_history`] goes through here once.
 pub fn coalesce(notices: Vec<Notice>) -> Vec<Notice> {
     if notices.len() <= Notifier::MAX_AT_ONCE {
         return notices;
@@ -557,7 +555,7 @@ mod tests {
         let before = snap(names.iter().map(|s| svc(s, Healthy, 0)).collect());
         let after = snap(names.iter().map(|s| svc(s, BackingOff, 1)).collect());
         assert!(n.observe(&before, t0).is_empty());
-        let got = n.observe(&after, t0 + Duration::from_secs(2));
+        let got = coalesce(n.observe(&after, t0 + Duration::from_secs(2)));
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].summary, "7 things need attention");
         assert!(got[0].body.ends_with("and 2 more"), "{}", got[0].body);
