@@ -195,22 +195,29 @@ export async function deploy(
     const err = (await resp.json().catch(() => ({}))) as { kind?: string; message?: string };
     throw new ApiError(resp.status, err.kind ?? 'http', err.message ?? `HTTP ${resp.status}`);
   }
-  const reader = resp.body.getReader();
-  const decoder = new TextDecoder();
+  for await (const line of lines(resp.body)) {
+    const ev = JSON.parse(line) as DeployEvent;
+    onEvent(ev);
+    if (ev.type === 'done') return ev.record;
+  }
+  throw new ApiError(0, 'stream', 'the deploy stream ended early');
+}
+
+/** The lines of a streamed body (NDJSON, server-sent events) as they arrive, without their
+ *  line ends (`\n` or `\r\n`). */
+async function* lines(body: NonNullable<Response['body']>): AsyncGenerator<string> {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = '';
   for (;;) {
     const { value, done } = await reader.read();
-    if (done) break;
-    buf += decoder.decode(value, { stream: true });
+    if (done) return;
+    buf += value;
     let i;
     while ((i = buf.indexOf('\n')) >= 0) {
-      const ev = JSON.parse(buf.slice(0, i)) as DeployEvent;
+      yield buf.slice(0, i).replace(/\r$/, '');
       buf = buf.slice(i + 1);
-      onEvent(ev);
-      if (ev.type === 'done') return ev.record;
     }
   }
-  throw new ApiError(0, 'stream', 'the deploy stream ended early');
 }
 
 /** Reads a server-sent event stream with fetch (an EventSource cannot send the tray window's
@@ -230,29 +237,19 @@ function eventStream(
         if (!resp.ok || !resp.body) throw new ApiError(resp.status, 'http', `HTTP ${resp.status}`);
         connection(true);
         delay = 500;
-        const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
-        let buf = '';
         let name = 'message';
         let data: string[] = [];
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          buf += value;
-          let i;
-          while ((i = buf.indexOf('\n')) >= 0) {
-            const line = buf.slice(0, i).replace(/\r$/, '');
-            buf = buf.slice(i + 1);
-            if (line === '') {
-              if (data.length) onEvent(name, data.join('\n'));
-              name = 'message';
-              data = [];
-            } else if (!line.startsWith(':')) {
-              const colon = line.indexOf(':');
-              const field = colon < 0 ? line : line.slice(0, colon);
-              const val = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-              if (field === 'event') name = val;
-              else if (field === 'data') data.push(val);
-            }
+        for await (const line of lines(resp.body)) {
+          if (line === '') {
+            if (data.length) onEvent(name, data.join('\n'));
+            name = 'message';
+            data = [];
+          } else if (!line.startsWith(':')) {
+            const colon = line.indexOf(':');
+            const field = colon < 0 ? line : line.slice(0, colon);
+            const val = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+            if (field === 'event') name = val;
+            else if (field === 'data') data.push(val);
           }
         }
       } catch {
