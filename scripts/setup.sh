@@ -40,6 +40,15 @@ fi
 node_v=$(node --version | tr -d v)
 version_at_least "$node_v" 20.19.0 || { echo "setup: Node.js $node_v is too old; the dashboard build needs 20.19 or newer" >&2; exit 1; }
 
+# The unused-dependency check in scripts/test.sh. cargo-machete over cargo-shear: it installs in
+# about 1.5 min on two cores (cargo-shear compiles rust-analyzer's parser: several minutes), and
+# reads the sources as text, which finds every unused crate of this workspace.
+machete_version=0.9.2
+if [[ "$(cargo machete --version 2>/dev/null)" != "$machete_version" ]]; then
+    echo "setup: installing cargo-machete $machete_version"
+    cargo install --locked --quiet "cargo-machete@$machete_version"
+fi
+
 # The lock file pins every package; `npm ci` installs exactly those, from the npm registry.
 if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
     npm ci --no-audit --no-fund --loglevel=error

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Sets up and runs every check and test: formatting, clippy, the UI's type check, unit,
-# integration and end-to-end tests, the dashboard's browser tests in headless Chromium, and a
-# smoke test of the tray app under Xvfb.
+# Sets up and runs every check and test: formatting, unused dependencies, clippy, the UI's type
+# check, unit, integration and end-to-end tests, the dashboard's browser tests in headless
+# Chromium, and a smoke test of the tray app under Xvfb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --browser
 
 cargo fmt --all -- --check
+# No dependency that nothing uses.
+cargo machete
 npm run --silent check
 # Before clippy: the tray app (src-tauri) embeds ui/dist when it compiles.
 npm run --silent build

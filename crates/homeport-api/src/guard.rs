@@ -130,12 +130,8 @@ impl Sessions {
 }
 
 fn random_id() -> String {
-    let mut bytes = [0u8; 32];
     // The OS random source failing is not survivable for an auth system; an all-zero id would be.
-    if getrandom::fill(&mut bytes).is_err() {
-        std::process::abort();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    homeport_fs::random_token().unwrap_or_else(|_| std::process::abort())
 }
 
 /// Compares without an early exit, so timing does not reveal how much of a guess was right.

@@ -243,7 +243,7 @@ pub fn sha256_file(path: &Path) -> Result<String, BackupError> {
         }
         h.update(&buf[..n]);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(homeport_fs::hex(&h.finalize()))
 }
 
 /// Fails unless the file's SHA-256 is `expected`.
@@ -304,7 +304,5 @@ pub fn sweep_partials(root: &Path) -> usize {
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), BackupError> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(BackupError::io(dir))
+    homeport_fs::sync_dir(dir).map_err(BackupError::io(dir))
 }

@@ -37,7 +37,7 @@ pub async fn run(config_path: &Path) -> Result<(), Failure> {
         )
     })?;
     let data = config.agent.data_dir.clone();
-    homeport_supervisor::fsutil::create_private_dir(&data)
+    homeport_fs::create_private_dir(&data)
         .map_err(|e| Failure::new(1, format!("cannot create {}: {e}", data.display())))?;
     let _lock = InstanceLock::acquire(&data).map_err(|e| match e {
         LockError::AlreadyRunning(_) => Failure::new(1, e.to_string()),

@@ -99,7 +99,7 @@ pub fn install(config: &Path) -> Result<(), Failure> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Failure::new(1, format!("cannot create {}: {e}", dir.display())))?;
     }
-    homeport_supervisor::fsutil::atomic_write(&path, text.as_bytes(), 0o644)
+    homeport_fs::atomic_write(&path, text.as_bytes(), 0o644)
         .map_err(|e| Failure::new(1, format!("cannot write {}: {e}", path.display())))?;
     println!("Wrote {}", path.display());
     if cfg!(target_os = "macos") {

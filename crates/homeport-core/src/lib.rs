@@ -75,8 +75,7 @@ impl Core {
     /// Opens state.db and builds the supervisor, re-adopting running services. Starts nothing new.
     pub async fn start(config: Config, shim_exe: PathBuf) -> Result<CoreHandle, CoreError> {
         let data = config.agent.data_dir.clone();
-        homeport_supervisor::fsutil::create_private_dir(&data)
-            .map_err(|e| CoreError::DataDir(data.clone(), e))?;
+        homeport_fs::create_private_dir(&data).map_err(|e| CoreError::DataDir(data.clone(), e))?;
         let db_path = data.join("state.db");
         let store = Store::open(&db_path).map_err(|e| CoreError::Store(db_path.clone(), e))?;
         let seeds = store

@@ -81,9 +81,7 @@ impl Proxy {
         if let Some(dir) = self.file.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        if let Err(e) =
-            homeport_supervisor::fsutil::atomic_write(&self.file, name.as_bytes(), 0o644)
-        {
+        if let Err(e) = homeport_fs::atomic_write(&self.file, name.as_bytes(), 0o644) {
             tracing::warn!("cannot record the active instance of {}: {e}", self.service);
         }
         self.slots[old].clone()

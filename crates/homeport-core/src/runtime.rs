@@ -1,12 +1,12 @@
 //! The agent's files beside state.db: the single-instance lock, the API token and `agent.json`,
 //! which tells clients where the agent listens.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use homeport_supervisor::fsutil::atomic_write;
+use homeport_fs::atomic_write;
 use homeport_types::AgentEndpoint;
 use nix::fcntl::{Flock, FlockArg};
 
@@ -29,13 +29,8 @@ pub enum LockError {
 impl InstanceLock {
     pub fn acquire(data_dir: &Path) -> Result<Self, LockError> {
         let path = data_dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| LockError::Io(path.clone(), e))?;
+        let file =
+            homeport_fs::create_private_file(&path).map_err(|e| LockError::Io(path.clone(), e))?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => Ok(Self { _lock: lock, path }),
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
@@ -65,9 +60,7 @@ pub fn load_or_create_token(data_dir: &Path) -> io::Result<String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(io::Error::other)?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = homeport_fs::random_token()?;
     atomic_write(&path, token.as_bytes(), 0o600)?;
     Ok(token)
 }

@@ -32,10 +32,7 @@ pub enum SettingsError {
 }
 
 pub fn revision(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    homeport_fs::hex(&Sha256::digest(text.as_bytes()))
 }
 
 fn read(path: &Path) -> Result<String, SettingsError> {
@@ -205,7 +202,7 @@ pub(crate) async fn apply(
     let mode = std::fs::metadata(&path)
         .map(|m| m.permissions().mode() & 0o777)
         .unwrap_or(0o600);
-    homeport_supervisor::fsutil::atomic_write(&path, staged.new_text.as_bytes(), mode)
+    homeport_fs::atomic_write(&path, staged.new_text.as_bytes(), mode)
         .map_err(|e| SettingsError::Io(path.display().to_string(), e))?;
     let needs_agent_restart = old.agent != new.agent;
     let report = core

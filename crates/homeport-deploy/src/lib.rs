@@ -158,8 +158,7 @@ pub fn stage(
         }
         let body = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| DeployError::Io(work.clone(), io::Error::other(e)))?;
-        homeport_supervisor::fsutil::atomic_write(&work.join(MANIFEST), &body, 0o644)
-            .map_err(io_err(&work))?;
+        homeport_fs::atomic_write(&work.join(MANIFEST), &body, 0o644).map_err(io_err(&work))?;
         fs::rename(&work, &final_dir).map_err(io_err(&final_dir))?;
         fs::File::open(releases)
             .and_then(|d| d.sync_all())
@@ -183,7 +182,7 @@ fn copy_tree(src: &Path, dest: &Path) -> Result<(u64, String), DeployError> {
         std::os::unix::fs::symlink(&target, dest).map_err(io_err(dest))?;
         return Ok((
             0,
-            hex(&Sha256::digest(target.as_os_str().as_encoded_bytes())),
+            homeport_fs::hex(&Sha256::digest(target.as_os_str().as_encoded_bytes())),
         ));
     }
     if meta.is_dir() {
@@ -198,7 +197,7 @@ fn copy_tree(src: &Path, dest: &Path) -> Result<(u64, String), DeployError> {
             total += size;
             h.update(format!("{} {sum}\n", e.file_name().to_string_lossy()));
         }
-        return Ok((total, hex(&h.finalize())));
+        return Ok((total, homeport_fs::hex(&h.finalize())));
     }
     fs::copy(src, dest).map_err(io_err(dest))?;
     let mut f = fs::File::open(dest).map_err(io_err(dest))?;
@@ -212,11 +211,7 @@ fn copy_tree(src: &Path, dest: &Path) -> Result<(u64, String), DeployError> {
         }
         h.update(&buf[..n]);
     }
-    Ok((meta.len(), hex(&h.finalize())))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    Ok((meta.len(), homeport_fs::hex(&h.finalize())))
 }
 
 pub fn read_manifest(release_dir: &Path) -> Option<Manifest> {
