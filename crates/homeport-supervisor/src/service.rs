@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use homeport_config::{RestartMode, ServiceSpec};
-use homeport_types::{Event, EventKind, ExitReason, Health, Input, ServiceKey, ServiceState};
+use homeport_types::{
+    AfterExit, Event, EventKind, ExitReason, Health, Input, ServiceKey, ServiceState,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -415,14 +417,7 @@ impl ServiceTask {
         self.snap.last_exit = Some(exit);
         self.snap.health = Health::Unknown;
         if self.snap.state == ServiceState::Stopping {
-            self.apply(
-                Input::Exited {
-                    restart: false,
-                    give_up: false,
-                    success: exit.success(),
-                },
-                None,
-            );
+            self.apply(Input::Exited(AfterExit::stay_down(exit.success())), None);
             return;
         }
         let decision = self.tracker.on_exit(Instant::now(), uptime, exit, forced);
@@ -434,14 +429,7 @@ impl ServiceTask {
                     "{exit}; restarting in {}",
                     humantime::format_duration(delay)
                 );
-                (
-                    Input::Exited {
-                        restart: true,
-                        give_up: false,
-                        success: exit.success(),
-                    },
-                    msg,
-                )
+                (Input::Exited(AfterExit::Restart), msg)
             }
             Decision::GiveUp => {
                 let p = &self.spec.restart;
@@ -450,21 +438,10 @@ impl ServiceTask {
                     p.max_failures,
                     humantime::format_duration(p.window)
                 );
-                (
-                    Input::Exited {
-                        restart: false,
-                        give_up: true,
-                        success: exit.success(),
-                    },
-                    msg,
-                )
+                (Input::Exited(AfterExit::GiveUp), msg)
             }
             Decision::StayDown => (
-                Input::Exited {
-                    restart: false,
-                    give_up: false,
-                    success: exit.success(),
-                },
+                Input::Exited(AfterExit::stay_down(exit.success())),
                 exit.to_string(),
             ),
         };

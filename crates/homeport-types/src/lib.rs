@@ -12,7 +12,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 mod state;
-pub use state::{Input, ServiceState};
+pub use state::{AfterExit, Input, ServiceState};
 
 /// `app/env/service`: the unique name of one supervised process.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -9,9 +9,9 @@
 //!     │                  │                                │
 //!     │ Stop (any up state) ─▶ Stopping ─ Exited ─▶ Stopped
 //!     │
-//!  Exited { restart } ─▶ BackingOff ─ BackoffElapsed ─▶ Starting
-//!  Exited { give up }  ─▶ Failed        (crash loop, spawn error)
-//!  Exited { no restart } ─▶ Exited (status 0) or Crashed
+//!  Exited(Restart) ─▶ BackingOff ─ BackoffElapsed ─▶ Starting
+//!  Exited(GiveUp)  ─▶ Failed        (crash loop, spawn error)
+//!  Exited(StayExited | StayCrashed) ─▶ Exited (status 0) or Crashed
 //! ```
 //! Inputs that make no sense in a state leave it unchanged; the supervisor never has to know
 //! which pairs are legal.
@@ -55,14 +55,33 @@ pub enum Input {
     HealthPassed,
     HealthFailed,
     Stop,
-    /// The process ended. `restart`: the policy schedules a restart; `give_up`: the crash-loop
-    /// limit was reached; `success`: it exited with status 0.
-    Exited {
-        restart: bool,
-        give_up: bool,
-        success: bool,
-    },
+    /// The process ended, and what its restart policy decided.
+    Exited(AfterExit),
     BackoffElapsed,
+}
+
+/// What a service's restart policy decided when its process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterExit {
+    /// Start it again after a backoff delay.
+    Restart,
+    /// The crash-loop limit was reached: leave it down as failed.
+    GiveUp,
+    /// Leave it down; it exited with status 0.
+    StayExited,
+    /// Leave it down; it ended with a failure.
+    StayCrashed,
+}
+
+impl AfterExit {
+    /// Staying down, as an exit with this success calls for.
+    pub fn stay_down(success: bool) -> Self {
+        if success {
+            AfterExit::StayExited
+        } else {
+            AfterExit::StayCrashed
+        }
+    }
 }
 
 impl ServiceState {
@@ -86,25 +105,13 @@ impl ServiceState {
                     S::Stopping
                 }
             }
-            (S::Stopping, I::Exited { .. }) => S::Stopped,
-            (
-                s,
-                I::Exited {
-                    restart,
-                    give_up,
-                    success,
-                },
-            ) if s.is_up() => {
-                if give_up {
-                    S::Failed
-                } else if restart {
-                    S::BackingOff
-                } else if success {
-                    S::Exited
-                } else {
-                    S::Crashed
-                }
-            }
+            (S::Stopping, I::Exited(_)) => S::Stopped,
+            (s, I::Exited(after)) if s.is_up() => match after {
+                AfterExit::Restart => S::BackingOff,
+                AfterExit::GiveUp => S::Failed,
+                AfterExit::StayExited => S::Exited,
+                AfterExit::StayCrashed => S::Crashed,
+            },
             (S::BackingOff, I::BackoffElapsed) => S::Starting,
             (s, _) => s,
         }
@@ -165,12 +172,8 @@ mod tests {
     use super::ServiceState as S;
     use super::*;
 
-    fn exited(restart: bool, give_up: bool, success: bool) -> Input {
-        Input::Exited {
-            restart,
-            give_up,
-            success,
-        }
+    fn exited(after: AfterExit) -> Input {
+        Input::Exited(after)
     }
 
     #[test]
@@ -196,11 +199,13 @@ mod tests {
 
     #[test]
     fn exits_follow_the_restart_decision() {
-        assert_eq!(S::Healthy.on(exited(true, false, false)), S::BackingOff);
-        assert_eq!(S::Running.on(exited(false, true, false)), S::Failed);
-        assert_eq!(S::Running.on(exited(false, false, true)), S::Exited);
-        assert_eq!(S::Running.on(exited(false, false, false)), S::Crashed);
-        assert_eq!(S::Stopping.on(exited(true, false, false)), S::Stopped);
+        assert_eq!(S::Healthy.on(exited(AfterExit::Restart)), S::BackingOff);
+        assert_eq!(S::Running.on(exited(AfterExit::GiveUp)), S::Failed);
+        assert_eq!(S::Running.on(exited(AfterExit::StayExited)), S::Exited);
+        assert_eq!(S::Running.on(exited(AfterExit::StayCrashed)), S::Crashed);
+        assert_eq!(S::Stopping.on(exited(AfterExit::Restart)), S::Stopped);
+        assert_eq!(AfterExit::stay_down(true), AfterExit::StayExited);
+        assert_eq!(AfterExit::stay_down(false), AfterExit::StayCrashed);
         assert_eq!(S::BackingOff.on(Input::BackoffElapsed), S::Starting);
     }
 
