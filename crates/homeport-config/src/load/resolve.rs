@@ -1,306 +1,30 @@
-//! The loading steps: read → parse → deserialize each table → resolve (defaults and placeholders)
-//! → validate the whole. Each step adds to one [`Sink`] so the user sees every problem at once.
+//! Step 3: defaults and placeholders, per app, environment and service.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use homeport_types::ServiceKey;
-use serde::de::DeserializeOwned;
 use toml::Spanned;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use crate::diag::{Diagnostic, Diagnostics, Sink};
+use super::parse::*;
+use crate::diag::Sink;
 use crate::model::*;
 use crate::paths::{default_data_dir, expand_home};
 use crate::raw::*;
 
-const DEFAULT_AGENT_PORT: u16 = 7747;
+pub(super) const DEFAULT_AGENT_PORT: u16 = 7747;
 const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 const DEFAULT_LOG_KEEP: u32 = 5;
 
-/// Reads, parses and validates the config file at `path`.
-pub fn load(path: &Path) -> Result<Config, Diagnostics> {
-    let text = fs::read_to_string(path).map_err(|e| {
-        Diagnostics(vec![Diagnostic {
-            file: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            field: String::new(),
-            message: format!("cannot read the config file: {e}"),
-            help: None,
-        }])
-    })?;
-    load_str(path, &text)
-}
-
-/// Parses and validates `text` as if it were the file `file` (relative paths resolve against its folder).
-pub fn load_str(file: &Path, text: &str) -> Result<Config, Diagnostics> {
-    // Services run in their own working directories: every path must be absolute.
-    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
-    let file = absolute.as_path();
-    let mut sink = Sink::new(file, text);
-    let config = match DeTable::parse(text) {
-        Ok(root) => {
-            let tree = read_tree(&root, &mut sink);
-            let base = file
-                .parent()
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-            let resolved = resolve(file, &base, &tree, &mut sink);
-            validate(&tree, &resolved, &mut sink);
-            Some(resolved)
-        }
-        Err(e) => {
-            sink.push(e.span(), "", first_line(e.message()));
-            None
-        }
-    };
-    let items = sink.finish();
-    match config {
-        Some(c) if items.is_empty() => Ok(c),
-        _ => Err(Diagnostics(items)),
-    }
-}
-
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or(s).trim().to_owned()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Step 2: the spanned tree, each table deserialized on its own.
-
-struct Tree {
-    agent: RawAgent,
-    apps: Vec<AppNode>,
-}
-
-struct AppNode {
-    name: Spanned<String>,
-    raw: RawApp,
-    envs: Vec<EnvNode>,
-}
-
-struct EnvNode {
-    name: Spanned<String>,
-    path: String,
-    raw: RawEnv,
-    services: Vec<ServiceNode>,
-}
-
-struct ServiceNode {
-    name: Spanned<String>,
-    path: String,
-    raw: RawService,
-}
-
-fn read_tree(root: &Spanned<DeTable<'_>>, sink: &mut Sink<'_>) -> Tree {
-    let mut tree = Tree {
-        agent: RawAgent::default(),
-        apps: Vec::new(),
-    };
-    for (key, value) in root.get_ref().iter() {
-        match key.get_ref().as_ref() {
-            "agent" => {
-                if let Some(agent) = de_table::<RawAgent>(value, "agent", AGENT_KEYS, sink) {
-                    tree.agent = agent;
-                }
-            }
-            "apps" => {
-                for (app_key, app_value) in table_entries(value, "apps", sink) {
-                    let path = format!("apps.{}", app_key.get_ref());
-                    let mut app = AppNode {
-                        name: owned(app_key),
-                        raw: RawApp::default(),
-                        envs: Vec::new(),
-                    };
-                    if let DeValue::Table(t) = app_value.get_ref() {
-                        let mut settings = t.clone();
-                        settings.remove("env");
-                        let settings = Spanned::new(app_value.span(), DeValue::Table(settings));
-                        app.raw = de_table::<RawApp>(&settings, &path, APP_KEYS, sink)
-                            .unwrap_or_default();
-                    }
-                    for (k, v) in table_entries(app_value, &path, sink) {
-                        if k.get_ref().as_ref() != "env" {
-                            continue; // app settings, read above
-                        }
-                        for (env_key, env_value) in table_entries(v, &format!("{path}.env"), sink) {
-                            if let Some(env) = read_env(&path, env_key, env_value, sink) {
-                                app.envs.push(env);
-                            }
-                        }
-                    }
-                    tree.apps.push(app);
-                }
-            }
-            _ => unknown_key(sink, key, "", TOP_KEYS),
-        }
-    }
-    tree
-}
-
-fn read_env(
-    app_path: &str,
-    key: &Spanned<std::borrow::Cow<'_, str>>,
-    value: &Spanned<DeValue<'_>>,
-    sink: &mut Sink<'_>,
-) -> Option<EnvNode> {
-    let path = format!("{app_path}.env.{}", key.get_ref());
-    let DeValue::Table(table) = value.get_ref() else {
-        sink.push(
-            Some(value.span()),
-            &path,
-            "expected a table of environment settings",
-        );
-        return None;
-    };
-    // Services are read one by one below, so take them out of the environment's own table.
-    let mut settings = table.clone();
-    let services = settings.remove("services");
-    let settings = Spanned::new(value.span(), DeValue::Table(settings));
-    let raw = de_table::<RawEnv>(&settings, &path, ENV_KEYS, sink).unwrap_or_default();
-    let mut env = EnvNode {
-        name: owned(key),
-        path: path.clone(),
-        raw,
-        services: Vec::new(),
-    };
-    if let Some(services) = services {
-        let services_path = format!("{path}.services");
-        for (svc_key, svc_value) in table_entries(&services, &services_path, sink) {
-            let svc_path = format!("{services_path}.{}", svc_key.get_ref());
-            if let Some(raw) = de_table::<RawService>(svc_value, &svc_path, SERVICE_KEYS, sink) {
-                env.services.push(ServiceNode {
-                    name: owned(svc_key),
-                    path: svc_path,
-                    raw,
-                });
-            }
-        }
-    }
-    Some(env)
-}
-
-type Key<'i> = Spanned<std::borrow::Cow<'i, str>>;
-
-fn owned(key: &Key<'_>) -> Spanned<String> {
-    Spanned::new(key.span(), key.get_ref().to_string())
-}
-
-fn table_entries<'a, 'i>(
-    value: &'a Spanned<DeValue<'i>>,
-    path: &str,
-    sink: &mut Sink<'_>,
-) -> Vec<(&'a Key<'i>, &'a Spanned<DeValue<'i>>)> {
-    match value.get_ref() {
-        DeValue::Table(t) => t.iter().collect(),
-        _ => {
-            sink.push(Some(value.span()), path, "expected a table");
-            Vec::new()
-        }
-    }
-}
-
-/// Deserializes one table, reporting every unknown key (with a suggestion) and the first type error.
-fn de_table<T: DeserializeOwned>(
-    value: &Spanned<DeValue<'_>>,
-    path: &str,
-    known: &[&str],
-    sink: &mut Sink<'_>,
-) -> Option<T> {
-    let mut unknown = Vec::new();
-    let result: Result<T, _> =
-        serde_ignored::deserialize(ValueDeserializer::from(value.clone()), |p| {
-            unknown.push(p.to_string())
-        });
-    for rel in unknown {
-        // serde_ignored names the hidden levels of `Spanned` and untagged values; users never see them.
-        let segments: Vec<&str> = rel
-            .split('.')
-            .filter(|s| *s != "?" && !s.starts_with("$__serde_spanned"))
-            .collect();
-        let rel = segments.join(".");
-        let span = locate_key(value, &segments);
-        let known_here = match segments.first() {
-            Some(&"health") if segments.len() > 1 => HEALTH_KEYS,
-            Some(&"restart") if segments.len() > 1 => RESTART_KEYS,
-            Some(&"backup") if segments.len() > 1 => BACKUP_KEYS,
-            _ => known,
-        };
-        let last = segments.last().copied().unwrap_or_default();
-        let field = join(path, &rel);
-        sink.push_help(
-            span,
-            &field,
-            format!("unknown key `{last}`"),
-            suggest(last, known_here),
-        );
-    }
-    match result {
-        Ok(t) => Some(t),
-        Err(e) => {
-            let span = e.span().or(Some(value.span()));
-            sink.push(span, path, first_line(e.message()));
-            None
-        }
-    }
-}
-
-fn unknown_key(sink: &mut Sink<'_>, key: &Key<'_>, parent: &str, known: &[&str]) {
-    let name = key.get_ref();
-    sink.push_help(
-        Some(key.span()),
-        &join(parent, name),
-        format!("unknown key `{name}`"),
-        suggest(name, known),
-    );
-}
-
-fn join(parent: &str, child: &str) -> String {
-    if parent.is_empty() {
-        child.to_owned()
-    } else {
-        format!("{parent}.{child}")
-    }
-}
-
-/// The span of the key at `segments` below `value`.
-fn locate_key(value: &Spanned<DeValue<'_>>, segments: &[&str]) -> Option<Range<usize>> {
-    let (first, rest) = segments.split_first()?;
-    let DeValue::Table(t) = value.get_ref() else {
-        return None;
-    };
-    let (k, v) = t.iter().find(|(k, _)| k.get_ref().as_ref() == *first)?;
-    if rest.is_empty() {
-        Some(k.span())
-    } else {
-        locate_key(v, rest).or(Some(k.span()))
-    }
-}
-
-/// "did you mean `x`?" when a known key is close to the typo.
-fn suggest(typo: &str, known: &[&str]) -> Option<String> {
-    known
-        .iter()
-        .map(|k| (strsim::damerau_levenshtein(typo, k), *k))
-        .filter(|(d, k)| *d <= (k.len() / 3).max(1) || k.starts_with(typo) || typo.starts_with(k))
-        .min()
-        .map(|(_, k)| format!("did you mean `{k}`?"))
-        .or_else(|| Some(format!("expected one of: {}", known.join(", "))))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Step 3: defaults and placeholders.
-
 /// Where in the file each resolved value came from, for validation messages.
-struct Origins {
+pub(super) struct Origins {
     /// Per service: span of the service name.
-    service: HashMap<ServiceKey, Range<usize>>,
+    pub(super) service: HashMap<ServiceKey, Range<usize>>,
 }
 
-fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>) -> Config {
+pub(super) fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>) -> Config {
     let agent = AgentSettings {
         port: match &tree.agent.port {
             Some(p) => port_in_range(p, "agent.port", true, sink).unwrap_or(DEFAULT_AGENT_PORT),
@@ -417,7 +141,7 @@ fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>) -> Config
     }
 }
 
-fn resolve_app(app: &AppNode, base: &Path, sink: &mut Sink<'_>) -> AppSpec {
+pub(super) fn resolve_app(app: &AppNode, base: &Path, sink: &mut Sink<'_>) -> AppSpec {
     let path = format!("apps.{}", app.name.get_ref());
     let r = &app.raw;
     let source = r.source.as_ref().map(|s| {
@@ -487,7 +211,12 @@ fn resolve_app(app: &AppNode, base: &Path, sink: &mut Sink<'_>) -> AppSpec {
     }
 }
 
-fn port_in_range(p: &Spanned<i64>, field: &str, zero_ok: bool, sink: &mut Sink<'_>) -> Option<u16> {
+pub(super) fn port_in_range(
+    p: &Spanned<i64>,
+    field: &str,
+    zero_ok: bool,
+    sink: &mut Sink<'_>,
+) -> Option<u16> {
     let v = *p.get_ref();
     let min = if zero_ok { 0 } else { 1 };
     match u16::try_from(v) {
@@ -504,7 +233,7 @@ fn port_in_range(p: &Spanned<i64>, field: &str, zero_ok: bool, sink: &mut Sink<'
 }
 
 /// The values placeholders expand to for one service.
-struct Placeholders<'a> {
+pub(super) struct Placeholders<'a> {
     env: &'a EnvSpec,
     service: &'a str,
     port: Option<u16>,
@@ -583,7 +312,7 @@ impl Placeholders<'_> {
 }
 
 /// The two instances of a blue-green service, each on its own internal port.
-fn resolve_blue_green(
+pub(super) fn resolve_blue_green(
     base: &Path,
     env_spec: &EnvSpec,
     env: &EnvNode,
@@ -639,7 +368,7 @@ fn resolve_blue_green(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn resolve_service(
+pub(super) fn resolve_service(
     base: &Path,
     env_spec: &EnvSpec,
     env: &EnvNode,
@@ -817,7 +546,7 @@ fn resolve_service(
     ok.then_some(spec)
 }
 
-fn resolve_backup(
+pub(super) fn resolve_backup(
     raw: Option<&Spanned<RawBackup>>,
     env_path: &str,
     sink: &mut Sink<'_>,
@@ -871,7 +600,7 @@ fn resolve_backup(
 
 /// The program of a command must exist and be executable: a path as given, a bare name on
 /// `$PATH`. Programs inside the release or data folder appear only when Homeport deploys them.
-fn check_program(program: &str, release: &Path, data_dir: &Path) -> Result<(), String> {
+pub(super) fn check_program(program: &str, release: &Path, data_dir: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     if program.is_empty() {
         return Ok(()); // reported as an empty command
@@ -899,7 +628,7 @@ fn check_program(program: &str, release: &Path, data_dir: &Path) -> Result<(), S
     }
 }
 
-fn resolve_health(
+pub(super) fn resolve_health(
     h: &Spanned<RawHealth>,
     port: Option<u16>,
     p: &str,
@@ -1010,7 +739,7 @@ fn resolve_health(
     })
 }
 
-fn resolve_restart(
+pub(super) fn resolve_restart(
     raw: Option<&RawRestart>,
     svc: &ServiceNode,
     sink: &mut Sink<'_>,
@@ -1071,7 +800,7 @@ fn resolve_restart(
 
 /// Makes a path absolute-looking and free of `.` and `..`, so equal files compare equal even
 /// before they exist.
-fn normalize(p: &Path) -> PathBuf {
+pub(super) fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
@@ -1083,293 +812,4 @@ fn normalize(p: &Path) -> PathBuf {
         }
     }
     out
-}
-
-// ---------------------------------------------------------------------------------------------
-// Step 4: rules that span several services.
-
-fn validate(tree: &Tree, config: &Config, sink: &mut Sink<'_>) {
-    let origins = Origins {
-        service: tree
-            .apps
-            .iter()
-            .flat_map(|a| {
-                a.envs
-                    .iter()
-                    .flat_map(move |e| e.services.iter().map(move |s| (a, e, s)))
-            })
-            .map(|(a, e, s)| {
-                (
-                    ServiceKey::new(a.name.get_ref(), e.name.get_ref(), s.name.get_ref()),
-                    s.name.span(),
-                )
-            })
-            .collect(),
-    };
-    check_names(tree, sink);
-    check_commands(tree, sink);
-    check_ports(tree, config, sink);
-    check_dependencies(tree, sink);
-    check_cwds(tree, config, &origins, sink);
-    check_databases(tree, config, sink);
-}
-
-fn valid_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-fn check_names(tree: &Tree, sink: &mut Sink<'_>) {
-    let mut check = |name: &Spanned<String>, field: String| {
-        if !valid_name(name.get_ref()) {
-            sink.push(
-                Some(name.span()),
-                &field,
-                format!(
-                    "invalid name {:?}; expected letters, digits, `-` or `_`",
-                    name.get_ref()
-                ),
-            );
-        }
-    };
-    for app in &tree.apps {
-        check(&app.name, format!("apps.{}", app.name.get_ref()));
-        for env in &app.envs {
-            check(&env.name, env.path.clone());
-            for svc in &env.services {
-                check(&svc.name, svc.path.clone());
-            }
-        }
-    }
-}
-
-fn services(tree: &Tree) -> impl Iterator<Item = (&AppNode, &EnvNode, &ServiceNode)> {
-    tree.apps.iter().flat_map(|a| {
-        a.envs
-            .iter()
-            .flat_map(move |e| e.services.iter().map(move |s| (a, e, s)))
-    })
-}
-
-fn check_commands(tree: &Tree, sink: &mut Sink<'_>) {
-    for (_, _, svc) in services(tree) {
-        let empty = match svc.raw.command.get_ref() {
-            RawCommand::Line(l) => l.trim().is_empty(),
-            RawCommand::Argv(v) => v.first().is_none_or(|a| a.trim().is_empty()),
-        };
-        if empty {
-            sink.push(
-                Some(svc.raw.command.span()),
-                &format!("{}.command", svc.path),
-                "the command is empty; expected a program to run",
-            );
-        }
-    }
-}
-
-/// Who claims a port or a database: (user, field, span).
-type Claim = (String, String, Range<usize>);
-
-fn check_ports(tree: &Tree, config: &Config, sink: &mut Sink<'_>) {
-    // port -> every (user, field, span) that claims it
-    let mut users: BTreeMap<u16, Vec<Claim>> = BTreeMap::new();
-    if let Some(p) = &tree.agent.port
-        && config.agent.port != 0
-    {
-        users.entry(config.agent.port).or_default().push((
-            "the agent".into(),
-            "agent.port".into(),
-            p.span(),
-        ));
-    }
-    for (app, env, svc) in services(tree) {
-        let who = format!(
-            "{}/{}/{}",
-            app.name.get_ref(),
-            env.name.get_ref(),
-            svc.name.get_ref()
-        );
-        let claims = svc
-            .raw
-            .port
-            .iter()
-            .map(|p| (p, format!("{}.port", svc.path)))
-            .chain(
-                svc.raw
-                    .ports
-                    .iter()
-                    .map(|(n, p)| (p, format!("{}.ports.{n}", svc.path))),
-            );
-        for (p, field) in claims {
-            if let Ok(port) = u16::try_from(*p.get_ref()) {
-                users
-                    .entry(port)
-                    .or_default()
-                    .push((who.clone(), field, p.span()));
-            }
-        }
-    }
-    for (port, claims) in users {
-        if claims.len() < 2 {
-            continue;
-        }
-        for (i, (who, field, span)) in claims.iter().enumerate() {
-            let others: Vec<&str> = claims
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, c)| c.0.as_str())
-                .collect();
-            sink.push(
-                Some(span.clone()),
-                field,
-                format!("port {port} of {who} is also used by {}", others.join(", ")),
-            );
-        }
-    }
-}
-
-fn check_dependencies(tree: &Tree, sink: &mut Sink<'_>) {
-    for app in &tree.apps {
-        for env in &app.envs {
-            let names: BTreeSet<&str> = env
-                .services
-                .iter()
-                .map(|s| s.name.get_ref().as_str())
-                .collect();
-            let mut graph: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-            for svc in &env.services {
-                let field = format!("{}.depends_on", svc.path);
-                for dep in &svc.raw.depends_on {
-                    let d = dep.get_ref().as_str();
-                    if d == svc.name.get_ref() {
-                        sink.push(
-                            Some(dep.span()),
-                            &field,
-                            "a service cannot depend on itself",
-                        );
-                    } else if !names.contains(d) {
-                        let known: Vec<&str> = names.iter().copied().collect();
-                        sink.push_help(
-                            Some(dep.span()),
-                            &field,
-                            format!("unknown service `{d}` in {}", env.path),
-                            suggest(d, &known),
-                        );
-                    } else {
-                        graph.entry(svc.name.get_ref()).or_default().push(d);
-                    }
-                }
-            }
-            if let Some(cycle) = find_cycle(&graph) {
-                let first = cycle.first().copied().unwrap_or_default();
-                if let Some(svc) = env.services.iter().find(|s| s.name.get_ref() == first) {
-                    sink.push(
-                        Some(svc.name.span()),
-                        &format!("{}.depends_on", svc.path),
-                        format!("dependency cycle: {}", cycle.join(" → ")),
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// A cycle in the dependency graph, as a path that starts and ends at the same node.
-pub(crate) fn find_cycle<'a>(graph: &BTreeMap<&'a str, Vec<&'a str>>) -> Option<Vec<&'a str>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        Active,
-        Done,
-    }
-    fn visit<'a>(
-        n: &'a str,
-        g: &BTreeMap<&'a str, Vec<&'a str>>,
-        marks: &mut HashMap<&'a str, Mark>,
-        stack: &mut Vec<&'a str>,
-    ) -> Option<Vec<&'a str>> {
-        match marks.get(n) {
-            Some(Mark::Done) => return None,
-            Some(Mark::Active) => {
-                let start = stack.iter().position(|s| *s == n).unwrap_or(0);
-                let mut cycle = stack[start..].to_vec();
-                cycle.push(n);
-                return Some(cycle);
-            }
-            None => {}
-        }
-        marks.insert(n, Mark::Active);
-        stack.push(n);
-        for next in g.get(n).into_iter().flatten() {
-            if let Some(c) = visit(next, g, marks, stack) {
-                return Some(c);
-            }
-        }
-        stack.pop();
-        marks.insert(n, Mark::Done);
-        None
-    }
-    let mut marks = HashMap::new();
-    graph
-        .keys()
-        .find_map(|n| visit(n, graph, &mut marks, &mut Vec::new()))
-}
-
-fn check_cwds(tree: &Tree, config: &Config, origins: &Origins, sink: &mut Sink<'_>) {
-    for (_, _, svc) in services(tree) {
-        let Some(cwd) = &svc.raw.cwd else { continue };
-        let Some(spec) = config
-            .services
-            .iter()
-            .find(|s| origins.service.get(&s.key) == Some(&svc.name.span()))
-        else {
-            continue;
-        };
-        // A release or data folder is created by Homeport itself before the service starts.
-        if spec.cwd.starts_with(&config.agent.data_dir) || spec.cwd.starts_with(&spec.data_dir) {
-            continue;
-        }
-        if !spec.cwd.is_dir() {
-            sink.push(
-                Some(cwd.span()),
-                &format!("{}.cwd", svc.path),
-                format!("working directory {} does not exist", spec.cwd.display()),
-            );
-        }
-    }
-}
-
-fn check_databases(tree: &Tree, config: &Config, sink: &mut Sink<'_>) {
-    let mut owners: BTreeMap<&Path, Vec<Claim>> = BTreeMap::new();
-    for app in &tree.apps {
-        for env in &app.envs {
-            let Some(spec) = config
-                .envs
-                .iter()
-                .find(|e| &e.app == app.name.get_ref() && &e.env == env.name.get_ref())
-            else {
-                continue;
-            };
-            for (name, raw) in &env.raw.databases {
-                if let Some(path) = spec.databases.get(name) {
-                    owners.entry(path.as_path()).or_default().push((
-                        format!("{}/{}", spec.app, spec.env),
-                        format!("{}.databases.{name}", env.path),
-                        raw.span(),
-                    ));
-                }
-            }
-        }
-    }
-    for (path, users) in owners {
-        let envs: BTreeSet<&str> = users.iter().map(|u| u.0.as_str()).collect();
-        if envs.len() < 2 {
-            continue;
-        }
-        for (who, field, span) in &users {
-            let others: Vec<&str> = envs.iter().copied().filter(|e| e != who).collect();
-            sink.push(Some(span.clone()), field, format!("database {} of {who} is also written by {}; environments must not share a database", path.display(), others.join(", ")));
-        }
-    }
 }

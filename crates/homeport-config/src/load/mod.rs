@@ -1,0 +1,62 @@
+//! The loading steps: read → parse → deserialize each table ([`parse`]) → resolve defaults and
+//! placeholders ([`resolve`]) → validate the whole ([`validate`]). Each step adds to one [`Sink`]
+//! so the user sees every problem at once.
+
+mod parse;
+mod resolve;
+mod validate;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use toml::de::DeTable;
+
+use crate::diag::{Diagnostic, Diagnostics, Sink};
+use crate::model::*;
+
+use parse::{first_line, read_tree};
+use resolve::resolve;
+use validate::validate;
+
+/// Reads, parses and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+    let text = fs::read_to_string(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            field: String::new(),
+            message: format!("cannot read the config file: {e}"),
+            help: None,
+        }])
+    })?;
+    load_str(path, &text)
+}
+
+/// Parses and validates `text` as if it were the file `file` (relative paths resolve against its folder).
+pub fn load_str(file: &Path, text: &str) -> Result<Config, Diagnostics> {
+    // Services run in their own working directories: every path must be absolute.
+    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let file = absolute.as_path();
+    let mut sink = Sink::new(file, text);
+    let config = match DeTable::parse(text) {
+        Ok(root) => {
+            let tree = read_tree(&root, &mut sink);
+            let base = file
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            let resolved = resolve(file, &base, &tree, &mut sink);
+            validate(&tree, &resolved, &mut sink);
+            Some(resolved)
+        }
+        Err(e) => {
+            sink.push(e.span(), "", first_line(e.message()));
+            None
+        }
+    };
+    let items = sink.finish();
+    match config {
+        Some(c) if items.is_empty() => Ok(c),
+        _ => Err(Diagnostics(items)),
+    }
+}

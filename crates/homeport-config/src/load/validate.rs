@@ -1,0 +1,301 @@
+//! Step 4: rules that span several services: names, commands, ports, dependencies, working
+//! folders, shared databases.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
+use std::path::Path;
+
+use homeport_types::ServiceKey;
+use toml::Spanned;
+
+use super::parse::*;
+use super::resolve::*;
+use crate::diag::Sink;
+use crate::model::*;
+use crate::raw::*;
+
+pub(super) fn validate(tree: &Tree, config: &Config, sink: &mut Sink<'_>) {
+    let origins = Origins {
+        service: tree
+            .apps
+            .iter()
+            .flat_map(|a| {
+                a.envs
+                    .iter()
+                    .flat_map(move |e| e.services.iter().map(move |s| (a, e, s)))
+            })
+            .map(|(a, e, s)| {
+                (
+                    ServiceKey::new(a.name.get_ref(), e.name.get_ref(), s.name.get_ref()),
+                    s.name.span(),
+                )
+            })
+            .collect(),
+    };
+    check_names(tree, sink);
+    check_commands(tree, sink);
+    check_ports(tree, config, sink);
+    check_dependencies(tree, sink);
+    check_cwds(tree, config, &origins, sink);
+    check_databases(tree, config, sink);
+}
+
+pub(super) fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+pub(super) fn check_names(tree: &Tree, sink: &mut Sink<'_>) {
+    let mut check = |name: &Spanned<String>, field: String| {
+        if !valid_name(name.get_ref()) {
+            sink.push(
+                Some(name.span()),
+                &field,
+                format!(
+                    "invalid name {:?}; expected letters, digits, `-` or `_`",
+                    name.get_ref()
+                ),
+            );
+        }
+    };
+    for app in &tree.apps {
+        check(&app.name, format!("apps.{}", app.name.get_ref()));
+        for env in &app.envs {
+            check(&env.name, env.path.clone());
+            for svc in &env.services {
+                check(&svc.name, svc.path.clone());
+            }
+        }
+    }
+}
+
+pub(super) fn services(tree: &Tree) -> impl Iterator<Item = (&AppNode, &EnvNode, &ServiceNode)> {
+    tree.apps.iter().flat_map(|a| {
+        a.envs
+            .iter()
+            .flat_map(move |e| e.services.iter().map(move |s| (a, e, s)))
+    })
+}
+
+pub(super) fn check_commands(tree: &Tree, sink: &mut Sink<'_>) {
+    for (_, _, svc) in services(tree) {
+        let empty = match svc.raw.command.get_ref() {
+            RawCommand::Line(l) => l.trim().is_empty(),
+            RawCommand::Argv(v) => v.first().is_none_or(|a| a.trim().is_empty()),
+        };
+        if empty {
+            sink.push(
+                Some(svc.raw.command.span()),
+                &format!("{}.command", svc.path),
+                "the command is empty; expected a program to run",
+            );
+        }
+    }
+}
+
+/// Who claims a port or a database: (user, field, span).
+type Claim = (String, String, Range<usize>);
+
+pub(super) fn check_ports(tree: &Tree, config: &Config, sink: &mut Sink<'_>) {
+    // port -> every (user, field, span) that claims it
+    let mut users: BTreeMap<u16, Vec<Claim>> = BTreeMap::new();
+    if let Some(p) = &tree.agent.port
+        && config.agent.port != 0
+    {
+        users.entry(config.agent.port).or_default().push((
+            "the agent".into(),
+            "agent.port".into(),
+            p.span(),
+        ));
+    }
+    for (app, env, svc) in services(tree) {
+        let who = format!(
+            "{}/{}/{}",
+            app.name.get_ref(),
+            env.name.get_ref(),
+            svc.name.get_ref()
+        );
+        let claims = svc
+            .raw
+            .port
+            .iter()
+            .map(|p| (p, format!("{}.port", svc.path)))
+            .chain(
+                svc.raw
+                    .ports
+                    .iter()
+                    .map(|(n, p)| (p, format!("{}.ports.{n}", svc.path))),
+            );
+        for (p, field) in claims {
+            if let Ok(port) = u16::try_from(*p.get_ref()) {
+                users
+                    .entry(port)
+                    .or_default()
+                    .push((who.clone(), field, p.span()));
+            }
+        }
+    }
+    for (port, claims) in users {
+        if claims.len() < 2 {
+            continue;
+        }
+        for (i, (who, field, span)) in claims.iter().enumerate() {
+            let others: Vec<&str> = claims
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, c)| c.0.as_str())
+                .collect();
+            sink.push(
+                Some(span.clone()),
+                field,
+                format!("port {port} of {who} is also used by {}", others.join(", ")),
+            );
+        }
+    }
+}
+
+pub(super) fn check_dependencies(tree: &Tree, sink: &mut Sink<'_>) {
+    for app in &tree.apps {
+        for env in &app.envs {
+            let names: BTreeSet<&str> = env
+                .services
+                .iter()
+                .map(|s| s.name.get_ref().as_str())
+                .collect();
+            let mut graph: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for svc in &env.services {
+                let field = format!("{}.depends_on", svc.path);
+                for dep in &svc.raw.depends_on {
+                    let d = dep.get_ref().as_str();
+                    if d == svc.name.get_ref() {
+                        sink.push(
+                            Some(dep.span()),
+                            &field,
+                            "a service cannot depend on itself",
+                        );
+                    } else if !names.contains(d) {
+                        let known: Vec<&str> = names.iter().copied().collect();
+                        sink.push_help(
+                            Some(dep.span()),
+                            &field,
+                            format!("unknown service `{d}` in {}", env.path),
+                            suggest(d, &known),
+                        );
+                    } else {
+                        graph.entry(svc.name.get_ref()).or_default().push(d);
+                    }
+                }
+            }
+            if let Some(cycle) = find_cycle(&graph) {
+                let first = cycle.first().copied().unwrap_or_default();
+                if let Some(svc) = env.services.iter().find(|s| s.name.get_ref() == first) {
+                    sink.push(
+                        Some(svc.name.span()),
+                        &format!("{}.depends_on", svc.path),
+                        format!("dependency cycle: {}", cycle.join(" → ")),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A cycle in the dependency graph, as a path that starts and ends at the same node.
+pub(super) fn find_cycle<'a>(graph: &BTreeMap<&'a str, Vec<&'a str>>) -> Option<Vec<&'a str>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Active,
+        Done,
+    }
+    fn visit<'a>(
+        n: &'a str,
+        g: &BTreeMap<&'a str, Vec<&'a str>>,
+        marks: &mut HashMap<&'a str, Mark>,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<Vec<&'a str>> {
+        match marks.get(n) {
+            Some(Mark::Done) => return None,
+            Some(Mark::Active) => {
+                let start = stack.iter().position(|s| *s == n).unwrap_or(0);
+                let mut cycle = stack[start..].to_vec();
+                cycle.push(n);
+                return Some(cycle);
+            }
+            None => {}
+        }
+        marks.insert(n, Mark::Active);
+        stack.push(n);
+        for next in g.get(n).into_iter().flatten() {
+            if let Some(c) = visit(next, g, marks, stack) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        marks.insert(n, Mark::Done);
+        None
+    }
+    let mut marks = HashMap::new();
+    graph
+        .keys()
+        .find_map(|n| visit(n, graph, &mut marks, &mut Vec::new()))
+}
+
+pub(super) fn check_cwds(tree: &Tree, config: &Config, origins: &Origins, sink: &mut Sink<'_>) {
+    for (_, _, svc) in services(tree) {
+        let Some(cwd) = &svc.raw.cwd else { continue };
+        let Some(spec) = config
+            .services
+            .iter()
+            .find(|s| origins.service.get(&s.key) == Some(&svc.name.span()))
+        else {
+            continue;
+        };
+        // A release or data folder is created by Homeport itself before the service starts.
+        if spec.cwd.starts_with(&config.agent.data_dir) || spec.cwd.starts_with(&spec.data_dir) {
+            continue;
+        }
+        if !spec.cwd.is_dir() {
+            sink.push(
+                Some(cwd.span()),
+                &format!("{}.cwd", svc.path),
+                format!("working directory {} does not exist", spec.cwd.display()),
+            );
+        }
+    }
+}
+
+pub(super) fn check_databases(tree: &Tree, config: &Config, sink: &mut Sink<'_>) {
+    let mut owners: BTreeMap<&Path, Vec<Claim>> = BTreeMap::new();
+    for app in &tree.apps {
+        for env in &app.envs {
+            let Some(spec) = config
+                .envs
+                .iter()
+                .find(|e| &e.app == app.name.get_ref() && &e.env == env.name.get_ref())
+            else {
+                continue;
+            };
+            for (name, raw) in &env.raw.databases {
+                if let Some(path) = spec.databases.get(name) {
+                    owners.entry(path.as_path()).or_default().push((
+                        format!("{}/{}", spec.app, spec.env),
+                        format!("{}.databases.{name}", env.path),
+                        raw.span(),
+                    ));
+                }
+            }
+        }
+    }
+    for (path, users) in owners {
+        let envs: BTreeSet<&str> = users.iter().map(|u| u.0.as_str()).collect();
+        if envs.len() < 2 {
+            continue;
+        }
+        for (who, field, span) in &users {
+            let others: Vec<&str> = envs.iter().copied().filter(|e| e != who).collect();
+            sink.push(Some(span.clone()), field, format!("database {} of {who} is also written by {}; environments must not share a database", path.display(), others.join(", ")));
+        }
+    }
+}
