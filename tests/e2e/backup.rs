@@ -51,6 +51,24 @@ fn a_live_database_is_backed_up_while_it_is_written_and_restored_for_inspection(
     let ids = backup_ids(&env);
     assert_eq!(ids.len(), 1);
     assert!(ids[0].1, "verified when taken");
+    // `homeport backup verify | head -1`: a reader that stops early is not a failure, and the
+    // backups after the first are still checked.
+    assert!(env.cli(&["backup", "a/prod"]).status.success());
+    let mut child = env
+        .command()
+        .args(["backup", "verify"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run homeport");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait for homeport");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "backup verify into a closed pipe: {:?} {}",
+        out.status,
+        stderr(&out)
+    );
     let listing = stdout(&env.cli(&["backups", "a/prod"]));
     assert!(
         listing.contains("manual") && listing.contains("verified"),

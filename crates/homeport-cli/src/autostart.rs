@@ -42,18 +42,18 @@ fn where_() -> String {
 pub fn enable(config: Option<&Path>) -> Result<(), Failure> {
     let a = entry(config, true)?;
     a.enable().map_err(platform)?;
-    println!(
+    outln!(
         "The tray app starts at login{}:\n  {}",
         where_(),
         a.command()
-    );
+    )?;
     Ok(())
 }
 
 pub fn disable() -> Result<(), Failure> {
     let a = entry(None, false)?;
     a.disable().map_err(platform)?;
-    println!("The tray app no longer starts at login");
+    outln!("The tray app no longer starts at login")?;
     Ok(())
 }
 
@@ -72,9 +72,9 @@ pub fn status() -> Result<(), Failure> {
             t.lines()
                 .find_map(|l| l.strip_prefix("Exec=").map(str::to_owned))
         });
-    println!("enabled{}", where_());
+    outln!("enabled{}", where_())?;
     if let Some(e) = exec {
-        println!("  {e}");
+        outln!("  {e}")?;
     }
     Ok(())
 }

@@ -101,17 +101,17 @@ pub fn install(config: &Path) -> Result<(), Failure> {
     }
     homeport_fs::atomic_write(&path, text.as_bytes(), 0o644)
         .map_err(|e| Failure::new(1, format!("cannot write {}: {e}", path.display())))?;
-    println!("Wrote {}", path.display());
+    outln!("Wrote {}", path.display())?;
     if cfg!(target_os = "macos") {
-        println!(
+        outln!(
             "Start it now and at every login:\n  launchctl load -w {}",
             path.display()
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "Start it now and at every login:\n  systemctl --user daemon-reload && systemctl --user enable --now homeport\n\
              To keep it running while you are logged out (a server, a Mac mini under the desk):\n  loginctl enable-linger $USER"
-        );
+        )?;
     }
     Ok(())
 }
@@ -119,14 +119,16 @@ pub fn install(config: &Path) -> Result<(), Failure> {
 pub fn uninstall() -> Result<(), Failure> {
     let path = unit_path()?;
     if cfg!(target_os = "macos") {
-        println!("First: launchctl unload -w {}", path.display());
+        outln!("First: launchctl unload -w {}", path.display())?;
     } else {
-        println!("First: systemctl --user disable --now homeport");
+        outln!("First: systemctl --user disable --now homeport")?;
     }
     match std::fs::remove_file(&path) {
-        Ok(()) => println!("Removed {}", path.display()),
+        Ok(()) => {
+            outln!("Removed {}", path.display())?;
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!("{} was not installed", path.display())
+            outln!("{} was not installed", path.display())?;
         }
         Err(e) => {
             return Err(Failure::new(
@@ -141,7 +143,7 @@ pub fn uninstall() -> Result<(), Failure> {
 pub fn status() -> Result<(), Failure> {
     let path = unit_path()?;
     if path.exists() {
-        println!("installed: {}", path.display());
+        outln!("installed: {}", path.display())?;
         Ok(())
     } else {
         Err(Failure::new(

@@ -1,0 +1,137 @@
+//! `homeport deploy|promote|rollback|update APP`, `homeport releases APP`.
+
+use std::path::Path;
+
+use futures_util::StreamExt;
+use homeport_types::{DeployEvent, DeployKind, DeployRequest};
+
+use crate::{Failure, client};
+
+pub async fn run(
+    config_path: &Path,
+    app: String,
+    env: String,
+    kind: DeployKind,
+    from_env: Option<String>,
+) -> Result<(), Failure> {
+    stream(
+        config_path,
+        DeployRequest {
+            app,
+            env,
+            kind,
+            from_env,
+            release: None,
+        },
+    )
+    .await
+}
+
+pub async fn rollback(
+    config_path: &Path,
+    app: String,
+    env: String,
+    release: Option<String>,
+) -> Result<(), Failure> {
+    stream(
+        config_path,
+        DeployRequest {
+            app,
+            env,
+            kind: DeployKind::Rollback,
+            from_env: None,
+            release,
+        },
+    )
+    .await
+}
+
+pub async fn update(
+    config_path: &Path,
+    app: String,
+    env: String,
+    check: bool,
+) -> Result<(), Failure> {
+    if !check {
+        return run(config_path, app, env, DeployKind::Update, None).await;
+    }
+    let (behind, ahead) = client(config_path)?.update_check(&app).await?;
+    match (behind, ahead) {
+        (0, _) => outln!("{app} is up to date with its upstream")?,
+        (b, 0) => outln!(
+            "Update available ({b} commit{})",
+            if b == 1 { "" } else { "s" }
+        )?,
+        (b, a) => outln!("{app} has diverged: {b} upstream, {a} local commits")?,
+    };
+    Ok(())
+}
+
+pub async fn releases(config_path: &Path, app: &str) -> Result<(), Failure> {
+    for r in client(config_path)?.releases(app).await? {
+        let live = if r.current_in.is_empty() {
+            String::new()
+        } else {
+            format!("  ← {}", r.current_in.join(", "))
+        };
+        outln!(
+            "{}  {}{}  {}{live}",
+            r.id,
+            &r.commit[..r.commit.len().min(10)],
+            if r.dirty { " dirty" } else { "" },
+            r.time
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs a deploy and prints its steps as they happen.
+async fn stream(config_path: &Path, req: DeployRequest) -> Result<(), Failure> {
+    let mut events = Box::pin(client(config_path)?.deploy(&req).await?);
+    while let Some(ev) = events.next().await {
+        match ev? {
+            DeployEvent::Step {
+                name,
+                status,
+                ms,
+                detail,
+            } => match (status.as_str(), ms) {
+                ("started", _) => outln!("▸ {name}")?,
+                (s, Some(ms)) => outln!(
+                    "  {name}: {s} ({ms} ms){}",
+                    detail.map(|d| format!(" — {d}")).unwrap_or_default()
+                )?,
+                (s, None) => outln!("  {name}: {s}")?,
+            },
+            DeployEvent::Output { line, .. } => outln!("    {line}")?,
+            DeployEvent::Done { record } => {
+                if record.result == "succeeded" {
+                    outln!(
+                        "{} {}/{}: {} is live",
+                        record.kind.as_str(),
+                        record.app,
+                        record.env,
+                        record.release.unwrap_or_default()
+                    )?;
+                    return Ok(());
+                }
+                return Err(Failure::new(
+                    1,
+                    format!(
+                        "{} of {}/{} failed: {}{}",
+                        record.kind.as_str(),
+                        record.app,
+                        record.env,
+                        record.error.unwrap_or_default(),
+                        if record.diagnostics.is_some() {
+                            " (diagnostics saved with the deploy)"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+            }
+        };
+    }
+    Err(Failure::new(1, "the agent ended the deploy stream early"))
+}

@@ -1,0 +1,63 @@
+//! `homeport logs TARGET [-f] [-n N] [--since T] [--grep RE]`.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use futures_util::StreamExt;
+use homeport_client::LogRequest;
+use homeport_types::{LogStreamItem, Target};
+
+use crate::{Failure, client, output};
+
+pub async fn run(
+    config_path: &Path,
+    target: Target,
+    follow: bool,
+    lines: usize,
+    since: Option<String>,
+    grep: Option<String>,
+) -> Result<(), Failure> {
+    let since = since.map(|s| parse_since(&s)).transpose()?;
+    if let Some(g) = &grep {
+        regex::Regex::new(g).map_err(|e| Failure::new(2, format!("--grep: {e}")))?;
+    }
+    let req = LogRequest {
+        target: Some(target),
+        tail: Some(lines),
+        since,
+        grep,
+        follow,
+    };
+    let mut stream = Box::pin(client(config_path)?.logs(&req).await?);
+    while let Some(item) = stream.next().await {
+        match item? {
+            LogStreamItem::Line(entry) => {
+                if !outln!("{}", output::log_line(&entry))? {
+                    return Ok(());
+                }
+            }
+            LogStreamItem::Skipped { count } => {
+                let what = count.map_or_else(|| "some lines".to_owned(), |n| format!("{n} lines"));
+                eprintln!("homeport: {what} skipped: this reader fell behind the log rotation")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--since`: an RFC 3339 time, or an age like `10m` meaning that long ago.
+fn parse_since(s: &str) -> Result<String, Failure> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return Ok(humantime::format_rfc3339_micros(t).to_string());
+    }
+    let age = humantime::parse_duration(s).map_err(|_| {
+        Failure::new(
+            2,
+            format!("--since {s:?}: expected an RFC 3339 time or an age such as 10m"),
+        )
+    })?;
+    let t = SystemTime::now()
+        .checked_sub(age)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    Ok(humantime::format_rfc3339_micros(t).to_string())
+}
