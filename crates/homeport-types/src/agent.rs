@@ -1,0 +1,53 @@
+//! The agent itself: its status snapshot, where it listens, its files, sign-in links and the
+//! API's error body.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ServiceStatus;
+
+/// Facts about the agent itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub pid: u32,
+    pub version: String,
+    pub config_path: String,
+    pub uptime_secs: u64,
+}
+
+/// The answer to `GET /api/v1/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusSnapshot {
+    pub agent: AgentInfo,
+    pub services: Vec<ServiceStatus>,
+}
+
+/// Every error body of the API: a machine-readable kind and a one-line message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub kind: String,
+    pub message: String,
+}
+
+/// Answer to `POST /api/v1/sessions`: a one-time sign-in link for a browser.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignInLink {
+    pub url: String,
+}
+
+/// Names of the agent's files in its data folder, shared by the agent and its clients.
+pub mod files {
+    /// [`AgentEndpoint`](super::AgentEndpoint) as JSON, while the agent runs.
+    pub const ENDPOINT: &str = "agent.json";
+    /// The API token (0600).
+    pub const TOKEN: &str = "token";
+    /// Held with `flock` by the running agent.
+    pub const LOCK: &str = "agent.lock";
+}
+
+/// Where a running agent can be reached; written to `agent.json` in the data dir.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentEndpoint {
+    pub pid: u32,
+    /// `host:port`, always a loopback address.
+    pub addr: String,
+}

@@ -1,0 +1,142 @@
+//! One supervised service as clients see it: why it ended, its health, its status and details,
+//! and the lifecycle commands.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Event, ServiceKey, ServiceState, Target};
+
+/// Why a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+pub enum ExitReason {
+    /// It exited with this status code.
+    Code(i32),
+    /// It was killed by this signal number.
+    Signal(i32),
+    /// Its log holder vanished, so its status is unknown.
+    Lost,
+}
+
+impl ExitReason {
+    /// A clean exit: status 0.
+    pub fn success(self) -> bool {
+        self == ExitReason::Code(0)
+    }
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitReason::Code(c) => write!(f, "exit code {c}"),
+            ExitReason::Signal(s) => write!(f, "killed by {}", signal_name(*s)),
+            ExitReason::Lost => f.write_str("lost (log holder died)"),
+        }
+    }
+}
+
+/// The conventional name of a Unix signal number, for messages.
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_owned()
+}
+
+/// Result of the most recent health probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// The service has no health check, or it is not running.
+    Unknown,
+    Healthy,
+    Unhealthy,
+}
+
+/// Everything the agent knows about one service, as shown by `homeport status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub key: ServiceKey,
+    pub state: ServiceState,
+    pub health: Health,
+    pub pid: Option<u32>,
+    /// Seconds since the current process started.
+    pub uptime_secs: Option<u64>,
+    /// Restarts since the agent first saw this service (kept across agent restarts).
+    pub restarts: u64,
+    pub last_exit: Option<ExitReason>,
+    /// Human-readable detail of the current state ("waiting for db", "port 8080 is held by ...").
+    pub message: Option<String>,
+    pub cpu_percent: Option<f32>,
+    pub rss_bytes: Option<u64>,
+    pub port: Option<u16>,
+    pub url: Option<String>,
+    pub autostart: bool,
+}
+
+/// Everything about one service, for its detail view. Secret values are masked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceDetail {
+    pub status: ServiceStatus,
+    pub command: Vec<String>,
+    pub cwd: String,
+    /// The variables Homeport adds; values of secret ones are replaced by [`MASK`].
+    pub env: std::collections::BTreeMap<String, String>,
+    pub health: Option<String>,
+    pub restart: String,
+    pub depends_on: Vec<ServiceKey>,
+    pub log_file: String,
+    /// The newest recorded events, newest first.
+    pub events: Vec<Event>,
+}
+
+/// What a secret value is shown as.
+pub const MASK: &str = "••••••";
+
+/// Which lifecycle command to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Restart => "restart",
+        })
+    }
+}
+
+/// Body of `POST /api/v1/{action}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRequest {
+    pub target: Target,
+}
+
+/// Per-service outcome of a lifecycle command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionOutcome {
+    pub key: ServiceKey,
+    pub state: ServiceState,
+    /// Set when the command failed for this service.
+    pub error: Option<String>,
+}
