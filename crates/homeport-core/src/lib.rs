@@ -13,6 +13,8 @@
 
 mod backups;
 mod deploy;
+mod detail;
+mod logs;
 mod proxy;
 pub mod runtime;
 mod settings;
@@ -23,17 +25,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use homeport_config::Config;
-use homeport_supervisor::logfile::{self, LogQuery, Position};
 use homeport_supervisor::{Options, Supervisor};
 use homeport_types::{
     Action, ActionOutcome, AgentInfo, ConfigApplied, ConfigChange, ConfigPreview, ConfigView,
-    Event, LogEntry, LogStreamItem, MASK, ServiceDetail, ServiceKey, StatusSnapshot, Target,
+    Event, ServiceKey, StatusSnapshot, Target,
 };
 use tokio::sync::mpsc;
 
 pub use backups::BackupOpError;
 pub use deploy::DeployRefused;
 pub use homeport_supervisor::NotFound;
+pub use logs::{LogCursor, LogError};
 pub use settings::SettingsError;
 pub use store::Store;
 
@@ -451,135 +453,7 @@ impl Core {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-
-    /// Everything about one service, secrets masked.
-    pub fn service_detail(&self, key: &ServiceKey) -> Option<ServiceDetail> {
-        let config = self.config();
-        let spec = config.service(key)?;
-        let status = self
-            .supervisor
-            .status()
-            .into_iter()
-            .find(|s| &s.key == key)?;
-        let secrets: Vec<&String> = spec
-            .secret_env
-            .iter()
-            .filter_map(|k| spec.env.get(k))
-            .filter(|v| !v.is_empty())
-            .collect();
-        let mask = |s: &str| {
-            secrets.iter().fold(s.to_owned(), |acc, secret| {
-                acc.replace(secret.as_str(), MASK)
-            })
-        };
-        let env = spec
-            .env
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    if spec.secret_env.contains(k) {
-                        MASK.to_owned()
-                    } else {
-                        mask(v)
-                    },
-                )
-            })
-            .collect();
-        let health = spec.health.as_ref().map(|h| {
-            let probe = match &h.probe {
-                homeport_config::HealthProbe::Http(url) => format!("GET {url}"),
-                homeport_config::HealthProbe::Tcp(port) => format!("connect to port {port}"),
-                homeport_config::HealthProbe::Command(c) => {
-                    format!("run {}", mask(&c.argv().join(" ")))
-                }
-            };
-            format!(
-                "{probe} every {}, timeout {}, {} failures restart it",
-                humantime::format_duration(h.interval),
-                humantime::format_duration(h.timeout),
-                h.retries
-            )
-        });
-        let r = &spec.restart;
-        let restart = format!(
-            "{:?}, backoff {}–{}, gives up after {} failures in {}",
-            r.mode,
-            humantime::format_duration(r.backoff_min),
-            humantime::format_duration(r.backoff_max),
-            r.max_failures,
-            humantime::format_duration(r.window)
-        );
-        let events = self
-            .events(&Target::Service(key.clone()), 20)
-            .unwrap_or_default();
-        Some(ServiceDetail {
-            status,
-            command: spec.command.argv().iter().map(|a| mask(a)).collect(),
-            cwd: spec.cwd.display().to_string(),
-            env,
-            health,
-            restart,
-            depends_on: spec.depends_on.clone(),
-            log_file: self.supervisor.log_path(key).display().to_string(),
-            events,
-        })
-    }
-
-    /// Log lines of the services of `target`, merged by time, the newest `query.tail` of them,
-    /// and where each file ended, for [`Core::follow`].
-    pub fn logs(
-        &self,
-        target: &Target,
-        query: &LogQuery,
-    ) -> Result<(Vec<LogEntry>, LogCursor), LogError> {
-        let keys = self.supervisor.resolve(target)?;
-        let keep = self.config().agent.log_keep;
-        let mut all = Vec::new();
-        let mut cursor = LogCursor(Vec::new());
-        for key in keys {
-            let path = self.supervisor.log_path(&key);
-            let (lines, end) = logfile::read_lines(&path, keep, query)
-                .map_err(|e| LogError::Io(key.clone(), e))?;
-            all.extend(lines.into_iter().map(|line| LogEntry {
-                service: key.clone(),
-                line,
-            }));
-            cursor.0.push((key, path, end));
-        }
-        // Stable: lines of one service that share a timestamp keep their file order.
-        all.sort_by(|a, b| a.line.time.cmp(&b.line.time));
-        if let Some(n) = query.tail {
-            let skip = all.len().saturating_sub(n);
-            all.drain(..skip);
-        }
-        Ok((all, cursor))
-    }
-
-    /// Lines written after `cursor` (from [`Core::logs`]), so history and live lines meet without
-    /// a gap or a repeat. Delivery is through a bounded queue: a reader that falls behind gets a
-    /// [`LogStreamItem::Skipped`] marker instead of making the agent buffer without bound. The
-    /// follow ends when the receiver is dropped.
-    pub fn follow(
-        &self,
-        cursor: LogCursor,
-        grep: Option<regex::Regex>,
-    ) -> mpsc::Receiver<LogStreamItem> {
-        let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(follow_files(
-            cursor,
-            self.config().agent.log_keep,
-            grep,
-            tx,
-            self.shutdown_signal(),
-        ));
-        rx
-    }
 }
-
-/// Where each followed log file was last read.
-#[derive(Debug, Clone)]
-pub struct LogCursor(Vec<(ServiceKey, PathBuf, Position)>);
 
 /// Waits until every service in `keys` is ready (healthy, or running without a health check).
 /// Fails at once, naming it, when one goes down (failed, crashed, exited, stopped, backing off),
@@ -616,80 +490,5 @@ pub(crate) async fn wait_ready(
             ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum LogError {
-    #[error(transparent)]
-    NotFound(#[from] NotFound),
-    #[error("cannot read the log of {0}: {1}")]
-    Io(ServiceKey, #[source] std::io::Error),
-    #[error("cannot read state.db: {0}")]
-    Store(#[source] rusqlite::Error),
-}
-
-/// Reads new lines as they are written, polling every 100 ms only while someone follows and
-/// there is nothing new. Delivery waits for the reader (the channel is small): the log file,
-/// not agent memory, is the buffer of a slow reader, and the service writing it is never slowed.
-/// Only if the reader falls so far behind that its file rotates out of `log_keep` does it get a
-/// [`LogStreamItem::Skipped`] marker.
-async fn follow_files(
-    cursor: LogCursor,
-    keep: u32,
-    grep: Option<regex::Regex>,
-    tx: mpsc::Sender<LogStreamItem>,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    tokio::select! {
-        () = follow_loop(cursor, keep, grep, tx) => {}
-        () = stop => {}
-    }
-}
-
-async fn follow_loop(
-    cursor: LogCursor,
-    keep: u32,
-    grep: Option<regex::Regex>,
-    tx: mpsc::Sender<LogStreamItem>,
-) {
-    const CHUNK: u64 = 1024 * 1024;
-    let mut cursors = cursor.0;
-    loop {
-        let mut idle = true;
-        for (key, path, pos) in &mut cursors {
-            let Ok(got) = logfile::read_new_lines(path, keep, pos, CHUNK) else {
-                continue;
-            };
-            if got.lost {
-                idle = false;
-                if tx
-                    .send(LogStreamItem::Skipped { count: None })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            for line in got.lines {
-                idle = false;
-                if grep.as_ref().is_some_and(|re| !re.is_match(&line.text)) {
-                    continue;
-                }
-                let item = LogStreamItem::Line(LogEntry {
-                    service: key.clone(),
-                    line,
-                });
-                if tx.send(item).await.is_err() {
-                    return;
-                }
-            }
-        }
-        if idle {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_millis(100)) => {}
-                () = tx.closed() => return,
-            }
-        }
     }
 }
