@@ -32,6 +32,7 @@
 //! - `GET /metrics` → Prometheus text
 //! - `/`, `/assets/…` → the dashboard (ui/dist), under a strict Content-Security-Policy
 
+mod errors;
 pub mod guard;
 mod metrics;
 mod routes;
@@ -40,6 +41,8 @@ mod stream;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
@@ -57,6 +60,8 @@ pub(crate) struct AppState {
     pub core: CoreHandle,
     pub guard: Guard,
     pub addr: SocketAddr,
+    /// Requests answered since the agent started (`homeport_api_requests_total`).
+    pub requests: Arc<AtomicU64>,
 }
 
 /// The policy every page of the dashboard is served under: nothing inline, nothing foreign.
@@ -66,10 +71,12 @@ connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-
 /// The router of an agent listening on `addr`. `ui_dir` holds the built dashboard (ui/dist).
 pub fn router(core: CoreHandle, token: &str, addr: SocketAddr, ui_dir: Option<PathBuf>) -> Router {
     let guard = Guard::new(token, addr.port());
+    let requests = Arc::new(AtomicU64::new(0));
     let state = AppState {
         core,
         guard: guard.clone(),
         addr,
+        requests: Arc::clone(&requests),
     };
     let api = Router::new()
         .route("/api/v1/status", get(routes::status))
@@ -98,7 +105,7 @@ pub fn router(core: CoreHandle, token: &str, addr: SocketAddr, ui_dir: Option<Pa
         .route("/api/v1/deploys", get(routes::deploys))
         .route("/api/v1/{action}", post(routes::act))
         .route("/metrics", get(metrics::metrics))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(|| async { errors::ApiError::not_found("no such route") })
         .layer(middleware::from_fn_with_state(
             guard.clone(),
             guard::authenticate,
@@ -133,6 +140,7 @@ pub fn router(core: CoreHandle, token: &str, addr: SocketAddr, ui_dir: Option<Pa
             guard,
             guard::check_host_and_origin,
         ))
+        .layer(middleware::from_fn_with_state(requests, metrics::count))
         .with_state(state)
 }
 

@@ -1,6 +1,7 @@
 //! `GET /metrics`: Prometheus text exposition of every service and of the agent itself.
 
 use std::fmt::Write;
+use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::header;
@@ -119,6 +120,17 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
         "homeport_agent_uptime_seconds {}",
         status.agent.uptime_secs
     );
+    metric(
+        &mut out,
+        "homeport_api_requests_total",
+        "counter",
+        "HTTP requests the agent answered, this one included",
+    );
+    let _ = writeln!(
+        out,
+        "homeport_api_requests_total {}",
+        st.requests.load(Ordering::Relaxed)
+    );
     (
         [(
             header::CONTENT_TYPE,
@@ -158,4 +170,15 @@ fn own_usage() -> (u64, f64) {
         .unwrap_or(0) as f64
         / hz;
     (rss, cpu)
+}
+
+/// Counts every request that reaches the router, answered or refused: what the tray and the
+/// dashboard cost the agent shows in `homeport_api_requests_total`.
+pub async fn count(
+    State(requests): State<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    requests.fetch_add(1, Ordering::Relaxed);
+    next.run(req).await
 }

@@ -10,6 +10,7 @@ use homeport_types::{LogEntry, LogStreamItem};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
+use crate::errors::ApiError;
 use crate::routes::{LogParams, log_query};
 
 fn json_event(name: &str, data: &impl serde::Serialize) -> SseEvent {
@@ -40,39 +41,16 @@ pub async fn events(
 
 /// `lines` events (JSON arrays, in batches) with the last `tail` lines first, then new ones;
 /// `skipped` when the reader fell behind the log rotation.
-pub async fn logs(State(st): State<AppState>, Query(p): Query<LogParams>) -> Response {
-    let (target, mut query) = match log_query(&p) {
-        Ok(q) => q,
-        Err(reject) => return reject.into_response(),
-    };
+pub async fn logs(
+    State(st): State<AppState>,
+    Query(p): Query<LogParams>,
+) -> Result<Response, ApiError> {
+    let (target, mut query) = log_query(&p)?;
     query.tail = Some(p.tail.unwrap_or(1000).min(100_000));
     let core = st.core.clone();
     let grep = query.grep.clone();
-    let read = tokio::task::spawn_blocking(move || core.logs(&target, &query)).await;
-    let (history, cursor) = match read {
-        Ok(Ok(h)) => h,
-        Ok(Err(homeport_core::LogError::NotFound(e))) => {
-            return crate::error(
-                axum::http::StatusCode::NOT_FOUND,
-                "not_found",
-                e.to_string(),
-            );
-        }
-        Ok(Err(e)) => {
-            return crate::error(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                e.to_string(),
-            );
-        }
-        Err(e) => {
-            return crate::error(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                e.to_string(),
-            );
-        }
-    };
+    let (history, cursor) =
+        tokio::task::spawn_blocking(move || core.logs(&target, &query)).await??;
     let rx = st.core.follow(cursor, grep);
     let head = futures_util::stream::iter(
         history
@@ -107,7 +85,9 @@ pub async fn logs(State(st): State<AppState>, Query(p): Query<LogParams>) -> Res
         Some((futures_util::stream::iter(events), rx))
     })
     .flatten();
-    Sse::new(head.chain(live).take_until(st.core.shutdown_signal()))
-        .keep_alive(KeepAlive::default())
-        .into_response()
+    Ok(
+        Sse::new(head.chain(live).take_until(st.core.shutdown_signal()))
+            .keep_alive(KeepAlive::default())
+            .into_response(),
+    )
 }
