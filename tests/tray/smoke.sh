@@ -44,7 +44,7 @@ echo "ok - asking again moves the open window instead of opening another"
 
 window_process >/dev/null || fail "the window has no process of its own"
 close_window
-wait_for 20 "the window closes" no_window
+wait_for 60 "the window closes" no_window
 wait_for 20 "the window's process ends, WebKit's with it" bash -c "! pgrep -s $tray_sid -f WebKit"
 pause 2 # a tray that quits with its last window would be gone by now
 tray_running >/dev/null || fail "closing the window quit the tray"
