@@ -26,6 +26,7 @@ mod page;
 mod proxy;
 mod serve;
 mod table;
+pub mod trust;
 
 use std::convert::Infallible;
 use std::sync::Arc;
