@@ -2,6 +2,8 @@
 # Installs what building Homeport needs on Debian 12, idempotently: Debian packages (only the
 # missing ones), a check of the Rust and Node.js versions, and the UI's npm packages.
 #   --browser   also Chromium, Xvfb, D-Bus, dunst and X tools, for the browser and tray tests
+#   --bench     also wrk and Caddy for the router's benchmark (Caddy's system service is left
+#               disabled: the benchmark starts its own Caddy with its own Caddyfile)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +13,17 @@ need_pkgs+=(libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3
 # --browser: Chromium for the dashboard tests; for the tray test a virtual display, a session bus,
 # a notification server, screenshots (x11-apps, imagemagick), closing a window politely
 # (python3-xlib) and checking autostart entries (desktop-file-utils).
-[[ "${1:-}" == "--browser" ]] && need_pkgs+=(chromium xvfb x11-utils dbus dunst x11-apps imagemagick python3-xlib desktop-file-utils)
+# The router's tests: curl as a client, certutil (libnss3-tools) for the browser's trust store.
+browser=0 bench=0
+for arg in "$@"; do
+    case "$arg" in
+        --browser) browser=1 ;;
+        --bench) bench=1 ;;
+        *) echo "setup: unknown option $arg (--browser, --bench)" >&2; exit 2 ;;
+    esac
+done
+((browser)) && need_pkgs+=(chromium xvfb x11-utils dbus dunst x11-apps imagemagick python3-xlib desktop-file-utils curl libnss3-tools)
+((bench)) && need_pkgs+=(wrk caddy)
 missing=()
 for p in "${need_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,6 +34,9 @@ if ((${#missing[@]})); then
     [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}"
+    if [[ " ${missing[*]} " == *" caddy "* ]] && command -v systemctl >/dev/null; then
+        "${sudo_cmd[@]}" systemctl disable --now caddy >/dev/null 2>&1 || true
+    fi
 fi
 
 version_at_least() { [[ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n1)" == "$2" ]]; }

@@ -8,8 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -71,7 +70,7 @@ impl LocalCa {
             let path = path.to_owned();
             move |source| CaError::Io { what, path, source }
         };
-        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        homeport_fs::create_private_dir(dir).map_err(io("create", dir))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(io("restrict", dir))?;
         let key_path = dir.join(KEY_FILE);
@@ -87,7 +86,7 @@ impl LocalCa {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = KeyPair::generate()?;
-                write_new(&key_path, key.serialize_pem().as_bytes(), 0o600)
+                homeport_fs::atomic_write(&key_path, key.serialize_pem().as_bytes(), 0o600)
                     .map_err(io("write", &key_path))?;
                 // A certificate left from an earlier key would not match this one.
                 let _ = std::fs::remove_file(&cert_path);
@@ -102,7 +101,8 @@ impl LocalCa {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let cert = params.self_signed(&key)?;
                 let pem = cert.pem();
-                write_new(&cert_path, pem.as_bytes(), 0o644).map_err(io("write", &cert_path))?;
+                homeport_fs::atomic_write(&cert_path, pem.as_bytes(), 0o644)
+                    .map_err(io("write", &cert_path))?;
                 pem
             }
             Err(e) => return Err(io("read", &cert_path)(e)),
@@ -200,11 +200,8 @@ fn ca_params(key: &KeyPair) -> CertificateParams {
 }
 
 fn ca_id(p: &CertificateParams, key: &KeyPair) -> String {
-    p.key_identifier(key)
-        .iter()
-        .take(4)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let kid = p.key_identifier(key);
+    homeport_fs::hex(&kid[..kid.len().min(4)])
 }
 
 fn pem_to_der(pem: &str) -> Option<CertificateDer<'static>> {
@@ -238,25 +235,6 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
         }
     }
     (!out.is_empty()).then_some(out)
-}
-
-/// Writes a file that must not exist yet, with `mode` from the start, and syncs it.
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 /// Picks (and makes, the first time) the certificate for the name a TLS client asks for.
