@@ -107,9 +107,9 @@ async fn act(app: &AppHandle, action: MenuAction) -> Result<(), String> {
             agent::open_browser(&url)
         }
         MenuAction::OpenDashboardInBrowser => {
-            // Signed in by a one-time link.
+            // Signed in by a one-time link, through a page only this user can read.
             let link = client.sign_in_link().await.map_err(|e| e.to_string())?;
-            agent::open_browser(&link)
+            homeport_client::open_sign_in_page(&link).map_err(|e| e.to_string())
         }
         MenuAction::BackupNow { app: name, env } => {
             let _busy = Busy::new(app);

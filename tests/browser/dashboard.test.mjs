@@ -54,14 +54,22 @@ test('a one-time link signs the browser in, and only once', async () => {
   const csp = unsigned.headers()['content-security-policy'];
   assert.match(csp, /script-src 'self'/);
 
-  const link = agent.signInLink();
-  const signedIn = await page.goto(link);
-  assert.equal(signedIn.status(), 200);
-  assert.equal(new URL(page.url()).pathname, '/');
+  // As `homeport dashboard` does it: the browser opens a private local page, which leads it on to
+  // the one-time link; the agent's answer stores the session's secret and opens the dashboard.
+  const signedIn = page.waitForResponse((r) => new URL(r.url()).pathname === '/login');
+  await page.goto(await agent.signInPage());
+  assert.equal((await signedIn).status(), 200);
+  assert.match((await signedIn).headers()['content-security-policy'], /default-src 'none'/);
+  await page.waitForURL(`${agent.base}/`);
   await page.getByRole('heading', { name: 'Overview' }).waitFor();
-  assert.match(signedIn.headers()['content-security-policy'], /default-src 'none'/);
+  const secret = await page.evaluate(() => localStorage.getItem('homeport.session'));
+  assert.match(secret ?? '', /^[0-9a-f]{64}$/, 'the page holds the session secret');
+  assert.ok(!(await page.content()).includes(secret), 'the secret is not in the dashboard page');
 
+  // The printed link (for a browser elsewhere) works once too.
+  const link = agent.signInLink();
   const other = await chrome.newPage();
+  assert.equal((await other.goto(link)).status(), 200);
   const again = await other.goto(link);
   assert.equal(again.status(), 401, 'a used link does not sign in a second browser');
   await other.close();

@@ -85,6 +85,13 @@ export class Agent {
     return this.cli('dashboard', '--print').trim();
   }
 
+  /** The private page `homeport dashboard` gives the desktop's opener (a file:// URL). */
+  async signInPage() {
+    const r = await fetch(`${this.base}/api/v1/sessions`, { method: 'POST', headers: { Authorization: `Bearer ${this.token()}` } });
+    const { page } = await r.json();
+    return `file://${page}`;
+  }
+
   async stop() {
     this.child.kill('SIGTERM');
     await new Promise((r) => this.child.once('exit', r));

@@ -2,7 +2,7 @@
 
 use crate::util::*;
 
-fn agent_port(env: &TestEnv) -> u16 {
+pub fn agent_port(env: &TestEnv) -> u16 {
     let ep: homeport_types::AgentEndpoint =
         serde_json::from_str(&read(&env.data.join("agent.json"))).expect("agent.json");
     ep.addr
@@ -12,7 +12,7 @@ fn agent_port(env: &TestEnv) -> u16 {
         .expect("port")
 }
 
-fn token(env: &TestEnv) -> String {
+pub fn token(env: &TestEnv) -> String {
     read(&env.data.join("token")).trim().to_owned()
 }
 
@@ -225,35 +225,18 @@ fn the_tray_windows_origin_gets_cors_but_must_use_the_token() {
     assert_eq!(code, 401, "{body}");
 
     // A browser session may not pose as the app's window.
-    let link: homeport_types::SignInLink = serde_json::from_str(
-        &request(
-            port,
-            "POST",
-            "/api/v1/sessions",
-            &[("Authorization", &auth)],
-            None,
-        )
-        .2,
-    )
-    .expect("link");
-    let (_, head, _) = request(
-        port,
-        "GET",
-        link.url
-            .trim_start_matches(&format!("http://127.0.0.1:{port}")),
-        &[],
-        None,
-    );
-    let cookie = header(&head, "set-cookie");
-    let session = cookie.split(';').next().unwrap_or_default();
-    assert!(session.starts_with("homeport_session="), "{head}");
-    let (code, _, _) = request(port, "GET", "/api/v1/status", &[("Cookie", session)], None);
+    let (cookie, secret) = crate::security::sign_in(port, &token(&env));
+    let session = [
+        ("Cookie", cookie.as_str()),
+        ("X-Homeport-Session", secret.as_str()),
+    ];
+    let (code, _, _) = request(port, "GET", "/api/v1/status", &session, None);
     assert_eq!(code, 200, "the session works from the agent's own pages");
     let (code, _, body) = request(
         port,
         "GET",
         "/api/v1/status",
-        &[app, ("Cookie", session)],
+        &[app, session[0], session[1]],
         None,
     );
     assert_eq!(code, 403, "{body}");
@@ -289,7 +272,7 @@ fn unknown_targets_are_404_and_bad_input_400() {
     );
 }
 
-fn request(
+pub fn request(
     port: u16,
     method: &str,
     path: &str,
@@ -346,8 +329,8 @@ fn a_one_time_link_gives_a_browser_a_strict_session_once() {
         .expect("path");
     assert!(path.starts_with("/login?ticket="), "{path}");
 
-    let (code, head, _) = request(port, "GET", &path, &[], None);
-    assert_eq!(code, 303);
+    let (code, head, page) = request(port, "GET", &path, &[], None);
+    assert_eq!(code, 200, "{head}");
     let cookie = head
         .lines()
         .find_map(|l| {
@@ -360,15 +343,32 @@ fn a_one_time_link_gives_a_browser_a_strict_session_once() {
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
-    let session = cookie.split(';').next().expect("name=value").to_owned();
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-security-policy: default-src 'none'"),
+        "the sign-in page is under the policy too: {head}"
+    );
+    let secret = page
+        .split_once(r#"name="homeport-session" content=""#)
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(s, _)| s.to_owned())
+        .expect("the session's secret");
+    let cookie = cookie.split(';').next().expect("name=value").to_owned();
     assert_eq!(
         request(port, "GET", &path, &[], None).0,
         401,
         "the link works once"
     );
+    let (js_code, _, js) = request(port, "GET", "/login.js", &[], None);
+    assert_eq!(js_code, 200);
+    assert!(js.contains("localStorage"), "{js}");
 
+    let session = [
+        ("Cookie", cookie.as_str()),
+        ("X-Homeport-Session", secret.as_str()),
+    ];
     assert_eq!(
-        request(port, "GET", "/api/v1/status", &[("Cookie", &session)], None).0,
+        request(port, "GET", "/api/v1/status", &session, None).0,
         200
     );
     assert_eq!(
@@ -376,7 +376,10 @@ fn a_one_time_link_gives_a_browser_a_strict_session_once() {
             port,
             "GET",
             "/api/v1/status",
-            &[("Cookie", "homeport_session=forged")],
+            &[
+                ("Cookie", "homeport_session=forged"),
+                ("X-Homeport-Session", &secret)
+            ],
             None
         )
         .0,
@@ -385,14 +388,7 @@ fn a_one_time_link_gives_a_browser_a_strict_session_once() {
     let body = r#"{"target":"a/prod/web"}"#;
     let origin = format!("http://127.0.0.1:{port}");
     assert_eq!(
-        request(
-            port,
-            "POST",
-            "/api/v1/start",
-            &[("Cookie", &session)],
-            Some(body)
-        )
-        .0,
+        request(port, "POST", "/api/v1/start", &session, Some(body)).0,
         403,
         "a browser session must prove its origin to change state"
     );
@@ -401,7 +397,7 @@ fn a_one_time_link_gives_a_browser_a_strict_session_once() {
             port,
             "POST",
             "/api/v1/start",
-            &[("Cookie", &session), ("Origin", &origin)],
+            &[session[0], session[1], ("Origin", &origin)],
             Some(body)
         )
         .0,
@@ -412,7 +408,7 @@ fn a_one_time_link_gives_a_browser_a_strict_session_once() {
             port,
             "GET",
             "/api/v1/status",
-            &[("Cookie", &session), ("Sec-Fetch-Site", "cross-site")],
+            &[session[0], session[1], ("Sec-Fetch-Site", "cross-site")],
             None
         )
         .0,

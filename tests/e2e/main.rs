@@ -8,5 +8,6 @@ mod backup;
 mod cli;
 mod deploy;
 mod logs;
+mod security;
 mod supervision;
 mod util;

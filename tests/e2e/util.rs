@@ -350,3 +350,91 @@ pub fn stderr(o: &Output) -> String {
 pub fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_default()
 }
+
+/// A throwaway local user, the neighbour in the security tests: created with `useradd` when the
+/// tests run as root (as CI does), removed when dropped. Elsewhere [`OtherUser::create`] says
+/// why the test is skipped and returns None.
+pub struct OtherUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// useradd and userdel lock /etc/passwd: one at a time in this process.
+static USERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl OtherUser {
+    pub fn create(test: &str) -> Option<Self> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!(
+                "{test}: the second-user part is skipped: it creates a throwaway user, which needs root"
+            );
+            return None;
+        }
+        let _one = USERS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut bytes = [0u8; 4];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .expect("random");
+        let name = format!(
+            "hpt{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        let out = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--user-group"])
+            .args(["--shell", "/usr/sbin/nologin", &name])
+            .output()
+            .expect("run useradd");
+        assert!(out.status.success(), "useradd: {}", stderr(&out));
+        let user = nix::unistd::User::from_name(&name)
+            .ok()
+            .flatten()
+            .expect("the new user");
+        Some(Self {
+            name,
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+        })
+    }
+
+    /// `program` as this user (std drops root's supplementary groups with the uid).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut c = Command::new(program);
+        c.uid(self.uid)
+            .gid(self.gid)
+            .current_dir("/")
+            .env_clear()
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// The fixture's neighbour modes (`--fetch`, `--hold`, `--read`) as this user.
+    pub fn fixture(&self, args: &[&str]) -> String {
+        let out = self
+            .command(fixture_bin())
+            .args(args)
+            .output()
+            .expect("run as the other user");
+        stdout(&out)
+    }
+}
+
+impl Drop for OtherUser {
+    fn drop(&mut self) {
+        let _one = USERS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Tests end the processes they started as the user (by pid) before this runs.
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
+
+/// Makes `dir` traversable and readable by everyone, as many home folders are: then only the
+/// agent's own modes stand between another user and its files.
+pub fn open_to_all(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod 755");
+}

@@ -105,10 +105,22 @@ export function keyString(k: ServiceKey): string {
 }
 
 // Where the agent is. In a browser the page comes from the agent itself: same origin, signed in
-// by the session cookie. In the tray app's window the page is the bundled UI (tauri://localhost):
-// the tray says where the agent listens and hands over its token, sent as a header.
+// by the session cookie plus the session's secret, which the sign-in page stored in this origin's
+// storage (the browser sends the cookie to every server on 127.0.0.1, whatever its port; only
+// this origin's pages can read the secret). In the tray app's window the page is the bundled UI
+// (tauri://localhost): the tray says where the agent listens and hands over its token, sent as a
+// header.
 interface Connection { base: string; init: RequestInit }
 let connection: Promise<Connection> | null = null;
+
+/** Where the sign-in page (served by the agent at /login) leaves the session's secret. */
+const SESSION_SECRET = 'homeport.session';
+
+function browserConnection(): Connection {
+  const secret = localStorage.getItem(SESSION_SECRET);
+  const headers: Record<string, string> = secret ? { 'X-Homeport-Session': secret } : {};
+  return { base: '', init: { credentials: 'same-origin', headers } };
+}
 
 function connect(): Promise<Connection> {
   connection ??= isTauri()
@@ -116,16 +128,20 @@ function connect(): Promise<Connection> {
         base: `${c.base_url}/`,
         init: { credentials: 'omit', headers: { Authorization: `Bearer ${c.token}` } },
       }))
-    : Promise.resolve({ base: '', init: { credentials: 'same-origin', headers: {} } });
+    : Promise.resolve(browserConnection());
   // A restarted agent has a new port and token: ask again after a failure.
   connection.catch(() => (connection = null));
   return connection;
 }
 
 /** Forget the agent's address and token (after a network error or a 401), so the next request
- *  asks the tray again. */
-function reconnect() {
+ *  asks the tray again; in a browser, a 401 means the session is over: forget its secret. */
+function reconnect(status?: number) {
   if (isTauri()) connection = null;
+  else if (status === 401) {
+    localStorage.removeItem(SESSION_SECRET);
+    connection = null;
+  }
 }
 
 async function send(path: string, init: RequestInit = {}): Promise<Response> {
@@ -133,7 +149,7 @@ async function send(path: string, init: RequestInit = {}): Promise<Response> {
   const headers = { ...(c.init.headers as Record<string, string>), ...(init.headers as Record<string, string>) };
   try {
     const resp = await fetch(c.base + path, { ...c.init, ...init, headers });
-    if (resp.status === 401) reconnect();
+    if (resp.status === 401) reconnect(401);
     return resp;
   } catch (e) {
     reconnect();

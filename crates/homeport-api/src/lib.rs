@@ -32,6 +32,8 @@
 //! - `GET /metrics` → Prometheus text
 //! - `/`, `/assets/…` → the dashboard (ui/dist), under a strict Content-Security-Policy
 
+mod body;
+pub mod conn;
 mod errors;
 pub mod guard;
 mod metrics;
@@ -53,13 +55,13 @@ use homeport_core::CoreHandle;
 use homeport_types::ApiError;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use guard::Guard;
+pub use conn::{Limits, raise_descriptor_limit};
+use guard::{Guard, SessionLimits};
 
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub core: CoreHandle,
     pub guard: Guard,
-    pub addr: SocketAddr,
     /// Requests answered since the agent started (`homeport_api_requests_total`).
     pub requests: Arc<AtomicU64>,
 }
@@ -70,12 +72,12 @@ connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-
 
 /// The router of an agent listening on `addr`. `ui_dir` holds the built dashboard (ui/dist).
 pub fn router(core: CoreHandle, token: &str, addr: SocketAddr, ui_dir: Option<PathBuf>) -> Router {
-    let guard = Guard::new(token, addr.port());
+    let signin_dir = core.config().agent.data_dir.join("signin");
+    let guard = Guard::new(token, addr.port(), signin_dir, SessionLimits::default());
     let requests = Arc::new(AtomicU64::new(0));
     let state = AppState {
         core,
         guard: guard.clone(),
-        addr,
         requests: Arc::clone(&requests),
     };
     let api = Router::new()
@@ -134,6 +136,7 @@ pub fn router(core: CoreHandle, token: &str, addr: SocketAddr, ui_dir: Option<Pa
     Router::new()
         .route("/livez", get(|| async { "ok" }))
         .route("/login", get(routes::login))
+        .route("/login.js", get(routes::login_script))
         .merge(api)
         .merge(pages)
         .layer(middleware::from_fn_with_state(
@@ -181,11 +184,13 @@ pub fn find_ui_dir() -> Option<PathBuf> {
     .find(has_index)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves. Refuses a non-loopback listener.
+/// Serves `router` on `listener` until `shutdown` resolves, within `limits` (see [`conn`]).
+/// Refuses a non-loopback listener.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: Limits,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() {
@@ -193,9 +198,7 @@ pub async fn serve(
             "refusing to serve the API on non-loopback address {addr}"
         )));
     }
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    conn::serve(listener, router, shutdown, limits).await
 }
 
 pub(crate) fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {

@@ -2,7 +2,7 @@
 //! is decided once, in [`crate::errors`].
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -16,8 +16,9 @@ use homeport_types::{
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::conn::PeerUid;
 use crate::errors::{ApiError, Body};
-use crate::guard::SESSION_COOKIE;
+use crate::guard::{LOGIN_SCRIPT, Principal, SESSION_COOKIE, signed_in_page};
 
 type Reply<T> = Result<Json<T>, ApiError>;
 
@@ -164,33 +165,73 @@ pub async fn config_apply(
     Ok(Json(st.core.apply(&edit.changes, &edit.revision).await?))
 }
 
-/// A one-time sign-in link for a browser (`homeport dashboard`, the tray).
-pub async fn new_session(State(st): State<AppState>) -> Json<SignInLink> {
-    let ticket = st.guard.sessions.new_ticket();
-    Json(SignInLink {
-        url: format!("http://127.0.0.1:{}/login?ticket={ticket}", st.addr.port()),
-    })
+/// A one-time sign-in link for a browser, and a private page that leads to it (for the
+/// desktop's opener). Only the CLI and the tray (the token) may make one: a browser session
+/// that could would never have to end.
+pub async fn new_session(
+    State(st): State<AppState>,
+    principal: Option<Extension<Principal>>,
+) -> Reply<SignInLink> {
+    if !matches!(principal.as_deref(), Some(Principal::Token)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only the CLI and the tray app can make sign-in links",
+        ));
+    }
+    let link = st.guard.sessions.new_ticket(true).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "io",
+            format!("cannot write the sign-in page: {e}"),
+        )
+    })?;
+    Ok(Json(SignInLink {
+        url: link.url,
+        page: link.page.map(|p| p.display().to_string()),
+    }))
 }
 
 #[derive(Deserialize)]
 pub struct LoginParams {
-    ticket: String,
+    ticket: Option<String>,
 }
 
-/// Trades a one-time ticket for a session cookie. A GET because a link is what the user opens;
-/// the ticket, unguessable and single-use, is what makes it safe from cross-site forgery.
-pub async fn login(State(st): State<AppState>, Query(p): Query<LoginParams>) -> Response {
-    match st.guard.sessions.redeem(&p.ticket) {
-        Some(id) => (
-            StatusCode::SEE_OTHER,
+/// Trades a one-time ticket for a session: the cookie, and a page that hands the session's
+/// secret to the dashboard. A GET because a link is what the user opens; the ticket,
+/// unguessable and single-use, is what makes it safe from cross-site forgery. Only a process
+/// of the agent's own user may redeem it (where the platform tells), and another user's try
+/// does not use it up.
+pub async fn login(
+    State(st): State<AppState>,
+    peer: Option<Extension<PeerUid>>,
+    Query(p): Query<LoginParams>,
+) -> Response {
+    if peer.is_some_and(|p| !p.is_agent_user()) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a sign-in link works only for the user who made it",
+        )
+        .into_response();
+    }
+    let redeemed = p
+        .ticket
+        .and_then(|t| st.guard.sessions.redeem(&t, std::time::Instant::now()));
+    match redeemed {
+        Some((id, secret)) => (
+            StatusCode::OK,
             [
                 (
                     header::SET_COOKIE,
                     format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/"),
                 ),
-                (header::LOCATION, "/".to_owned()),
+                (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
                 (header::CACHE_CONTROL, "no-store".to_owned()),
+                (header::CONTENT_SECURITY_POLICY, crate::CSP.to_owned()),
+                (header::REFERRER_POLICY, "no-referrer".to_owned()),
             ],
+            signed_in_page(&secret),
         )
             .into_response(),
         None => ApiError::new(
@@ -200,6 +241,18 @@ pub async fn login(State(st): State<AppState>, Query(p): Query<LoginParams>) -> 
         )
         .into_response(),
     }
+}
+
+/// The sign-in page's script (the policy allows no inline script).
+pub async fn login_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        LOGIN_SCRIPT,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

@@ -24,6 +24,9 @@ pub async fn run(config_path: &Path) -> Result<(), Failure> {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
+    // Room for connections, probes, spawns and logs: a desktop's soft limit of 1,024 is small.
+    let descriptors = homeport_api::raise_descriptor_limit()
+        .map_err(|e| Failure::new(1, format!("cannot read the descriptor limit: {e}")))?;
     let config = homeport_config::load(config_path).map_err(|d| {
         for item in &d.0 {
             eprintln!("{item}");
@@ -85,9 +88,22 @@ pub async fn run(config_path: &Path) -> Result<(), Failure> {
         }
     }
     let router = homeport_api::router(core.clone(), &token, addr, ui_dir);
-    let server = tokio::spawn(homeport_api::serve(listener, router, async {
-        let _ = stop_rx.await;
-    }));
+    let limits = homeport_api::Limits::for_descriptors(descriptors.now);
+    tracing::info!(
+        "descriptor limit {} (was {}, hard {}): at most {} API connections",
+        descriptors.now,
+        descriptors.was,
+        descriptors.hard,
+        limits.max_connections
+    );
+    let server = tokio::spawn(homeport_api::serve(
+        listener,
+        router,
+        async {
+            let _ = stop_rx.await;
+        },
+        limits,
+    ));
     runtime::write_endpoint(
         &data,
         &AgentEndpoint {

@@ -99,12 +99,11 @@ impl Client {
         &self.token
     }
 
-    /// A one-time link that signs a browser in to the dashboard.
-    pub async fn sign_in_link(&self) -> Result<String, ClientError> {
-        let link: SignInLink = self
-            .json(self.http.post(format!("{}/api/v1/sessions", self.base)))
-            .await?;
-        Ok(link.url)
+    /// A one-time link that signs a browser in to the dashboard, and the private page that
+    /// leads to it (give the page to an opener: see [`open_sign_in_page`]).
+    pub async fn sign_in_link(&self) -> Result<SignInLink, ClientError> {
+        self.json(self.http.post(format!("{}/api/v1/sessions", self.base)))
+            .await
     }
 
     pub async fn backups(&self, target: &Target) -> Result<Vec<EnvBackups>, ClientError> {
@@ -334,8 +333,21 @@ fn ndjson<T: DeserializeOwned>(
     )
 }
 
-/// Opens `url` with the desktop's opener (`open` on macOS, `xdg-open` elsewhere), without
-/// waiting for it.
+/// Opens the dashboard in the browser through the sign-in page of `link`. The opener is given
+/// the page's path, never the link: the link holds a one-time ticket, and every local user can
+/// read the command line of the opener and of the browser it starts.
+pub fn open_sign_in_page(link: &SignInLink) -> std::io::Result<()> {
+    let page = link.page.as_deref().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "the agent made no sign-in page",
+        )
+    })?;
+    open_in_browser(page)
+}
+
+/// Opens `url` (or a file) with the desktop's opener (`open` on macOS, `xdg-open` elsewhere),
+/// without waiting for it. Never give it a secret: see [`open_sign_in_page`].
 pub fn open_in_browser(url: &str) -> std::io::Result<()> {
     let opener = if cfg!(target_os = "macos") {
         "open"

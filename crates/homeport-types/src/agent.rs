@@ -32,6 +32,10 @@ pub struct ApiError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignInLink {
     pub url: String,
+    /// A page only this user can read that leads a browser to `url`: what the desktop's opener
+    /// is given, since any local user can read a command line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
 }
 
 /// Names of the agent's files in its data folder, shared by the agent and its clients.
