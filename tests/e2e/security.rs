@@ -204,3 +204,161 @@ fn a_session_cookie_alone_is_worth_nothing() {
     let (code, _, body) = request(port, "POST", "/api/v1/sessions", &both, None);
     assert_eq!(code, 403, "a browser session minted a sign-in link: {body}");
 }
+
+/// Raises this test process's soft descriptor limit to the hard one; false if that is below
+/// `need`.
+fn raise_own_descriptor_limit(need: u64) -> bool {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return false;
+        }
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur >= need
+    }
+}
+
+/// Connections that send half a request header and then nothing, reopened as soon as the agent
+/// closes them, as a slowloris attack does.
+struct Slowloris {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Slowloris {
+    fn start(port: u16, n: usize) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (stop2, open2) = (stop.clone(), open.clone());
+        let thread = std::thread::spawn(move || {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let connect = || {
+                let mut s =
+                    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
+                        .ok()?;
+                s.write_all(
+                    format!("GET /livez HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n").as_bytes(),
+                )
+                .ok()?;
+                s.set_nonblocking(true).ok()?;
+                Some(s)
+            };
+            let mut conns: Vec<Option<std::net::TcpStream>> = (0..n).map(|_| None).collect();
+            let mut buf = [0u8; 64];
+            while !stop2.load(Ordering::Relaxed) {
+                for c in &mut conns {
+                    // Open and quiet, or closed (or answered, then closed) by the agent.
+                    let closed = match c {
+                        None => true,
+                        Some(s) => {
+                            !matches!(s.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+                        }
+                    };
+                    if closed {
+                        *c = connect();
+                    }
+                }
+                open2.store(conns.iter().flatten().count(), Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        });
+        Self {
+            stop,
+            open,
+            thread: Some(thread),
+        }
+    }
+
+    fn open(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Slowloris {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn two_thousand_slow_connections_do_not_take_production_down() {
+    if !raise_own_descriptor_limit(2_300) {
+        eprintln!(
+            "two_thousand_slow_connections_do_not_take_production_down: skipped: this test needs 2,300 descriptors"
+        );
+        return;
+    }
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@", "--port", "{port}"]
+port = @P0@
+autostart = true
+health = { http = "/health", interval = "100ms", timeout = "1s" }
+"#,
+    );
+    // A desktop's usual limit, with no room to raise it.
+    env.start_agent_with_descriptor_limit(1024, 1024);
+    let before = env.wait_service("a/prod/web", "is healthy", |s| {
+        s.state == homeport_types::ServiceState::Healthy
+    });
+    let port = agent_port(&env);
+    let host = format!("127.0.0.1:{port}");
+
+    let attack = Slowloris::start(port, 2000);
+    let opening = std::time::Instant::now();
+    env.wait_until("the attacker has 1,000 connections open", || {
+        (attack.open() >= 1000).then_some(())
+    });
+    eprintln!("1,000 slow connections open after {:?}", opening.elapsed());
+    // Long enough for dozens of health probes and many rounds of the attacker reopening what
+    // the agent closed.
+    let start = std::time::Instant::now();
+    let mut rounds = 0;
+    let mut slowest = std::time::Duration::ZERO;
+    while rounds < 20 || start.elapsed() < std::time::Duration::from_secs(5) {
+        let asked = std::time::Instant::now();
+        let (code, body) = raw_http(
+            port,
+            &format!("GET /livez HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(
+            (code, body.as_str()),
+            (200, "ok"),
+            "/livez under attack ({} slow connections open)\n{}",
+            attack.open(),
+            env.agent_log()
+        );
+        slowest = slowest.max(asked.elapsed());
+        let now = service(&env.status(), "a/prod/web").clone();
+        assert_eq!(
+            (now.state, now.pid, now.restarts),
+            (before.state, before.pid, before.restarts),
+            "the service was disturbed: {now:#?}\n{}",
+            env.agent_log()
+        );
+        rounds += 1;
+    }
+    let open = attack.open();
+    drop(attack);
+    eprintln!(
+        "{rounds} rounds in {:?}, the slowest /livez {slowest:?}; {open} slow connections open at the end",
+        start.elapsed()
+    );
+    assert!(open > 0, "the attack never got going");
+    let log = env.agent_log();
+    assert!(
+        !log.contains("Too many open files"),
+        "the agent ran out of descriptors:\n{log}"
+    );
+}

@@ -16,7 +16,12 @@ use nix::unistd::Pid;
 /// How long any wait in these tests may take before it counts as a failure.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// The `homeport` binary under test: `$HOMEPORT_BIN` (to try these tests on another build), or
+/// the one built beside the fixture.
 pub fn homeport_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("HOMEPORT_BIN") {
+        return PathBuf::from(bin);
+    }
     // The fixture and the homeport binary are built into the same target folder.
     let fixture = PathBuf::from(env!("CARGO_BIN_EXE_homeport-fixture"));
     let bin = fixture.with_file_name("homeport");
@@ -112,6 +117,12 @@ impl TestEnv {
     pub fn start_agent_with_file_limit_kib(&mut self, kib: u64) {
         // A soft limit: a child may raise it again (as a build step does in the deploy test).
         let script = format!("ulimit -S -f {kib}; exec \"$0\" \"$@\"");
+        self.start_agent_via(Some(&script));
+    }
+
+    /// Starts the agent with a descriptor limit of `soft`:`hard`, as `prlimit` sets it.
+    pub fn start_agent_with_descriptor_limit(&mut self, soft: u64, hard: u64) {
+        let script = format!("exec prlimit --nofile={soft}:{hard} \"$0\" \"$@\"");
         self.start_agent_via(Some(&script));
     }
 

@@ -115,6 +115,16 @@ pub fn raise_descriptor_limit() -> std::io::Result<DescriptorLimit> {
     })
 }
 
+/// Listens on 127.0.0.1:`port` with a deep accept queue: under a flood of connections, the
+/// queue absorbs the burst while the agent accepts and sorts them, instead of dropping a real
+/// client's connection attempt (which then waits a second or more to retry).
+pub fn listen(port: u16) -> std::io::Result<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))?;
+    socket.listen(4096)
+}
+
 /// One open connection, as the table sees it.
 struct Slot {
     id: u64,
@@ -133,25 +143,41 @@ struct Table {
     next: u64,
 }
 
+/// The open connections, and a signal each time one is gone.
+#[derive(Default)]
+struct Connections {
+    table: Mutex<Table>,
+    gone: Notify,
+}
+
 struct Admission {
-    table: Arc<Mutex<Table>>,
+    conns: Arc<Connections>,
     slot: Arc<Slot>,
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        lock(&self.table).slots.remove(&self.slot.id);
+        lock(&self.conns).slots.remove(&self.slot.id);
+        self.conns.gone.notify_one();
     }
 }
 
-fn lock(t: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
-    t.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock(c: &Connections) -> std::sync::MutexGuard<'_, Table> {
+    c.table.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+enum Admit {
+    Yes(Admission),
+    /// Every connection has a request in flight.
+    Busy,
+    /// Connections told to close have not closed yet: wait for them to free their descriptors.
+    Closing,
 }
 
 /// Takes a place for a new connection, closing an idle one if the connection's user (or
-/// everyone) is at the cap; None when every connection is busy.
-fn admit(table: &Arc<Mutex<Table>>, limits: &Limits, foreign: Option<u32>) -> Option<Admission> {
-    let mut t = lock(table);
+/// everyone) is at the cap.
+fn admit(conns: &Arc<Connections>, limits: &Limits, foreign: Option<u32>) -> Admit {
+    let mut t = lock(conns);
     let live = |s: &&Arc<Slot>| !s.evicted.load(Ordering::Acquire);
     if let Some(uid) = foreign {
         let theirs = t
@@ -163,7 +189,7 @@ fn admit(table: &Arc<Mutex<Table>>, limits: &Limits, foreign: Option<u32>) -> Op
         if theirs >= limits.max_per_foreign_user
             && !evict_oldest_idle(&t, |s| s.foreign == Some(uid))
         {
-            return None;
+            return Admit::Busy;
         }
     }
     let open = t.slots.values().filter(live).count();
@@ -172,12 +198,12 @@ fn admit(table: &Arc<Mutex<Table>>, limits: &Limits, foreign: Option<u32>) -> Op
         && !evict_oldest_idle(&t, |s| s.foreign.is_some())
         && !evict_oldest_idle(&t, |_| true)
     {
-        return None;
+        return Admit::Busy;
     }
     // Closed connections leave the table as their tasks end; never let those pile up past a
     // small margin either.
     if t.slots.len() >= limits.max_connections + 64 {
-        return None;
+        return Admit::Closing;
     }
     t.next += 1;
     let slot = Arc::new(Slot {
@@ -190,8 +216,8 @@ fn admit(table: &Arc<Mutex<Table>>, limits: &Limits, foreign: Option<u32>) -> Op
     });
     t.slots.insert(slot.id, Arc::clone(&slot));
     drop(t);
-    Some(Admission {
-        table: Arc::clone(table),
+    Admit::Yes(Admission {
+        conns: Arc::clone(conns),
         slot,
     })
 }
@@ -221,7 +247,7 @@ pub async fn serve(
     limits: Limits,
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
-    let table: Arc<Mutex<Table>> = Arc::default();
+    let conns: Arc<Connections> = Arc::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut peers = peer::Lookup::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -238,7 +264,7 @@ pub async fn serve(
                         tracing::warn!("the API cannot accept a connection: {e}");
                         last_warning = Some(Instant::now());
                     }
-                    let _ = evict_oldest_idle(&lock(&table), |_| true);
+                    let _ = evict_oldest_idle(&lock(&conns), |_| true);
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
@@ -246,7 +272,22 @@ pub async fn serve(
         };
         let uid = peers.uid(local, addr);
         let foreign = uid.filter(|&u| u != euid());
-        let Some(admission) = admit(&table, &limits, foreign) else {
+        let admission = loop {
+            match admit(&conns, &limits, foreign) {
+                Admit::Yes(a) => break Some(a),
+                Admit::Busy => break None,
+                Admit::Closing => {
+                    let gone = conns.gone.notified();
+                    if tokio::time::timeout(Duration::from_millis(200), gone)
+                        .await
+                        .is_err()
+                    {
+                        break None;
+                    }
+                }
+            }
+        };
+        let Some(admission) = admission else {
             // Every connection is busy with a request: this one is closed at once.
             drop(stream);
             continue;
@@ -263,7 +304,7 @@ pub async fn serve(
     drop(listener);
     let _ = stop_tx.send(true);
     // Connections finish their current request (streams end with the agent's shutdown signal).
-    while !lock(&table).slots.is_empty() {
+    while !lock(&conns).slots.is_empty() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
@@ -541,23 +582,27 @@ mod tests {
             max_connections: 2,
             max_per_foreign_user: 1,
         };
-        let table: Arc<Mutex<Table>> = Arc::default();
-        let (Some(a), Some(b)) = (admit(&table, &limits, None), admit(&table, &limits, None))
+        let table: Arc<Connections> = Arc::default();
+        let (Admit::Yes(a), Admit::Yes(b)) =
+            (admit(&table, &limits, None), admit(&table, &limits, None))
         else {
             panic!("two fit");
         };
         let a = Arc::clone(&a.slot);
         b.slot.busy.store(1, Ordering::Release);
-        let c = admit(&table, &limits, None);
-        assert!(c.is_some());
+        let Admit::Yes(c) = admit(&table, &limits, None) else {
+            panic!("a third fits in place of the idle one");
+        };
         assert!(a.evicted.load(Ordering::Acquire), "the idle one goes");
         assert!(
             !b.slot.evicted.load(Ordering::Acquire),
             "the busy one stays"
         );
-        c.iter()
-            .for_each(|c| c.slot.busy.store(1, Ordering::Release));
-        assert!(admit(&table, &limits, None).is_none(), "all busy: refused");
+        c.slot.busy.store(1, Ordering::Release);
+        assert!(
+            matches!(admit(&table, &limits, None), Admit::Busy),
+            "all busy: refused"
+        );
     }
 
     #[test]
@@ -567,16 +612,25 @@ mod tests {
             max_connections: 100,
             max_per_foreign_user: 2,
         };
-        let table: Arc<Mutex<Table>> = Arc::default();
+        let table: Arc<Connections> = Arc::default();
         let held: Vec<_> = (0..2)
-            .filter_map(|_| admit(&table, &limits, Some(4242)))
+            .filter_map(|_| match admit(&table, &limits, Some(4242)) {
+                Admit::Yes(a) => Some(a),
+                _ => None,
+            })
             .collect();
         held.iter()
             .for_each(|a| a.slot.busy.store(1, Ordering::Release));
         assert_eq!(held.len(), 2);
-        assert!(admit(&table, &limits, Some(4242)).is_none());
-        assert!(admit(&table, &limits, Some(4243)).is_some(), "another user");
-        assert!(admit(&table, &limits, None).is_some(), "the agent's user");
+        assert!(matches!(admit(&table, &limits, Some(4242)), Admit::Busy));
+        assert!(
+            matches!(admit(&table, &limits, Some(4243)), Admit::Yes(_)),
+            "another user"
+        );
+        assert!(
+            matches!(admit(&table, &limits, None), Admit::Yes(_)),
+            "the agent's user"
+        );
     }
 
     #[tokio::test]

@@ -54,20 +54,18 @@ pub async fn run(config_path: &Path) -> Result<(), Failure> {
     })?;
 
     let port = config.agent.port;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .map_err(|e| {
-            let who = homeport_supervisor::port_holder(port)
-                .map(|h| format!(" (held by {h})"))
-                .unwrap_or_default();
-            Failure::new(
-                1,
-                format!(
-                    "cannot listen on 127.0.0.1:{port}{who}: {e}; set [agent] port in {}",
-                    config_path.display()
-                ),
-            )
-        })?;
+    let listener = homeport_api::listen(port).map_err(|e| {
+        let who = homeport_supervisor::port_holder(port)
+            .map(|h| format!(" (held by {h})"))
+            .unwrap_or_default();
+        Failure::new(
+            1,
+            format!(
+                "cannot listen on 127.0.0.1:{port}{who}: {e}; set [agent] port in {}",
+                config_path.display()
+            ),
+        )
+    })?;
     let addr: SocketAddr = listener
         .local_addr()
         .map_err(|e| Failure::new(1, e.to_string()))?;

@@ -15,6 +15,7 @@ use homeport_types::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::health::ProbeError;
 use crate::hub::{Hub, ServiceSnapshot};
 use crate::logfile::timestamp;
 use crate::process::{self, Found, Proc};
@@ -74,7 +75,7 @@ pub struct ServiceTask {
     backoff_until: Option<tokio::time::Instant>,
     /// Replies owed to `Start` commands that arrived while waiting for dependencies.
     waiting_start: Vec<oneshot::Sender<Result<(), String>>>,
-    probe: Option<JoinHandle<Result<(), String>>>,
+    probe: Option<JoinHandle<Result<(), ProbeError>>>,
     next_probe: Option<tokio::time::Instant>,
     consecutive_failures: u32,
     /// Until the first passing probe, probes come quickly (doubling from 50 ms up to the
@@ -454,7 +455,7 @@ impl ServiceTask {
         }
     }
 
-    async fn on_probe(&mut self, result: Result<(), String>) {
+    async fn on_probe(&mut self, result: Result<(), ProbeError>) {
         let Some(check) = self.spec.health.clone() else {
             return;
         };
@@ -469,7 +470,11 @@ impl ServiceTask {
                 }
                 self.apply(Input::HealthPassed, None);
             }
-            Err(reason) => {
+            Err(ProbeError::NotRun(why)) => {
+                // The agent's trouble, not the service's: try again later, count nothing.
+                tracing::warn!(service = %self.spec.key, "could not run the health probe: {why}");
+            }
+            Err(ProbeError::Failed(reason)) => {
                 let booting = self
                     .started
                     .is_some_and(|s| s.elapsed() < check.start_period)
@@ -588,11 +593,13 @@ async fn wait_proc(proc: Option<&Proc>) {
     }
 }
 
-async fn wait_probe(probe: Option<&mut JoinHandle<Result<(), String>>>) -> Result<(), String> {
+async fn wait_probe(
+    probe: Option<&mut JoinHandle<Result<(), ProbeError>>>,
+) -> Result<(), ProbeError> {
     match probe {
         Some(h) => h
             .await
-            .unwrap_or_else(|e| Err(format!("probe task failed: {e}"))),
+            .unwrap_or_else(|e| Err(ProbeError::NotRun(format!("probe task failed: {e}")))),
         None => std::future::pending().await,
     }
 }
