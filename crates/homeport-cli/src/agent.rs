@@ -24,6 +24,7 @@ pub async fn run(config_path: &Path) -> Result<(), Failure> {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
+    let backend = homeport_supervisor::Backend::from_env().map_err(|e| Failure::new(2, e))?;
     // Room for connections, probes, spawns and logs: a desktop's soft limit of 1,024 is small.
     let descriptors = homeport_api::raise_descriptor_limit()
         .map_err(|e| Failure::new(1, format!("cannot read the descriptor limit: {e}")))?;
@@ -115,7 +116,11 @@ pub async fn run(config_path: &Path) -> Result<(), Failure> {
             format!("cannot write {}: {e}", data.join("agent.json").display()),
         )
     })?;
-    tracing::info!("listening on http://{addr}; data in {}", data.display());
+    tracing::info!(
+        "listening on http://{addr}; data in {}; process backend: {}",
+        data.display(),
+        backend.name()
+    );
 
     let starting = {
         let core = core.clone();

@@ -33,6 +33,7 @@ use homeport_types::{ActionOutcome, Event, ServiceKey, ServiceState, ServiceStat
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
+pub use homeport_platform::Backend;
 pub use hub::{Hub, ServiceSnapshot};
 pub use process::{PortHolder, port_holder};
 pub use service::{Seed, parse_env_file};

@@ -4,20 +4,17 @@
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use homeport_platform::Backend;
+pub use homeport_platform::PortHolder;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::fsutil::{Durability, create_private_dir, replace_file};
-use crate::shim::{
-    self, EXIT_FILE, ExitRecord, Handshake, RECORD_FILE, SPEC_FILE, ShimRecord, ShimSpec,
-};
+use crate::shim::{EXIT_FILE, ExitRecord, Handshake, RECORD_FILE, SPEC_FILE, ShimRecord, ShimSpec};
 
 /// A running service as the agent knows it: its shim (which outlives the agent) and its pid.
 #[derive(Debug)]
@@ -47,11 +44,7 @@ impl Proc {
 
     /// Sends `sig` to the service's whole process group.
     pub fn signal_group(&self, sig: i32) -> io::Result<()> {
-        let sig = Signal::try_from(sig).map_err(io::Error::other)?;
-        match killpg(Pid::from_raw(self.pid as i32), sig) {
-            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-            Err(e) => Err(io::Error::from(e)),
-        }
+        Backend::current().signal_group(self.pid, sig).map(drop)
     }
 }
 
@@ -106,21 +99,15 @@ pub async fn spawn(shim_exe: &Path, run_dir: &Path, spec: &ShimSpec) -> Result<P
         .map_err(|e| SpawnError::Prepare(run_dir.to_path_buf(), e))?;
     let shim_log = fs::File::create(run_dir.join("shim.log")).map_err(SpawnError::Shim)?;
 
+    // No code runs between fork and exec in this multi-threaded process (where only
+    // async-signal-safe calls would be allowed): the shim moves itself into a session of its own
+    // and closes what it inherited, and std can spawn it with posix_spawn.
     let mut cmd = std::process::Command::new(shim_exe);
     cmd.arg("shim")
         .arg(run_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(shim_log);
-    // SAFETY: setsid is async-signal-safe. A session of its own keeps the shim (and so the
-    // service) out of reach of the terminal's Ctrl-C and hangup, which are meant for the agent.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid().map_err(io::Error::other)?;
-            crate::shim::close_inherited_fds();
-            Ok(())
-        });
-    }
     let mut child = tokio::process::Command::from(cmd)
         .spawn()
         .map_err(SpawnError::Shim)?;
@@ -190,12 +177,12 @@ pub fn adopt(run_dir: &Path) -> Found {
     };
     // A record of an earlier boot describes processes that no longer exist; their pids may
     // belong to anything now.
-    let same_boot = !rec.boot_id.is_empty() && rec.boot_id == shim::boot_id();
+    let same_boot = !rec.boot_id.is_empty() && rec.boot_id == homeport_platform::boot_id();
     // The pid, its start time and the shim's command line naming this run folder together
     // prove the shim is ours; checked again after opening the pidfd, which pins the process.
     let shim_is_ours = || {
         same_boot
-            && shim::start_ticks(rec.shim_pid) == Some(rec.shim_started)
+            && homeport_platform::start_mark(rec.shim_pid) == Some(rec.shim_started)
             && is_our_shim(rec.shim_pid, run_dir)
     };
     if shim_is_ours()
@@ -217,10 +204,8 @@ pub fn adopt(run_dir: &Path) -> Found {
     // The shim is gone without a record. Only a process that is provably the service — same
     // boot, same start time, still leading its own group — may be signalled.
     let service_is_ours = same_boot
-        && rec.pid > 1
-        && shim::start_ticks(rec.pid) == Some(rec.started)
-        && nix::unistd::getpgid(Some(Pid::from_raw(rec.pid as i32)))
-            .is_ok_and(|g| g.as_raw() as u32 == rec.pid);
+        && homeport_platform::start_mark(rec.pid) == Some(rec.started)
+        && homeport_platform::leads_group(rec.pid);
     if service_is_ours {
         Found::Orphan { pid: rec.pid }
     } else {
@@ -257,126 +242,21 @@ fn is_our_shim(pid: u32, run_dir: &Path) -> bool {
 
 /// Ends a process group that lost its shim: SIGTERM, then SIGKILL after `grace`.
 pub async fn kill_group(pgid: u32, grace: Duration) {
-    let group = Pid::from_raw(pgid as i32);
-    if killpg(group, Signal::SIGTERM).is_err() {
+    let backend = Backend::current();
+    if !matches!(backend.signal_group(pgid, libc::SIGTERM), Ok(true)) {
         return;
     }
     let deadline = tokio::time::Instant::now() + grace;
     while tokio::time::Instant::now() < deadline {
-        if killpg(group, None).is_err() {
+        if !homeport_platform::group_alive(pgid) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = killpg(group, Signal::SIGKILL);
-}
-
-/// Who holds a TCP port: pid and process name, when this user can see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortHolder {
-    pub pid: Option<u32>,
-    pub name: Option<String>,
-}
-
-impl std::fmt::Display for PortHolder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.pid, &self.name) {
-            (Some(pid), Some(name)) => write!(f, "pid {pid} ({name})"),
-            (Some(pid), None) => write!(f, "pid {pid}"),
-            _ => f.write_str("a process this user cannot see"),
-        }
-    }
+    let _ = backend.signal_group(pgid, libc::SIGKILL);
 }
 
 /// Whether `port` can be listened on; if not, who holds it.
 pub fn port_holder(port: u16) -> Option<PortHolder> {
-    // A listener in /proc/net names the holder; binding the wildcard address catches the rest
-    // (it fails if any local address holds the port).
-    if let Some(holder) = find_listener(port) {
-        return Some(holder);
-    }
-    match std::net::TcpListener::bind(("0.0.0.0", port)) {
-        Ok(_) => None,
-        Err(_) => Some(PortHolder {
-            pid: None,
-            name: None,
-        }),
-    }
-}
-
-/// Finds the process listening on `port` through /proc/net and /proc/*/fd.
-fn find_listener(port: u16) -> Option<PortHolder> {
-    let mut inodes = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            // local_address is HEXIP:HEXPORT; state 0A is LISTEN; column 9 is the inode.
-            let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9))
-            else {
-                continue;
-            };
-            let Some(p) = local
-                .rsplit(':')
-                .next()
-                .and_then(|h| u16::from_str_radix(h, 16).ok())
-            else {
-                continue;
-            };
-            if p == port && *state == "0A" {
-                inodes.push(format!("socket:[{inode}]"));
-            }
-        }
-    }
-    if inodes.is_empty() {
-        return None;
-    }
-    for entry in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if let Ok(target) = fs::read_link(fd.path())
-                && inodes.iter().any(|i| target.as_os_str() == i.as_str())
-            {
-                let name = fs::read_to_string(entry.path().join("comm"))
-                    .ok()
-                    .map(|s| s.trim().to_owned());
-                return Some(PortHolder {
-                    pid: Some(pid),
-                    name,
-                });
-            }
-        }
-    }
-    Some(PortHolder {
-        pid: None,
-        name: None,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_held_port_names_its_holder() -> io::Result<()> {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let port = l.local_addr()?.port();
-        let holder = port_holder(port).expect("port is held");
-        assert_eq!(holder.pid, Some(std::process::id()));
-        assert!(holder.name.is_some());
-        drop(l);
-        assert_eq!(port_holder(port), None);
-        Ok(())
-    }
+    Backend::current().port_holder(port)
 }

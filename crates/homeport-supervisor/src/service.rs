@@ -132,7 +132,7 @@ impl ServiceTask {
             Found::Alive(proc) => {
                 tracing::info!(service = %self.spec.key, pid = proc.pid, "re-adopted a running service");
                 self.snap.pid = Some(proc.pid);
-                self.snap.started_at = process_start_time(proc.pid);
+                self.snap.started_at = homeport_platform::started_at(proc.pid);
                 self.started = Some(Instant::now());
                 self.proc = Some(proc);
                 self.apply(
@@ -321,7 +321,7 @@ impl ServiceTask {
     }
 
     async fn try_launch(&mut self) -> Result<(), String> {
-        // Finding a port's holder scans /proc: keep it off the async workers.
+        // Finding a port's holder scans /proc or runs lsof: keep it off the async workers.
         let ports = self.spec.all_ports();
         let held = tokio::task::spawn_blocking(move || {
             ports
@@ -644,24 +644,6 @@ pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
             Some((k.trim().to_owned(), v.to_owned()))
         })
         .collect()
-}
-
-/// When a process started, from the kernel's record, for re-adopted services.
-fn process_start_time(pid: u32) -> Option<SystemTime> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22 (starttime, in clock ticks since boot) follows the parenthesised command name.
-    let after = stat.rsplit_once(')')?.1;
-    let ticks: u64 = after.split_whitespace().nth(19)?.parse().ok()?;
-    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let age = (uptime - ticks as f64 / hz).max(0.0);
-    SystemTime::now().checked_sub(Duration::from_secs_f64(age))
 }
 
 #[cfg(test)]

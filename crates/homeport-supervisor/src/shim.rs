@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use homeport_platform::Backend;
 use homeport_types::{ExitReason, Stream};
 use nix::sys::signal::{SigHandler, Signal, killpg, signal};
 use nix::unistd::Pid;
@@ -63,25 +64,6 @@ pub struct ShimRecord {
     pub shim_started: u64,
     #[serde(default)]
     pub started: u64,
-}
-
-/// The boot this machine is in, to tell records of an earlier boot.
-pub fn boot_id() -> String {
-    fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// When a process started, in clock ticks since boot; `None` if it does not exist.
-pub fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22 follows the parenthesised command name, which may itself contain spaces.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
 }
 
 /// Written by the shim after the service ended and its output was flushed.
@@ -133,12 +115,19 @@ fn run_inner(run_dir: &Path) -> io::Result<()> {
             signal(sig, SigHandler::SigIgn).map_err(io::Error::other)?;
         }
     }
+    // A session of its own keeps the shim (and so the service) out of reach of the terminal's
+    // Ctrl-C and hangup, which are meant for the agent. The agent spawns the shim without running
+    // code between fork and exec, so the shim does this itself, first.
+    nix::unistd::setsid().map_err(|e| io::Error::other(format!("cannot start a session: {e}")))?;
+    let backend = Backend::current();
+    backend.close_inherited_fds();
     // Descendants that the service orphans (double-forked daemons, children of a crashed parent)
     // become ours instead of init's: we reap them and stop them with the service.
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl with integer arguments only.
-    unsafe {
-        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    if let Err(e) = backend.collect_orphans() {
+        eprintln!(
+            "homeport shim: cannot become a child subreaper ({e}); processes that the service \
+             orphans will not be stopped with it"
+        );
     }
     let spec: ShimSpec =
         serde_json::from_slice(&fs::read(run_dir.join(SPEC_FILE))?).map_err(io::Error::other)?;
@@ -160,18 +149,17 @@ fn run_inner(run_dir: &Path) -> io::Result<()> {
         .stdin(Stdio::null())
         .stdout(out_w)
         .stderr(err_w);
-    // SAFETY: only async-signal-safe calls between fork and exec.
+    // SAFETY: only async-signal-safe calls between fork and exec, and no allocation: errors are
+    // plain errno values.
     unsafe {
         cmd.pre_exec(|| {
-            nix::unistd::setsid().map_err(io::Error::other)?;
-            close_inherited_fds();
-            for sig in [
-                Signal::SIGINT,
-                Signal::SIGHUP,
-                Signal::SIGTERM,
-                Signal::SIGPIPE,
-            ] {
-                signal(sig, SigHandler::SigDfl).map_err(io::Error::other)?;
+            if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            for sig in [libc::SIGINT, libc::SIGHUP, libc::SIGTERM, libc::SIGPIPE] {
+                if libc::signal(sig, libc::SIG_DFL) == libc::SIG_ERR {
+                    return Err(io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -192,9 +180,9 @@ fn run_inner(run_dir: &Path) -> io::Result<()> {
         &serde_json::to_vec(&ShimRecord {
             shim_pid: std::process::id(),
             pid,
-            boot_id: boot_id(),
-            shim_started: start_ticks(std::process::id()).unwrap_or(0),
-            started: start_ticks(pid).unwrap_or(0),
+            boot_id: homeport_platform::boot_id(),
+            shim_started: homeport_platform::start_mark(std::process::id()).unwrap_or(0),
+            started: homeport_platform::start_mark(pid).unwrap_or(0),
         })
         .map_err(io::Error::other)?,
         0o600,
@@ -221,7 +209,7 @@ fn run_inner(run_dir: &Path) -> io::Result<()> {
     };
     let grace = Duration::from_millis(spec.stop_timeout_ms);
     reap_group(pid, grace);
-    stop_descendants(grace);
+    stop_descendants(backend, grace);
     // The pipes reach EOF once every process that held them is gone; a daemon that escaped the
     // group could hold them forever, so give up waiting after a while.
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -237,21 +225,6 @@ fn run_inner(run_dir: &Path) -> io::Result<()> {
         log.flush()?;
     }
     write_exit(run_dir, Some(exit), None)
-}
-
-/// Marks every descriptor above stderr close-on-exec, so nothing the agent's own parent leaked
-/// to it (a pipe a script waits on, say) lives on in a service. Async-signal-safe: one syscall.
-pub fn close_inherited_fds() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        );
-    }
 }
 
 /// Ends what is left of the service's process group: SIGTERM, then SIGKILL after `grace`.
@@ -275,47 +248,30 @@ fn reap_group(pgid: u32, grace: Duration) {
 
 /// Descendants that left the service's process group (with `setsid`) were re-parented to us as
 /// subreaper; they belong to the service and end with it.
-fn stop_descendants(grace: Duration) {
+fn stop_descendants(backend: Backend, grace: Duration) {
     use nix::sys::wait::{WaitPidFlag, waitpid};
-    // The common case, no child left at all, costs one syscall instead of a /proc scan.
+    // The common case, no child left at all, costs one syscall instead of a process-table scan.
     if waitpid(None, Some(WaitPidFlag::WNOHANG)) == Err(nix::errno::Errno::ECHILD) {
         return;
     }
-    let children = || -> Vec<i32> {
-        let me = std::process::id().to_string();
-        let Ok(dir) = fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        dir.flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .ok()
-                    .and_then(|s| {
-                        s.rsplit_once(')')
-                            .map(|(_, rest)| rest.split_whitespace().nth(1) == Some(me.as_str()))
-                    })
-                    .unwrap_or(false)
-            })
-            .collect()
-    };
-    let kids = children();
+    let me = std::process::id();
+    let kids = backend.escapees_after(me, 0);
     if kids.is_empty() {
         return;
     }
-    for pid in &kids {
-        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGTERM);
+    for k in &kids {
+        k.signal(libc::SIGTERM);
     }
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         reap_zombies();
-        if children().is_empty() {
+        if !kids.iter().any(homeport_platform::Escapee::alive) {
             return;
         }
         thread::sleep(Duration::from_millis(20));
     }
-    for pid in children() {
-        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    for k in &kids {
+        k.signal(libc::SIGKILL);
     }
     thread::sleep(Duration::from_millis(20));
     reap_zombies();
@@ -426,14 +382,6 @@ fn strip_cr(line: &[u8]) -> &[u8] {
 
 /// A larger pipe lets a chatty service write ahead while the shim writes the file.
 fn grow_pipe(pipe: &io::PipeReader) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: F_SETPIPE_SZ on a pipe fd we own; failure is harmless.
-        unsafe {
-            libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, 1024 * 1024);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = pipe;
+    use std::os::fd::AsFd;
+    homeport_platform::grow_pipe(pipe.as_fd(), 1024 * 1024);
 }
