@@ -681,6 +681,8 @@ fn a_migrated_release_that_fails_its_health_gate_gets_the_old_schema_and_release
     });
 }
 
+// Which binary a process runs is read from /proc.
+#[cfg(target_os = "linux")]
 #[test]
 fn after_a_deploy_killed_past_its_switch_the_release_current_names_is_what_runs() {
     // A start period long enough for a release that takes 3 s to listen.

@@ -479,6 +479,7 @@ depends_on = ["db"]
     );
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn services_inherit_no_stray_file_descriptors() {
     let mut env = TestEnv::new(
@@ -563,4 +564,38 @@ command = ["@FIXTURE@"]
     assert_eq!(states, ["stopped", "stopped"]);
     let _ = follower.kill();
     let _ = follower.wait();
+}
+
+#[test]
+fn the_log_holders_run_with_the_process_backend_asked_for() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@"]
+autostart = true
+"#,
+    );
+    env.start_agent();
+    env.wait_service("a/prod/web", "runs", |s| s.state == ServiceState::Running);
+    let want = backend().name();
+    assert!(
+        env.agent_log()
+            .contains(&format!("process backend: {want}")),
+        "{}",
+        env.agent_log()
+    );
+    // The shim is told explicitly, whatever the agent's own environment says.
+    let record: serde_json::Value =
+        serde_json::from_str(&read(&env.data.join("run/a/prod/web/shim.json"))).expect("record");
+    let shim = record["shim_pid"].as_u64().expect("shim pid");
+    if cfg!(target_os = "linux") {
+        let environ = std::fs::read(format!("/proc/{shim}/environ")).expect("environ");
+        let setting = format!("HOMEPORT_PROCESS_BACKEND={want}");
+        assert!(
+            environ
+                .split(|b| *b == 0)
+                .any(|kv| kv == setting.as_bytes()),
+            "the log holder does not run with {setting}"
+        );
+    }
 }

@@ -321,14 +321,13 @@ pub fn service<'a>(s: &'a StatusSnapshot, key: &str) -> &'a ServiceStatus {
 
 /// Whether a process exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                != Some("Z")
-        }
-        Err(_) => false,
-    }
+    kill(Pid::from_raw(pid as i32), None).is_ok() && !homeport_platform::is_zombie(pid)
+}
+
+/// The process backend the agents of this test run use: the one `HOMEPORT_PROCESS_BACKEND`
+/// forces (scripts/test.sh runs the suite once with `portable`), else the OS's own.
+pub fn backend() -> homeport_platform::Backend {
+    homeport_platform::Backend::from_env().expect("a known process backend")
 }
 
 /// Sends a raw HTTP/1.1 request and returns the status code and body.

@@ -287,6 +287,11 @@ pub fn leads_group(pid: u32) -> bool {
     pid > 1 && unsafe { libc::getpgid(pid as libc::pid_t) } == pid as libc::pid_t
 }
 
+/// Where this thread's `errno` lives: a signal handler saves and restores it around its calls.
+pub fn errno_location() -> *mut libc::c_int {
+    os::errno_location()
+}
+
 /// Asks for a larger pipe buffer, so a chatty service writes ahead while its log is written.
 /// Only Linux can; elsewhere pipes grow by themselves up to a fixed size.
 pub fn grow_pipe(fd: std::os::fd::BorrowedFd<'_>, bytes: usize) {

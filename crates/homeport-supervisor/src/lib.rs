@@ -5,9 +5,11 @@
 //!   dependency order, reports status, publishes events through its [`Hub`].
 //! - `service`: one task per service, the single owner of its process and state machine
 //!   ([`homeport_types::ServiceState::on`]); restart decisions in `restart`, probes in `health`.
-//! - [`shim`]: the per-service log holder process (`homeport shim`), which owns the service's
-//!   pipes and outlives the agent, so an agent crash loses neither the service nor its logs.
-//! - `process`: spawning, re-adopting and signalling shims and process groups; port holders.
+//! - [`shim`]: the agent's side of the per-service log holder (`homeport-shim`), which owns the
+//!   service's pipes and outlives the agent, so an agent crash loses neither the service nor its
+//!   logs: the spec and the records it leaves.
+//! - `process`: starting, talking to and re-adopting shims; ending orphaned process groups; port
+//!   holders. What differs by OS is in `homeport-platform`.
 //! - [`logfile`]: the rotated, line-framed log files and their readers.
 //!
 //! # Files under the data dir
@@ -43,7 +45,7 @@ use service::{Command, ServicePaths, ServiceTask};
 /// How the supervisor finds its helper binary and where it keeps files.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The `homeport` binary, run as `homeport shim RUN_DIR`.
+    /// The `homeport` binary; shims are `homeport-shim` beside it, or `homeport shim`.
     pub shim_exe: PathBuf,
     /// History from state.db, so restart counts survive agent restarts.
     pub seeds: HashMap<ServiceKey, Seed>,
@@ -79,7 +81,8 @@ pub struct Supervisor {
     services: RwLock<BTreeMap<ServiceKey, Handle>>,
     hub: Arc<Hub>,
     sampler: Sampler,
-    shim_exe: PathBuf,
+    shim: Arc<shim::ShimCommand>,
+    backend: Backend,
     http: reqwest::Client,
     /// Reloads run one at a time.
     reloading: tokio::sync::Mutex<()>,
@@ -95,12 +98,15 @@ impl Supervisor {
     ) -> Self {
         let hub = Arc::new(Hub::new(record));
         stop_unknown_runs(&config.agent.data_dir.join("run"), &config).await;
+        let shim = Arc::new(shim::ShimCommand::locate(&opts.shim_exe));
+        tracing::debug!(shim = %shim.program.display(), "log holder");
         let sup = Self {
             config: RwLock::new(Arc::clone(&config)),
             services: RwLock::new(BTreeMap::new()),
             hub,
             sampler: Sampler::default(),
-            shim_exe: opts.shim_exe,
+            shim,
+            backend: Backend::current(),
             http: health::client(),
             reloading: tokio::sync::Mutex::new(()),
         };
@@ -144,7 +150,8 @@ impl Supervisor {
         let k = &spec.key;
         let data = &config.agent.data_dir;
         let paths = ServicePaths {
-            shim_exe: self.shim_exe.clone(),
+            shim: Arc::clone(&self.shim),
+            backend: self.backend,
             run_dir: data.join("run").join(&k.app).join(&k.env).join(&k.service),
             log_path: log_path(data, k),
             log_max_bytes: config.agent.log_max_bytes,
@@ -566,18 +573,26 @@ async fn stop_unknown_runs(run_root: &Path, config: &Config) {
         .map(|s| s.path())
         .filter(|p| !known.contains(p));
     for dir in dirs {
-        match process::adopt(&dir) {
-            process::Found::Alive(proc) => {
+        match process::adopt(&dir, Duration::from_secs(10)).await {
+            process::Found::Alive(mut proc) => {
                 tracing::warn!(run = %dir.display(), pid = proc.pid, "stopping a service that is no longer configured");
-                let _ = proc.signal_group(libc::SIGTERM);
-                if tokio::time::timeout(Duration::from_secs(10), proc.wait_shim())
+                let limit = Duration::from_secs(10);
+                let stopped = async {
+                    proc.stop(libc::SIGTERM, limit).await.ok()?;
+                    proc.exited().await
+                };
+                if tokio::time::timeout(limit + Duration::from_secs(5), stopped)
                     .await
-                    .is_err()
+                    .ok()
+                    .flatten()
+                    .is_some()
                 {
-                    let _ = proc.signal_group(libc::SIGKILL);
-                    proc.wait_shim().await;
+                    proc.quit().await;
+                } else {
+                    proc.kill(limit).await;
                 }
             }
+            process::Found::Idle(proc, _) => proc.quit().await,
             process::Found::Orphan { pid } => {
                 process::kill_group(pid, Duration::from_secs(10)).await
             }

@@ -4,98 +4,18 @@
 //! 2026-11-22T01:19:24.123456Z out listening on 127.0.0.1:8080
 //! 2026-11-22T01:19:24.123502Z err warning: cache is cold
 //! ```
-//! The writer rotates only between lines, so a line is never split across files, and keeps the
-//! bytes of a line as they came (invalid UTF-8 included). `service.log` is current,
+//! The writer (in `homeport-shim`, which writes every log) rotates only between lines, so a line
+//! is never split across files, and keeps the bytes of a line as they came (invalid UTF-8
+//! included). `service.log` is current,
 //! `service.log.1` the newest rotated file; `tail -F service.log` follows across rotations.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
 
 use homeport_types::{LogLine, Stream};
 
-/// Appends lines to a log file, rotating it past `max_bytes` and keeping `keep` old files.
-pub struct LogWriter {
-    path: PathBuf,
-    file: io::BufWriter<File>,
-    size: u64,
-    max_bytes: u64,
-    keep: u32,
-}
-
-impl LogWriter {
-    pub fn open(path: &Path, max_bytes: u64, keep: u32) -> io::Result<Self> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let size = file.metadata()?.len();
-        Ok(Self {
-            path: path.to_path_buf(),
-            file: io::BufWriter::with_capacity(256 * 1024, file),
-            size,
-            max_bytes,
-            keep,
-        })
-    }
-
-    /// Writes one line: `stamp` (see [`timestamp`]), the stream tag, the bytes, a newline.
-    pub fn write_line(&mut self, stamp: &str, stream: Stream, line: &[u8]) -> io::Result<()> {
-        let len = (stamp.len() + 5 + line.len() + 1) as u64;
-        if self.size > 0 && self.size + len > self.max_bytes {
-            self.rotate()?;
-        }
-        self.file.write_all(stamp.as_bytes())?;
-        self.file.write_all(b" ")?;
-        self.file.write_all(stream.tag().as_bytes())?;
-        self.file.write_all(b" ")?;
-        self.file.write_all(line)?;
-        self.file.write_all(b"\n")?;
-        self.size += len;
-        Ok(())
-    }
-
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-
-    fn rotate(&mut self) -> io::Result<()> {
-        self.file.flush()?;
-        let numbered = |n: u32| rotated_path(&self.path, n);
-        if self.keep == 0 {
-            fs::remove_file(&self.path)?;
-        } else {
-            let _ = fs::remove_file(numbered(self.keep));
-            for n in (1..self.keep).rev() {
-                match fs::rename(numbered(n), numbered(n + 1)) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
-            }
-            fs::rename(&self.path, numbered(1))?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
-        self.file = io::BufWriter::with_capacity(256 * 1024, file);
-        self.size = 0;
-        Ok(())
-    }
-}
-
-/// `service.log.N`.
-pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(format!(".{n}"));
-    PathBuf::from(s)
-}
-
-/// The current time as written at the start of each line (RFC 3339, UTC, microseconds).
-pub fn timestamp() -> String {
-    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
-}
+pub use homeport_shim::log::{LogWriter, open_log_file, rotated_path, timestamp};
 
 /// Parses one line of a log file; lines that are not in the format are returned as stdout text.
 pub fn parse_line(raw: &[u8]) -> LogLine {
@@ -401,7 +321,7 @@ mod tests {
         for i in 0..2000 {
             w.write_line(
                 &timestamp(),
-                Stream::Stdout,
+                Stream::Stdout.tag(),
                 format!("line {i:05} {}", "x".repeat(i % 50)).as_bytes(),
             )?;
         }
@@ -425,13 +345,21 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("svc.log");
         let mut w = LogWriter::open(&path, 1 << 20, 2)?;
-        w.write_line("2026-01-01T00:00:00.000000Z", Stream::Stdout, b"old hello")?;
+        w.write_line(
+            "2026-01-01T00:00:00.000000Z",
+            Stream::Stdout.tag(),
+            b"old hello",
+        )?;
         w.write_line(
             "2026-01-02T00:00:00.000000Z",
-            Stream::Stderr,
+            Stream::Stderr.tag(),
             b"new error \xff bytes",
         )?;
-        w.write_line("2026-01-03T00:00:00.000000Z", Stream::Stdout, b"new hello")?;
+        w.write_line(
+            "2026-01-03T00:00:00.000000Z",
+            Stream::Stdout.tag(),
+            b"new hello",
+        )?;
         w.flush()?;
         let q = LogQuery {
             tail: Some(0),
@@ -496,7 +424,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("svc.log");
         let mut w = LogWriter::open(&path, 200, 10)?;
-        w.write_line("t", Stream::Stdout, b"first")?;
+        w.write_line("t", Stream::Stdout.tag(), b"first")?;
         w.flush()?;
         let mut pos = Position::default();
         let (got, _) = drain(&path, 10, &mut pos)?;
@@ -504,7 +432,7 @@ mod tests {
         for i in 0..20 {
             w.write_line(
                 "t",
-                Stream::Stdout,
+                Stream::Stdout.tag(),
                 format!("more {i:02} {}", "y".repeat(40)).as_bytes(),
             )?;
         }
@@ -527,14 +455,14 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("svc.log");
         let mut w = LogWriter::open(&path, 100, 1)?;
-        w.write_line("t", Stream::Stdout, b"first")?;
+        w.write_line("t", Stream::Stdout.tag(), b"first")?;
         w.flush()?;
         let mut pos = Position::default();
         drain(&path, 1, &mut pos)?;
         for i in 0..10 {
             w.write_line(
                 "t",
-                Stream::Stdout,
+                Stream::Stdout.tag(),
                 format!("line {i} {}", "z".repeat(40)).as_bytes(),
             )?;
         }
@@ -567,7 +495,7 @@ mod tests {
         for i in 0..12 {
             w.write_line(
                 "t",
-                Stream::Stdout,
+                Stream::Stdout.tag(),
                 format!("early {i:02} {}", "q".repeat(40)).as_bytes(),
             )?;
         }

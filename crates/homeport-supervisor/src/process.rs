@@ -1,78 +1,144 @@
-//! Processes seen from the agent: starting a shim, watching it, re-adopting it, signalling the
-//! service's process group, and finding who holds a port.
+//! Processes seen from the agent: starting a shim, talking to it, re-adopting it, ending a
+//! process group that lost its shim, and finding who holds a port.
 
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use homeport_platform::Backend;
+use homeport_platform::{BACKEND_ENV, Backend};
+use homeport_shim::proto::{Exit, Frames, FromShim, ToShim};
+use homeport_types::ExitReason;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+use crate::fsutil::create_private_dir;
+use crate::shim::{
+    EXIT_FILE, ExitRecord, RECORD_FILE, SOCKET, SPEC_FILE, ShimCommand, ShimRecord, ShimSpec,
+};
+
 pub use homeport_platform::PortHolder;
-use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::fsutil::{Durability, create_private_dir, replace_file};
-use crate::shim::{EXIT_FILE, ExitRecord, Handshake, RECORD_FILE, SPEC_FILE, ShimRecord, ShimSpec};
+/// How long a shim may take to answer a start (it spawns one process).
+const ANSWER_LIMIT: Duration = Duration::from_secs(30);
 
-/// A running service as the agent knows it: its shim (which outlives the agent) and its pid.
+/// A shim the agent is connected to, with the service it runs, if any.
 #[derive(Debug)]
 pub struct Proc {
+    /// 0 if unknown (a re-adopted shim whose record is unreadable).
     pub shim_pid: u32,
-    /// The service's main pid, which is also its process group id.
-    pub pid: u32,
-    exited: AsyncFd<OwnedFd>,
+    /// The running service's pid, which is also its process group id; `None` between runs.
+    pub pid: Option<u32>,
+    stream: UnixStream,
+    frames: Frames,
 }
 
 impl Proc {
-    /// Resolves once the shim has exited (and so the service has, and its logs are flushed).
-    pub async fn wait_shim(&self) {
-        // A pidfd becomes readable when its process exits.
+    /// The shim's next message; `None` once it is gone (its connection closed) or spoke
+    /// nonsense. Cancel-safe: bytes read before a cancellation stay buffered.
+    pub async fn recv(&mut self) -> Option<FromShim> {
         loop {
-            match self.exited.readable().await {
-                Ok(mut guard) => {
-                    if poll_readable(self.exited.get_ref()) {
-                        return;
-                    }
-                    guard.clear_ready();
+            match self.frames.next_body() {
+                Ok(Some(body)) => {
+                    return FromShim::decode(&body)
+                        .inspect_err(|e| tracing::warn!("{e}"))
+                        .ok();
                 }
-                Err(_) => return,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    return None;
+                }
+            }
+            let mut chunk = [0u8; 1024];
+            match self.stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.frames.push(&chunk[..n]),
             }
         }
     }
 
-    /// Sends `sig` to the service's whole process group.
-    pub fn signal_group(&self, sig: i32) -> io::Result<()> {
-        Backend::current().signal_group(self.pid, sig).map(drop)
+    async fn send(&mut self, msg: &ToShim) -> io::Result<()> {
+        self.stream.write_all(&msg.encode()).await
     }
-}
 
-fn poll_readable(fd: &OwnedFd) -> bool {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, zero timeout.
-    unsafe { libc::poll(&mut pfd, 1, 0) > 0 }
-}
-
-/// A pidfd for `pid`, to learn when it exits even though it is not (or no longer) our child.
-fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; on success it returns a new fd that we own.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+    /// Starts the service through this shim; returns its pid.
+    pub async fn start(&mut self, spec: &ShimSpec) -> Result<u32, SpawnError> {
+        let gone = |detail: String| SpawnError::Shim(io::Error::other(detail));
+        self.send(&ToShim::Spawn(spec.to_wire()))
+            .await
+            .map_err(|e| gone(format!("the log holder is gone: {e}")))?;
+        loop {
+            match tokio::time::timeout(ANSWER_LIMIT, self.recv()).await {
+                Ok(Some(FromShim::Running { pid, .. })) => {
+                    self.pid = Some(pid);
+                    return Ok(pid);
+                }
+                Ok(Some(FromShim::SpawnFailed(e))) => return Err(SpawnError::Command(e)),
+                Ok(Some(_)) => continue,
+                Ok(None) => return Err(gone("the log holder ended".into())),
+                Err(_) => {
+                    return Err(gone(format!(
+                        "the log holder did not answer within {}",
+                        humantime::format_duration(ANSWER_LIMIT)
+                    )));
+                }
+            }
+        }
     }
-    // SAFETY: the kernel just gave us this fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
 
-fn watch_pidfd(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
-    // SAFETY: an OwnedFd stays open and keeps its number until the AsyncFd that owns it drops.
-    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-        .map_err(io::Error::from)
+    /// Asks the shim to send `signal` to the service's group, and SIGKILL after `timeout`;
+    /// the shim then reports `Exited`.
+    pub async fn stop(&mut self, signal: i32, timeout: Duration) -> io::Result<()> {
+        self.send(&ToShim::Stop {
+            signal,
+            timeout_ms: timeout.as_millis() as u64,
+        })
+        .await
+    }
+
+    /// Waits for the service's exit; `None` if the shim went away first.
+    pub async fn exited(&mut self) -> Option<Exit> {
+        loop {
+            match self.recv().await? {
+                FromShim::Exited(e) => {
+                    self.pid = None;
+                    return Some(e);
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// Lets the shim exit (its service has ended and the agent recorded how) and waits until it
+    /// has, so that nothing of the service is left when this returns.
+    pub async fn quit(mut self) {
+        if self.send(&ToShim::Quit).await.is_err() {
+            return;
+        }
+        let drained = async { while self.recv().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(10), drained)
+            .await
+            .is_err()
+        {
+            tracing::warn!(shim = self.shim_pid, "a log holder did not exit when asked");
+        }
+    }
+
+    /// Ends a shim that no longer answers, and its service's group.
+    pub async fn kill(self, grace: Duration) {
+        if self.shim_pid > 1 {
+            // SAFETY: kill with integer arguments; the open connection shows the shim still runs.
+            unsafe {
+                libc::kill(self.shim_pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+        if let Some(pid) = self.pid {
+            kill_group(pid, grace).await;
+        }
+    }
 }
 
 /// Why a start failed before the service ran.
@@ -86,72 +152,51 @@ pub enum SpawnError {
     Command(String),
 }
 
-/// Starts a shim for `spec` in `run_dir` and waits for it to report the service's pid.
-pub async fn spawn(shim_exe: &Path, run_dir: &Path, spec: &ShimSpec) -> Result<Proc, SpawnError> {
+/// Starts a shim for `run_dir`, connected to this agent; it runs nothing until asked.
+pub async fn start_shim(
+    shim: &ShimCommand,
+    run_dir: &Path,
+    backend: Backend,
+) -> Result<Proc, SpawnError> {
     create_private_dir(run_dir).map_err(|e| SpawnError::Prepare(run_dir.to_path_buf(), e))?;
-    fs::create_dir_all(&spec.cwd).map_err(|e| SpawnError::Prepare(spec.cwd.clone(), e))?;
     for f in [RECORD_FILE, EXIT_FILE] {
         let _ = fs::remove_file(run_dir.join(f));
     }
-    let body =
-        serde_json::to_vec_pretty(spec).map_err(|e| SpawnError::Shim(io::Error::other(e)))?;
-    replace_file(&run_dir.join(SPEC_FILE), &body, 0o600, Durability::Process)
-        .map_err(|e| SpawnError::Prepare(run_dir.to_path_buf(), e))?;
     let shim_log = fs::File::create(run_dir.join("shim.log")).map_err(SpawnError::Shim)?;
-
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(SpawnError::Shim)?;
     // No code runs between fork and exec in this multi-threaded process (where only
     // async-signal-safe calls would be allowed): the shim moves itself into a session of its own
     // and closes what it inherited, and std can spawn it with posix_spawn.
-    let mut cmd = std::process::Command::new(shim_exe);
-    cmd.arg("shim")
+    let mut cmd = std::process::Command::new(&shim.program);
+    cmd.args(&shim.args)
         .arg(run_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .env(BACKEND_ENV, backend.name())
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .stdout(Stdio::null())
         .stderr(shim_log);
-    let mut child = tokio::process::Command::from(cmd)
+    // The command (and with it our copy of the shim's end) is dropped right after the spawn.
+    let child = tokio::process::Command::from(cmd)
         .spawn()
         .map_err(SpawnError::Shim)?;
-    let shim_pid = child
-        .id()
-        .ok_or_else(|| SpawnError::Shim(io::Error::other("shim exited at once")))?;
-    // Open the pidfd while the shim is still our unreaped child, so its pid cannot be reused first.
-    let pidfd = pidfd_open(shim_pid).map_err(SpawnError::Shim)?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| SpawnError::Shim(io::Error::other("no stdout")))?;
-    let mut line = String::new();
-    let read = tokio::time::timeout(
-        Duration::from_secs(30),
-        BufReader::new(stdout).read_line(&mut line),
-    )
-    .await;
-    // Tokio reaps the shim in the background when it exits; we watch it through the pidfd.
+    // Tokio reaps the shim in the background when it exits; the connection tells us when.
+    let shim_pid = child.id().unwrap_or(0);
     drop(child);
-    match read {
-        Ok(Ok(n)) if n > 0 => {}
-        _ => {
-            let detail = fs::read_to_string(run_dir.join("shim.log")).unwrap_or_default();
-            return Err(SpawnError::Shim(io::Error::other(format!(
-                "no handshake from the log holder: {}",
-                detail.trim()
-            ))));
-        }
-    }
-    match serde_json::from_str::<Handshake>(line.trim()) {
-        Ok(Handshake::Running { pid }) => {
-            let exited = watch_pidfd(pidfd).map_err(SpawnError::Shim)?;
-            Ok(Proc {
-                shim_pid,
-                pid,
-                exited,
-            })
-        }
-        Ok(Handshake::SpawnFailed { error }) => Err(SpawnError::Command(error)),
-        Err(e) => Err(SpawnError::Shim(io::Error::other(format!(
-            "bad handshake {line:?}: {e}"
-        )))),
-    }
+    ours.set_nonblocking(true).map_err(SpawnError::Shim)?;
+    let stream = UnixStream::from_std(ours).map_err(SpawnError::Shim)?;
+    Ok(Proc {
+        shim_pid,
+        pid: None,
+        stream,
+        frames: Frames::default(),
+    })
+}
+
+/// The log holder's own last words, for a start that failed.
+pub fn shim_log(run_dir: &Path) -> String {
+    fs::read_to_string(run_dir.join("shim.log"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
 }
 
 /// What a restarted agent finds in a service's run folder.
@@ -159,8 +204,10 @@ pub async fn spawn(shim_exe: &Path, run_dir: &Path, spec: &ShimSpec) -> Result<P
 pub enum Found {
     /// Nothing ran, or the folder was cleaned up.
     Nothing,
-    /// The shim still runs: re-adopted.
+    /// The shim still runs its service: re-adopted.
     Alive(Proc),
+    /// The shim still runs but its service has ended (the agent died while deciding).
+    Idle(Proc, Option<ExitReason>),
     /// The service ended while no agent watched; here is how.
     Ended(ExitRecord),
     /// The shim is gone without a record but the service may still run: it was killed.
@@ -168,41 +215,46 @@ pub enum Found {
 }
 
 /// Looks for a service that an earlier agent started, and re-adopts it if its shim still runs.
-pub fn adopt(run_dir: &Path) -> Found {
-    let Ok(bytes) = fs::read(run_dir.join(RECORD_FILE)) else {
-        return Found::Nothing;
-    };
-    let Ok(rec) = serde_json::from_slice::<ShimRecord>(&bytes) else {
-        return Found::Nothing;
-    };
-    // A record of an earlier boot describes processes that no longer exist; their pids may
-    // belong to anything now.
-    let same_boot = !rec.boot_id.is_empty() && rec.boot_id == homeport_platform::boot_id();
-    // The pid, its start time and the shim's command line naming this run folder together
-    // prove the shim is ours; checked again after opening the pidfd, which pins the process.
-    let shim_is_ours = || {
-        same_boot
-            && homeport_platform::start_mark(rec.shim_pid) == Some(rec.shim_started)
-            && is_our_shim(rec.shim_pid, run_dir)
-    };
-    if shim_is_ours()
-        && let Ok(fd) = pidfd_open(rec.shim_pid)
-        && shim_is_ours()
-        && let Ok(exited) = watch_pidfd(fd)
-    {
-        return Found::Alive(Proc {
-            shim_pid: rec.shim_pid,
-            pid: rec.pid,
-            exited,
-        });
+/// `patience`: how long a shim that is ending a run may take to say how it ended.
+pub async fn adopt(run_dir: &Path, patience: Duration) -> Found {
+    let rec = fs::read(run_dir.join(RECORD_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<ShimRecord>(&b).ok());
+    // Only a live shim answers on the socket, and only this user can reach it (0700 folder):
+    // an answer is proof enough that this is our shim, whatever happened to pids meanwhile.
+    if let Ok(stream) = connect(&run_dir.join(SOCKET)).await {
+        let mut proc = Proc {
+            shim_pid: rec.as_ref().map_or(0, |r| r.shim_pid),
+            pid: None,
+            stream,
+            frames: Frames::default(),
+        };
+        if proc.send(&ToShim::Hello).await.is_ok() {
+            match tokio::time::timeout(patience + Duration::from_secs(5), proc.recv()).await {
+                Ok(Some(FromShim::Running { pid, .. })) => {
+                    proc.pid = Some(pid);
+                    return Found::Alive(proc);
+                }
+                Ok(Some(FromShim::Idle(e))) => {
+                    return Found::Idle(proc, e.map(crate::shim::exit_reason));
+                }
+                Ok(Some(FromShim::Exited(e))) => {
+                    return Found::Idle(proc, Some(crate::shim::exit_reason(e)));
+                }
+                _ => tracing::warn!(run = %run_dir.display(), "a log holder did not answer"),
+            }
+        }
     }
-    if let Ok(bytes) = fs::read(run_dir.join(EXIT_FILE))
-        && let Ok(exit) = serde_json::from_slice::<ExitRecord>(&bytes)
-    {
+    if let Some(exit) = read_exit(run_dir) {
         return Found::Ended(exit);
     }
+    let Some(rec) = rec else {
+        return Found::Nothing;
+    };
     // The shim is gone without a record. Only a process that is provably the service — same
-    // boot, same start time, still leading its own group — may be signalled.
+    // boot, same start time, still leading its own group — may be signalled; a record of an
+    // earlier boot describes processes that no longer exist, whose pids may belong to anything.
+    let same_boot = !rec.boot_id.is_empty() && rec.boot_id == homeport_platform::boot_id();
     let service_is_ours = same_boot
         && homeport_platform::start_mark(rec.pid) == Some(rec.started)
         && homeport_platform::leads_group(rec.pid);
@@ -212,6 +264,34 @@ pub fn adopt(run_dir: &Path) -> Found {
         clear_run(run_dir);
         Found::Nothing
     }
+}
+
+/// Connects to a shim's control socket. A socket's path is limited to about 100 bytes, and a
+/// run folder may be deeper: then the connection goes through a short symlink in the temp
+/// folder (connect follows it; the 0700 run folder still decides who may reach the socket).
+pub async fn connect(path: &Path) -> io::Result<UnixStream> {
+    const SHORT_ENOUGH: usize = 100;
+    if path.as_os_str().len() < SHORT_ENOUGH {
+        return UnixStream::connect(path).await;
+    }
+    let mut n = 0u32;
+    let link = loop {
+        let candidate = std::env::temp_dir().join(format!(
+            "homeport-{}-{}-{n}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+        ));
+        match std::os::unix::fs::symlink(path, &candidate) {
+            Ok(()) => break candidate,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+            Err(e) => return Err(e),
+        }
+    };
+    let result = UnixStream::connect(&link).await;
+    let _ = fs::remove_file(&link);
+    result
 }
 
 /// The spec a running shim was started with.
@@ -229,15 +309,6 @@ pub fn clear_run(run_dir: &Path) {
     for f in [RECORD_FILE, EXIT_FILE] {
         let _ = fs::remove_file(run_dir.join(f));
     }
-}
-
-fn is_our_shim(pid: u32, run_dir: &Path) -> bool {
-    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    args.get(1) == Some(&&b"shim"[..])
-        && args.get(2) == Some(&run_dir.as_os_str().as_encoded_bytes())
 }
 
 /// Ends a process group that lost its shim: SIGTERM, then SIGKILL after `grace`.
@@ -259,4 +330,38 @@ pub async fn kill_group(pgid: u32, grace: Duration) {
 /// Whether `port` can be listened on; if not, who holds it.
 pub fn port_holder(port: u16) -> Option<PortHolder> {
     Backend::current().port_holder(port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_socket_deeper_than_the_path_limit_is_reached() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let short = dir.path().join(SOCKET);
+        let listener = std::os::unix::net::UnixListener::bind(&short)?;
+        // A deep run folder whose socket is (through a link) the short one.
+        let deep = dir.path().join("x".repeat(60)).join("y".repeat(60));
+        fs::create_dir_all(&deep)?;
+        let path = deep.join(SOCKET);
+        std::os::unix::fs::symlink(&short, &path)?;
+        assert!(path.as_os_str().len() > 110);
+        let mut ours = connect(&path).await?;
+        let (mut theirs, _) = listener.accept()?;
+        ours.write_all(b"hi").await?;
+        let mut got = [0u8; 2];
+        std::io::Read::read_exact(&mut theirs, &mut got)?;
+        assert_eq!(&got, b"hi");
+        let leftover = fs::read_dir(std::env::temp_dir())?
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("homeport-{}-", std::process::id()))
+            })
+            .count();
+        assert_eq!(leftover, 0, "the symlink is removed");
+        Ok(())
+    }
 }

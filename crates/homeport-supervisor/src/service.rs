@@ -15,12 +15,14 @@ use homeport_types::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::fsutil::{Durability, replace_file};
 use crate::health::ProbeError;
 use crate::hub::{Hub, ServiceSnapshot};
 use crate::logfile::timestamp;
 use crate::process::{self, Found, Proc};
 use crate::restart::{Decision, RestartTracker};
-use crate::shim::ShimSpec;
+use crate::shim::{SPEC_FILE, ShimCommand, ShimSpec};
+use homeport_shim::proto::FromShim;
 
 const FIRST_BOOT_PROBE: Duration = Duration::from_millis(50);
 
@@ -36,7 +38,8 @@ enum Wait {
 /// Paths and limits a service task needs besides its spec.
 #[derive(Debug, Clone)]
 pub struct ServicePaths {
-    pub shim_exe: PathBuf,
+    pub shim: Arc<ShimCommand>,
+    pub backend: homeport_platform::Backend,
     pub run_dir: PathBuf,
     pub log_path: PathBuf,
     pub log_max_bytes: u64,
@@ -69,7 +72,10 @@ pub struct ServiceTask {
     deps: Vec<(ServiceKey, watch::Receiver<ServiceState>)>,
 
     snap: ServiceSnapshot,
+    /// The shim, while one runs: with the service, or idle between a crash and its restart.
     proc: Option<Proc>,
+    /// The spec last written to `spec.json`, so an unchanged one is not written again.
+    written_spec: Option<ShimSpec>,
     started: Option<Instant>,
     tracker: RestartTracker,
     backoff_until: Option<tokio::time::Instant>,
@@ -113,6 +119,7 @@ impl ServiceTask {
             deps,
             snap,
             proc: None,
+            written_spec: None,
             started: None,
             tracker,
             backoff_until: None,
@@ -127,12 +134,13 @@ impl ServiceTask {
 
     /// Takes over whatever an earlier agent left running for this service.
     pub async fn adopt(&mut self) {
-        match process::adopt(&self.paths.run_dir) {
+        match process::adopt(&self.paths.run_dir, self.spec.stop_timeout).await {
             Found::Nothing => {}
             Found::Alive(proc) => {
-                tracing::info!(service = %self.spec.key, pid = proc.pid, "re-adopted a running service");
-                self.snap.pid = Some(proc.pid);
-                self.snap.started_at = homeport_platform::started_at(proc.pid);
+                let pid = proc.pid.unwrap_or_default();
+                tracing::info!(service = %self.spec.key, pid, "re-adopted a running service");
+                self.snap.pid = Some(pid);
+                self.snap.started_at = homeport_platform::started_at(pid);
                 self.started = Some(Instant::now());
                 self.proc = Some(proc);
                 self.apply(
@@ -168,6 +176,13 @@ impl ServiceTask {
                 process::clear_run(&self.paths.run_dir);
                 self.publish_message(msg);
             }
+            Found::Idle(proc, exit) => {
+                proc.quit().await;
+                let msg = exit.map(|e| format!("{e} while the agent was down"));
+                self.snap.last_exit = exit.or(self.snap.last_exit);
+                process::clear_run(&self.paths.run_dir);
+                self.publish_message(msg);
+            }
             Found::Orphan { pid } => {
                 tracing::warn!(service = %self.spec.key, pid, "its log holder died; stopping the unsupervised process group");
                 process::kill_group(pid, self.spec.stop_timeout).await;
@@ -182,7 +197,7 @@ impl ServiceTask {
 
     pub async fn run(mut self) {
         loop {
-            if self.snap.state == ServiceState::Starting && self.proc.is_none() {
+            if self.snap.state == ServiceState::Starting && !self.running() {
                 match self.wait_for_dependencies().await {
                     Wait::Ready => self.launch().await,
                     Wait::Interrupted(cmd) => {
@@ -205,14 +220,18 @@ impl ServiceTask {
                 .filter(|_| self.snap.state == ServiceState::BackingOff);
             let probe_due = self
                 .next_probe
-                .filter(|_| self.proc.is_some() && self.probe.is_none());
+                .filter(|_| self.running() && self.probe.is_none());
             tokio::select! {
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => if !self.handle(cmd).await { return },
                     // The supervisor is gone: the agent is exiting and leaves this service running.
                     None => return,
                 },
-                () = wait_proc(self.proc.as_ref()), if self.proc.is_some() => self.on_exit(false).await,
+                msg = recv(self.proc.as_mut()), if self.proc.is_some() => match msg {
+                    Some(FromShim::Exited(e)) => self.on_exit(crate::shim::exit_reason(e), false).await,
+                    Some(_) => {}
+                    None => self.on_shim_gone().await,
+                },
                 () = sleep_until(backoff), if backoff.is_some() => {
                     self.backoff_until = None;
                     self.snap.restarts += 1;
@@ -239,7 +258,7 @@ impl ServiceTask {
     async fn handle(&mut self, cmd: Command) -> bool {
         match cmd {
             Command::Start(reply) => {
-                if self.snap.state.is_up() && self.proc.is_some() {
+                if self.snap.state.is_up() && self.running() {
                     let _ = reply.send(Ok(()));
                 } else {
                     self.tracker.reset();
@@ -321,17 +340,19 @@ impl ServiceTask {
     }
 
     async fn try_launch(&mut self) -> Result<(), String> {
-        // Finding a port's holder scans /proc or runs lsof: keep it off the async workers.
         let ports = self.spec.all_ports();
-        let held = tokio::task::spawn_blocking(move || {
-            ports
-                .into_iter()
-                .find_map(|p| process::port_holder(p).map(|h| (p, h)))
-        })
-        .await
-        .map_err(|e| format!("cannot check the ports: {e}"))?;
-        if let Some((port, holder)) = held {
-            return Err(format!("port {port} is already in use by {holder}"));
+        if !ports.is_empty() {
+            // Finding a port's holder scans /proc or runs lsof: keep it off the async workers.
+            let held = tokio::task::spawn_blocking(move || {
+                ports
+                    .into_iter()
+                    .find_map(|p| process::port_holder(p).map(|h| (p, h)))
+            })
+            .await
+            .map_err(|e| format!("cannot check the ports: {e}"))?;
+            if let Some((port, holder)) = held {
+                return Err(format!("port {port} is already in use by {holder}"));
+            }
         }
         let mut env = self.spec.env.clone();
         for file in &self.spec.env_files {
@@ -348,18 +369,57 @@ impl ServiceTask {
             log_keep: self.paths.log_keep,
             stop_timeout_ms: self.spec.stop_timeout.as_millis() as u64,
         };
-        let proc = process::spawn(&self.paths.shim_exe, &self.paths.run_dir, &spec)
-            .await
-            .map_err(|e| e.to_string())?;
-        tracing::info!(service = %self.spec.key, pid = proc.pid, shim = proc.shim_pid, "started");
-        self.snap.pid = Some(proc.pid);
+        let run_dir = &self.paths.run_dir;
+        std::fs::create_dir_all(&spec.cwd)
+            .map_err(|e| format!("cannot create {}: {e}", spec.cwd.display()))?;
+        // After a crash the shim that ran the service is still there, idle: it starts the
+        // service again at once, with no new process to start first.
+        if self.proc.is_none() {
+            let proc = process::start_shim(&self.paths.shim, run_dir, self.paths.backend)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.proc = Some(proc);
+        }
+        if self.written_spec.as_ref() != Some(&spec) {
+            let body = serde_json::to_vec_pretty(&spec).map_err(|e| e.to_string())?;
+            replace_file(&run_dir.join(SPEC_FILE), &body, 0o600, Durability::Process)
+                .map_err(|e| format!("cannot write {}: {e}", run_dir.join(SPEC_FILE).display()))?;
+            self.written_spec = Some(spec.clone());
+        }
+        let Some(proc) = self.proc.as_mut() else {
+            return Err("the log holder is gone".into());
+        };
+        let pid = match proc.start(&spec).await {
+            Ok(pid) => pid,
+            Err(e) => {
+                let detail = match &e {
+                    process::SpawnError::Shim(_) => {
+                        let last = process::shim_log(run_dir);
+                        self.proc = None;
+                        if last.is_empty() {
+                            e.to_string()
+                        } else {
+                            format!("{e}: {last}")
+                        }
+                    }
+                    _ => e.to_string(),
+                };
+                return Err(detail);
+            }
+        };
+        tracing::info!(service = %self.spec.key, pid, shim = proc.shim_pid, "started");
+        self.snap.pid = Some(pid);
         self.snap.started_at = Some(SystemTime::now());
         self.snap.health = Health::Unknown;
         self.started = Some(Instant::now());
         self.consecutive_failures = 0;
         self.boot_delay = FIRST_BOOT_PROBE;
-        self.proc = Some(proc);
         Ok(())
+    }
+
+    /// Whether the service's process runs (a shim may be there, idle, while it does not).
+    fn running(&self) -> bool {
+        self.proc.as_ref().is_some_and(|p| p.pid.is_some())
     }
 
     /// Stops the process group: the stop signal, the grace period, then SIGKILL.
@@ -367,7 +427,8 @@ impl ServiceTask {
         for reply in self.waiting_start.drain(..) {
             let _ = reply.send(Err("stopped before it could start".into()));
         }
-        if self.proc.is_none() {
+        if !self.running() {
+            self.release_shim().await;
             if self.snap.state != ServiceState::Stopped && !self.snap.state.is_settled_down() {
                 self.set_state(ServiceState::Stopped, None);
             }
@@ -375,42 +436,76 @@ impl ServiceTask {
             return;
         }
         self.apply(Input::Stop, None);
-        self.terminate().await;
-        self.on_exit(false).await;
+        let exit = self.terminate().await;
+        self.on_exit(exit, false).await;
     }
 
-    /// Sends the stop signal to the group and waits for the shim; SIGKILL after the grace period.
-    async fn terminate(&mut self) {
-        let Some(proc) = &self.proc else { return };
-        if let Err(e) = proc.signal_group(self.spec.stop_signal) {
-            tracing::warn!(service = %self.spec.key, "cannot signal: {e}");
+    /// Has the shim send the stop signal to the group and SIGKILL after the grace period, and
+    /// waits until everything of the service is gone.
+    async fn terminate(&mut self) -> ExitReason {
+        let grace = self.spec.stop_timeout;
+        let Some(proc) = self.proc.as_mut() else {
+            return ExitReason::Lost;
+        };
+        if let Err(e) = proc.stop(self.spec.stop_signal, grace).await {
+            tracing::warn!(service = %self.spec.key, "cannot ask the log holder to stop it: {e}");
         }
-        if tokio::time::timeout(self.spec.stop_timeout, proc.wait_shim())
-            .await
-            .is_err()
+        // The shim escalates to SIGKILL itself; allow for that, the pipes and some slack.
+        let limit = grace + homeport_shim::PIPE_GRACE + Duration::from_secs(5);
+        match tokio::time::timeout(limit, proc.exited()).await {
+            Ok(Some(e)) => crate::shim::exit_reason(e),
+            Ok(None) => {
+                self.on_shim_vanished().await;
+                ExitReason::Lost
+            }
+            Err(_) => {
+                tracing::warn!(service = %self.spec.key, "its log holder did not stop it; killing both");
+                if let Some(proc) = self.proc.take() {
+                    proc.kill(grace).await;
+                }
+                process::clear_run(&self.paths.run_dir);
+                ExitReason::Lost
+            }
+        }
+    }
+
+    /// The shim's connection closed while the service ran: nothing may run unseen.
+    async fn on_shim_vanished(&mut self) {
+        if let Some(proc) = self.proc.take()
+            && let Some(pid) = proc.pid
         {
-            tracing::warn!(service = %self.spec.key, "did not stop within {:?}; killing its process group", self.spec.stop_timeout);
-            let _ = proc.signal_group(libc::SIGKILL);
-            proc.wait_shim().await;
+            process::kill_group(pid, self.spec.stop_timeout).await;
+        }
+        process::clear_run(&self.paths.run_dir);
+    }
+
+    /// The shim went away on its own.
+    async fn on_shim_gone(&mut self) {
+        if self.running() {
+            tracing::warn!(service = %self.spec.key, "its log holder died; stopping what is left of it");
+            self.on_shim_vanished().await;
+            self.on_exit(ExitReason::Lost, false).await;
+        } else {
+            self.proc = None;
         }
     }
 
-    /// The shim exited: record how, then follow the restart policy.
-    async fn on_exit(&mut self, forced: bool) {
-        let Some(proc) = self.proc.take() else { return };
+    /// Lets an idle shim exit and forgets the run.
+    async fn release_shim(&mut self) {
+        if let Some(proc) = self.proc.take() {
+            proc.quit().await;
+            process::clear_run(&self.paths.run_dir);
+        }
+    }
+
+    /// The service ended (`exit`): record how, then follow the restart policy.
+    async fn on_exit(&mut self, exit: ExitReason, forced: bool) {
         if let Some(p) = self.probe.take() {
             p.abort();
         }
         self.next_probe = None;
-        let record = process::read_exit(&self.paths.run_dir);
-        process::clear_run(&self.paths.run_dir);
-        let exit = record
-            .as_ref()
-            .and_then(|r| r.exit)
-            .unwrap_or(ExitReason::Lost);
-        if exit == ExitReason::Lost {
-            // The shim died without a record: make sure nothing of the service runs unseen.
-            process::kill_group(proc.pid, self.spec.stop_timeout).await;
+        if let Some(proc) = self.proc.as_mut() {
+            proc.pid = None;
         }
         let uptime = self.started.take().map_or(Duration::ZERO, |s| s.elapsed());
         self.snap.pid = None;
@@ -418,6 +513,7 @@ impl ServiceTask {
         self.snap.last_exit = Some(exit);
         self.snap.health = Health::Unknown;
         if self.snap.state == ServiceState::Stopping {
+            self.release_shim().await;
             self.apply(Input::Exited(AfterExit::stay_down(exit.success())), None);
             return;
         }
@@ -433,6 +529,7 @@ impl ServiceTask {
                 (Input::Exited(AfterExit::Restart), msg)
             }
             Decision::GiveUp => {
+                self.release_shim().await;
                 let p = &self.spec.restart;
                 let msg = format!(
                     "{exit}; gave up after {} failures within {}",
@@ -441,10 +538,13 @@ impl ServiceTask {
                 );
                 (Input::Exited(AfterExit::GiveUp), msg)
             }
-            Decision::StayDown => (
-                Input::Exited(AfterExit::stay_down(exit.success())),
-                exit.to_string(),
-            ),
+            Decision::StayDown => {
+                self.release_shim().await;
+                (
+                    Input::Exited(AfterExit::stay_down(exit.success())),
+                    exit.to_string(),
+                )
+            }
         };
         tracing::info!(service = %self.spec.key, "{msg}");
         self.apply(input, Some(msg));
@@ -459,7 +559,7 @@ impl ServiceTask {
         let Some(check) = self.spec.health.clone() else {
             return;
         };
-        if self.proc.is_none() {
+        if !self.running() {
             return;
         }
         match result {
@@ -490,8 +590,8 @@ impl ServiceTask {
                         self.apply(Input::HealthFailed, Some(msg));
                         if self.spec.restart.mode != RestartMode::Never {
                             tracing::warn!(service = %self.spec.key, "unhealthy; restarting it");
-                            self.terminate().await;
-                            self.on_exit(true).await;
+                            let exit = self.terminate().await;
+                            self.on_exit(exit, true).await;
                             return;
                         }
                     }
@@ -510,7 +610,7 @@ impl ServiceTask {
     }
 
     fn schedule_probe(&mut self, after: Duration) {
-        if self.spec.health.is_some() && self.proc.is_some() {
+        if self.spec.health.is_some() && self.running() {
             self.next_probe = Some(tokio::time::Instant::now() + after);
         }
     }
@@ -586,9 +686,9 @@ impl ServiceTask {
     }
 }
 
-async fn wait_proc(proc: Option<&Proc>) {
+async fn recv(proc: Option<&mut Proc>) -> Option<FromShim> {
     match proc {
-        Some(p) => p.wait_shim().await,
+        Some(p) => p.recv().await,
         None => std::future::pending().await,
     }
 }

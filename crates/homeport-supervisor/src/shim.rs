@@ -1,40 +1,30 @@
-//! The log holder: a tiny process that runs one service and owns its output.
+//! The agent's side of the log holder (`homeport-shim`, see that crate): the spec the agent
+//! keeps beside a running service, and the records a shim leaves behind.
 //!
-//! The agent never holds a service's pipes itself. It starts `homeport shim RUN_DIR`, and the shim
-//! (in its own session) spawns the service in a new session, writes every line of its stdout and
-//! stderr to the service's log file, waits for it, and records how it ended. Because the shim, not
-//! the agent, holds the pipes, an agent that is killed or upgraded loses no log line and does not
-//! take production down with it: the restarted agent re-adopts the running shims (see
-//! `process::adopt`). The same idea as containerd's shim or conmon.
-//!
-//! Files in RUN_DIR, each written atomically:
-//! - `spec.json` ([`ShimSpec`]): written by the agent before the start;
-//! - `shim.json` ([`ShimRecord`]): the shim and service pids, written once the service runs;
-//! - `exit.json` ([`ExitRecord`]): how the service ended, written after its logs are flushed.
-//!
-//! The shim is plain std threads, so its memory stays small next to the service it watches.
+//! Files in RUN_DIR:
+//! - `spec.json` ([`ShimSpec`]): written by the agent when it starts a service with a spec
+//!   different from the last one, so that a later agent can tell that the config changed;
+//! - `shim.json` ([`ShimRecord`]): the shim and service pids with their identities, written by
+//!   the shim at every start;
+//! - `exit.json` ([`ExitRecord`]): how the last run ended, written by a shim that exits while no
+//!   agent is connected;
+//! - `ctl.sock`: the shim's control socket; `shim.log`: the shim's own messages.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::{self, Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
 
-use homeport_platform::Backend;
-use homeport_types::{ExitReason, Stream};
-use nix::sys::signal::{SigHandler, Signal, killpg, signal};
-use nix::unistd::Pid;
+use homeport_shim::proto::{self, Exit};
+use homeport_types::ExitReason;
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::{Durability, replace_file};
-use crate::logfile::{LogWriter, timestamp};
+pub use homeport_shim::records::{EXIT_FILE, RECORD_FILE};
+pub use homeport_shim::{SOCKET, run};
+
+pub const SPEC_FILE: &str = "spec.json";
 
 /// What the shim runs and where it writes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShimSpec {
     pub argv: Vec<String>,
     pub cwd: PathBuf,
@@ -48,25 +38,41 @@ pub struct ShimSpec {
     pub stop_timeout_ms: u64,
 }
 
-/// Written by the shim once the service runs; the agent uses it to re-adopt. A pid alone is
-/// not an identity (pids are reused, and after a reboot they start over), so the record also
-/// holds the boot and the kernel's start time of both processes.
+impl ShimSpec {
+    pub fn to_wire(&self) -> proto::Spec {
+        proto::Spec {
+            argv: self.argv.iter().map(OsString::from).collect(),
+            cwd: self.cwd.clone(),
+            env: self
+                .env
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+                .collect(),
+            log_path: self.log_path.clone(),
+            log_max_bytes: self.log_max_bytes,
+            log_keep: self.log_keep,
+            stop_timeout_ms: self.stop_timeout_ms,
+        }
+    }
+}
+
+/// `shim.json`, as [`homeport_shim::records::ShimRecord`] writes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShimRecord {
     pub shim_pid: u32,
-    /// The service's pid, which is also its process group and session id.
+    /// The service's pid, which is also its process group id.
     pub pid: u32,
-    /// `/proc/sys/kernel/random/boot_id` when the record was written.
+    /// The boot the record was written in (`homeport_platform::boot_id`).
     #[serde(default)]
     pub boot_id: String,
-    /// Start times (clock ticks since boot, `/proc/PID/stat` field 22) of the shim and the service.
+    /// Start marks (`homeport_platform::start_mark`) of the shim and the service.
     #[serde(default)]
     pub shim_started: u64,
     #[serde(default)]
     pub started: u64,
 }
 
-/// Written by the shim after the service ended and its output was flushed.
+/// `exit.json`, as [`homeport_shim::records::ExitRecord`] writes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExitRecord {
     pub exit: Option<ExitReason>,
@@ -76,312 +82,89 @@ pub struct ExitRecord {
     pub time: String,
 }
 
-/// The first line the shim prints on its stdout: the agent waits for it after spawning.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Handshake {
-    Running { pid: u32 },
-    SpawnFailed { error: String },
-}
-
-pub const SPEC_FILE: &str = "spec.json";
-pub const RECORD_FILE: &str = "shim.json";
-pub const EXIT_FILE: &str = "exit.json";
-
-/// Lines longer than this are written in pieces, so one endless line cannot exhaust memory.
-const MAX_LINE: usize = 1024 * 1024;
-
-/// Runs the shim for the spec in `run_dir`; returns the shim's exit code.
-pub fn run(run_dir: &Path) -> i32 {
-    match run_inner(run_dir) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("homeport shim: {e}");
-            1
-        }
+pub fn exit_reason(e: Exit) -> ExitReason {
+    match e {
+        Exit::Code(c) => ExitReason::Code(c),
+        Exit::Signal(s) => ExitReason::Signal(s),
+        Exit::Lost => ExitReason::Lost,
     }
 }
 
-fn run_inner(run_dir: &Path) -> io::Result<()> {
-    // Terminal signals are not ours: the agent stops a service by signalling its process group.
-    // SAFETY: setting dispositions to SIG_IGN before any thread starts is sound.
-    unsafe {
-        for sig in [
-            Signal::SIGINT,
-            Signal::SIGHUP,
-            Signal::SIGTERM,
-            Signal::SIGPIPE,
-        ] {
-            signal(sig, SigHandler::SigIgn).map_err(io::Error::other)?;
-        }
-    }
-    // A session of its own keeps the shim (and so the service) out of reach of the terminal's
-    // Ctrl-C and hangup, which are meant for the agent. The agent spawns the shim without running
-    // code between fork and exec, so the shim does this itself, first.
-    nix::unistd::setsid().map_err(|e| io::Error::other(format!("cannot start a session: {e}")))?;
-    let backend = Backend::current();
-    backend.close_inherited_fds();
-    // Descendants that the service orphans (double-forked daemons, children of a crashed parent)
-    // become ours instead of init's: we reap them and stop them with the service.
-    if let Err(e) = backend.collect_orphans() {
-        eprintln!(
-            "homeport shim: cannot become a child subreaper ({e}); processes that the service \
-             orphans will not be stopped with it"
-        );
-    }
-    let spec: ShimSpec =
-        serde_json::from_slice(&fs::read(run_dir.join(SPEC_FILE))?).map_err(io::Error::other)?;
-    let _ = fs::remove_file(run_dir.join(EXIT_FILE));
-    let log = Arc::new(Mutex::new(LogWriter::open(
-        &spec.log_path,
-        spec.log_max_bytes,
-        spec.log_keep,
-    )?));
+/// How to start a shim: the small `homeport-shim` beside the `homeport` binary, or, where it
+/// is missing (a single-binary install), `homeport shim`, which runs the same code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShimCommand {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+}
 
-    let (out_r, out_w) = io::pipe()?;
-    let (err_r, err_w) = io::pipe()?;
-    grow_pipe(&out_r);
-    grow_pipe(&err_r);
-    let mut cmd = Command::new(&spec.argv[0]);
-    cmd.args(&spec.argv[1..])
-        .current_dir(&spec.cwd)
-        .envs(&spec.env)
-        .stdin(Stdio::null())
-        .stdout(out_w)
-        .stderr(err_w);
-    // SAFETY: only async-signal-safe calls between fork and exec, and no allocation: errors are
-    // plain errno values.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() == -1 {
-                return Err(io::Error::last_os_error());
+impl ShimCommand {
+    pub fn locate(homeport: &Path) -> ShimCommand {
+        let small = homeport.with_file_name("homeport-shim");
+        if small.is_file() {
+            ShimCommand {
+                program: small,
+                args: Vec::new(),
             }
-            for sig in [libc::SIGINT, libc::SIGHUP, libc::SIGTERM, libc::SIGPIPE] {
-                if libc::signal(sig, libc::SIG_DFL) == libc::SIG_ERR {
-                    return Err(io::Error::last_os_error());
-                }
+        } else {
+            ShimCommand {
+                program: homeport.to_path_buf(),
+                args: vec!["shim".into()],
             }
-            Ok(())
-        });
-    }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            let error = format!("cannot run {:?}: {e}", spec.argv[0]);
-            write_exit(run_dir, None, Some(error.clone()))?;
-            handshake(&Handshake::SpawnFailed { error });
-            return Ok(());
-        }
-    };
-    drop(cmd); // closes our copies of the pipes' write ends
-    let pid = child.id();
-    replace_file(
-        &run_dir.join(RECORD_FILE),
-        &serde_json::to_vec(&ShimRecord {
-            shim_pid: std::process::id(),
-            pid,
-            boot_id: homeport_platform::boot_id(),
-            shim_started: homeport_platform::start_mark(std::process::id()).unwrap_or(0),
-            started: homeport_platform::start_mark(pid).unwrap_or(0),
-        })
-        .map_err(io::Error::other)?,
-        0o600,
-        Durability::Process,
-    )?;
-    handshake(&Handshake::Running { pid });
-
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    for (pipe, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
-        let log = Arc::clone(&log);
-        let done = done_tx.clone();
-        thread::spawn(move || {
-            pump(pipe, stream, &log);
-            let _ = done.send(());
-        });
-    }
-    drop(done_tx);
-
-    let status = child.wait()?;
-    let exit = match (status.code(), status.signal()) {
-        (Some(code), _) => ExitReason::Code(code),
-        (None, Some(sig)) => ExitReason::Signal(sig),
-        (None, None) => ExitReason::Lost,
-    };
-    let grace = Duration::from_millis(spec.stop_timeout_ms);
-    reap_group(pid, grace);
-    stop_descendants(backend, grace);
-    // The pipes reach EOF once every process that held them is gone; a daemon that escaped the
-    // group could hold them forever, so give up waiting after a while.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    for _ in 0..2 {
-        if done_rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .is_err()
-        {
-            break;
-        }
-    }
-    if let Ok(mut log) = log.lock() {
-        log.flush()?;
-    }
-    write_exit(run_dir, Some(exit), None)
-}
-
-/// Ends what is left of the service's process group: SIGTERM, then SIGKILL after `grace`.
-fn reap_group(pgid: u32, grace: Duration) {
-    let group = Pid::from_raw(pgid as i32);
-    if killpg(group, Signal::SIGTERM).is_err() {
-        return; // nobody left
-    }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        reap_zombies();
-        if killpg(group, None).is_err() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let _ = killpg(group, Signal::SIGKILL);
-    thread::sleep(Duration::from_millis(20));
-    reap_zombies();
-}
-
-/// Descendants that left the service's process group (with `setsid`) were re-parented to us as
-/// subreaper; they belong to the service and end with it.
-fn stop_descendants(backend: Backend, grace: Duration) {
-    use nix::sys::wait::{WaitPidFlag, waitpid};
-    // The common case, no child left at all, costs one syscall instead of a process-table scan.
-    if waitpid(None, Some(WaitPidFlag::WNOHANG)) == Err(nix::errno::Errno::ECHILD) {
-        return;
-    }
-    let me = std::process::id();
-    let kids = backend.escapees_after(me, 0);
-    if kids.is_empty() {
-        return;
-    }
-    for k in &kids {
-        k.signal(libc::SIGTERM);
-    }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        reap_zombies();
-        if !kids.iter().any(homeport_platform::Escapee::alive) {
-            return;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    for k in &kids {
-        k.signal(libc::SIGKILL);
-    }
-    thread::sleep(Duration::from_millis(20));
-    reap_zombies();
-}
-
-/// Collects the exit status of every finished child, so none lingers as a zombie.
-fn reap_zombies() {
-    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if status == WaitStatus::StillAlive {
-            break;
         }
     }
 }
 
-fn write_exit(
-    run_dir: &Path,
-    exit: Option<ExitReason>,
-    spawn_error: Option<String>,
-) -> io::Result<()> {
-    let rec = ExitRecord {
-        exit,
-        spawn_error,
-        time: timestamp(),
-    };
-    replace_file(
-        &run_dir.join(EXIT_FILE),
-        &serde_json::to_vec(&rec).map_err(io::Error::other)?,
-        0o600,
-        Durability::Process,
-    )
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use homeport_shim::records;
 
-/// Tells the agent how the start went, then lets go of stdout so a dead agent cannot hurt us.
-fn handshake(h: &Handshake) {
-    if let Ok(mut line) = serde_json::to_vec(h) {
-        line.push(b'\n');
-        let mut out = io::stdout().lock();
-        let _ = out.write_all(&line);
-        let _ = out.flush();
-    }
-    if let Ok(devnull) = fs::OpenOptions::new().write(true).open("/dev/null") {
-        let _ = nix::unistd::dup2_stdout(&devnull);
-    }
-}
-
-/// Copies one pipe into the log, line by line. Lines of one read share one timestamp: they
-/// arrived together, and formatting the time once per read keeps the shim fast.
-fn pump(mut pipe: io::PipeReader, stream: Stream, log: &Mutex<LogWriter>) {
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut partial: Vec<u8> = Vec::new();
-    loop {
-        let n = match pipe.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
+    #[test]
+    fn the_records_the_shim_writes_by_hand_parse_here() -> Result<(), serde_json::Error> {
+        let rec = records::ShimRecord {
+            shim_pid: 10,
+            pid: 11,
+            boot_id: "b-1".into(),
+            shim_started: 5,
+            started: 6,
         };
-        let stamp = timestamp();
-        let Ok(mut log) = log.lock() else { return };
-        let mut chunk = &buf[..n];
-        while let Some(i) = chunk.iter().position(|b| *b == b'\n') {
-            let line = &chunk[..i];
-            let line = if partial.is_empty() {
-                line
-            } else {
-                partial.extend_from_slice(line);
-                partial.as_slice()
+        let parsed: ShimRecord = serde_json::from_str(&rec.to_json())?;
+        assert_eq!(
+            parsed,
+            ShimRecord {
+                shim_pid: 10,
+                pid: 11,
+                boot_id: "b-1".into(),
+                shim_started: 5,
+                started: 6
+            }
+        );
+        for (exit, want) in [
+            (Some(Exit::Code(3)), Some(ExitReason::Code(3))),
+            (Some(Exit::Signal(9)), Some(ExitReason::Signal(9))),
+            (Some(Exit::Lost), Some(ExitReason::Lost)),
+            (None, None),
+        ] {
+            let rec = records::ExitRecord {
+                exit,
+                spawn_error: Some("cannot run \"x\":\n\tgone".into()),
+                time: "2026-01-01T00:00:00.000000Z".into(),
             };
-            note_failure(log.write_line(&stamp, stream, strip_cr(line)));
-            partial.clear();
-            chunk = &chunk[i + 1..];
+            let parsed: ExitRecord = serde_json::from_str(&rec.to_json())?;
+            assert_eq!(parsed.exit, want);
+            assert_eq!(
+                parsed.spawn_error.as_deref(),
+                Some("cannot run \"x\":\n\tgone")
+            );
         }
-        partial.extend_from_slice(chunk);
-        if partial.len() >= MAX_LINE {
-            note_failure(log.write_line(&stamp, stream, &partial));
-            partial.clear();
-        }
-        // Flush while the pipe is idle, so `tail -f` sees lines promptly without a flush per line.
-        if n < buf.len() {
-            let _ = log.flush();
-        }
+        Ok(())
     }
-    if let Ok(mut log) = log.lock() {
-        if !partial.is_empty() {
-            note_failure(log.write_line(&timestamp(), stream, &partial));
-        }
-        let _ = log.flush();
+
+    #[test]
+    fn log_stream_tags_match_the_readers() {
+        use homeport_types::Stream;
+        assert_eq!(homeport_shim::log::OUT, Stream::Stdout.tag());
+        assert_eq!(homeport_shim::log::ERR, Stream::Stderr.tag());
     }
-}
-
-/// A line that cannot be written (disk full, say) must not stop the service, but it must not
-/// vanish without a trace either: the first failure of each kind goes to shim.log, with a count.
-fn note_failure(r: io::Result<()>) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static FAILED: AtomicU64 = AtomicU64::new(0);
-    if let Err(e) = r {
-        let n = FAILED.fetch_add(1, Ordering::Relaxed) + 1;
-        if n == 1 || n.is_power_of_two() {
-            eprintln!("homeport shim: cannot write a log line ({n} lost so far): {e}");
-        }
-    }
-}
-
-fn strip_cr(line: &[u8]) -> &[u8] {
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-/// A larger pipe lets a chatty service write ahead while the shim writes the file.
-fn grow_pipe(pipe: &io::PipeReader) {
-    use std::os::fd::AsFd;
-    homeport_platform::grow_pipe(pipe.as_fd(), 1024 * 1024);
 }

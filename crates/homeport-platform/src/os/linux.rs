@@ -156,3 +156,9 @@ pub fn linux_listener(port: u16) -> Option<PortHolder> {
     }
     Some(PortHolder::unknown())
 }
+
+/// Where this thread's `errno` lives, for a signal handler that must leave it as it found it.
+pub fn errno_location() -> *mut libc::c_int {
+    // SAFETY: no preconditions; the pointer is valid for the calling thread's lifetime.
+    unsafe { libc::__errno_location() }
+}

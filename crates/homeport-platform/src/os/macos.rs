@@ -102,3 +102,10 @@ pub fn process_table() -> Vec<ProcInfo> {
 
 /// macOS pipes grow by themselves (up to 64 KiB); there is no call to ask for more.
 pub fn grow_pipe(_fd: std::os::fd::BorrowedFd<'_>, _bytes: usize) {}
+
+/// Where this thread's `errno` lives (`__error` in macOS's libc), for a signal handler that
+/// must leave it as it found it.
+pub fn errno_location() -> *mut libc::c_int {
+    // SAFETY: no preconditions; the pointer is valid for the calling thread's lifetime.
+    unsafe { libc::__error() }
+}
