@@ -362,3 +362,235 @@ health = { http = "/health", interval = "100ms", timeout = "1s" }
         "the agent ran out of descriptors:\n{log}"
     );
 }
+
+/// Every folder under `dir` that others can enter and every file they can read or write.
+fn readable_by_others(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let m = mode(&d);
+        if m & 0o077 != 0 {
+            out.push(format!("{} {m:o}", d.display()));
+        }
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(meta) = fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+                out.push(format!(
+                    "{} {:o}",
+                    e.path().display(),
+                    meta.permissions().mode() & 0o777
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn data_made_before_the_agent_first_ran_is_made_private_and_stays_private() {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod]
+databases = { main = "@HOME@/app.db" }
+
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@", "--port", "{port}", "--db", "{db.main}"]
+port = @P0@
+autostart = true
+health = { http = "/health", interval = "100ms" }
+"#,
+    );
+    open_to_all(env.dir.path());
+    // The data folder as a tool run before the agent (or an older agent) left it: 0755 folders,
+    // 0644 files.
+    let open_dir = |p: &Path| {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(p)
+            .expect("mkdir");
+        fs::set_permissions(p, fs::Permissions::from_mode(0o755)).expect("chmod");
+    };
+    open_dir(&env.data);
+    open_dir(&env.data.join("logs/a/prod"));
+    open_dir(&env.data.join("backups/a/prod"));
+    rusqlite::Connection::open(env.data.join("state.db"))
+        .expect("state.db")
+        .execute_batch("PRAGMA user_version = 0")
+        .expect("sqlite");
+    for (f, text) in [
+        ("state.db", None),
+        ("logs/a/prod/web.log", Some("old lines\n")),
+        ("backups/a/prod/notes.txt", Some("an old copy\n")),
+    ] {
+        let p = env.data.join(f);
+        if let Some(t) = text {
+            fs::write(&p, t).expect("write");
+        }
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+
+    env.start_agent();
+    env.wait_service("a/prod/web", "is healthy", |s| {
+        s.state == homeport_types::ServiceState::Healthy
+    });
+    // Data the running agent makes: a backup, and a restore with its safety copy.
+    let out = env.cli(&["backup", "a/prod"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.cli(&["restore", "a/prod"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let loose = readable_by_others(&env.data);
+    assert!(
+        loose.is_empty(),
+        "readable by other users:\n{}",
+        loose.join("\n")
+    );
+    assert!(
+        env.agent_log().contains("they are private now"),
+        "{}",
+        env.agent_log()
+    );
+
+    if let Some(other) =
+        OtherUser::create("data_made_before_the_agent_first_ran_is_made_private_and_stays_private")
+    {
+        for f in ["state.db", "logs/a/prod/web.log", "token"] {
+            let seen = other.fixture(&["--read", &env.data.join(f).display().to_string()]);
+            assert!(seen.starts_with("error:"), "another user read {f}: {seen}");
+        }
+    }
+}
+
+/// Runs `homeport agent` and expects it to refuse to start; returns what it said.
+fn agent_refuses(env: &TestEnv) -> String {
+    let mut child = env
+        .command()
+        .arg("agent")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn agent");
+    let start = std::time::Instant::now();
+    let exited = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if start.elapsed() > DEADLINE {
+            // Still running: it did not refuse.
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    };
+    let out = child.wait_with_output().expect("output");
+    assert!(
+        exited.is_some_and(|s| !s.success()),
+        "the agent started: {}",
+        stderr(&out)
+    );
+    stderr(&out)
+}
+
+#[test]
+fn a_data_folder_others_can_write_or_that_is_not_ours_is_refused() {
+    let env = TestEnv::new(CONFIG);
+    fs::create_dir(&env.data).expect("mkdir");
+    fs::set_permissions(&env.data, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let said = agent_refuses(&env);
+    assert!(
+        said.contains("can be written by other users") && said.contains("chmod 700"),
+        "{said}"
+    );
+    assert!(
+        !env.data.join("state.db").exists(),
+        "nothing is written in such a folder"
+    );
+
+    if let Some(other) =
+        OtherUser::create("a_data_folder_others_can_write_or_that_is_not_ours_is_refused")
+    {
+        fs::set_permissions(&env.data, fs::Permissions::from_mode(0o700)).expect("chmod");
+        nix::unistd::chown(
+            &env.data,
+            Some(nix::unistd::Uid::from_raw(other.uid)),
+            Some(nix::unistd::Gid::from_raw(other.gid)),
+        )
+        .expect("chown");
+        let said = agent_refuses(&env);
+        assert!(said.contains("belongs to another user"), "{said}");
+        fs::remove_dir(&env.data).expect("rmdir");
+    }
+}
+
+#[test]
+fn a_log_replaced_by_a_link_is_never_written_through() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@", "--lines", "3"]
+"#,
+    );
+    env.start_agent();
+    let out = env.cli(&["start", "a/prod/web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = env.log_file("a", "prod", "web");
+    env.wait_until("the service wrote its lines", || {
+        read(&log).contains("line 0000000002").then_some(())
+    });
+    let out = env.cli(&["stop", "a/prod/web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Someone replaces the log with a link to a file of the user's.
+    let bashrc = env.dir.path().join("bashrc");
+    fs::write(&bashrc, "export PATH=$HOME/bin:$PATH\n").expect("bashrc");
+    fs::remove_file(&log).expect("rm log");
+    std::os::unix::fs::symlink(&bashrc, &log).expect("symlink");
+
+    let out = env.cli(&["start", "a/prod/web"]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        read(&bashrc),
+        "export PATH=$HOME/bin:$PATH\n",
+        "service output went through the link"
+    );
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("symbolic link"), "{said}");
+}
+
+#[test]
+fn services_get_the_umask_and_descriptor_limit_the_agent_started_with() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.web]
+command = ["/bin/sh", "-c", "echo umask $(umask); echo nofile $(ulimit -Sn); exec sleep 1000"]
+autostart = true
+"#,
+    );
+    // The agent raises its own soft limit to the hard one, and creates files with umask 077.
+    env.start_agent_with_descriptor_limit(1024, 4096);
+    let agent = env.agent_pid().expect("agent pid");
+    let limits = read(Path::new(&format!("/proc/{agent}/limits")));
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.split_whitespace().nth(3) == Some("4096")),
+        "{limits}"
+    );
+    let log = env.log_file("a", "prod", "web");
+    let text = env.wait_until("the service said what it got", || {
+        let t = read(&log);
+        t.contains("nofile").then_some(t)
+    });
+    let umask = format!("umask {:04o}", {
+        // SAFETY: umask cannot fail; set straight back.
+        let m = unsafe { libc::umask(0o022) };
+        unsafe { libc::umask(m) };
+        m
+    });
+    assert!(text.contains(&umask), "{text}");
+    assert!(text.contains("nofile 1024"), "{text}");
+}

@@ -12,7 +12,7 @@
 //!   at most [`Limits::max_per_foreign_user`]: they have no credential, so nothing but `/livez`
 //!   and sign-in pages to ask for;
 //! - the agent raises its soft descriptor limit to the hard one at start
-//!   ([`raise_descriptor_limit`]), and the cap is computed from what it got.
+//!   (`homeport_fs::inherit::raise_descriptor_limit`), and the cap is computed from what it got.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -72,47 +72,6 @@ impl Limits {
             max_per_foreign_user: 16,
         }
     }
-}
-
-/// The soft and hard descriptor limits, before and after [`raise_descriptor_limit`].
-#[derive(Debug, Clone, Copy)]
-pub struct DescriptorLimit {
-    pub was: u64,
-    pub now: u64,
-    pub hard: u64,
-}
-
-/// Raises the soft RLIMIT_NOFILE to the hard limit.
-pub fn raise_descriptor_limit() -> std::io::Result<DescriptorLimit> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let was = lim.rlim_cur;
-    // macOS refuses more than OPEN_MAX for an unlimited hard limit.
-    let mut want = lim.rlim_max;
-    if cfg!(target_os = "macos") && want == libc::RLIM_INFINITY {
-        want = 10_240;
-    }
-    if want > was {
-        let raised = libc::rlimit {
-            rlim_cur: want,
-            rlim_max: lim.rlim_max,
-        };
-        // SAFETY: setrlimit reads the struct we own.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            lim.rlim_cur = want;
-        }
-    }
-    Ok(DescriptorLimit {
-        was,
-        now: lim.rlim_cur,
-        hard: lim.rlim_max,
-    })
 }
 
 /// Listens on 127.0.0.1:`port` with a deep accept queue: under a flood of connections, the

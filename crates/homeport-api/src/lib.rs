@@ -55,7 +55,7 @@ use homeport_core::CoreHandle;
 use homeport_types::ApiError;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-pub use conn::{Limits, listen, raise_descriptor_limit};
+pub use conn::{Limits, listen};
 use guard::{Guard, SessionLimits};
 
 #[derive(Clone)]

@@ -219,10 +219,12 @@ fn compress_file(src: &Path, dest: &Path) -> Result<(), BackupError> {
     Ok(())
 }
 
-/// Writes the plain content of an artifact to `dest` (decompressing it if needed).
+/// Writes the plain content of an artifact to a new file `dest` (decompressing it if needed):
+/// 0600, refused if `dest` exists or is a symbolic link.
 pub fn extract(artifact_path: &Path, compressed: bool, dest: &Path) -> Result<(), BackupError> {
     let mut input = File::open(artifact_path).map_err(BackupError::io(artifact_path))?;
-    let mut out = File::create(dest).map_err(BackupError::io(dest))?;
+    // A copy of production data: private, and never through a link left where it goes.
+    let mut out = homeport_fs::create_new_private(dest).map_err(BackupError::io(dest))?;
     if compressed {
         let mut dec = zstd::Decoder::new(input).map_err(BackupError::io(artifact_path))?;
         io::copy(&mut dec, &mut out).map_err(BackupError::io(dest))?;

@@ -26,29 +26,42 @@ pub fn safety_copy(db: &Path, safety: &Path) -> Result<Option<PathBuf>, BackupEr
         return Ok(None);
     }
     if let Some(dir) = safety.parent() {
-        fs::create_dir_all(dir).map_err(BackupError::io(dir))?;
+        homeport_fs::create_private_dir(dir).map_err(BackupError::io(dir))?;
     }
     let online =
         backup_database(db, safety, BackupMethod::BackupApi).and_then(|()| integrity_check(safety));
     if online.is_err() {
         let _ = fs::remove_file(safety);
-        fs::copy(db, safety).map_err(BackupError::io(safety))?;
+        private_copy(db, safety)?;
         for s in ["-wal", "-shm", "-journal"] {
             let side = sidecar(db, s);
             if side.exists() {
-                fs::copy(&side, sidecar(safety, s)).map_err(BackupError::io(&side))?;
+                private_copy(&side, &sidecar(safety, s))?;
             }
         }
     }
     Ok(Some(safety.to_path_buf()))
 }
 
-/// Replaces `db` with the plain SQLite file `source` (which is left in place).
+/// Copies `from` to a new private file `to` (`fs::copy` would give it `from`'s mode).
+fn private_copy(from: &Path, to: &Path) -> Result<(), BackupError> {
+    let mut input = fs::File::open(from).map_err(BackupError::io(from))?;
+    let mut out = homeport_fs::create_new_private(to).map_err(BackupError::io(to))?;
+    std::io::copy(&mut input, &mut out).map_err(BackupError::io(to))?;
+    Ok(())
+}
+
+/// Replaces `db` with the plain SQLite file `source` (which is left in place). The database
+/// keeps the mode it had: it is the app's file, not the agent's.
 /// The source is used as it is: callers check it first (a staged backup) or want it back
 /// exactly (a safety copy, which comes back with its own `-wal` if it has one).
 pub fn replace_database(source: &Path, db: &Path) -> Result<(), BackupError> {
     let tmp = sidecar(db, ".restoring");
-    fs::copy(source, &tmp).map_err(BackupError::io(&tmp))?;
+    let _ = fs::remove_file(&tmp);
+    private_copy(source, &tmp)?;
+    if let Ok(live) = fs::metadata(db) {
+        fs::set_permissions(&tmp, live.permissions()).map_err(BackupError::io(&tmp))?;
+    }
     // Backups are single files (rollback-journal mode); a database that ran in WAL mode gets it
     // back, so the service finds the database as it left it.
     if crate::sqlite::is_wal(db) {

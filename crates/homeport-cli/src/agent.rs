@@ -25,8 +25,11 @@ pub async fn run(config_path: &Path) -> Result<(), Failure> {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
     let backend = homeport_supervisor::Backend::from_env().map_err(|e| Failure::new(2, e))?;
-    // Room for connections, probes, spawns and logs: a desktop's soft limit of 1,024 is small.
-    let descriptors = homeport_api::raise_descriptor_limit()
+    // Everything the agent writes is its user's alone from the first byte; room for
+    // connections, probes, spawns and logs (a desktop's soft limit of 1,024 is small). What it
+    // starts gets back the umask and limit it found.
+    homeport_fs::inherit::private_umask();
+    let descriptors = homeport_fs::inherit::raise_descriptor_limit()
         .map_err(|e| Failure::new(1, format!("cannot read the descriptor limit: {e}")))?;
     let config = homeport_config::load(config_path).map_err(|d| {
         for item in &d.0 {
@@ -41,8 +44,23 @@ pub async fn run(config_path: &Path) -> Result<(), Failure> {
         )
     })?;
     let data = config.agent.data_dir.clone();
-    homeport_fs::create_private_dir(&data)
-        .map_err(|e| Failure::new(1, format!("cannot create {}: {e}", data.display())))?;
+    // Made before the agent first ran, or loosened since: private again before anything is read
+    // or written there; another user's folder, or one others can write, is refused.
+    let tightened =
+        homeport_fs::secure_data_dir(&data).map_err(|e| Failure::new(1, e.to_string()))?;
+    if !tightened.made_private.is_empty() {
+        tracing::warn!(
+            "{} file(s) and folder(s) in {} could be read by other users; they are private now",
+            tightened.made_private.len(),
+            data.display()
+        );
+    }
+    for f in &tightened.foreign {
+        tracing::warn!(
+            "{} belongs to another user; it is left as it is",
+            f.display()
+        );
+    }
     let _lock = InstanceLock::acquire(&data).map_err(|e| match e {
         LockError::AlreadyRunning(_) => Failure::new(1, e.to_string()),
         LockError::Io(..) => Failure::new(1, e.to_string()),

@@ -489,8 +489,11 @@ async fn stage_restore(
         .collect::<Result<_, BackupOpError>>()?;
     let (s2, d2) = (staged.clone(), dir.to_path_buf());
     let checked = tokio::task::spawn_blocking(move || {
-        s2.iter()
-            .try_for_each(|(a, _, tmp)| restore::extract_checked(&d2, a, tmp))
+        s2.iter().try_for_each(|(a, _, tmp)| {
+            // A copy left by a restore that crashed: made again from the backup.
+            let _ = std::fs::remove_file(tmp);
+            restore::extract_checked(&d2, a, tmp)
+        })
     })
     .await
     .map_err(|e| BackupOpError::Internal(e.to_string()))?;

@@ -253,7 +253,7 @@ impl Core {
             if builds.exists() {
                 let _ = std::fs::remove_dir_all(&builds);
                 if let Some(source) = &app.source {
-                    let _ = std::process::Command::new("git")
+                    let _ = homeport_fs::inherit::restore(&mut std::process::Command::new("git"))
                         .arg("-C")
                         .arg(source)
                         .args(["worktree", "prune"])

@@ -14,7 +14,7 @@ pub struct SourceInfo {
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<String, DeployError> {
-    let out = Command::new("git")
+    let out = homeport_fs::inherit::restore(&mut Command::new("git"))
         .arg("-C")
         .arg(dir)
         .args(args)

@@ -86,7 +86,7 @@ pub fn run_step(
         status: "empty command".into(),
     })?;
     let shown = argv.join(" ");
-    let mut child = Command::new(program)
+    let mut child = homeport_fs::inherit::restore(&mut Command::new(program))
         .args(args)
         .current_dir(dir)
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -171,7 +171,14 @@ pub fn stage(
     result
 }
 
-/// Copies a file or folder (keeping modes and symlinks), returning total size and checksum.
+fn owner_only(meta: &fs::Metadata) -> fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    fs::Permissions::from_mode(meta.permissions().mode() & 0o700)
+}
+
+/// Copies a file or folder (keeping symlinks, and the owner's part of each mode: a release is in
+/// the agent's data folder, where nothing is for other users), returning total size and
+/// checksum.
 fn copy_tree(src: &Path, dest: &Path) -> Result<(u64, String), DeployError> {
     let meta = fs::symlink_metadata(src).map_err(io_err(src))?;
     if let Some(parent) = dest.parent() {
@@ -187,7 +194,7 @@ fn copy_tree(src: &Path, dest: &Path) -> Result<(u64, String), DeployError> {
     }
     if meta.is_dir() {
         fs::create_dir_all(dest).map_err(io_err(dest))?;
-        fs::set_permissions(dest, meta.permissions()).map_err(io_err(dest))?;
+        fs::set_permissions(dest, owner_only(&meta)).map_err(io_err(dest))?;
         let mut entries: Vec<_> = fs::read_dir(src).map_err(io_err(src))?.flatten().collect();
         entries.sort_by_key(|e| e.file_name());
         let mut total = 0;
@@ -200,6 +207,7 @@ fn copy_tree(src: &Path, dest: &Path) -> Result<(u64, String), DeployError> {
         return Ok((total, homeport_fs::hex(&h.finalize())));
     }
     fs::copy(src, dest).map_err(io_err(dest))?;
+    fs::set_permissions(dest, owner_only(&meta)).map_err(io_err(dest))?;
     let mut f = fs::File::open(dest).map_err(io_err(dest))?;
     f.sync_all().map_err(io_err(dest))?;
     let mut h = Sha256::new();
@@ -308,7 +316,11 @@ mod tests {
         let mode = fs::metadata(releases.join("r1/out/app"))?
             .permissions()
             .mode();
-        assert_eq!(mode & 0o777, 0o755, "modes kept");
+        assert_eq!(
+            mode & 0o777,
+            0o700,
+            "still executable by its owner, by no one else"
+        );
         assert_eq!(read_manifest(&releases.join("r1")), Some(m));
 
         let err = stage(

@@ -8,6 +8,18 @@
 //!   readable to others first and tightened later.
 //! - [`hex`], [`random_token`]: lowercase hex of bytes (checksums, revisions) and of random bytes
 //!   from the OS (tokens, session ids).
+//! - [`secure_data_dir`]: the agent's data folder and everything in it private, checked at every
+//!   start; [`create_new_private`], [`open_append_private`]: data files created 0600 and never
+//!   written through a symbolic link left in their place.
+//! - [`inherit`]: the agent's own umask (077) and raised descriptor limit, and giving the
+//!   programs it starts back what the agent started with.
+
+pub mod inherit;
+mod private;
+
+pub use private::{
+    DataDirError, Tightened, create_new_private, open_append_private, secure_data_dir,
+};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

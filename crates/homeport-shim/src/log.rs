@@ -8,7 +8,7 @@
 //! bytes of a line as they came (invalid UTF-8 included). `service.log` is current,
 //! `service.log.1` the newest rotated file. Readers live in the supervisor's `logfile` module.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -20,9 +20,11 @@ pub const ERR: &str = "err";
 /// Lines longer than this are written in pieces, so one endless line cannot exhaust memory.
 pub const MAX_LINE: usize = 1024 * 1024;
 
-/// Opens (creating) a log file for appending. Every log file the shim writes is opened here.
+/// Opens (creating, 0600) a log file for appending. Every log file the shim writes is opened
+/// here. Never through a symbolic link: a log replaced by a link to `~/.bashrc` is refused, not
+/// appended to.
 pub fn open_log_file(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    homeport_fs::open_append_private(path)
 }
 
 /// Appends lines to a log file, rotating it past `max_bytes` and keeping `keep` old files.
@@ -39,7 +41,7 @@ const BUFFER: usize = 256 * 1024;
 impl LogWriter {
     pub fn open(path: &Path, max_bytes: u64, keep: u32) -> io::Result<Self> {
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
+            homeport_fs::create_private_dir(dir)?;
         }
         let file = open_log_file(path)?;
         let size = file.metadata()?.len();

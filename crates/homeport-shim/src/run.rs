@@ -171,6 +171,11 @@ impl Shim {
                 io::Error::last_os_error()
             );
         }
+        // What the service inherits from us: the umask and descriptor limit the agent started
+        // with, not the agent's own.
+        if let Err(e) = homeport_fs::inherit::restore_from_env() {
+            eprintln!("homeport shim: cannot restore the descriptor limit: {e}");
+        }
         let backend = Backend::current();
         backend.close_inherited_fds();
         // The control connection arrives as stdin; move it above stderr so that 0 is always
@@ -688,6 +693,7 @@ impl Shim {
         cmd.args(args)
             .current_dir(&spec.cwd)
             .env_remove(BACKEND_ENV)
+            .env_remove(homeport_fs::inherit::ENV)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .process_group(0)
             .stdin(Stdio::null())

@@ -93,7 +93,9 @@ pub async fn probe(
                 .split_first()
                 .ok_or_else(|| ProbeError::Failed("empty health command".into()))?;
             // Its own process group, so a timeout ends everything it started (`sh -c …`).
-            let mut child = tokio::process::Command::new(program)
+            let mut cmd = std::process::Command::new(program);
+            homeport_fs::inherit::restore(&mut cmd);
+            let mut child = tokio::process::Command::from(cmd)
                 .args(args)
                 .current_dir(&ctx.cwd)
                 .envs(&ctx.env)

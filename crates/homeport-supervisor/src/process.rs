@@ -171,6 +171,7 @@ pub async fn start_shim(
     cmd.args(&shim.args)
         .arg(run_dir)
         .env(BACKEND_ENV, backend.name())
+        .env(homeport_fs::inherit::ENV, homeport_fs::inherit::env_value())
         .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::null())
         .stderr(shim_log);
