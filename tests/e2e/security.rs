@@ -585,12 +585,12 @@ autostart = true
         let t = read(&log);
         t.contains("nofile").then_some(t)
     });
-    let umask = format!("umask {:04o}", {
-        // SAFETY: umask cannot fail; set straight back.
-        let m = unsafe { libc::umask(0o022) };
-        unsafe { libc::umask(m) };
-        m
-    });
+    // This test's own umask, as the agent found it.
+    let ours = read(Path::new("/proc/self/status"))
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:").map(|m| m.trim().to_owned()))
+        .expect("Umask in /proc/self/status");
+    let umask = format!("umask {ours}");
     assert!(text.contains(&umask), "{text}");
     assert!(text.contains("nofile 1024"), "{text}");
 }
