@@ -98,11 +98,18 @@ async fn act(app: &AppHandle, action: MenuAction) -> Result<(), String> {
         }
         MenuAction::OpenInBrowser { app: name, env } => {
             let status = client.status().await.map_err(|e| e.to_string())?;
-            let url = status
+            // The environment's name through the router when it has one, else a port.
+            let urls: Vec<String> = status
                 .services
                 .iter()
                 .filter(|s| s.key.app == name && s.key.env == env)
-                .find_map(|s| s.url.clone())
+                .filter_map(|s| s.url.clone())
+                .collect();
+            let url = urls
+                .iter()
+                .find(|u| !u.contains("//127.0.0.1:"))
+                .or(urls.first())
+                .cloned()
                 .ok_or_else(|| format!("{name}/{env} has no URL"))?;
             agent::open_browser(&url)
         }

@@ -654,7 +654,13 @@ port = @P1@
     let svc = env.wait_service("a/prod/web", "is healthy on its new port", |s| {
         s.port == Some(fresh) && s.state == homeport_types::ServiceState::Healthy
     });
-    assert!(svc.url.is_some_and(|u| u.contains(&fresh.to_string())));
+    assert_eq!(svc.port, Some(fresh));
+    // Its name follows it to the new port.
+    let (code, body) = raw_http(
+        env.router_port,
+        "GET / HTTP/1.1\r\nHost: prod.a.localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(code, 200, "{body}");
     assert_eq!(
         service(&env.status(), "a/beta/web").state,
         homeport_types::ServiceState::Stopped,

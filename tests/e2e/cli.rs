@@ -25,7 +25,7 @@ depends_on = ["nope"]
     let file = env.config.display().to_string();
     for needle in [
         format!(
-            "{file}:9:1: apps.a.env.prod.services.web.restrat: unknown key `restrat` (did you mean `restart`?)"
+            "{file}:10:1: apps.a.env.prod.services.web.restrat: unknown key `restrat` (did you mean `restart`?)"
         ),
         format!(
             "port {} of a/prod/web is also used by a/beta/web",

@@ -9,12 +9,12 @@ use crate::util::*;
 
 /// A git checkout whose build copies the fixture into `out/` with a wrapper that reads its
 /// flags from `flags`, and a migration from `migrate.sql`.
-struct Source {
+pub(crate) struct Source {
     dir: PathBuf,
 }
 
 impl Source {
-    fn new(root: &Path) -> Self {
+    pub(crate) fn new(root: &Path) -> Self {
         let dir = root.join("src");
         std::fs::create_dir_all(&dir).expect("src");
         let s = Source { dir };
@@ -55,11 +55,11 @@ impl Source {
         );
     }
 
-    fn write(&self, name: &str, text: &str) {
+    pub(crate) fn write(&self, name: &str, text: &str) {
         std::fs::write(self.dir.join(name), text).expect("write");
     }
 
-    fn commit(&self, msg: &str) {
+    pub(crate) fn commit(&self, msg: &str) {
         self.git(&["add", "-A"]);
         self.git(&["commit", "-q", "--allow-empty", "-m", msg]);
     }

@@ -8,6 +8,7 @@ mod backup;
 mod cli;
 mod deploy;
 mod logs;
+mod router;
 mod security;
 mod supervision;
 mod util;

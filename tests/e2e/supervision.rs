@@ -33,9 +33,10 @@ restart = "never"
     });
     assert_eq!(web.restarts, 0);
     assert_eq!(web.last_exit, None, "web never ran before db was ready");
+    // The environment's web service is opened by its name, through the router.
     assert_eq!(
         web.url.as_deref(),
-        Some(format!("http://127.0.0.1:{}/", env.ports[0]).as_str())
+        Some(format!("http://prod.a.localhost:{}/", env.router_port).as_str())
     );
     let status = env.status();
     assert_eq!(service(&status, "a/prod/db").health, Health::Healthy);

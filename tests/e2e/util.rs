@@ -48,6 +48,8 @@ pub struct TestEnv {
     pub config: PathBuf,
     pub data: PathBuf,
     pub ports: Vec<u16>,
+    /// The router's port (`[agent] router_port`), free when the test began.
+    pub router_port: u16,
     agent: Option<Child>,
     rt: tokio::runtime::Runtime,
 }
@@ -65,8 +67,22 @@ impl TestEnv {
         for (i, p) in ports.iter().enumerate() {
             text = text.replace(&format!("@P{i}@"), &p.to_string());
         }
+        let router_port = free_port();
+        // A test's own [agent] lines come first, so they win over these defaults.
+        let (agent_extra, text) = match text.strip_prefix("[agent]\n") {
+            Some(rest) => match rest.split_once("\n\n") {
+                Some((lines, rest)) => (format!("{lines}\n"), rest.to_owned()),
+                None => (rest.to_owned(), String::new()),
+            },
+            None => (String::new(), text),
+        };
         let text = format!(
-            "[agent]\nport = 0\ndata_dir = \"{}\"\n\n{text}",
+            "[agent]\nport = 0\n{agent_extra}{}data_dir = \"{}\"\n\n{text}",
+            if agent_extra.contains("router_port") {
+                String::new()
+            } else {
+                format!("router_port = {router_port}\n")
+            },
             data.display()
         );
         let config = dir.path().join("homeport.toml");
@@ -80,6 +96,7 @@ impl TestEnv {
             config,
             data,
             ports,
+            router_port,
             agent: None,
             rt,
         }
@@ -87,7 +104,8 @@ impl TestEnv {
 
     pub fn write_config(&self, body: &str) {
         let text = format!(
-            "[agent]\nport = 0\ndata_dir = \"{}\"\n\n{}",
+            "[agent]\nport = 0\nrouter_port = {}\ndata_dir = \"{}\"\n\n{}",
+            self.router_port,
             self.data.display(),
             body.replace("@FIXTURE@", &fixture_bin().display().to_string())
         );

@@ -17,10 +17,12 @@ mod backup;
 mod config;
 mod dashboard;
 mod deploy;
+mod hosts;
 mod logs;
 mod output;
 mod service;
 mod status;
+mod trust;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -146,6 +148,16 @@ enum Cmd {
         #[command(subcommand)]
         command: ServiceCmd,
     },
+    /// Trust the router's local CA (HTTPS names): system store and browsers' NSS databases
+    Trust {
+        #[command(subcommand)]
+        command: TrustCmd,
+    },
+    /// An opt-in block of the router's names in /etc/hosts (for Safari and extra names)
+    Hosts {
+        #[command(subcommand)]
+        command: HostsCmd,
+    },
     /// Work with the config file
     Config {
         #[command(subcommand)]
@@ -164,6 +176,52 @@ enum ServiceCmd {
     Uninstall,
     /// Say whether it is installed
     Status,
+}
+
+#[derive(Subcommand)]
+enum TrustCmd {
+    /// Add the CA to the system store (update-ca-certificates, through sudo) and NSS databases
+    Install {
+        /// Only the system store
+        #[arg(long)]
+        system: bool,
+        /// Only the NSS databases (Chromium's ~/.pki/nssdb, Firefox profiles)
+        #[arg(long)]
+        nss: bool,
+    },
+    /// Take the CA out of those stores again
+    Uninstall {
+        #[arg(long)]
+        system: bool,
+        #[arg(long)]
+        nss: bool,
+    },
+    /// Say in which stores the CA is trusted
+    Status,
+}
+
+#[derive(Subcommand)]
+enum HostsCmd {
+    /// Print the block and whether the file has it
+    Show {
+        #[arg(long, default_value = "/etc/hosts", value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Add or update the block, after asking
+    Install {
+        #[arg(long, default_value = "/etc/hosts", value_name = "FILE")]
+        file: PathBuf,
+        /// Do not ask
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Remove the block, after asking
+    Uninstall {
+        #[arg(long, default_value = "/etc/hosts", value_name = "FILE")]
+        file: PathBuf,
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -294,6 +352,18 @@ async fn run(cmd: Cmd, config_path: PathBuf) -> Result<(), Failure> {
             ServiceCmd::Status => service::status(),
         },
         Cmd::Shim { .. } => Ok(()),
+        Cmd::Trust { command } => match command {
+            TrustCmd::Install { system, nss } => trust::run(path, trust::Op::Install, system, nss),
+            TrustCmd::Uninstall { system, nss } => {
+                trust::run(path, trust::Op::Uninstall, system, nss)
+            }
+            TrustCmd::Status => trust::run(path, trust::Op::Status, false, false),
+        },
+        Cmd::Hosts { command } => match command {
+            HostsCmd::Show { file } => hosts::run(path, hosts::Op::Show, &file, false),
+            HostsCmd::Install { file, yes } => hosts::run(path, hosts::Op::Install, &file, yes),
+            HostsCmd::Uninstall { file, yes } => hosts::run(path, hosts::Op::Uninstall, &file, yes),
+        },
         Cmd::Autostart { command } => {
             // The tray is told the config file only when it is not the default one (a default
             // under "Application Support" would not fit the entry's unquoted command line).

@@ -34,6 +34,23 @@ pub fn status_table(s: &StatusSnapshot) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
+    // Environments served by name through the router, once each.
+    let mut named: Vec<(String, &str)> = Vec::new();
+    for svc in &s.services {
+        if let Some(url) = svc.url.as_deref().filter(|u| !u.contains("//127.0.0.1:")) {
+            let env = format!("{}/{}", svc.key.app, svc.key.env);
+            if !named.iter().any(|(e, _)| *e == env) {
+                named.push((env, url));
+            }
+        }
+    }
+    if !named.is_empty() {
+        let w = named.iter().map(|(e, _)| e.len()).max().unwrap_or(0);
+        out.push_str("\nOPEN IN A BROWSER\n");
+        for (env, url) in named {
+            out.push_str(&format!("{env:<w$}  {url}\n"));
+        }
+    }
     out
 }
 

@@ -34,6 +34,10 @@ pub struct AgentSettings {
     pub log_max_bytes: u64,
     /// How many rotated log files to keep per service.
     pub log_keep: u32,
+    /// Loopback port of the HTTP router that serves `APP.localhost` names; 0 turns it off.
+    pub router_port: u16,
+    /// Loopback port of the router's HTTPS listener (local CA), when wanted.
+    pub https_port: Option<u16>,
 }
 
 /// How an app goes from its source checkout to a release (`[apps.NAME]`).
@@ -72,6 +76,13 @@ pub struct EnvSpec {
     pub health_deadline: Duration,
     /// Put the pre-deploy backup back when a deploy that ran a migration fails.
     pub restore_on_failure: bool,
+    /// Names the router sends to this environment besides `ENV.APP.localhost` (and
+    /// `APP.localhost` for production), lower case.
+    pub hostnames: Vec<String>,
+    /// The service the router sends requests to: `web = "..."`, or the one service with a port.
+    pub web: Option<String>,
+    /// After a blue-green switch, how long requests and WebSockets on the old instance may run.
+    pub drain: Duration,
 }
 
 /// When and how an environment is backed up (`backup = { ... }`).

@@ -10,7 +10,14 @@ use toml::Spanned;
 
 /// Keys each table accepts, for "did you mean" hints. Kept beside the structs they describe.
 pub(crate) const TOP_KEYS: &[&str] = &["agent", "apps"];
-pub(crate) const AGENT_KEYS: &[&str] = &["port", "data_dir", "log_max_bytes", "log_keep"];
+pub(crate) const AGENT_KEYS: &[&str] = &[
+    "port",
+    "data_dir",
+    "log_max_bytes",
+    "log_keep",
+    "router_port",
+    "https_port",
+];
 pub(crate) const APP_KEYS: &[&str] = &[
     "env",
     "source",
@@ -33,6 +40,9 @@ pub(crate) const ENV_KEYS: &[&str] = &[
     "backup",
     "health_deadline",
     "restore_on_failure",
+    "hostnames",
+    "web",
+    "drain",
     "services",
 ];
 pub(crate) const BACKUP_KEYS: &[&str] = &[
@@ -85,6 +95,8 @@ pub(crate) struct RawAgent {
     pub data_dir: Option<String>,
     pub log_max_bytes: Option<u64>,
     pub log_keep: Option<u32>,
+    pub router_port: Option<Spanned<i64>>,
+    pub https_port: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -105,6 +117,10 @@ pub(crate) struct RawEnv {
     pub backup: Option<Spanned<RawBackup>>,
     pub health_deadline: Option<Dur>,
     pub restore_on_failure: Option<bool>,
+    #[serde(default)]
+    pub hostnames: Vec<Spanned<String>>,
+    pub web: Option<Spanned<String>>,
+    pub drain: Option<Dur>,
 }
 
 #[derive(Deserialize, Default)]

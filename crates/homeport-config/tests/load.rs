@@ -367,3 +367,114 @@ backup = { at = "03:30" }
             .contains("HH:MM")
     );
 }
+
+#[test]
+fn router_settings_and_names_resolve_with_defaults() {
+    let c = load(
+        r#"[agent]
+https_port = 7443
+
+[apps.shop.env.production]
+hostnames = ["Shop.Test"]
+drain = "5s"
+[apps.shop.env.production.services.web]
+command = "/bin/sh"
+port = 8080
+[apps.shop.env.production.services.worker]
+command = "/bin/sh"
+
+[apps.shop.env.beta]
+web = "front"
+[apps.shop.env.beta.services.front]
+command = "/bin/sh"
+port = 8081
+[apps.shop.env.beta.services.admin]
+command = "/bin/sh"
+port = 8082
+"#,
+    )
+    .expect("valid");
+    assert_eq!(c.agent.router_port, 7780);
+    assert_eq!(c.agent.https_port, Some(7443));
+    let env = |name: &str| c.envs.iter().find(|e| e.env == name).expect("env");
+    let prod = env("production");
+    assert_eq!(
+        prod.web.as_deref(),
+        Some("web"),
+        "the one service with a port"
+    );
+    assert_eq!(prod.hostnames, ["shop.test"]);
+    assert_eq!(prod.drain, Duration::from_secs(5));
+    let beta = env("beta");
+    assert_eq!(beta.web.as_deref(), Some("front"));
+    assert_eq!(beta.drain, Duration::from_secs(30));
+}
+
+#[test]
+fn router_mistakes_are_named_with_their_line() {
+    let diags = errors(
+        r#"[agent]
+router_port = 0
+https_port = 7443
+
+[apps.shop.env.production]
+web = "worker"
+hostnames = ["shop.test:8443", "shop.test", "beta.shop.localhost", "*.shop.test", "shop"]
+[apps.shop.env.production.services.web]
+command = "/bin/sh"
+port = 8080
+[apps.shop.env.production.services.worker]
+command = "/bin/sh"
+
+[apps.shop.env.beta]
+web = "nope"
+hostnames = ["SHOP.test"]
+[apps.shop.env.beta.services.front]
+command = "/bin/sh"
+port = 8081
+"#,
+    );
+    let https = find(&diags, "agent.https_port");
+    assert_eq!(https.line, 3, "{https}");
+    assert!(https.message.contains("router_port = 0"), "{https}");
+    let web = find(&diags, "apps.shop.env.production.web");
+    assert_eq!(web.line, 6);
+    assert!(
+        web.message.contains("shop/production/worker has no `port`"),
+        "{web}"
+    );
+    let nope = find(&diags, "apps.shop.env.beta.web");
+    assert_eq!(nope.line, 15);
+    assert!(
+        nope.message
+            .contains("no service \"nope\"; its services: front"),
+        "{nope}"
+    );
+    let names: Vec<&Diagnostic> = diags
+        .iter()
+        .filter(|d| d.field.ends_with(".hostnames"))
+        .collect();
+    let said = |needle: &str| {
+        names
+            .iter()
+            .find(|d| d.message.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {names:#?}"))
+    };
+    assert!(said("without a port").line == 7);
+    assert!(said("beta.shop.localhost already names shop/beta").line == 7);
+    assert!(said("wildcard").line == 7);
+    assert!(said("one label").line == 7);
+    // Environments are read in name order: beta claimed shop.test first.
+    assert!(said("shop.test already names shop/beta").line == 7);
+
+    let clash = errors(
+        r#"[agent]
+router_port = 8080
+[apps.a.env.p.services.web]
+command = "/bin/sh"
+port = 8080
+"#,
+    );
+    let r = find(&clash, "agent.router_port");
+    assert!(r.message.contains("also used by a/p/web"), "{r}");
+}

@@ -162,6 +162,16 @@ impl Run<'_> {
         r
     }
 
+    /// One line of a step's output, streamed and kept with the record.
+    async fn say(&mut self, step: &str, line: String) {
+        self.output.push(line.clone());
+        self.emit(DeployEvent::Output {
+            step: step.into(),
+            line,
+        })
+        .await;
+    }
+
     async fn begin_step(&self, name: &str) -> Instant {
         self.emit(DeployEvent::Step {
             name: name.into(),
@@ -478,12 +488,13 @@ async fn activate(
         })
         .await?;
         for p in core.proxies_of(&env.app, &env.env) {
-            let deadline = env.health_deadline;
+            let (deadline, drain) = (env.health_deadline, env.drain);
             let name = p.service.clone();
-            run.step(&format!("switch {name} (blue-green)"), async {
-                swap(core, &p, deadline).await
-            })
-            .await?;
+            let step = format!("switch {name} (blue-green)");
+            let note = run
+                .step(&step, async { swap(core, &p, deadline, drain).await })
+                .await?;
+            run.say(&step, note).await;
             flipped.push(p);
         }
         let (t, deadline) = (target.clone(), env.health_deadline);
@@ -541,7 +552,9 @@ async fn activate(
                         .map_err(|e| e.to_string())
                 } else if flipped.iter().any(|f| std::sync::Arc::ptr_eq(f, &p)) {
                     // An instance made active by this deploy runs the failed release: swap back.
-                    swap(core, &p, env.health_deadline).await
+                    swap(core, &p, env.health_deadline, env.drain)
+                        .await
+                        .map(drop)
                 } else {
                     Ok(())
                 };
@@ -762,9 +775,15 @@ async fn restart_env(core: &Core, app: &str, env: &str) -> Result<(), String> {
 }
 
 /// Starts the inactive instance (it runs what `current` names now), waits until it is ready,
-/// makes it active, drains the old one and stops it. If the new instance does not come up, it is
-/// stopped and the old one keeps serving: no request is refused either way.
-async fn swap(core: &Core, p: &crate::proxy::Proxy, deadline: Duration) -> Result<(), String> {
+/// makes it active, drains the old one (up to `drain`) and stops it. If the new instance does not
+/// come up, it is stopped and the old one keeps serving: no request is refused either way. Says
+/// how the old instance drained.
+async fn swap(
+    core: &Core,
+    p: &crate::proxy::Proxy,
+    deadline: Duration,
+    drain: Duration,
+) -> Result<String, String> {
     let next = p.inactive();
     let t = Target::Service(next.clone());
     let _ = core.supervisor().stop(&t).await;
@@ -785,7 +804,40 @@ async fn swap(core: &Core, p: &crate::proxy::Proxy, deadline: Duration) -> Resul
         return Err(e);
     }
     let old = p.flip();
-    p.drain(&old, Duration::from_secs(30)).await;
+    let began = std::time::Instant::now();
+    let route = core
+        .router()
+        .filter(|_| crate::routing::is_http_proxy(&core.config(), p))
+        .and_then(|r| r.route(&homeport_router::RouteKey::new(&p.app, &p.env)));
+    let note = match route {
+        // Every request from now on, kept-alive connections included, goes to the new instance.
+        Some(route) => {
+            let new = std::net::SocketAddr::from(([127, 0, 0, 1], p.port_of(&next)));
+            match route.flip(Some(new)) {
+                Some(d) => {
+                    let outcome = d.wait(drain).await;
+                    if outcome.drained {
+                        format!("{old} drained in {} ms", began.elapsed().as_millis())
+                    } else {
+                        format!(
+                            "{old} still had {} request(s) at the {} s drain deadline; {} WebSocket(s) closed",
+                            outcome.left,
+                            drain.as_secs(),
+                            outcome.tunnels_closed
+                        )
+                    }
+                }
+                None => format!("{old} had no requests"),
+            }
+        }
+        None => {
+            p.drain(&old, drain).await;
+            format!(
+                "{old}'s connections ended or reached the {} s drain deadline",
+                drain.as_secs()
+            )
+        }
+    };
     let _ = core.supervisor().stop(&Target::Service(old)).await;
-    Ok(())
+    Ok(note)
 }

@@ -16,6 +16,7 @@ mod deploy;
 mod detail;
 mod logs;
 mod proxy;
+pub mod routing;
 pub mod runtime;
 mod settings;
 mod store;
@@ -66,6 +67,8 @@ pub struct Core {
     interrupted: Mutex<Vec<(String, String)>>,
     /// The proxies of blue-green services.
     proxies: Mutex<Vec<Arc<proxy::Proxy>>>,
+    /// The HTTP router, when the config wants one (names, or a blue-green web service).
+    router: Mutex<Option<homeport_router::Router>>,
     /// Events the recorder has written, against [`Hub::records_sent`].
     written: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -117,6 +120,7 @@ impl Core {
             backups_running: backups::Running::default(),
             deploy_locks: deploy::Locks::default(),
             proxies: Mutex::new(Vec::new()),
+            router: Mutex::new(None),
             interrupted: Mutex::new(Vec::new()),
         }))
     }
@@ -159,6 +163,11 @@ impl Core {
         }
         tokio::spawn(backups::scheduler(Arc::clone(self)));
         let config = self.config();
+        let router = if routing::wanted(&config) {
+            routing::build(self, &config)
+        } else {
+            None
+        };
         let mut proxies = Vec::new();
         for blue in config
             .services
@@ -171,10 +180,49 @@ impl Core {
             };
             if let Some(p) = proxy::Proxy::new([blue, green], &config.agent.data_dir) {
                 let p = Arc::new(p);
-                tokio::spawn(Arc::clone(&p).serve(self.shutdown_signal()));
+                match &router {
+                    Some(r) if routing::is_http_proxy(&config, &p) => {
+                        let key = homeport_router::RouteKey::new(&p.app, &p.env);
+                        let who = format!("{}/{}/{}", p.app, p.env, p.service);
+                        routing::listen(
+                            self,
+                            r,
+                            p.public_port,
+                            homeport_router::Listen::Pinned(key),
+                            who,
+                        );
+                    }
+                    _ => {
+                        tokio::spawn(Arc::clone(&p).serve(self.shutdown_signal()));
+                    }
+                }
                 proxies.push(p);
             }
         }
+        if let Some(r) = &router {
+            r.set_routes(&routing::specs(&config, &proxies));
+            if config.agent.router_port != 0 {
+                routing::listen(
+                    self,
+                    r,
+                    config.agent.router_port,
+                    homeport_router::Listen::Http,
+                    "the router".into(),
+                );
+            }
+            if let Some(port) = config.agent.https_port
+                && r.ca().is_some()
+            {
+                routing::listen(
+                    self,
+                    r,
+                    port,
+                    homeport_router::Listen::Https,
+                    "the router's HTTPS".into(),
+                );
+            }
+        }
+        *self.router.lock().unwrap_or_else(PoisonError::into_inner) = router;
         *self.proxies.lock().unwrap_or_else(PoisonError::into_inner) = proxies;
     }
 
@@ -341,6 +389,21 @@ impl Core {
         out
     }
 
+    /// The router, when one runs.
+    pub fn router(&self) -> Option<homeport_router::Router> {
+        self.router
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts the config's names and web services into the router (after a config change).
+    pub(crate) fn refresh_routes(&self) {
+        if let Some(r) = self.router() {
+            r.set_routes(&routing::specs(&self.config(), &self.all_proxies()));
+        }
+    }
+
     pub(crate) fn all_proxies(&self) -> Vec<Arc<proxy::Proxy>> {
         self.proxies
             .lock()
@@ -403,7 +466,22 @@ impl Core {
         settings::apply(self, changes, revision).await
     }
 
-    fn snapshot_of(&self, services: Vec<homeport_types::ServiceStatus>) -> StatusSnapshot {
+    fn snapshot_of(&self, mut services: Vec<homeport_types::ServiceStatus>) -> StatusSnapshot {
+        // An environment's web service is opened by its name, through the router.
+        let config = self.config();
+        for s in &mut services {
+            let web = config
+                .envs
+                .iter()
+                .find(|e| e.app == s.key.app && e.env == s.key.env)
+                .and_then(|e| e.web.as_deref());
+            let name = s.key.service.split('@').next().unwrap_or_default();
+            if web == Some(name)
+                && let Some(url) = routing::url(&config, &s.key.app, &s.key.env)
+            {
+                s.url = Some(url);
+            }
+        }
         StatusSnapshot {
             agent: AgentInfo {
                 pid: std::process::id(),

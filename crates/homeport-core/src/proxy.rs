@@ -1,5 +1,7 @@
-//! Zero-downtime switches for `strategy = "blue-green"` services: a TCP proxy on the public
-//! port forwards each new connection to the active instance. A deploy starts the other instance
+//! Zero-downtime switches for `strategy = "blue-green"` services. The environment's web service
+//! is served on its public port by the router (see `routing`), which flips per request; any
+//! other blue-green service gets a TCP proxy here that forwards each new connection to the
+//! active instance. A deploy starts the other instance
 //! with the new release, waits until it is healthy, makes it active (new connections go to it at
 //! once), lets the old instance's open connections finish, and stops it. Forwarding bytes, not
 //! parsing HTTP, makes WebSocket upgrades and long polls just work.
@@ -65,6 +67,16 @@ impl Proxy {
 
     pub fn active(&self) -> ServiceKey {
         self.slots[self.lock().active].clone()
+    }
+
+    /// The port of the active instance, where the router sends an HTTP service's requests.
+    pub fn active_port(&self) -> Option<u16> {
+        Some(self.ports[self.lock().active])
+    }
+
+    /// The port of an instance.
+    pub fn port_of(&self, slot: &ServiceKey) -> u16 {
+        self.ports[usize::from(slot == &self.slots[1])]
     }
 
     pub fn inactive(&self) -> ServiceKey {

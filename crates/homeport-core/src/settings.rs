@@ -209,6 +209,7 @@ pub(crate) async fn apply(
         .supervisor()
         .reload(std::sync::Arc::new(new), Duration::from_secs(60))
         .await;
+    core.refresh_routes();
     tracing::info!(
         "applied a config change: {} added, {} removed, {} changed, {} restarted",
         report.added.len(),

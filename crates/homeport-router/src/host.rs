@@ -52,33 +52,6 @@ pub fn default_names(app: &str, env: &str) -> Vec<String> {
     names
 }
 
-/// Whether `name` can be one of an environment's extra names (`hostnames = [...]`): a DNS name
-/// of at least two labels, no port, no wildcard. The reason when it cannot.
-pub fn check_extra_name(name: &str) -> Result<String, String> {
-    if name.contains(':') {
-        return Err(format!(
-            "{name:?} has a port; write the name alone (the router's port is set in [agent])"
-        ));
-    }
-    if name.contains('*') {
-        return Err(format!("{name:?}: wildcard names are not supported"));
-    }
-    let Some(n) = request_name(name) else {
-        return Err(format!(
-            "{name:?} is not a host name (letters, digits, '-' and dots)"
-        ));
-    };
-    if !n.contains('.') && n != "localhost" {
-        return Err(format!(
-            "{name:?} has one label; use a name like {name}.localhost or {name}.test"
-        ));
-    }
-    if n == "localhost" {
-        return Err("\"localhost\" itself cannot name an environment".into());
-    }
-    Ok(n)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,15 +102,5 @@ mod tests {
             ["shop.localhost", "production.shop.localhost"]
         );
         assert_eq!(default_names("Shop", "beta"), ["beta.shop.localhost"]);
-    }
-
-    #[test]
-    fn extra_names_are_checked() {
-        assert_eq!(check_extra_name("Shop.Test"), Ok("shop.test".into()));
-        assert!(check_extra_name("shop.test:8443").is_err());
-        assert!(check_extra_name("*.shop.test").is_err());
-        assert!(check_extra_name("shop").is_err());
-        assert!(check_extra_name("localhost").is_err());
-        assert!(check_extra_name("shop test").is_err());
     }
 }

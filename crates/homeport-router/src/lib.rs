@@ -22,6 +22,7 @@
 mod body;
 pub mod ca;
 pub mod host;
+pub mod hosts;
 mod page;
 mod proxy;
 mod serve;

@@ -15,6 +15,7 @@ use crate::paths::{default_data_dir, expand_home};
 use crate::raw::*;
 
 pub(super) const DEFAULT_AGENT_PORT: u16 = 7747;
+pub(super) const DEFAULT_ROUTER_PORT: u16 = 7780;
 const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 const DEFAULT_LOG_KEEP: u32 = 5;
 
@@ -22,6 +23,18 @@ const DEFAULT_LOG_KEEP: u32 = 5;
 pub(super) struct Origins {
     /// Per service: span of the service name.
     pub(super) service: HashMap<ServiceKey, Range<usize>>,
+}
+
+/// The environment's web service: the one `web` names, else the only service with a port.
+fn web_service(env: &EnvNode) -> Option<String> {
+    if let Some(w) = &env.raw.web {
+        return Some(w.get_ref().clone());
+    }
+    let mut ported = env.services.iter().filter(|s| s.raw.port.is_some());
+    match (ported.next(), ported.next()) {
+        (Some(one), None) => Some(one.name.get_ref().clone()),
+        _ => None,
+    }
 }
 
 pub(super) fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>) -> Config {
@@ -41,6 +54,15 @@ pub(super) fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>
             .unwrap_or(DEFAULT_LOG_MAX_BYTES)
             .max(4096),
         log_keep: tree.agent.log_keep.unwrap_or(DEFAULT_LOG_KEEP),
+        router_port: match &tree.agent.router_port {
+            Some(p) => port_in_range(p, "agent.router_port", true, sink).unwrap_or(0),
+            None => DEFAULT_ROUTER_PORT,
+        },
+        https_port: tree
+            .agent
+            .https_port
+            .as_ref()
+            .and_then(|p| port_in_range(p, "agent.https_port", false, sink)),
     };
     let mut envs = Vec::new();
     let mut services = Vec::new();
@@ -95,6 +117,14 @@ pub(super) fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>
                     .health_deadline
                     .map_or(Duration::from_secs(60), |d| d.0),
                 restore_on_failure: env.raw.restore_on_failure.unwrap_or(true),
+                hostnames: env
+                    .raw
+                    .hostnames
+                    .iter()
+                    .map(|h| h.get_ref().trim_end_matches('.').to_ascii_lowercase())
+                    .collect(),
+                web: web_service(env),
+                drain: env.raw.drain.map_or(Duration::from_secs(30), |d| d.0),
             };
             for svc in &env.services {
                 let key = ServiceKey::new(app_name, env_name, svc.name.get_ref());

@@ -38,6 +38,143 @@ pub(super) fn validate(tree: &Tree, config: &Config, sink: &mut Sink<'_>) {
     check_dependencies(tree, sink);
     check_cwds(tree, config, &origins, sink);
     check_databases(tree, config, sink);
+    check_router(tree, config, sink);
+}
+
+/// The router's names and the web service each environment routes to.
+pub(super) fn check_router(tree: &Tree, config: &Config, sink: &mut Sink<'_>) {
+    if let Some(p) = &tree.agent.https_port
+        && config.agent.router_port == 0
+    {
+        sink.push(
+            Some(p.span()),
+            "agent.https_port",
+            "HTTPS is served by the router, which `router_port = 0` turns off; give the router a port".to_owned(),
+        );
+    }
+    // name -> the environment that claims it first
+    let mut owners: BTreeMap<String, String> = BTreeMap::new();
+    for app in &tree.apps {
+        for env in &app.envs {
+            let who = format!("{}/{}", app.name.get_ref(), env.name.get_ref());
+            for n in default_names(app.name.get_ref(), env.name.get_ref()) {
+                owners.insert(n, who.clone());
+            }
+        }
+    }
+    for app in &tree.apps {
+        for env in &app.envs {
+            let who = format!("{}/{}", app.name.get_ref(), env.name.get_ref());
+            if let Some(w) = &env.raw.web {
+                let field = format!("{}.web", env.path);
+                match env
+                    .services
+                    .iter()
+                    .find(|s| s.name.get_ref() == w.get_ref())
+                {
+                    None => {
+                        let names: Vec<&str> = env
+                            .services
+                            .iter()
+                            .map(|s| s.name.get_ref().as_str())
+                            .collect();
+                        sink.push(
+                            Some(w.span()),
+                            &field,
+                            format!(
+                                "{who} has no service {:?}; its services: {}",
+                                w.get_ref(),
+                                names.join(", ")
+                            ),
+                        );
+                    }
+                    Some(s) if s.raw.port.is_none() => sink.push(
+                        Some(w.span()),
+                        &field,
+                        format!(
+                            "{who}/{} has no `port` for the router to send requests to",
+                            w.get_ref()
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+            }
+            let web = config
+                .envs
+                .iter()
+                .find(|e| &e.app == app.name.get_ref() && &e.env == env.name.get_ref())
+                .and_then(|e| e.web.clone());
+            for h in &env.raw.hostnames {
+                let field = format!("{}.hostnames", env.path);
+                let name = h.get_ref().trim_end_matches('.').to_ascii_lowercase();
+                if let Err(why) = check_hostname(&name) {
+                    sink.push(Some(h.span()), &field, format!("{:?}: {why}", h.get_ref()));
+                    continue;
+                }
+                if web.is_none() {
+                    sink.push(
+                        Some(h.span()),
+                        &field,
+                        format!(
+                            "{who} has no web service for {name} to reach: set `web = \"SERVICE\"` (several of its services have a port, or none has)"
+                        ),
+                    );
+                }
+                match owners.get(&name) {
+                    Some(other) if other != &who => sink.push(
+                        Some(h.span()),
+                        &field,
+                        format!("{name} already names {other}"),
+                    ),
+                    _ => {
+                        owners.insert(name, who.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The names the router gives an environment without configuration (the router crate's rule).
+pub(super) fn default_names(app: &str, env: &str) -> Vec<String> {
+    let (app, env) = (app.to_ascii_lowercase(), env.to_ascii_lowercase());
+    let mut names = vec![format!("{env}.{app}.localhost")];
+    if env == "production" {
+        names.push(format!("{app}.localhost"));
+    }
+    names
+}
+
+/// Whether a configured host name can route: a DNS name of two labels or more, no port, no
+/// wildcard.
+fn check_hostname(name: &str) -> Result<(), String> {
+    if name.contains(':') {
+        return Err(
+            "write the name without a port (the router's port is `agent.router_port`)".into(),
+        );
+    }
+    if name.contains('*') {
+        return Err("wildcard names are not supported; list each name".into());
+    }
+    if name == "localhost" {
+        return Err("`localhost` itself cannot name an environment".into());
+    }
+    let labels_ok = name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !labels_ok {
+        return Err("not a host name: letters, digits and `-`, between dots".into());
+    }
+    if !name.contains('.') {
+        return Err(format!(
+            "one label is not enough; e.g. {name}.localhost or {name}.test"
+        ));
+    }
+    Ok(())
 }
 
 pub(super) fn valid_name(n: &str) -> bool {
@@ -108,6 +245,29 @@ pub(super) fn check_ports(tree: &Tree, config: &Config, sink: &mut Sink<'_>) {
             "agent.port".into(),
             p.span(),
         ));
+    }
+    for (port, who, field, raw) in [
+        (
+            config.agent.router_port,
+            "the router",
+            "agent.router_port",
+            &tree.agent.router_port,
+        ),
+        (
+            config.agent.https_port.unwrap_or(0),
+            "the router's HTTPS",
+            "agent.https_port",
+            &tree.agent.https_port,
+        ),
+    ] {
+        if let Some(p) = raw
+            && port != 0
+        {
+            users
+                .entry(port)
+                .or_default()
+                .push((who.into(), field.into(), p.span()));
+        }
     }
     for (app, env, svc) in services(tree) {
         let who = format!(
