@@ -42,8 +42,8 @@ export async function freePort() {
 }
 
 export class Agent {
-  /** `body` is the config after [agent]; @FIXTURE@ is replaced. */
-  static async start(body, prepare) {
+  /** `body` is the config after [agent]; @FIXTURE@ is replaced. `agentLines` go into [agent]. */
+  static async start(body, prepare, agentLines = '') {
     for (const f of [HOMEPORT, FIXTURE]) {
       if (!existsSync(f)) throw new Error(`${f} is missing: cargo build --workspace --bins`);
     }
@@ -52,12 +52,15 @@ export class Agent {
     prepare?.(dir);
     const data = join(dir, 'data');
     const config = join(dir, 'homeport.toml');
-    writeFileSync(config, `# Homeport browser test config\n[agent]\nport = 0\ndata_dir = "${data}"\n\n${body.replaceAll('@FIXTURE@', FIXTURE).replaceAll('@DIR@', dir)}`);
+    // The router gets a port of its own, so agents of parallel runs do not meet on the default.
+    const routerPort = await freePort();
+    writeFileSync(config, `# Homeport browser test config\n[agent]\nport = 0\nrouter_port = ${routerPort}\n${agentLines}\ndata_dir = "${data}"\n\n${body.replaceAll('@FIXTURE@', FIXTURE).replaceAll('@DIR@', dir)}`);
     const env = { ...process.env, HOME: dir, HOMEPORT_UI_DIR: join(ROOT, 'ui/dist'), RUST_LOG: 'info' };
     const child = spawn(HOMEPORT, ['--config', config, 'agent'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     child.stderr.on('data', (d) => (log += d));
     const agent = new Agent(dir, config, data, child, env, () => log);
+    agent.routerPort = routerPort;
     await until('the agent writes agent.json', () => existsSync(join(data, 'agent.json')));
     agent.addr = JSON.parse(readFileSync(join(data, 'agent.json'), 'utf8')).addr;
     agent.base = `http://${agent.addr}`;
@@ -98,8 +101,10 @@ export class Agent {
   }
 }
 
-export async function browser() {
+/** `env` replaces Chromium's environment (a HOME with its own NSS database, say). */
+export async function browser(env) {
   return chromium.launch({
+    ...(env ? { env } : {}),
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
     args: [
