@@ -372,3 +372,86 @@ fn slow_clients_and_absurd_headers_keep_memory_bounded_and_others_served() {
     );
     drop(slow);
 }
+
+/// Takes the CA out of the system store again, whatever happens in the test.
+struct SystemTrust<'a>(&'a TestEnv);
+
+impl Drop for SystemTrust<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.cli(&["trust", "uninstall", "--system"]);
+    }
+}
+
+#[test]
+fn https_names_are_trusted_by_system_tools_after_trust_install() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: the system store needs root (CI runs as root)");
+        return;
+    }
+    let https = free_port();
+    let mut env = TestEnv::new(&format!("[agent]\nhttps_port = {https}\n{NAMES}"));
+    env.start_agent();
+    env.wait_service("shop/production/web", "is healthy", |s| s.state.is_ready());
+    let curl = |env: &TestEnv| {
+        std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "20", "--resolve"])
+            .arg(format!("shop.localhost:{https}:127.0.0.1"))
+            .arg(format!("https://shop.localhost:{https}/"))
+            .env("HOME", env.dir.path())
+            .output()
+            .expect("curl runs")
+    };
+    let refused = curl(&env);
+    assert!(!refused.status.success(), "an untrusted CA is refused");
+    assert!(stderr(&refused).contains("certificate"), "{}", stderr(&refused));
+
+    let guard = SystemTrust(&env);
+    let out = env.cli(&["trust", "install", "--system"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("system store (update-ca-certificates): trusted"),
+        "{}",
+        stdout(&out)
+    );
+    let ok = curl(&env);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(stdout(&ok).starts_with("hello from prod"), "{}", stdout(&ok));
+
+    let out = env.cli(&["trust", "uninstall", "--system"]);
+    assert!(
+        stdout(&out).contains("system store (update-ca-certificates): not trusted"),
+        "{}",
+        stdout(&out)
+    );
+    drop(guard);
+    assert!(!curl(&env).status.success(), "refused again");
+    let status = stdout(&env.cli(&["trust", "status"]));
+    assert!(status.contains("system store (update-ca-certificates): not trusted"), "{status}");
+}
+
+#[test]
+fn the_hosts_block_is_written_only_when_asked_and_leaves_the_rest() {
+    let env = TestEnv::new(NAMES);
+    let hosts = env.dir.path().join("hosts");
+    let mine = "127.0.0.1\tlocalhost\n10.0.0.2\tnas\n";
+    std::fs::write(&hosts, mine).expect("hosts");
+    let file = hosts.display().to_string();
+    // Without a terminal to ask on and without --yes, nothing changes.
+    let out = env.cli(&["hosts", "install", "--file", &file]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    assert_eq!(read(&hosts), mine);
+    let out = env.cli(&["hosts", "install", "--file", &file, "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = read(&hosts);
+    assert!(text.starts_with(mine), "{text}");
+    for name in ["shop.localhost", "production.shop.localhost", "beta.shop.localhost", "shop.test"] {
+        assert!(text.contains(&format!("127.0.0.1\t{name}\n")), "{name}: {text}");
+    }
+    let show = stdout(&env.cli(&["hosts", "show", "--file", &file]));
+    assert!(show.contains("has this block"), "{show}");
+    let out = env.cli(&["hosts", "uninstall", "--file", &file, "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read(&hosts), mine);
+}
