@@ -3,10 +3,12 @@
 //!
 //! ```text
 //! cargo build --release --bins && target/release/homeport-bench [--idle-secs 60] [--runs 3]
+//! target/release/homeport-bench --router [--secs 5]   # needs wrk and caddy: setup.sh --bench
 //! ```
 
 mod backup;
 mod deploy;
+mod router;
 mod supervise;
 
 use std::fs;
@@ -34,6 +36,8 @@ fn main() -> Res<()> {
     let mut idle_secs = 60u64;
     let mut only_backup = false;
     let mut only_deploy = false;
+    let mut only_router = false;
+    let mut secs = 5u64;
     let mut runs = 3usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -42,6 +46,8 @@ fn main() -> Res<()> {
             "--runs" => runs = args.next().ok_or("--runs N")?.parse()?,
             "--backup" => only_backup = true,
             "--deploy" => only_deploy = true,
+            "--router" => only_router = true,
+            "--secs" => secs = args.next().ok_or("--secs N")?.parse()?,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -58,6 +64,10 @@ fn main() -> Res<()> {
         if !b.exists() {
             return Err(format!("{} is missing: cargo build --release --bins", b.display()).into());
         }
+    }
+    if only_router {
+        print_rows(router::run(&bins, secs)?);
+        return Ok(());
     }
     if only_deploy {
         print_rows(deploy::run(&bins, runs)?);
@@ -134,6 +144,10 @@ impl Agent {
             .enable_all()
             .build()?;
         Ok(Self { dir, child, rt })
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub(crate) fn data(&self) -> PathBuf {

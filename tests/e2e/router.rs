@@ -404,7 +404,11 @@ fn https_names_are_trusted_by_system_tools_after_trust_install() {
     };
     let refused = curl(&env);
     assert!(!refused.status.success(), "an untrusted CA is refused");
-    assert!(stderr(&refused).contains("certificate"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("certificate"),
+        "{}",
+        stderr(&refused)
+    );
 
     let guard = SystemTrust(&env);
     let out = env.cli(&["trust", "install", "--system"]);
@@ -416,7 +420,11 @@ fn https_names_are_trusted_by_system_tools_after_trust_install() {
     );
     let ok = curl(&env);
     assert!(ok.status.success(), "{}", stderr(&ok));
-    assert!(stdout(&ok).starts_with("hello from prod"), "{}", stdout(&ok));
+    assert!(
+        stdout(&ok).starts_with("hello from prod"),
+        "{}",
+        stdout(&ok)
+    );
 
     let out = env.cli(&["trust", "uninstall", "--system"]);
     assert!(
@@ -427,7 +435,10 @@ fn https_names_are_trusted_by_system_tools_after_trust_install() {
     drop(guard);
     assert!(!curl(&env).status.success(), "refused again");
     let status = stdout(&env.cli(&["trust", "status"]));
-    assert!(status.contains("system store (update-ca-certificates): not trusted"), "{status}");
+    assert!(
+        status.contains("system store (update-ca-certificates): not trusted"),
+        "{status}"
+    );
 }
 
 #[test]
@@ -446,8 +457,16 @@ fn the_hosts_block_is_written_only_when_asked_and_leaves_the_rest() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = read(&hosts);
     assert!(text.starts_with(mine), "{text}");
-    for name in ["shop.localhost", "production.shop.localhost", "beta.shop.localhost", "shop.test"] {
-        assert!(text.contains(&format!("127.0.0.1\t{name}\n")), "{name}: {text}");
+    for name in [
+        "shop.localhost",
+        "production.shop.localhost",
+        "beta.shop.localhost",
+        "shop.test",
+    ] {
+        assert!(
+            text.contains(&format!("127.0.0.1\t{name}\n")),
+            "{name}: {text}"
+        );
     }
     let show = stdout(&env.cli(&["hosts", "show", "--file", &file]));
     assert!(show.contains("has this block"), "{show}");
