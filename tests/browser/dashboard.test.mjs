@@ -83,7 +83,8 @@ test('services go healthy and show their details', async () => {
   await page.locator('tr[data-service="shop/production/web"][data-state="healthy"]').waitFor({ timeout: 20000 });
   await page.locator('tr[data-service="shop/beta/web"][data-state="healthy"]').waitFor({ timeout: 20000 });
   const row = page.locator('tr[data-service="shop/production/web"]');
-  assert.equal(await row.getByRole('link', { name: String(ports[0]) }).getAttribute('href'), `http://127.0.0.1:${ports[0]}/`);
+  // The environment's web service is opened by its name, through the router.
+  assert.equal(await row.getByRole('link', { name: 'shop.localhost' }).getAttribute('href'), `http://shop.localhost:${agent.routerPort}/`);
   await shot(page, 'overview');
 });
 

@@ -101,7 +101,18 @@ fn write_keeping_mode(file: &Path, text: &str) -> Result<(), Failure> {
     let mode = std::fs::metadata(file)
         .map(|m| m.permissions().mode() & 0o777)
         .unwrap_or(0o644);
-    homeport_fs::atomic_write(file, text.as_bytes(), mode).map_err(|e| {
+    let written = homeport_fs::atomic_write(file, text.as_bytes(), mode).or_else(|e| {
+        // A bind-mounted file (containers) cannot be renamed over: write it in place.
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::ResourceBusy | std::io::ErrorKind::CrossesDevices
+        ) {
+            std::fs::write(file, text)
+        } else {
+            Err(e)
+        }
+    });
+    written.map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
             " (it belongs to root: run `sudo homeport hosts install`)"
         } else {

@@ -51,6 +51,8 @@ pub(crate) fn specs(config: &Config, proxies: &[Arc<Proxy>]) -> Vec<RouteSpec> {
         .iter()
         .map(|e| {
             let upstream = e.web.as_ref().and_then(|web| {
+                // A route never leads to the agent's own API, whatever a service's port says.
+                let not_api = |p: &u16| config.agent.port == 0 || *p != config.agent.port;
                 match proxies
                     .iter()
                     .find(|p| p.app == e.app && p.env == e.env && &p.service == web)
@@ -60,6 +62,7 @@ pub(crate) fn specs(config: &Config, proxies: &[Arc<Proxy>]) -> Vec<RouteSpec> {
                         .service(&ServiceKey::new(&e.app, &e.env, web))
                         .and_then(|s| s.port),
                 }
+                .filter(not_api)
             });
             let mut names = homeport_router::host::default_names(&e.app, &e.env);
             names.extend(e.hostnames.iter().cloned());
