@@ -81,7 +81,7 @@ impl Caddy {
         fs::write(
             &file,
             format!(
-                "{{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n}}\nhttp://:{port} {{\n\tbind 127.0.0.1\n\treverse_proxy 127.0.0.1:{upstream}\n}}\n"
+                "{{\n\tadmin off\n\tauto_https off\n}}\nhttp://:{port} {{\n\tbind 127.0.0.1\n\treverse_proxy 127.0.0.1:{upstream}\n}}\n"
             ),
         )?;
         let child = Command::new("caddy")
@@ -110,6 +110,7 @@ impl Drop for Caddy {
 
 fn wait_answers(port: u16, host: &str) -> Res<()> {
     use std::io::{Read, Write};
+    let mut last = String::new();
     for _ in 0..500 {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             let _ = s.write_all(
@@ -121,10 +122,11 @@ fn wait_answers(port: u16, host: &str) -> Res<()> {
             if answer.starts_with("HTTP/1.1 200") {
                 return Ok(());
             }
+            last = answer;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(format!("nothing answers 200 on port {port}").into())
+    Err(format!("nothing answers 200 on port {port}; last answer: {last:.300}").into())
 }
 
 fn rss_kib(pid: u32) -> Res<u64> {
