@@ -594,3 +594,145 @@ autostart = true
     assert!(text.contains(&umask), "{text}");
     assert!(text.contains("nofile 1024"), "{text}");
 }
+
+/// A 30 MB log for `a/prod/web`, written as the shim writes one.
+fn big_log(env: &TestEnv) {
+    use std::io::Write;
+    let log = env.log_file("a", "prod", "web");
+    fs::create_dir_all(log.parent().expect("folder")).expect("mkdir");
+    let mut f = std::io::BufWriter::new(fs::File::create(&log).expect("log"));
+    let words = [
+        "alpha",
+        "beta",
+        "gamma",
+        "delta",
+        "request",
+        "GET",
+        "/api/items",
+        "200",
+        "ok",
+        "user",
+        "session",
+        "cache",
+    ];
+    let mut written = 0;
+    let mut i = 0usize;
+    while written < 30_000_000 {
+        let text: Vec<&str> = (0..12)
+            .map(|k| words[(i * 7 + k * 3) % words.len()])
+            .collect();
+        let line = format!(
+            "2026-12-03T10:{:02}:{:02}.{:03}000Z out {} {i}\n",
+            (i / 60_000) % 60,
+            (i / 1000) % 60,
+            i % 1000,
+            text.join(" ")
+        );
+        f.write_all(line.as_bytes()).expect("write");
+        written += line.len();
+        i += 1;
+    }
+    f.flush().expect("flush");
+}
+
+/// A pattern the regex engine cannot run fast: tens of seconds over 30 MB.
+const SLOW_PATTERN: &str = r"\w{1,100}z\w{1,100}";
+
+fn grep_request(port: u16, token: &str) -> String {
+    let pattern: String = SLOW_PATTERN.bytes().map(|b| format!("%{b:02X}")).collect();
+    format!(
+        "GET /api/v1/logs?target=a/prod/web&tail=5&grep={pattern} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+}
+
+/// The CPU time the process has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = read(Path::new(&format!("/proc/{pid}/stat")));
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime: fields 14 and 15 of the line, 12 and 13 after the command's `)`.
+    fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum())
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_expensive_log_search_stops_at_its_budget() {
+    let mut env = TestEnv::new(CONFIG);
+    big_log(&env);
+    env.start_agent();
+    let port = agent_port(&env);
+    let (code, body) = raw_http(port, &grep_request(port, &token(&env)));
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("narrow it"), "{body}");
+}
+
+#[test]
+fn a_log_search_stops_when_its_client_hangs_up() {
+    use std::io::Write;
+    let mut env = TestEnv::new(CONFIG);
+    big_log(&env);
+    env.start_agent();
+    let port = agent_port(&env);
+    let agent = env.agent_pid().expect("agent");
+    let before = cpu_ticks(agent);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(grep_request(port, &token(&env)).as_bytes())
+        .expect("write");
+    env.wait_until("the agent is searching", || {
+        (cpu_ticks(agent) > before + 10).then_some(())
+    });
+    drop(s);
+    env.wait_until("the search stops because its client went away", || {
+        env.agent_log().contains("client went away").then_some(())
+    });
+}
+
+#[test]
+fn smuggling_shapes_and_oversized_bodies_are_refused() {
+    let mut env = TestEnv::new(CONFIG);
+    env.start_agent();
+    let port = agent_port(&env);
+    let t = token(&env);
+    let auth = format!("Bearer {t}");
+    // A body past the limit is 413, not a complaint about its JSON.
+    let big = format!(r#"{{"target":"{}"}}"#, "a".repeat(3 << 20));
+    let (code, _, body) = request(
+        port,
+        "POST",
+        "/api/v1/stop",
+        &[("Authorization", &auth)],
+        Some(&big),
+    );
+    assert_eq!(code, 413, "{body}");
+    // An absolute URI names a host of its own in the request line.
+    let (code, body) = raw_http(
+        port,
+        &format!(
+            "GET http://127.0.0.1:{port}/api/v1/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(code, 400, "an absolute URI was served: {body}");
+    // Two Host headers: which one a proxy in front believed is anyone's guess.
+    let (code, body) = raw_http(
+        port,
+        &format!(
+            "GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nHost: evil.test\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(code, 400, "two Host headers were served: {body}");
+    // Header values are case-insensitive where the standard says so.
+    for site in ["cross-site", "Cross-Site", "CROSS-SITE"] {
+        let (code, _, body) = request(
+            port,
+            "GET",
+            "/api/v1/status",
+            &[("Authorization", &auth), ("Sec-Fetch-Site", site)],
+            None,
+        );
+        assert_eq!(code, 403, "Sec-Fetch-Site: {site} was let in: {body}");
+    }
+}

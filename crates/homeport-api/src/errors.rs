@@ -76,6 +76,10 @@ impl From<JsonRejection> for ApiError {
                 "unsupported_media_type",
                 r.body_text(),
             ),
+            // The body limit: 413, as a client expects, and not a complaint about its JSON.
+            r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::new(r.status(), "payload_too_large", r.body_text())
+            }
             r => Self::bad_request(r.body_text()),
         }
     }
@@ -91,6 +95,11 @@ impl From<LogError> for ApiError {
     fn from(e: LogError) -> Self {
         match e {
             LogError::NotFound(e) => e.into(),
+            LogError::Stopped(e) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "search_budget",
+                e.to_string(),
+            ),
             e => Self::internal(e.to_string()),
         }
     }

@@ -6,7 +6,10 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use homeport_supervisor::logfile::LogQuery;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use homeport_supervisor::logfile::{Budget, LogQuery};
 use homeport_types::{
     Action, ActionOutcome, ActionRequest, AppInfo, BackupInfo, BackupRequest, BackupTrigger,
     ConfigApplied, ConfigEdit, ConfigPreview, ConfigView, DeployRecord, DeployRequest, EnvBackups,
@@ -111,8 +114,34 @@ pub fn log_query(p: &LogParams) -> Result<(Target, LogQuery), ApiError> {
             since: p.since.clone(),
             until: p.until.clone(),
             grep,
+            budget: Some(Budget {
+                cpu: SEARCH_CPU,
+                cancelled: Arc::new(AtomicBool::new(false)),
+            }),
         },
     ))
+}
+
+/// The CPU time one search of the logs may take: a regular expression over the whole kept
+/// history takes well under a second for all but pathological patterns.
+pub const SEARCH_CPU: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Cancels a search when dropped: a handler's future is dropped when its client hangs up, and
+/// the search, in a thread of its own, then stops instead of working for nobody.
+pub struct CancelOnDrop(Option<Arc<AtomicBool>>);
+
+impl CancelOnDrop {
+    pub fn of(query: &LogQuery) -> Self {
+        Self(query.budget.as_ref().map(|b| Arc::clone(&b.cancelled)))
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            c.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// NDJSON: the history, then (with `follow`) new lines. For the CLI.
@@ -123,8 +152,10 @@ pub async fn logs(
     let (target, query) = log_query(&p)?;
     let core = st.core.clone();
     let grep = query.grep.clone();
+    let searching = CancelOnDrop::of(&query);
     let (history, cursor) =
         tokio::task::spawn_blocking(move || core.logs(&target, &query)).await??;
+    drop(searching);
     let follow = p.follow.then(|| st.core.follow(cursor, grep));
     let head = futures_util::stream::iter(history.into_iter().map(LogStreamItem::Line));
     let tail = futures_util::stream::unfold(follow, |rx| async move {

@@ -11,7 +11,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
 use crate::errors::ApiError;
-use crate::routes::{LogParams, log_query};
+use crate::routes::{CancelOnDrop, LogParams, log_query};
 
 fn json_event(name: &str, data: &impl serde::Serialize) -> SseEvent {
     SseEvent::default()
@@ -49,8 +49,10 @@ pub async fn logs(
     query.tail = Some(p.tail.unwrap_or(1000).min(100_000));
     let core = st.core.clone();
     let grep = query.grep.clone();
+    let searching = CancelOnDrop::of(&query);
     let (history, cursor) =
         tokio::task::spawn_blocking(move || core.logs(&target, &query)).await??;
+    drop(searching);
     let rx = st.core.follow(cursor, grep);
     let head = futures_util::stream::iter(
         history

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use homeport_supervisor::logfile::{self, LogQuery, Position};
+use homeport_supervisor::logfile::{self, LogQuery, Position, Stopped};
 use homeport_types::{LogEntry, LogStreamItem, ServiceKey, Target};
 use tokio::sync::mpsc;
 
@@ -24,8 +24,8 @@ impl Core {
         let mut cursor = LogCursor(Vec::new());
         for key in keys {
             let path = self.supervisor.log_path(&key);
-            let (lines, end) = logfile::read_lines(&path, keep, query)
-                .map_err(|e| LogError::Io(key.clone(), e))?;
+            let (lines, end) =
+                logfile::read_lines(&path, keep, query).map_err(|e| read_error(&key, e))?;
             all.extend(lines.into_iter().map(|line| LogEntry {
                 service: key.clone(),
                 line,
@@ -66,10 +66,26 @@ impl Core {
 #[derive(Debug, Clone)]
 pub struct LogCursor(Vec<(ServiceKey, PathBuf, Position)>);
 
+/// A search stopped by its budget is said as such; any other failure names the service.
+fn read_error(key: &ServiceKey, e: std::io::Error) -> LogError {
+    if e.get_ref().is_some_and(|i| i.is::<Stopped>()) {
+        let kind = e.kind();
+        if let Some(Ok(stopped)) = e.into_inner().map(|i| i.downcast::<Stopped>()) {
+            tracing::info!("a log search in {key} stopped: {stopped}");
+            return LogError::Stopped(*stopped);
+        }
+        return LogError::Io(key.clone(), kind.into());
+    }
+    LogError::Io(key.clone(), e)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error(transparent)]
     NotFound(#[from] NotFound),
+    /// The search went over its budget, or its client went away.
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
     #[error("cannot read the log of {0}: {1}")]
     Io(ServiceKey, #[source] std::io::Error),
     #[error("cannot read state.db: {0}")]

@@ -47,6 +47,98 @@ pub struct LogQuery {
     /// Only lines before this time: with `tail`, pages back through history.
     pub until: Option<String>,
     pub grep: Option<regex::Regex>,
+    /// How much work the search may do (None: no bound).
+    pub budget: Option<Budget>,
+}
+
+/// A bound on the work of one search: CPU time of the thread that searches (not wall time, so a
+/// busy machine does not cut searches short), and a flag the caller sets when its client went
+/// away. Checked every few thousand lines.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    pub cpu: std::time::Duration,
+    pub cancelled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Why a search stopped before it was done.
+#[derive(Debug, thiserror::Error)]
+pub enum Stopped {
+    #[error(
+        "the search stopped after {}s of work, {} MB into the history, with {found} matching lines: narrow it with a time (--since), fewer lines (-n) or a simpler pattern",
+        .cpu.as_secs(), .read / 1_000_000
+    )]
+    OverBudget {
+        cpu: std::time::Duration,
+        read: u64,
+        found: usize,
+    },
+    #[error("the search was cancelled: its client went away")]
+    Cancelled,
+}
+
+impl Budget {
+    /// CPU time this thread has used so far.
+    fn thread_cpu() -> std::time::Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into the timespec we own.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        std::time::Duration::new(
+            u64::try_from(ts.tv_sec).unwrap_or(0),
+            u32::try_from(ts.tv_nsec).unwrap_or(0),
+        )
+    }
+}
+
+/// Checks a [`Budget`] against the work done since `start` (thread CPU time at the start).
+struct Meter<'a> {
+    budget: Option<&'a Budget>,
+    start: std::time::Duration,
+    lines: u64,
+    read: u64,
+}
+
+impl<'a> Meter<'a> {
+    fn new(budget: Option<&'a Budget>) -> Self {
+        Self {
+            budget,
+            start: Budget::thread_cpu(),
+            lines: 0,
+            read: 0,
+        }
+    }
+
+    /// Counts one line of `len` bytes; every 4,096 lines, checks the budget.
+    fn tick(&mut self, len: usize, found: usize) -> io::Result<()> {
+        self.lines += 1;
+        self.read += len as u64 + 1;
+        let Some(b) = self.budget else {
+            return Ok(());
+        };
+        if !self.lines.is_multiple_of(4096) {
+            return Ok(());
+        }
+        if b.cancelled.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                Stopped::Cancelled,
+            ));
+        }
+        let cpu = Budget::thread_cpu().saturating_sub(self.start);
+        if cpu >= b.cpu {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                Stopped::OverBudget {
+                    cpu,
+                    read: self.read,
+                    found,
+                },
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl LogQuery {
@@ -103,6 +195,7 @@ pub fn read_lines(
 ) -> io::Result<(Vec<LogLine>, Position)> {
     let want = query.tail.unwrap_or(usize::MAX);
     let mut newest_first: Vec<LogLine> = Vec::new();
+    let mut meter = Meter::new(query.budget.as_ref());
     // If the log does not exist yet, everything written from now on is new to a follower —
     // even what lands in a rotated file before the follower first looks.
     let mut end = Position {
@@ -136,6 +229,7 @@ pub fn read_lines(
             }
         }
         for raw in lines_backwards(&mut file, len)? {
+            meter.tick(raw.len(), newest_first.len())?;
             let line = parse_line(&raw);
             if let Some(since) = &query.since
                 && !line.time.is_empty()
@@ -312,6 +406,46 @@ fn read_from(path: &Path, offset: u64, max_bytes: u64) -> io::Result<(Vec<LogLin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_search_stops_at_its_budget_or_when_cancelled() -> io::Result<()> {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("svc.log");
+        let mut w = LogWriter::open(&path, 1 << 30, 1)?;
+        for i in 0..10_000 {
+            w.write_line(
+                "2026-01-01T00:00:00.000000Z",
+                Stream::Stdout.tag(),
+                format!("line {i}").as_bytes(),
+            )?;
+        }
+        w.flush()?;
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let re = regex::Regex::new("no such line").map_err(io::Error::other)?;
+        let query = |cpu| LogQuery {
+            grep: Some(re.clone()),
+            budget: Some(Budget {
+                cpu,
+                cancelled: Arc::clone(&cancelled),
+            }),
+            ..Default::default()
+        };
+        let free = query(std::time::Duration::from_secs(3600));
+        assert!(read_lines(&path, 1, &free)?.0.is_empty(), "read to the end");
+        let none = query(std::time::Duration::ZERO);
+        let err = read_lines(&path, 1, &none)
+            .err()
+            .ok_or(io::Error::other("no stop"))?;
+        assert!(err.to_string().contains("narrow it"), "{err}");
+        cancelled.store(true, Ordering::Relaxed);
+        let err = read_lines(&path, 1, &free)
+            .err()
+            .ok_or(io::Error::other("no stop"))?;
+        assert!(err.to_string().contains("went away"), "{err}");
+        Ok(())
+    }
 
     #[test]
     fn rotation_keeps_every_line_whole_and_in_order() -> io::Result<()> {
