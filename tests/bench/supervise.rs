@@ -406,6 +406,13 @@ impl ShimDriver {
         }
     }
 
+    /// CPU time (user and system) the log holder itself has used, its children not counted.
+    pub fn cpu_secs(&self) -> Res<f64> {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        Ok(crate::cpu_ticks(self.child.id())? as f64 / hz)
+    }
+
     pub fn quit(mut self) -> Res<()> {
         self.conn.write_all(&ToShim::Quit.encode())?;
         self.child.wait()?;
