@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=(build-essential pkg-config git ca-certificates)
+# The portable process backend names a port's holder through lsof (the tests run it too).
+need_pkgs+=(lsof)
 # The tray app (src-tauri) links WebKitGTK and the AppIndicator library.
 need_pkgs+=(libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev)
 # --browser: Chromium for the dashboard tests; for the tray test a virtual display, a session bus,

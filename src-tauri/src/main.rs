@@ -109,8 +109,13 @@ fn run_tray(builder: tauri::Builder<tauri::Wry>, argv: Vec<String>) -> tauri::Re
                 busy: AtomicUsize::new(0),
             });
             let first = TrayModel::disconnected(prefs, "connecting…");
+            // A menu bar item, not an app: no Dock icon, no entry in the app switcher. The
+            // dashboard window runs in a process of its own, which keeps the regular policy.
+            #[cfg(target_os = "macos")]
+            app.set_activation_policy(tauri::ActivationPolicy::Accessory);
             let tray = TrayIconBuilder::with_id(TRAY_ID)
                 .icon(menu::icon(first.icon)?)
+                .icon_as_template(menu::TEMPLATE)
                 .tooltip(&first.tooltip)
                 .menu(&menu::render(app.handle(), &first.menu)?)
                 .show_menu_on_left_click(true)
@@ -241,7 +246,8 @@ async fn check_updates(app: AppHandle) {
 }
 
 fn show(tray: &TrayIcon, app: &AppHandle, model: TrayModel) -> tauri::Result<()> {
-    tray.set_icon(Some(menu::icon(model.icon)?))?;
+    // Both at once: on macOS a plain set_icon would drop the template flag.
+    tray.set_icon_with_as_template(Some(menu::icon(model.icon)?), menu::TEMPLATE)?;
     tray.set_tooltip(Some(&model.tooltip))?;
     tray.set_menu(Some(menu::render(app, &model.menu)?))?;
     *lock(&app.state::<Shown>().model) = Some(model);

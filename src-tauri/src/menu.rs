@@ -5,17 +5,32 @@ use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, Menu, MenuItem, MenuItemKind, PredefinedMenuItem, Submenu};
 use tauri::{AppHandle, Runtime};
 
-/// The icon for a tray state (a coloured disc with a dark and a light rim, visible on light and
-/// dark panels alike).
+/// Whether tray icons are templates: macOS draws a template (black shapes on transparency) in
+/// the menu bar's own colour, light or dark, and tints it when the menu is open; a coloured icon
+/// would look foreign there. Elsewhere the coloured discs are used.
+pub const TEMPLATE: bool = cfg!(target_os = "macos");
+
+/// The icon for a tray state: a coloured disc with a dark and a light rim (visible on light and
+/// dark panels alike), or on macOS a template whose shape tells the state, since its colour is
+/// the menu bar's: ● healthy, ◐ degraded, ⊘ down, ◉ busy, a dashed ring when disconnected.
+/// Templates are 44 px, which macOS draws 18 points high: sharp on Retina screens.
 pub fn icon(icon: TrayIcon) -> tauri::Result<Image<'static>> {
-    let bytes: &'static [u8] = match icon {
-        TrayIcon::Healthy => include_bytes!("../icons/tray-healthy.png"),
-        TrayIcon::Degraded => include_bytes!("../icons/tray-degraded.png"),
-        TrayIcon::Down => include_bytes!("../icons/tray-down.png"),
-        TrayIcon::Busy => include_bytes!("../icons/tray-busy.png"),
-        TrayIcon::Disconnected => include_bytes!("../icons/tray-disconnected.png"),
-    };
-    Image::from_bytes(bytes)
+    Image::from_bytes(icon_bytes(icon, TEMPLATE))
+}
+
+fn icon_bytes(icon: TrayIcon, template: bool) -> &'static [u8] {
+    match (icon, template) {
+        (TrayIcon::Healthy, false) => include_bytes!("../icons/tray-healthy.png"),
+        (TrayIcon::Degraded, false) => include_bytes!("../icons/tray-degraded.png"),
+        (TrayIcon::Down, false) => include_bytes!("../icons/tray-down.png"),
+        (TrayIcon::Busy, false) => include_bytes!("../icons/tray-busy.png"),
+        (TrayIcon::Disconnected, false) => include_bytes!("../icons/tray-disconnected.png"),
+        (TrayIcon::Healthy, true) => include_bytes!("../icons/tray-healthy-template.png"),
+        (TrayIcon::Degraded, true) => include_bytes!("../icons/tray-degraded-template.png"),
+        (TrayIcon::Down, true) => include_bytes!("../icons/tray-down-template.png"),
+        (TrayIcon::Busy, true) => include_bytes!("../icons/tray-busy-template.png"),
+        (TrayIcon::Disconnected, true) => include_bytes!("../icons/tray-disconnected-template.png"),
+    }
 }
 
 pub fn render<R: Runtime>(app: &AppHandle<R>, items: &[Item]) -> tauri::Result<Menu<R>> {
@@ -60,4 +75,49 @@ fn kinds<R: Runtime>(app: &AppHandle<R>, items: &[Item]) -> tauri::Result<Vec<Me
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [TrayIcon; 5] = [
+        TrayIcon::Healthy,
+        TrayIcon::Degraded,
+        TrayIcon::Down,
+        TrayIcon::Busy,
+        TrayIcon::Disconnected,
+    ];
+
+    #[test]
+    fn template_icons_are_black_shapes_on_transparency_and_tell_states_apart() {
+        let mut shapes = Vec::new();
+        for state in ALL {
+            let image = Image::from_bytes(icon_bytes(state, true)).expect("a PNG");
+            assert_eq!((image.width(), image.height()), (44, 44), "{state:?}");
+            let rgba = image.rgba();
+            let covered = rgba.chunks(4).filter(|p| p[3] > 0).count();
+            assert!(covered > 100, "{state:?} draws something");
+            assert!(
+                rgba.chunks(4).all(|p| p[3] == 0 || p[..3] == [0, 0, 0]),
+                "{state:?}: a template is black, macOS supplies the colour"
+            );
+            let alpha: Vec<u8> = rgba.chunks(4).map(|p| p[3]).collect();
+            assert!(
+                !shapes.contains(&alpha),
+                "{state:?} looks like another state"
+            );
+            shapes.push(alpha);
+        }
+    }
+
+    #[test]
+    fn coloured_icons_decode() {
+        for state in ALL {
+            assert!(
+                Image::from_bytes(icon_bytes(state, false)).is_ok(),
+                "{state:?}"
+            );
+        }
+    }
 }

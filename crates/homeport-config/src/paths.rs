@@ -1,34 +1,25 @@
 use std::env;
 use std::path::{Path, PathBuf};
 
+use homeport_platform::dirs::Folders;
+
 fn home() -> Option<PathBuf> {
     env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
 }
 
-fn xdg(var: &str, fallback: &str) -> PathBuf {
-    env::var_os(var)
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| home().map(|h| h.join(fallback)))
-        .unwrap_or_else(|| PathBuf::from("/tmp").join(fallback))
-}
-
-/// `$HOMEPORT_CONFIG`, else `$XDG_CONFIG_HOME/homeport/homeport.toml`, else
-/// `~/.config/homeport/homeport.toml`.
+/// `$HOMEPORT_CONFIG`, else `homeport.toml` in the user's config folder: `$XDG_CONFIG_HOME/homeport`
+/// or `~/.config/homeport` on Linux, `~/Library/Application Support/Homeport` on macOS (see
+/// `homeport_platform::dirs`).
 pub fn default_config_path() -> PathBuf {
-    if let Some(p) = env::var_os("HOMEPORT_CONFIG").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    xdg("XDG_CONFIG_HOME", ".config")
-        .join("homeport")
-        .join("homeport.toml")
+    Folders::current().config_file
 }
 
-/// `$XDG_DATA_HOME/homeport`, else `~/.local/share/homeport`.
+/// `$XDG_DATA_HOME/homeport` or `~/.local/share/homeport` on Linux,
+/// `~/Library/Application Support/Homeport` on macOS.
 pub fn default_data_dir() -> PathBuf {
-    xdg("XDG_DATA_HOME", ".local/share").join("homeport")
+    Folders::current().data
 }
 
 /// Expands a leading `~/` and makes a relative path relative to `base` (the config file's folder).

@@ -487,8 +487,11 @@ impl Supervisor {
     }
 }
 
+/// `DATA/logs/APP/ENV/SERVICE.log`; on macOS with the default data folder,
+/// `~/Library/Logs/Homeport/APP/ENV/SERVICE.log`, where Console.app looks.
 fn log_path(data: &Path, k: &ServiceKey) -> PathBuf {
-    data.join("logs")
+    homeport_platform::dirs::Folders::current()
+        .logs_for(data)
         .join(&k.app)
         .join(&k.env)
         .join(format!("{}.log", k.service))
