@@ -1,6 +1,7 @@
 //! The router against a direct connection and Caddy, same upstream, same run: requests per second
-//! and latency over kept-alive connections for small answers (wrk), and the agent's idle memory
-//! with and without the router.
+//! over kept-alive connections for small answers (wrk), latency from a client here that sends one
+//! request on each path in turn (so load from elsewhere on the machine falls on all of them
+//! alike), and the agent's idle memory with and without the router.
 
 use std::fs;
 use std::process::{Command, Stdio};
@@ -11,8 +12,6 @@ use crate::{Agent, Bins, Res, Row};
 /// What wrk measured.
 struct Load {
     rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
 }
 
 fn free_port() -> Res<u16> {
@@ -24,13 +23,7 @@ fn free_port() -> Res<u16> {
 /// `wrk` against `port` with `conns` kept-alive connections for `secs`.
 fn wrk(port: u16, host: &str, conns: u32, secs: u64) -> Res<Load> {
     let out = Command::new("wrk")
-        .args([
-            "-t1",
-            &format!("-c{conns}"),
-            &format!("-d{secs}s"),
-            "--latency",
-            "-H",
-        ])
+        .args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s"), "-H"])
         .arg(format!("Host: {host}"))
         .arg(format!("http://127.0.0.1:{port}/bench"))
         .output()
@@ -39,32 +32,84 @@ fn wrk(port: u16, host: &str, conns: u32, secs: u64) -> Res<Load> {
     if !out.status.success() || text.contains("Non-2xx") || text.contains("Socket errors") {
         return Err(format!("wrk failed or saw errors:\n{text}").into());
     }
-    let field = |prefix: &str| -> Option<String> {
-        text.lines()
-            .map(str::trim)
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
-    };
-    let ms = |v: String| -> Option<f64> {
-        let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic())?);
-        let n: f64 = num.parse().ok()?;
-        Some(match unit {
-            "us" => n / 1000.0,
-            "ms" => n,
-            "s" => n * 1000.0,
-            _ => return None,
-        })
-    };
     let rps = text
         .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| format!("no Requests/sec in:\n{text}"))?;
-    Ok(Load {
-        rps,
-        p50_ms: field("50%").and_then(ms).ok_or("no p50")?,
-        p99_ms: field("99%").and_then(ms).ok_or("no p99")?,
-    })
+    Ok(Load { rps })
+}
+
+/// One kept-alive HTTP/1.1 connection that times each request.
+struct Conn {
+    reader: std::io::BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
+    request: Vec<u8>,
+}
+
+impl Conn {
+    fn open(port: u16, host: &str) -> Res<Self> {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Self {
+            writer: s.try_clone()?,
+            reader: std::io::BufReader::new(s),
+            request: format!("GET /bench HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes(),
+        })
+    }
+
+    /// Milliseconds from sending a request to having read all of its answer.
+    fn time_one(&mut self) -> Res<f64> {
+        use std::io::{BufRead, Read, Write};
+        let t = std::time::Instant::now();
+        self.writer.write_all(&self.request)?;
+        let mut line = String::new();
+        let mut length = 0usize;
+        self.reader.read_line(&mut line)?;
+        if !line.starts_with("HTTP/1.1 200") {
+            return Err(format!("answer {line:?}").into());
+        }
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line)?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse()?;
+            }
+        }
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body)?;
+        Ok(t.elapsed().as_secs_f64() * 1000.0)
+    }
+}
+
+/// Latencies of the three paths, one request on each in turn, so that whatever else the machine
+/// does at a moment falls on all three alike. Returns the sorted samples per path.
+fn interleaved(paths: &[(u16, &str)], rounds: usize) -> Res<Vec<Vec<f64>>> {
+    let mut conns: Vec<Conn> = paths
+        .iter()
+        .map(|(p, h)| Conn::open(*p, h))
+        .collect::<Res<_>>()?;
+    let mut samples = vec![Vec::with_capacity(rounds); paths.len()];
+    for _ in 0..rounds {
+        for (c, s) in conns.iter_mut().zip(samples.iter_mut()) {
+            s.push(c.time_one()?);
+        }
+    }
+    for s in &mut samples {
+        s.sort_by(f64::total_cmp);
+    }
+    Ok(samples)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 /// Caddy as the same reverse proxy, with its own Caddyfile (its system service stays off).
@@ -183,35 +228,44 @@ pub(crate) fn run(bins: &Bins, secs: u64) -> Res<Vec<Row>> {
             results[i][1].push(wrk(port, host, 16, secs)?);
         }
     }
+    let lat = interleaved(
+        &[
+            (upstream, "x"),
+            (router, "bench.localhost"),
+            (caddy_port, "x"),
+        ],
+        20_000,
+    )?;
     drop(caddy);
     let loaded_rss = rss_kib(agent.pid())? as f64 / 1024.0;
     let med = |v: &[Load], f: fn(&Load) -> f64| crate::median(v.iter().map(f).collect());
     let [direct, through, caddy] = &results;
-    let p99 = |r: &[Vec<Load>; 2]| med(&r[0], |l| l.p99_ms);
-    let p50 = |r: &[Vec<Load>; 2]| med(&r[0], |l| l.p50_ms);
     let rps1 = |r: &[Vec<Load>; 2]| med(&r[0], |l| l.rps);
     let rps16 = |r: &[Vec<Load>; 2]| med(&r[1], |l| l.rps);
+    let (d, r, c) = (&lat[0], &lat[1], &lat[2]);
     Ok(vec![
         Row {
-            name: "latency, 1 kept-alive connection, small answers (p50 / p99, median of 3 runs)",
+            name: "latency, 1 kept-alive connection per path, small answers, 20,000 requests each, interleaved (p50 / p99)",
             baseline: format!(
                 "direct {:.3} / {:.3} ms; Caddy {:.3} / {:.3} ms",
-                p50(direct),
-                p99(direct),
-                p50(caddy),
-                p99(caddy)
+                pct(d, 0.5),
+                pct(d, 0.99),
+                pct(c, 0.5),
+                pct(c, 0.99)
             ),
             homeport: format!(
-                "{:.3} / {:.3} ms: added p99 {:.3} ms (Caddy adds {:.3} ms)",
-                p50(through),
-                p99(through),
-                p99(through) - p99(direct),
-                p99(caddy) - p99(direct)
+                "{:.3} / {:.3} ms: adds {:.3} ms at p50, {:.3} ms at p99 (Caddy adds {:.3} / {:.3} ms)",
+                pct(r, 0.5),
+                pct(r, 0.99),
+                pct(r, 0.5) - pct(d, 0.5),
+                pct(r, 0.99) - pct(d, 0.99),
+                pct(c, 0.5) - pct(d, 0.5),
+                pct(c, 0.99) - pct(d, 0.99)
             ),
             ratio: format!(
                 "{:.2}× direct p99, {:.2}× Caddy's",
-                p99(through) / p99(direct),
-                p99(through) / p99(caddy)
+                pct(r, 0.99) / pct(d, 0.99),
+                pct(r, 0.99) / pct(c, 0.99)
             ),
             goal: "added p99 ≤ 0.3 ms",
         },
