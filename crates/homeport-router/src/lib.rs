@@ -55,7 +55,8 @@ pub struct Options {
     /// An HTTP/2 connection with no request running is closed after this time.
     pub idle_timeout: Duration,
     pub tls_handshake_timeout: Duration,
-    /// Open client connections, WebSockets included; more are closed at once.
+    /// Open client connections, WebSockets included. When all are taken, a new one takes the
+    /// place of the oldest that has not sent a whole request yet, or is closed at once.
     pub max_connections: usize,
     /// Largest request head (HTTP/1 buffer, HTTP/2 header list), in bytes.
     pub max_header_bytes: usize,
@@ -100,6 +101,7 @@ pub(crate) struct Shared {
     pub(crate) ca: Option<Arc<LocalCa>>,
     pub(crate) conns: Arc<tokio::sync::Semaphore>,
     pub(crate) open: AtomicUsize,
+    pub(crate) waiting: serve::Waiting,
 }
 
 impl Router {
@@ -156,6 +158,7 @@ impl Router {
                 tls,
                 ca,
                 open: AtomicUsize::new(0),
+                waiting: serve::Waiting::default(),
             }),
         })
     }

@@ -81,6 +81,44 @@ impl Drop for Active {
     }
 }
 
+/// Connections that have not yet sent a whole request, oldest first, each with what ends it.
+#[derive(Default)]
+pub(crate) struct Waiting {
+    next: AtomicU64,
+    conns: Mutex<std::collections::BTreeMap<u64, Arc<tokio::sync::Notify>>>,
+}
+
+impl Waiting {
+    fn add(&self) -> (u64, Arc<tokio::sync::Notify>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let end = Arc::new(tokio::sync::Notify::new());
+        self.lock().insert(id, Arc::clone(&end));
+        (id, end)
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, Arc<tokio::sync::Notify>>> {
+        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Ends the oldest connection still waiting for its first request; false if there is none.
+fn shed_oldest_waiting(shared: &Shared) -> bool {
+    let oldest = shared.waiting.lock().pop_first();
+    match oldest {
+        Some((_, end)) => {
+            end.notify_one();
+            true
+        }
+        None => false,
+    }
+}
+
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     listener: TcpListener,
@@ -106,16 +144,32 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Ok(permit) = Arc::clone(&shared.conns).try_acquire_owned() else {
-            if refused_logged.elapsed() > Duration::from_secs(10) {
-                tracing::warn!(
-                    "router: {} connections are open, the most it keeps; closing new ones",
-                    shared.opts.max_connections
-                );
-                refused_logged = Instant::now();
+        let permit = match Arc::clone(&shared.conns).try_acquire_owned() {
+            Ok(p) => p,
+            // Full: the oldest connection that has not sent a whole request yet (a slow or
+            // idle client) makes room, so a flood of such clients cannot lock everyone out.
+            Err(_) if shed_oldest_waiting(&shared) => {
+                match tokio::time::timeout(
+                    Duration::from_millis(500),
+                    Arc::clone(&shared.conns).acquire_owned(),
+                )
+                .await
+                {
+                    Ok(Ok(p)) => p,
+                    _ => continue,
+                }
             }
-            drop(stream);
-            continue;
+            Err(_) => {
+                if refused_logged.elapsed() > Duration::from_secs(10) {
+                    tracing::warn!(
+                        "router: {} connections are open and all are busy, the most it keeps; closing new ones",
+                        shared.opts.max_connections
+                    );
+                    refused_logged = Instant::now();
+                }
+                drop(stream);
+                continue;
+            }
         };
         shared.open.fetch_add(1, Ordering::Relaxed);
         let slot = Slot {
@@ -181,6 +235,7 @@ where
         served: AtomicUsize::new(0),
     });
     let info = Arc::new(info);
+    let (waiting_id, shed) = shared.waiting.add();
     let service = {
         let (shared, info, activity) = (
             Arc::clone(&shared),
@@ -194,6 +249,9 @@ where
                 Arc::clone(&activity),
             );
             async move {
+                if activity.served.load(Ordering::Relaxed) == 0 {
+                    shared.waiting.remove(waiting_id);
+                }
                 let active = Active::begin(&activity);
                 let mut resp = proxy::handle(&shared, &info, req).await;
                 if let Body::Upstream { active: a, .. } = resp.body_mut() {
@@ -213,6 +271,8 @@ where
     loop {
         tokio::select! {
             _ = conn.as_mut() => break,
+            // Shed to make room for a new client: it never sent a whole request.
+            () = shed.notified() => break,
             changed = stop.changed(), if closing.is_none() => {
                 if changed.is_err() || *stop.borrow() {
                     conn.as_mut().graceful_shutdown();
@@ -246,6 +306,7 @@ where
             }
         }
     }
+    shared.waiting.remove(waiting_id);
 }
 
 impl ConnInfo {

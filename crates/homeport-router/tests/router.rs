@@ -632,7 +632,7 @@ async fn slow_clients_are_cut_off_and_others_are_served_meanwhile() {
 }
 
 #[tokio::test]
-async fn connections_past_the_limit_are_closed_at_once() {
+async fn at_the_limit_idle_clients_make_room_and_busy_ones_do_not() {
     let up = Upstream::start("prod").await;
     let opts = Options {
         max_connections: 20,
@@ -641,28 +641,57 @@ async fn connections_past_the_limit_are_closed_at_once() {
     let r = TestRouter::start(opts, None).await;
     r.router
         .set_routes(&[spec("shop", "production", &[], Some(up.addr))]);
-    let mut held = Vec::new();
+    // 20 clients that connect and send nothing hold every place...
+    let mut idle = Vec::new();
     for _ in 0..20 {
-        held.push(
+        idle.push(
             tokio::net::TcpStream::connect(r.http)
                 .await
                 .expect("connect"),
         );
     }
     wait_for(|| r.router.open_connections() == 20).await;
+    // ...yet a real request gets through: the oldest idle one made room.
+    let (status, _, body) = raw(r.http, "GET / HTTP/1.1\r\nHost: shop.localhost\r\n\r\n").await;
+    assert_eq!((status, body.as_str()), (200, "prod"));
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(DEADLINE, idle[0].read(&mut buf))
+        .await
+        .expect("the oldest was closed");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    assert!(r.router.open_connections() <= 20);
+    drop(idle);
+    wait_for(|| r.router.open_connections() == 0).await;
+
+    // 20 clients each in the middle of a request: nobody to shed, a new client is closed.
+    let mut busy = Vec::new();
+    for _ in 0..20 {
+        let mut s = tokio::net::TcpStream::connect(r.http)
+            .await
+            .expect("connect");
+        s.write_all(b"GET /hold HTTP/1.1\r\nHost: shop.localhost\r\n\r\n")
+            .await
+            .expect("write");
+        busy.push(s);
+    }
+    wait_for(|| up.holding() == 20).await;
     let mut extra = tokio::net::TcpStream::connect(r.http)
         .await
         .expect("connect");
-    let mut buf = [0u8; 16];
     let n = tokio::time::timeout(DEADLINE, extra.read(&mut buf))
         .await
         .expect("closed in time");
     assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
     assert_eq!(r.router.open_connections(), 20);
-    drop(held);
-    wait_for(|| r.router.open_connections() == 0).await;
-    let (status, _, _) = raw(r.http, "GET / HTTP/1.1\r\nHost: shop.localhost\r\n\r\n").await;
-    assert_eq!(status, 200);
+    up.release.notify_waiters();
+    for mut s in busy {
+        let mut answer = vec![0u8; 256];
+        let n = tokio::time::timeout(DEADLINE, s.read(&mut answer))
+            .await
+            .expect("answered")
+            .expect("read");
+        assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+    }
 }
 
 #[tokio::test]
