@@ -736,3 +736,153 @@ fn smuggling_shapes_and_oversized_bodies_are_refused() {
         assert_eq!(code, 403, "Sec-Fetch-Site: {site} was let in: {body}");
     }
 }
+
+/// `POST` of a settings change as a browser session (cookie, secret and Origin) or with the
+/// token; returns status and body.
+fn apply_settings(
+    port: u16,
+    who: &[(&str, &str)],
+    path: &str,
+    change: &serde_json::Value,
+) -> (u16, String) {
+    let auth: Vec<(&str, &str)> = who.to_vec();
+    let (_, _, view) = request(port, "GET", "/api/v1/config", &auth, None);
+    let view: homeport_types::ConfigView = serde_json::from_str(&view).expect("config view");
+    let body = serde_json::json!({ "revision": view.revision, "changes": [change] }).to_string();
+    let (code, _, body) = request(port, "POST", path, &auth, Some(&body));
+    (code, body)
+}
+
+#[test]
+fn settings_cannot_make_the_agent_run_commands() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod]
+databases = { main = "@HOME@/prod.db" }
+
+[apps.a.env.prod.services.web]
+command = "echo db={db.main}; exec sleep 1000"
+shell = true
+autostart = true
+"#,
+    );
+    env.start_agent();
+    let port = agent_port(&env);
+    let t = token(&env);
+    let bearer = format!("Bearer {t}");
+    let (cookie, secret) = sign_in(port, &t);
+    let origin = format!("http://127.0.0.1:{port}");
+    let browser = [
+        ("Cookie", cookie.as_str()),
+        ("X-Homeport-Session", secret.as_str()),
+        ("Origin", origin.as_str()),
+    ];
+    let tray = [("Authorization", bearer.as_str())];
+    let pwned = env.dir.path().join("PWNED.txt");
+    let evil = format!("prod.db; id > {}; :", pwned.display());
+    let change = |path: &str| serde_json::json!({"kind": "database", "app": "a", "env": "prod", "name": "main", "path": path});
+
+    // A browser session may not point a database outside the environment's data folder.
+    let (code, body) = apply_settings(port, &browser, "/api/v1/config/apply", &change(&evil));
+    assert_eq!(code, 403, "a browser session set a database path: {body}");
+    let (code, body) = apply_settings(port, &browser, "/api/v1/config/preview", &change(&evil));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("data folder"), "the field says why: {body}");
+
+    // The owner may; the path is then one word to the shell, never code.
+    let (code, body) = apply_settings(port, &tray, "/api/v1/config/apply", &change(&evil));
+    assert_eq!(code, 200, "{body}");
+    let log = env.log_file("a", "prod", "web");
+    env.wait_until("the service restarted with the new path", || {
+        read(&log).contains("PWNED.txt; :").then_some(())
+    });
+    assert!(
+        !pwned.exists(),
+        "the database path ran as a command: {}",
+        read(&pwned)
+    );
+
+    // A path with a control character is no path.
+    let (code, body) = apply_settings(port, &tray, "/api/v1/config/apply", &change("prod\n.db"));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("control character"), "{body}");
+}
+
+#[test]
+fn a_browser_session_cannot_copy_out_a_database() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod]
+databases = { main = "@HOME@/main.db" }
+
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@", "--db", "{db.main}"]
+autostart = true
+"#,
+    );
+    open_to_all(env.dir.path());
+    // A database the user's browser keeps, 0600 like the rest of their profile.
+    let cookies = env.dir.path().join("cookies.sqlite");
+    rusqlite::Connection::open(&cookies)
+        .and_then(|c| {
+            c.execute_batch("CREATE TABLE cookies(v); INSERT INTO cookies VALUES ('s3cret');")
+        })
+        .expect("cookies");
+    fs::set_permissions(&cookies, fs::Permissions::from_mode(0o600)).expect("chmod");
+    env.start_agent();
+    let main = env.dir.path().join("main.db");
+    env.wait_until("the app made its database", || main.exists().then_some(()));
+    let out = env.cli(&["backup", "a/prod"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let port = agent_port(&env);
+    let t = token(&env);
+    let (cookie, secret) = sign_in(port, &t);
+    let origin = format!("http://127.0.0.1:{port}");
+    let browser = [
+        ("Cookie", cookie.as_str()),
+        ("X-Homeport-Session", secret.as_str()),
+        ("Origin", origin.as_str()),
+    ];
+    // Adding the cookie store as a database, to back it up and restore it elsewhere: refused.
+    let add = |path: &str| serde_json::json!({"kind": "database", "app": "a", "env": "prod", "name": "stolen", "path": path});
+    let (code, body) = apply_settings(
+        port,
+        &browser,
+        "/api/v1/config/apply",
+        &add(&cookies.display().to_string()),
+    );
+    assert_eq!(code, 403, "a browser session added a database: {body}");
+    // Inside the environment's own data folder it may.
+    let inside = env.data.join("apps/a/prod/data/extra.db");
+    let (code, body) = apply_settings(
+        port,
+        &browser,
+        "/api/v1/config/preview",
+        &add(&inside.display().to_string()),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(r#""valid":true"#), "{body}");
+
+    // A restore into a file of its choosing: refused to a browser session.
+    let outside = env.dir.path().join("copy.db");
+    let body = serde_json::json!({"target": "a/prod", "to": outside}).to_string();
+    let (code, _, answer) = request(port, "POST", "/api/v1/restore", &browser, Some(&body));
+    assert_eq!(code, 403, "{answer}");
+    assert!(!outside.exists());
+
+    // The owner's `restore --to` makes a private copy, never through a link left in its place.
+    let link = env.dir.path().join("link.db");
+    let target = env.dir.path().join("made-by-the-link.db");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let out = env.cli(&["restore", "a/prod", "--to", &link.display().to_string()]);
+    assert!(!out.status.success(), "restored through a dangling link");
+    assert!(!target.exists(), "the link's target was created");
+    let out = env.cli(&["restore", "a/prod", "--to", &outside.display().to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mode(&outside), 0o600, "the copy is private");
+    if let Some(other) = OtherUser::create("a_browser_session_cannot_copy_out_a_database") {
+        let seen = other.fixture(&["--read", &outside.display().to_string()]);
+        assert!(seen.starts_with("error:"), "another user read the copy");
+    }
+}

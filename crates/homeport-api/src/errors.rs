@@ -116,6 +116,7 @@ impl From<SettingsError> for ApiError {
             },
             SettingsError::Edit(_) => Self::not_found(message),
             SettingsError::Io(..) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "io", message),
+            SettingsError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
         }
     }
 }

@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use homeport_core::Editor;
 use homeport_supervisor::logfile::{Budget, LogQuery};
 use homeport_types::{
     Action, ActionOutcome, ActionRequest, AppInfo, BackupInfo, BackupRequest, BackupTrigger,
@@ -179,21 +180,36 @@ pub async fn config(State(st): State<AppState>) -> Reply<ConfigView> {
     Ok(Json(st.core.config_view()?))
 }
 
+/// Who edits: the token's holder (the CLI, the tray) is the owner; anyone else, a browser.
+fn editor(principal: Option<&Principal>) -> Editor {
+    match principal {
+        Some(Principal::Token) => Editor::Owner,
+        _ => Editor::Browser,
+    }
+}
+
 pub async fn config_preview(
     State(st): State<AppState>,
+    principal: Option<Extension<Principal>>,
     Body(edit): Body<ConfigEdit>,
 ) -> Reply<ConfigPreview> {
     let core = st.core.clone();
+    let editor = editor(principal.as_deref());
     Ok(Json(
-        tokio::task::spawn_blocking(move || core.preview(&edit.changes, &edit.revision)).await??,
+        tokio::task::spawn_blocking(move || core.preview(&edit.changes, &edit.revision, editor))
+            .await??,
     ))
 }
 
 pub async fn config_apply(
     State(st): State<AppState>,
+    principal: Option<Extension<Principal>>,
     Body(edit): Body<ConfigEdit>,
 ) -> Reply<ConfigApplied> {
-    Ok(Json(st.core.apply(&edit.changes, &edit.revision).await?))
+    let editor = editor(principal.as_deref());
+    Ok(Json(
+        st.core.apply(&edit.changes, &edit.revision, editor).await?,
+    ))
 }
 
 /// A one-time sign-in link for a browser, and a private page that leads to it (for the
@@ -316,8 +332,18 @@ pub async fn verify_backup(
 
 pub async fn restore(
     State(st): State<AppState>,
+    principal: Option<Extension<Principal>>,
     Body(req): Body<RestoreRequest>,
 ) -> Reply<RestoreOutcome> {
+    // A copy to a file of one's choosing takes a database out of the agent's hands: the owner's
+    // call (`homeport restore --to`), never a browser session's.
+    if req.to.is_some() && editor(principal.as_deref()) != Editor::Owner {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a restore into a file of your choosing is made with `homeport restore --to`, not from a browser",
+        ));
+    }
     let to = req.to.as_deref().map(std::path::Path::new);
     Ok(Json(
         st.core

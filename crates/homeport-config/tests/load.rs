@@ -216,6 +216,11 @@ depends_on = ["x", "zz"]
         .find(|d| d.message.starts_with("dependency cycle"))
         .expect("cycle reported");
     assert!(cycle.message.contains("x → y → x"), "{cycle}");
+    assert_eq!(
+        (cycle.line, cycle.field.as_str()),
+        (3, "apps.a.env.p.services.x.depends_on"),
+        "the depends_on entry that closes the cycle: {cycle}"
+    );
     let unknown = diags
         .iter()
         .find(|d| d.message.contains("unknown service `zz`"))
@@ -477,4 +482,58 @@ port = 8080
     );
     let r = find(&clash, "agent.router_port");
     assert!(r.message.contains("also used by a/p/web"), "{r}");
+}
+
+#[test]
+fn placeholders_in_a_shell_line_are_quoted_for_the_shell() {
+    let config = load(
+        r#"[apps.a.env.p]
+databases = { main = "/srv/a/prod.db; id > /tmp/PWNED; :", plain = "/srv/a/plain.db" }
+[apps.a.env.p.services.x]
+command = "sqlite3 {db.main} .tables && ls {db.plain}"
+shell = true
+"#,
+    )
+    .expect("valid");
+    let argv = config.services[0].command.argv();
+    assert_eq!(
+        argv[2],
+        "sqlite3 '/srv/a/prod.db; id > /tmp/PWNED; :' .tables && ls /srv/a/plain.db"
+    );
+}
+
+#[test]
+fn database_paths_must_name_a_file_or_a_place_for_one() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "not a database, just notes").expect("write");
+    let text = format!(
+        r#"[apps.a.env.p]
+databases = {{ nl = "/srv/a/x\n.db", folder = "{d}", under = "{f}/x.db" }}
+"#,
+        d = dir.path().display(),
+        f = file.display()
+    );
+    let diags = errors(&text);
+    let message = |name: &str| {
+        find(&diags, &format!("apps.a.env.p.databases.{name}"))
+            .message
+            .clone()
+    };
+    assert!(message("nl").contains("control character"), "{diags:#?}");
+    assert!(message("folder").contains("is a folder"), "{diags:#?}");
+    assert!(
+        message("under").contains("is a file, not a folder"),
+        "{diags:#?}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_reported_where_it_goes_wrong() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("homeport.toml");
+    std::fs::write(&path, b"[agent]\nport = 0\n# caf\xe9 (Latin-1)\n").expect("write");
+    let diags = homeport_config::load(&path).expect_err("refused").0;
+    assert_eq!((diags[0].line, diags[0].column), (3, 6), "{:#?}", diags[0]);
+    assert!(diags[0].message.contains("UTF-8"), "{}", diags[0]);
 }

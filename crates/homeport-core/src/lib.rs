@@ -37,7 +37,7 @@ pub use backups::BackupOpError;
 pub use deploy::DeployRefused;
 pub use homeport_supervisor::NotFound;
 pub use logs::{LogCursor, LogError};
-pub use settings::SettingsError;
+pub use settings::{Editor, SettingsError};
 pub use store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -448,13 +448,15 @@ impl Core {
         settings::view(&self.config())
     }
 
-    /// Validates `changes` against the file at `revision` and shows what they would do.
+    /// Validates `changes` by `editor` against the file at `revision` and shows what they would
+    /// do.
     pub fn preview(
         &self,
         changes: &[ConfigChange],
         revision: &str,
+        editor: Editor,
     ) -> Result<ConfigPreview, SettingsError> {
-        settings::preview(self, changes, revision)
+        settings::preview(self, changes, revision, editor)
     }
 
     /// Writes `changes` (validated again) and applies them, restarting only what changed.
@@ -462,8 +464,9 @@ impl Core {
         &self,
         changes: &[ConfigChange],
         revision: &str,
+        editor: Editor,
     ) -> Result<ConfigApplied, SettingsError> {
-        settings::apply(self, changes, revision).await
+        settings::apply(self, changes, revision, editor).await
     }
 
     fn snapshot_of(&self, mut services: Vec<homeport_types::ServiceStatus>) -> StatusSnapshot {

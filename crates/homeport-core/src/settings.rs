@@ -29,6 +29,22 @@ pub enum SettingsError {
     Edit(#[from] EditError),
     #[error("cannot read or write {0}: {1}")]
     Io(String, #[source] std::io::Error),
+    /// The editor may not make this change.
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+/// Who makes a settings change, which decides what it may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Editor {
+    /// The user through the CLI or the tray app (they hold the API token): anything
+    /// homeport.toml may say.
+    Owner,
+    /// A browser session: ports and agent options, and database paths only inside the
+    /// environment's own data folder. A database path elsewhere would let whoever holds the
+    /// session have the agent back up, and so copy out, any SQLite file of the user's (browser
+    /// cookie stores and histories are SQLite files too).
+    Browser,
 }
 
 pub fn revision(text: &str) -> String {
@@ -84,6 +100,8 @@ struct Staged {
     new_text: String,
     new_config: Option<Config>,
     problems: Vec<Problem>,
+    /// What the editor may not change (a problem too).
+    forbidden: Option<String>,
 }
 
 fn problem(d: &Diagnostic) -> Problem {
@@ -96,7 +114,12 @@ fn problem(d: &Diagnostic) -> Problem {
     }
 }
 
-fn stage(core: &Core, changes: &[ConfigChange], rev: &str) -> Result<Staged, SettingsError> {
+fn stage(
+    core: &Core,
+    changes: &[ConfigChange],
+    rev: &str,
+    editor: Editor,
+) -> Result<Staged, SettingsError> {
     let config = core.config();
     let old_text = read(&config.file)?;
     if revision(&old_text) != rev {
@@ -140,20 +163,75 @@ fn stage(core: &Core, changes: &[ConfigChange], rev: &str) -> Result<Staged, Set
             }
         }
     }
+    let mut forbidden = None;
+    if let (Editor::Browser, Some(new)) = (editor, &new_config) {
+        for change in changes {
+            let ConfigChange::Database { app, env, name, .. } = change else {
+                continue;
+            };
+            let Some(spec) = new.envs.iter().find(|e| &e.app == app && &e.env == env) else {
+                continue;
+            };
+            let Some(path) = spec.databases.get(name) else {
+                continue;
+            };
+            if !inside(path, &spec.data_dir) {
+                let message = format!(
+                    "from a browser, a database can only be put in the environment's data folder ({}); \
+                     to use {}, change it in the tray app's window or in homeport.toml",
+                    spec.data_dir.display(),
+                    path.display()
+                );
+                problems.push(Problem {
+                    field: change.field(),
+                    line: 0,
+                    column: 0,
+                    message: message.clone(),
+                    help: None,
+                });
+                forbidden.get_or_insert(message);
+            }
+        }
+    }
     Ok(Staged {
         old_text,
         new_text,
         new_config,
         problems,
+        forbidden,
     })
+}
+
+/// Whether `path` is inside `dir`, with the symbolic links in what exists of either resolved: a
+/// link inside the folder that points out of it does not count as inside.
+fn inside(path: &Path, dir: &Path) -> bool {
+    fn real(p: &Path) -> Option<std::path::PathBuf> {
+        let mut existing = p;
+        let mut rest = Vec::new();
+        loop {
+            if let Ok(c) = existing.canonicalize() {
+                return Some(rest.iter().rev().fold(c, |acc, part| acc.join(part)));
+            }
+            rest.push(existing.file_name()?.to_owned());
+            existing = existing.parent()?;
+        }
+    }
+    let no_dots = path
+        .components()
+        .all(|c| !matches!(c, std::path::Component::ParentDir));
+    match (real(path), real(dir)) {
+        (Some(p), Some(d)) => no_dots && p != d && p.starts_with(&d),
+        _ => false,
+    }
 }
 
 pub(crate) fn preview(
     core: &Core,
     changes: &[ConfigChange],
     rev: &str,
+    editor: Editor,
 ) -> Result<ConfigPreview, SettingsError> {
-    let staged = stage(core, changes, rev)?;
+    let staged = stage(core, changes, rev, editor)?;
     let file = core.config().file.display().to_string();
     let diff = similar::TextDiff::from_lines(&staged.old_text, &staged.new_text)
         .unified_diff()
@@ -190,9 +268,13 @@ pub(crate) async fn apply(
     core: &Core,
     changes: &[ConfigChange],
     rev: &str,
+    editor: Editor,
 ) -> Result<ConfigApplied, SettingsError> {
     let _one_at_a_time = core.settings_lock.lock().await;
-    let staged = stage(core, changes, rev)?;
+    let staged = stage(core, changes, rev, editor)?;
+    if let Some(why) = staged.forbidden {
+        return Err(SettingsError::Forbidden(why));
+    }
     let new = match staged.new_config {
         Some(c) if staged.problems.is_empty() => c,
         _ => return Err(SettingsError::Invalid(staged.problems)),

@@ -20,15 +20,32 @@ use validate::validate;
 
 /// Reads, parses and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, Diagnostics> {
-    let text = fs::read_to_string(path).map_err(|e| {
+    let problem = |line, column, message| {
         Diagnostics(vec![Diagnostic {
             file: path.to_path_buf(),
-            line: 0,
-            column: 0,
+            line,
+            column,
             field: String::new(),
-            message: format!("cannot read the config file: {e}"),
+            message,
             help: None,
         }])
+    };
+    let bytes =
+        fs::read(path).map_err(|e| problem(0, 0, format!("cannot read the config file: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        // Where the bad bytes start, as an editor counts: line and column (in characters).
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let before = String::from_utf8_lossy(good);
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        problem(
+            line,
+            column,
+            format!(
+                "the file is not UTF-8 here (byte {}); save it as UTF-8",
+                good.len()
+            ),
+        )
     })?;
     load_str(path, &text)
 }

@@ -318,6 +318,17 @@ impl Placeholders<'_> {
 
     /// Substitutes every `{name}`; `{{` and `}}` stand for literal braces.
     fn expand(&self, s: &str) -> Result<String, String> {
+        self.expand_with(s, false)
+    }
+
+    /// [`Self::expand`] for a line that `/bin/sh` runs: every value is substituted quoted for the
+    /// shell (a plain path stays as it is), so a value is always one word to the shell and never
+    /// code — a database path such as `prod.db; rm -rf ~` stays a path.
+    fn expand_for_shell(&self, s: &str) -> Result<String, String> {
+        self.expand_with(s, true)
+    }
+
+    fn expand_with(&self, s: &str, quote: bool) -> Result<String, String> {
         let mut out = String::with_capacity(s.len());
         let mut rest = s;
         while let Some(i) = rest.find(['{', '}']) {
@@ -332,7 +343,18 @@ impl Placeholders<'_> {
                 let end = tail
                     .find('}')
                     .ok_or("unclosed `{`; write `{{` for a literal brace")?;
-                out.push_str(&self.lookup(&tail[1..end])?);
+                let value = self.lookup(&tail[1..end])?;
+                if quote {
+                    let quoted = shlex::try_quote(&value).map_err(|_| {
+                        format!(
+                            "{{{}}} has a NUL byte, which a shell line cannot carry",
+                            &tail[1..end]
+                        )
+                    })?;
+                    out.push_str(&quoted);
+                } else {
+                    out.push_str(&value);
+                }
                 rest = &tail[end + 1..];
             }
         }
@@ -445,9 +467,13 @@ pub(super) fn resolve_service(
 
     let cmd_span = raw.command.span();
     let command = match raw.command.get_ref() {
-        RawCommand::Line(line) if raw.shell => {
-            expand(sink, line, cmd_span.clone(), "command").map(CommandSpec::Shell)
-        }
+        RawCommand::Line(line) if raw.shell => match ph.expand_for_shell(line) {
+            Ok(v) => Some(CommandSpec::Shell(v)),
+            Err(msg) => {
+                sink.push(Some(cmd_span.clone()), &format!("{p}.command"), msg);
+                None
+            }
+        },
         RawCommand::Line(line) => match shlex::split(line) {
             Some(words) => words
                 .iter()

@@ -349,15 +349,65 @@ pub(super) fn check_dependencies(tree: &Tree, sink: &mut Sink<'_>) {
                 }
             }
             if let Some(cycle) = find_cycle(&graph) {
-                let first = cycle.first().copied().unwrap_or_default();
-                if let Some(svc) = env.services.iter().find(|s| s.name.get_ref() == first) {
+                // Point at the `depends_on` entry that closes the cycle's first step.
+                let (first, next) = (cycle.first().copied(), cycle.get(1).copied());
+                if let Some(svc) = env
+                    .services
+                    .iter()
+                    .find(|s| Some(s.name.get_ref().as_str()) == first)
+                {
+                    let span = svc
+                        .raw
+                        .depends_on
+                        .iter()
+                        .find(|d| Some(d.get_ref().as_str()) == next)
+                        .map_or_else(|| svc.name.span(), |d| d.span());
                     sink.push(
-                        Some(svc.name.span()),
+                        Some(span),
                         &format!("{}.depends_on", svc.path),
                         format!("dependency cycle: {}", cycle.join(" → ")),
                     );
                 }
             }
+        }
+    }
+}
+
+/// A database path names a file, or a place where one can be created: no control characters
+/// (a line break in a path is a trick, never a file name someone meant), not a folder, not under
+/// a file. What the file holds is not checked here: a damaged database must not keep the agent
+/// (and a restore) from starting; a backup names a file that is not SQLite.
+fn check_database_path(written: &str, path: &Path) -> Result<(), String> {
+    if let Some(c) = written.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "the path has a control character ({:?}); write the database file's path",
+            c
+        ));
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(format!(
+            "{} is a folder; name the database file in it",
+            path.display()
+        )),
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(format!("{} is not a regular file", path.display())),
+        Err(_) => {
+            // Missing: the app creates it, and its folders if need be; but not under a file.
+            let mut up = path.parent();
+            while let Some(dir) = up {
+                match std::fs::metadata(dir) {
+                    Ok(m) if m.is_dir() => return Ok(()),
+                    Ok(_) => {
+                        return Err(format!(
+                            "{} cannot be created: {} is a file, not a folder",
+                            path.display(),
+                            dir.display()
+                        ));
+                    }
+                    Err(_) => up = dir.parent(),
+                }
+            }
+            Ok(())
         }
     }
 }
@@ -439,6 +489,13 @@ pub(super) fn check_databases(tree: &Tree, config: &Config, sink: &mut Sink<'_>)
             };
             for (name, raw) in &env.raw.databases {
                 if let Some(path) = spec.databases.get(name) {
+                    if let Err(why) = check_database_path(raw.get_ref(), path) {
+                        sink.push(
+                            Some(raw.span()),
+                            &format!("{}.databases.{name}", env.path),
+                            why,
+                        );
+                    }
                     owners.entry(path.as_path()).or_default().push((
                         format!("{}/{}", spec.app, spec.env),
                         format!("{}.databases.{name}", env.path),
