@@ -830,8 +830,10 @@ autostart = true
         .expect("cookies");
     fs::set_permissions(&cookies, fs::Permissions::from_mode(0o600)).expect("chmod");
     env.start_agent();
-    let main = env.dir.path().join("main.db");
-    env.wait_until("the app made its database", || main.exists().then_some(()));
+    let log = env.log_file("a", "prod", "web");
+    env.wait_until("the app made its database", || {
+        read(&log).contains("ready").then_some(())
+    });
     let out = env.cli(&["backup", "a/prod"]);
     assert!(out.status.success(), "{}", stderr(&out));
 
