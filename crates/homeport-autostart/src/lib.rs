@@ -121,14 +121,27 @@ pub fn entry_path() -> Option<PathBuf> {
 /// `homeport-desktop` in the folder of `beside` (the running binary, as packaged), else the first
 /// on `PATH`.
 pub fn find_desktop(beside: &Path) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("HOMEPORT_DESKTOP") {
+    find_desktop_in(
+        beside,
+        std::env::var_os("HOMEPORT_DESKTOP"),
+        std::env::var_os("PATH"),
+    )
+}
+
+/// [`find_desktop`] with the variables it reads given, so tests do not depend on theirs.
+fn find_desktop_in(
+    beside: &Path,
+    desktop: Option<std::ffi::OsString>,
+    path: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    if let Some(p) = desktop {
         return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     let near = beside.parent().map(|d| d.join(DESKTOP_BIN));
     if let Some(p) = near.filter(|p| p.is_file()) {
         return Some(p);
     }
-    std::env::split_paths(&std::env::var_os("PATH")?)
+    std::env::split_paths(&path?)
         .map(|d| d.join(DESKTOP_BIN))
         .find(|p| p.is_file())
 }
@@ -169,13 +182,30 @@ mod tests {
     }
 
     #[test]
-    fn the_tray_is_found_beside_the_running_binary() {
+    fn the_tray_is_found_beside_the_running_binary_unless_named() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let tray = dir.path().join(DESKTOP_BIN);
         std::fs::write(&tray, "").unwrap_or_else(|e| panic!("{e}"));
-        // $HOMEPORT_DESKTOP wins when set; this test runs without it.
-        if std::env::var_os("HOMEPORT_DESKTOP").is_none() {
-            assert_eq!(find_desktop(&dir.path().join("homeport")), Some(tray));
-        }
+        let me = dir.path().join("homeport");
+        assert_eq!(find_desktop_in(&me, None, None), Some(tray.clone()));
+        // $HOMEPORT_DESKTOP wins when set, and only a file it names counts.
+        let other = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let named = other.path().join("my-tray");
+        std::fs::write(&named, "").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            find_desktop_in(&me, Some(named.clone().into()), None),
+            Some(named)
+        );
+        assert_eq!(
+            find_desktop_in(&me, Some(other.path().join("missing").into()), None),
+            None
+        );
+        // Else the first on PATH.
+        let elsewhere = other.path().join("bin/homeport");
+        assert_eq!(find_desktop_in(&elsewhere, None, None), None);
+        assert_eq!(
+            find_desktop_in(&elsewhere, None, Some(dir.path().into())),
+            Some(tray)
+        );
     }
 }
