@@ -121,13 +121,22 @@ async fn act(app: &AppHandle, action: MenuAction) -> Result<(), String> {
         MenuAction::BackupNow { app: name, env } => {
             let _busy = Busy::new(app);
             let target = Target::Env(name, env);
-            // A backup made is told from the agent's history, like any other; one that failed
-            // left no record, so it is told here.
-            let outcome = client.backup(&target).await.map_err(|e| e.to_string());
-            if let Err(e) = &outcome {
-                notify::show(app, Notice::backup(&target.to_string(), Err(e)));
+            // How a backup ended comes as an event, like any other; one the agent refused
+            // before starting it (nothing to back up, one already running) is told here.
+            let outcome = client.backup(&target).await;
+            if let Err(e) = &outcome
+                && !matches!(e, homeport_client::ClientError::Api { status, .. } if *status >= 422)
+            {
+                notify::show(
+                    app,
+                    Notice::backup_failed(
+                        &target.to_string(),
+                        homeport_types::BackupTrigger::Manual,
+                        &e.to_string(),
+                    ),
+                );
             }
-            outcome.map(drop)
+            outcome.map(drop).map_err(|e| e.to_string())
         }
         MenuAction::Deploy { app: name, env } => {
             deploy(app, &client, request(name, env, DeployKind::Deploy, None)).await
@@ -167,8 +176,8 @@ fn request(app: String, env: String, kind: DeployKind, from_env: Option<String>)
     }
 }
 
-/// Runs a deploy to its end. How it ended is told from the agent's history, like any deploy
-/// (a stream cut short ends in a record too); a request the agent refused is told here.
+/// Runs a deploy to its end. How it ended comes as an event, like any deploy's
+/// (a stream cut short ends in one too); a request the agent refused is told here.
 async fn deploy(app: &AppHandle, client: &Client, req: DeployRequest) -> Result<(), String> {
     let _busy = Busy::new(app);
     let events = client.deploy(&req).await.map_err(|e| {

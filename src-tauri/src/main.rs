@@ -1,9 +1,10 @@
 //! Homeport in the system tray: a thin client of the agent.
 //!
 //! The tray never owns a service. It finds the agent through its data folder (starting
-//! `homeport agent` detached when none answers), polls its status, renders what [`TrayModel`]
-//! makes of it, and shows the notifications [`Notifier`] picks; quitting or crashing the tray
-//! leaves production running.
+//! `homeport agent` detached when none answers), subscribes to its event stream (one connection:
+//! a snapshot, then every outcome as an event), renders what [`TrayModel`] makes of it, and
+//! shows the notifications [`Notifier`] maps the events to; quitting or crashing the tray leaves
+//! production running.
 //!
 //! One instance per user: a second launch hands its arguments to the first and exits.
 //! `homeport-desktop --open SCREEN` (dashboard, settings, logs, events, backups, deploys) opens
@@ -19,17 +20,22 @@ mod menu;
 mod notify;
 mod windows;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use homeport_client::Update;
 use homeport_tray_model::{Extras, MenuId, Notifier, TrayModel, TrayPrefs};
+use homeport_types::EventKind;
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Manager, RunEvent};
 
 const TRAY_ID: &str = "homeport";
-const POLL: Duration = Duration::from_secs(2);
+/// How often the tray looks at what is local (the login entry, the window's process, notices
+/// held back): no request to the agent.
+const TICK: Duration = Duration::from_secs(2);
 /// How often the tray asks whether each app's source is behind its upstream (a `git fetch`).
 const UPDATE_CHECK: Duration = Duration::from_secs(15 * 60);
 
@@ -125,7 +131,7 @@ fn run_tray(builder: tauri::Builder<tauri::Wry>, argv: Vec<String>) -> tauri::Re
                 .build(app)?;
             show(&tray, app.handle(), first)?;
             tracing::info!("tray ready");
-            tauri::async_runtime::spawn(poll(app.handle().clone()));
+            tauri::async_runtime::spawn(watch(app.handle().clone()));
             tauri::async_runtime::spawn(check_updates(app.handle().clone()));
             open_requested(app.handle(), &argv, "");
             Ok(())
@@ -173,11 +179,62 @@ fn open_requested(app: &AppHandle, argv: &[String], default: &str) {
     }
 }
 
-/// Polls the agent, re-renders the tray when what it should show changes, and notifies.
-async fn poll(app: AppHandle) {
+/// Subscribes to the agent (snapshot, then events; reconnecting, starting an agent if none
+/// answers, and starting again from a fresh snapshot after a drop), keeps its own copy of the
+/// status up to date from the events, re-renders the tray when what it should show changes, and
+/// shows the notices [`Notifier`] maps the events to. Between events it asks the agent nothing;
+/// a local tick re-reads the login entry and lets held-back notices out.
+async fn watch(app: AppHandle) {
     let mut agent = agent::Agent::new();
+    let updates = homeport_client::subscribe(move || agent.connect());
+    let mut updates = std::pin::pin!(updates);
     let mut notifier = Notifier::new();
+    let mut status: Option<homeport_types::StatusSnapshot> = None;
+    let mut apps: Vec<homeport_types::AppInfo> = Vec::new();
+    let mut deploying: BTreeSet<i64> = BTreeSet::new();
+    let mut reason = "connecting…".to_owned();
+    let mut tick = tokio::time::interval(TICK);
     loop {
+        let mut notices = Vec::new();
+        let mut refresh_apps = false;
+        tokio::select! {
+            update = updates.next() => match update {
+                Some(Update::Snapshot(report)) => {
+                    let keys: Vec<_> = report.snapshot.services.iter().map(|s| s.key.clone()).collect();
+                    notifier.retain(&keys);
+                    status = Some(report.snapshot);
+                    deploying.clear();
+                    refresh_apps = true;
+                }
+                Some(Update::Event(ev)) => {
+                    if let Some(s) = &mut status {
+                        s.apply(&ev);
+                    }
+                    notices.extend(notifier.on_event(&ev, Instant::now()));
+                    match &ev.kind {
+                        EventKind::DeployStarted { id, .. } => {
+                            deploying.insert(*id);
+                        }
+                        EventKind::DeployFinished { id, .. } => {
+                            deploying.remove(id);
+                            refresh_apps = true;
+                        }
+                        EventKind::ConfigApplied { .. } => refresh_apps = true,
+                        _ => {}
+                    }
+                }
+                Some(Update::Disconnected(why)) => {
+                    tracing::debug!("agent: {why}");
+                    status = None;
+                    reason = why;
+                }
+                None => return,
+            },
+            _ = tick.tick() => notices.extend(notifier.tick(Instant::now())),
+        }
+        if refresh_apps && let Ok(c) = agent::client() {
+            apps = c.apps().await.unwrap_or_default();
+        }
         let state = app.state::<Shown>();
         // Read from the entry itself: `homeport autostart` and the settings screen change it too.
         let prefs = {
@@ -185,33 +242,21 @@ async fn poll(app: AppHandle) {
             p.start_at_login = agent::autostart_enabled();
             *p
         };
-        let status = match agent.connect() {
-            Ok(c) => c.status().await.map(|s| (c, s)).map_err(|e| e.to_string()),
-            Err(reason) => Err(reason),
-        };
-        let model = match status {
-            Ok((c, status)) => {
-                let mut notices = notifier.observe(&status, Instant::now());
-                let apps = c.apps().await.unwrap_or_default();
-                // Only a complete history: a failed read must not become the baseline.
-                let backups = c.backups(&homeport_types::Target::All).await;
-                if let (Ok(deploys), Ok(backups)) = (c.deploys(None).await, backups) {
-                    let backups: Vec<_> = backups.into_iter().flat_map(|e| e.backups).collect();
-                    notices.extend(notifier.observe_history(&deploys, &backups));
-                }
-                if !prefs.notifications_paused {
-                    for notice in homeport_tray_model::coalesce(notices) {
-                        notify::show(&app, notice);
-                    }
-                }
-                let extras = Extras {
-                    apps,
-                    behind: lock(&state.behind).clone(),
-                    busy: state.busy.load(Ordering::SeqCst) > 0,
-                };
-                TrayModel::build(&status, &extras, prefs)
+        if !prefs.notifications_paused {
+            for notice in homeport_tray_model::coalesce(notices) {
+                notify::show(&app, notice);
             }
-            Err(reason) => TrayModel::disconnected(prefs, &reason),
+        }
+        let model = match &status {
+            Some(status) => {
+                let extras = Extras {
+                    apps: apps.clone(),
+                    behind: lock(&state.behind).clone(),
+                    busy: state.busy.load(Ordering::SeqCst) > 0 || !deploying.is_empty(),
+                };
+                TrayModel::build(status, &extras, prefs)
+            }
+            None => TrayModel::disconnected(prefs, &agent_reason(&reason)),
         };
         windows::reap(&app);
         let changed = lock(&state.model).as_ref() != Some(&model);
@@ -221,7 +266,15 @@ async fn poll(app: AppHandle) {
         {
             tracing::warn!("cannot update the tray: {e}");
         }
-        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The words a disconnected tray shows.
+fn agent_reason(reason: &str) -> String {
+    if reason.contains("not running") || reason.contains("nothing answers") {
+        "the agent is not running".into()
+    } else {
+        reason.to_owned()
     }
 }
 

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use homeport_types::{DeployEvent, DeployKind, DeployRecord, DeployRequest};
+use homeport_types::{DeployEvent, DeployKind, DeployRecord, DeployRequest, DeployResult};
 
 use crate::{Agent, Bins, Res, Row, median};
 
@@ -120,12 +120,12 @@ pub fn run(bins: &Bins, runs: usize) -> Res<Vec<Row>> {
     run_deploy(&agent, req(DeployKind::Deploy))?;
     for _ in 0..runs {
         let r = run_deploy(&agent, req(DeployKind::Deploy))?;
-        if r.result != "succeeded" {
+        if r.result != DeployResult::Succeeded {
             return Err(format!("deploy failed: {:?}", r.error).into());
         }
         deploys.push(ms_of(&r, &overhead_steps));
         let r = run_deploy(&agent, req(DeployKind::Rollback))?;
-        if r.result != "succeeded" {
+        if r.result != DeployResult::Succeeded {
             return Err(format!("rollback failed: {:?}", r.error).into());
         }
         rollbacks.push(ms_of(&r, &["switch", "restart"]));

@@ -88,6 +88,15 @@ test('services go healthy and show their details', async () => {
   await shot(page, 'overview');
 });
 
+test("the headline is the agent's verdict, the one the tray and `homeport status` show", async () => {
+  await page.goto(`${agent.base}/#/`);
+  const report = await page.evaluate(async () => (await fetch('/api/v1/status')).json());
+  assert.deepEqual(report.overall, { level: 'healthy', reason: 'production healthy' });
+  const headline = page.getByRole('status');
+  await headline.getByText(report.overall.reason, { exact: true }).waitFor();
+  assert.match(await headline.textContent(), /^\s*Healthy/);
+});
+
 test('stopping production asks first, then the service stops', async () => {
   await page.getByRole('button', { name: 'Stop shop/production/worker' }).click();
   const dialog = page.getByRole('dialog');

@@ -666,6 +666,27 @@ port = @P1@
         homeport_types::ServiceState::Stopped,
         "untouched"
     );
+
+    // The refused edit and the applied one are one event each, located and counted.
+    let events = env
+        .block_on(env.client().event_history(
+            &homeport_types::Target::All,
+            &["config_applied", "config_rejected"],
+            10,
+        ))
+        .expect("events");
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(kinds, ["config_applied", "config_rejected"], "{events:?}");
+    assert!(
+        matches!(&events[1].kind, homeport_types::EventKind::ConfigRejected { field, .. }
+            if field == "apps.a.env.prod.services.web.port"),
+        "{events:?}"
+    );
+    assert!(
+        matches!(&events[0].kind, homeport_types::EventKind::ConfigApplied { restarted, .. }
+            if restarted == &vec![homeport_types::ServiceKey::new("a", "prod", "web")]),
+        "{events:?}"
+    );
 }
 
 #[test]

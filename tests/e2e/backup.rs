@@ -376,4 +376,71 @@ fn a_schedule_backs_up_once_and_retention_keeps_the_newest() {
         .filter(|e| e.file_name() != "safety")
         .collect();
     assert_eq!(dirs.len(), 2, "deleted backups' files are gone");
+
+    // Each backup is one event, in the history of the environment, whoever took it.
+    let events = env
+        .block_on(env.client().event_history(
+            &"a/prod".parse().expect("t"),
+            &["backup_finished"],
+            100,
+        ))
+        .expect("events");
+    let triggers: Vec<_> = events
+        .iter()
+        .map(|e| match &e.kind {
+            homeport_types::EventKind::BackupFinished { trigger, .. } => *trigger,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    use homeport_types::BackupTrigger::{Manual, Scheduled};
+    assert_eq!(triggers, [Manual, Manual, Manual, Scheduled], "{events:?}");
+
+    // A restore too.
+    let out = env.cli(&["restore", "a/prod"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let restores = env
+        .block_on(env.client().event_history(
+            &"a/prod".parse().expect("t"),
+            &["restore_finished", "restore_failed"],
+            100,
+        ))
+        .expect("events");
+    assert_eq!(restores.len(), 1, "{restores:?}");
+    assert_eq!(restores[0].kind.name(), "restore_finished");
+}
+
+#[test]
+fn a_failed_scheduled_backup_is_an_event_and_is_not_retried_at_every_tick() {
+    let mut env = env_with_db(r#"backup = { every = "1h" }"#);
+    // Not a database: the scheduled backup fails.
+    std::fs::write(env.dir.path().join("main.db"), b"this is not SQLite").expect("write");
+    env.start_agent();
+    let failed = || {
+        env.block_on(env.client().event_history(
+            &"a/prod".parse().expect("t"),
+            &["backup_failed"],
+            100,
+        ))
+        .expect("events")
+    };
+    let first = env.wait_until("the scheduled backup failed", || {
+        let f = failed();
+        (!f.is_empty()).then_some(f)
+    });
+    assert!(
+        matches!(
+            &first[0].kind,
+            homeport_types::EventKind::BackupFailed {
+                trigger: homeport_types::BackupTrigger::Scheduled,
+                ..
+            }
+        ),
+        "{first:?}"
+    );
+    // The scheduler looks every 5 s; after two more looks it has not tried again.
+    let since = std::time::Instant::now();
+    env.wait_until("two scheduler ticks pass", || {
+        (since.elapsed() > std::time::Duration::from_secs(11)).then_some(())
+    });
+    assert_eq!(failed().len(), 1, "tried again within the hour");
 }

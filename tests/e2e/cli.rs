@@ -63,6 +63,13 @@ health = { http = "/health", interval = "100ms" }
         s.state == ServiceState::Healthy
     });
     let table = stdout(&env.cli(&["status"]));
+    // First the agent's verdict, then the table.
+    assert_eq!(
+        table.lines().next(),
+        Some("Healthy: all healthy"),
+        "{table}"
+    );
+    let table = table.lines().skip(1).collect::<Vec<_>>().join("\n");
     let header = table.lines().next().expect("header");
     for col in [
         "SERVICE", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "CPU", "MEM", "PORT",
@@ -79,6 +86,7 @@ health = { http = "/health", interval = "100ms" }
     let json: serde_json::Value =
         serde_json::from_str(&stdout(&env.cli(&["status", "--json"]))).expect("json");
     assert_eq!(json["services"][0]["state"], "healthy");
+    assert_eq!(json["overall"]["level"], "healthy");
     assert!(
         json["services"][0]["rss_bytes"]
             .as_u64()
@@ -284,4 +292,61 @@ fn autostart_writes_a_login_entry_that_desktop_file_validate_accepts() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!entry.exists());
     assert_eq!(cli(&tray, &["autostart", "status"]).status.code(), Some(1));
+}
+
+/// The tray, the dashboard and the CLI show one verdict: the CLI's summary line and the API's
+/// (which the dashboard shows; see the browser tests) are the agent's, and the tray computes it
+/// with the same function from the same snapshot.
+#[test]
+fn the_cli_the_api_and_the_tray_give_one_verdict() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.shop.env.production.services.web]
+command = ["@FIXTURE@", "--port", "{port}"]
+port = @P0@
+autostart = true
+health = { http = "/health", interval = "100ms" }
+
+[apps.shop.env.production.services.worker]
+command = ["@FIXTURE@"]
+autostart = true
+
+[apps.shop.env.beta.services.web]
+command = ["@FIXTURE@", "--port", "{port}", "--fail-health"]
+port = @P1@
+autostart = true
+health = { http = "/health", interval = "100ms", retries = 1, start_period = "0s" }
+restart = "never"
+"#,
+    );
+    env.start_agent();
+    env.wait_service("shop/production/web", "is healthy", |s| {
+        s.state == ServiceState::Healthy
+    });
+    env.wait_service("shop/beta/web", "is unhealthy", |s| {
+        s.state == ServiceState::Unhealthy
+    });
+    // Stopped by hand: production is no longer healthy.
+    assert!(
+        env.cli(&["stop", "shop/production/worker"])
+            .status
+            .success()
+    );
+    let want = "production: worker stopped by you · beta: web unhealthy";
+
+    let report = env.block_on(env.client().status_report()).expect("status");
+    assert_eq!(report.overall.reason, want);
+    assert_eq!(report.overall.level, homeport_types::Level::Degraded);
+    let line = stdout(&env.cli(&["status"]));
+    assert_eq!(
+        line.lines().next(),
+        Some(format!("Degraded: {want}").as_str())
+    );
+    let tray = homeport_tray_model::TrayModel::build(
+        &report.snapshot,
+        &homeport_tray_model::Extras::default(),
+        homeport_tray_model::TrayPrefs::default(),
+    );
+    assert_eq!(tray.icon, homeport_tray_model::TrayIcon::Degraded);
+    assert!(tray.tooltip.starts_with(want), "{}", tray.tooltip);
 }

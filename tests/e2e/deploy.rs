@@ -175,6 +175,43 @@ fn a_deploy_builds_stages_switches_and_gates_on_health() {
         backups[0].backups[0].trigger,
         homeport_types::BackupTrigger::PreDeploy
     );
+
+    // Each deploy is one start and one end on the event stream's history, its steps between.
+    let events = env
+        .block_on(env.client().event_history(
+            &"shop/production".parse().expect("t"),
+            &["deploy_started", "deploy_finished"],
+            100,
+        ))
+        .expect("events");
+    let kinds: Vec<&str> = events.iter().rev().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "deploy_started",
+            "deploy_finished",
+            "deploy_started",
+            "deploy_finished"
+        ]
+    );
+    assert!(
+        matches!(&events[0].kind, homeport_types::EventKind::DeployFinished {
+            result: homeport_types::DeployResult::Succeeded, release: Some(r), .. } if r == &current(&env, "production").expect("current")),
+        "{events:?}"
+    );
+    let steps = env
+        .block_on(
+            env.client()
+                .event_history(&"shop".parse().expect("t"), &["deploy_step"], 100),
+        )
+        .expect("events");
+    assert!(
+        steps.iter().any(
+            |e| matches!(&e.kind, homeport_types::EventKind::DeployStep {
+            step, status: homeport_types::StepStatus::Ok, .. } if step == "health gate")
+        ),
+        "{steps:?}"
+    );
 }
 
 #[test]
@@ -211,7 +248,7 @@ fn a_release_that_fails_its_health_gate_is_rolled_back_with_diagnostics() {
     })
     .expect("deploys");
     let failed = &deploys[0];
-    assert_eq!(failed.result, "failed");
+    assert_eq!(failed.result, homeport_types::DeployResult::Failed);
     let diag = failed.diagnostics.as_deref().unwrap_or_default();
     assert!(diag.contains("== shop/production/web"), "{diag}");
 }
@@ -355,7 +392,7 @@ fn a_second_deploy_is_refused_and_a_killed_deploy_is_marked_interrupted() {
         token.trim(),
     ))
     .expect("deploys");
-    assert_eq!(deploys[0].result, "interrupted");
+    assert_eq!(deploys[0].result, homeport_types::DeployResult::Interrupted);
     assert_eq!(current(&env, "production"), None, "nothing half-switched");
     // And the next deploy works.
     std::fs::remove_file(src.dir.join("slow-build")).expect("rm");
@@ -729,5 +766,5 @@ fn after_a_deploy_killed_past_its_switch_the_release_current_names_is_what_runs(
         token.trim(),
     ))
     .expect("deploys");
-    assert_eq!(deploys[0].result, "interrupted");
+    assert_eq!(deploys[0].result, homeport_types::DeployResult::Interrupted);
 }

@@ -3,96 +3,17 @@ import { invoke, isTauri } from '@tauri-apps/api/core';
 // The one module that talks to the agent. Every screen calls the agent through these functions,
 // so the wire format lives in one place (it mirrors crates/homeport-types).
 
-export type ServiceState =
-  | 'stopped' | 'starting' | 'running' | 'healthy' | 'unhealthy'
-  | 'stopping' | 'exited' | 'crashed' | 'backing_off' | 'failed';
-export type Health = 'unknown' | 'healthy' | 'unhealthy';
-export type ExitReason = { kind: 'code' | 'signal'; value: number } | { kind: 'lost' };
-
-export interface ServiceKey { app: string; env: string; service: string }
-
-export interface ServiceStatus {
-  key: ServiceKey;
-  state: ServiceState;
-  health: Health;
-  pid: number | null;
-  uptime_secs: number | null;
-  restarts: number;
-  last_exit: ExitReason | null;
-  message: string | null;
-  cpu_percent: number | null;
-  rss_bytes: number | null;
-  port: number | null;
-  url: string | null;
-  autostart: boolean;
-}
-
-export interface StatusSnapshot {
-  agent: { pid: number; version: string; config_path: string; uptime_secs: number };
-  services: ServiceStatus[];
-}
-
-export type AgentEvent = { time: string; key: ServiceKey } & (
-  | { type: 'state'; from: ServiceState; to: ServiceState; pid: number | null; exit: ExitReason | null; restarts: number; message: string | null }
-  | { type: 'health'; health: Health; message: string | null }
-);
-
-export interface LogEntry { service: ServiceKey; time: string; stream: 'stdout' | 'stderr'; text: string }
-
-export interface ActionOutcome { key: ServiceKey; state: ServiceState; error: string | null }
-export type Action = 'start' | 'stop' | 'restart';
-
-export type ConfigChange =
-  | { kind: 'port'; app: string; env: string; service: string; port: number }
-  | { kind: 'database'; app: string; env: string; name: string; path: string }
-  | { kind: 'agent'; key: 'port' | 'log_max_bytes' | 'log_keep'; value: number };
-
-export interface ConfigView {
-  file: string;
-  revision: string;
-  agent: { port: number; log_max_bytes: number; log_keep: number; data_dir: string };
-  envs: {
-    app: string;
-    env: string;
-    autostart: boolean;
-    databases: Record<string, string>;
-    services: { service: string; port: number | null; secret_env: string[] }[];
-  }[];
-}
-
-export interface Problem { field: string; line: number; column: number; message: string; help: string | null }
-
-export interface Preview {
-  valid: boolean;
-  problems: Problem[];
-  diff: string;
-  restart: ServiceKey[];
-  revision: string;
-}
-
-export interface ApplyResult { restarted: ServiceKey[]; needs_agent_restart: boolean; revision: string }
-
-export interface BackupArtifact { name: string; kind: 'database' | 'files'; file: string; size: number; sha256: string; compressed: boolean }
-export interface BackupInfo {
-  id: number; app: string; env: string; time: string; trigger: 'manual' | 'scheduled' | 'pre_deploy';
-  size: number; duration_ms: number; verified: boolean; dir: string; artifacts: BackupArtifact[];
-}
-export interface EnvBackups { app: string; env: string; schedule: string | null; next_due: string | null; backups: BackupInfo[] }
-export interface RestoreOutcome { backup: number; restored: string[]; safety_copies: string[] }
-export interface VerifyOutcome { id: number; ok: boolean; problems: string[] }
-
-export type DeployKind = 'deploy' | 'promote' | 'rollback' | 'update';
-export interface StepRecord { name: string; ok: boolean; ms: number; detail: string | null }
-export interface DeployRecord {
-  id: number; app: string; env: string; kind: DeployKind; release: string | null; previous: string | null;
-  commit: string | null; started: string; finished: string | null; result: string; error: string | null;
-  steps: StepRecord[]; diagnostics: string | null;
-}
-export type DeployEvent =
-  | { type: 'step'; name: string; status: string; ms: number | null; detail: string | null }
-  | { type: 'output'; step: string; line: string }
-  | { type: 'done'; record: DeployRecord };
-export interface AppInfo { name: string; deployable: boolean; envs: { env: string; current: string | null }[] }
+// The wire types are generated from crates/homeport-types (types.gen.ts), so they cannot drift.
+import type {
+  Action, ActionOutcome, AppInfo, BackupInfo, ConfigApplied, ConfigChange, ConfigPreview,
+  ConfigView, DeployEvent, DeployKind, DeployRecord, EnvBackups, Event, LogEntry,
+  RestoreOutcome, ServiceKey, StatusReport, Verdict, VerifyOutcome,
+} from './types.gen';
+export type * from './types.gen';
+/** An event of the agent's stream (`Event` in homeport-types). */
+export type AgentEvent = Event;
+export type Preview = ConfigPreview;
+export type ApplyResult = ConfigApplied;
 
 export class ApiError extends Error {
   constructor(public status: number, public kind: string, message: string, public body?: unknown) {
@@ -179,7 +100,7 @@ export const inTrayWindow = isTauri();
 export const startAtLogin = () => invoke<boolean>('start_at_login');
 export const setStartAtLogin = (enabled: boolean) => invoke<boolean>('set_start_at_login', { enabled });
 
-export const status = () => call<StatusSnapshot>('GET', 'api/v1/status');
+export const status = () => call<StatusReport>('GET', 'api/v1/status');
 export const act = (action: Action, target: string) => call<ActionOutcome[]>('POST', `api/v1/${action}`, { target });
 export const eventHistory = (limit = 500) => call<AgentEvent[]>('GET', `api/v1/events?limit=${limit}`);
 export const config = () => call<ConfigView>('GET', 'api/v1/config');
@@ -281,11 +202,13 @@ function eventStream(
   return () => abort.abort();
 }
 
-/** Live status: a snapshot first, then every event; `resync` replaces the snapshot when the
+/** Live status: a snapshot (with the agent's verdict) first, then every event, and the verdict
+ *  again whenever a service's change alters it; `resync` replaces the snapshot when the
  *  browser fell behind. Returns a function that closes the stream. */
 export function subscribeEvents(handlers: {
-  snapshot: (s: StatusSnapshot) => void;
+  snapshot: (s: StatusReport) => void;
   event: (e: AgentEvent) => void;
+  overall: (v: Verdict) => void;
   connection: (open: boolean) => void;
 }): () => void {
   return eventStream(
@@ -293,6 +216,7 @@ export function subscribeEvents(handlers: {
     (name, data) => {
       if (name === 'snapshot' || name === 'resync') handlers.snapshot(JSON.parse(data));
       else if (name === 'event') handlers.event(JSON.parse(data));
+      else if (name === 'overall') handlers.overall(JSON.parse(data));
     },
     handlers.connection,
   );

@@ -17,12 +17,15 @@
 //!
 //! Routes (JSON unless noted):
 //! - `GET /livez` → `ok` (no auth; reveals nothing)
-//! - `GET /api/v1/status`, `GET /api/v1/services/{app}/{env}/{service}`
+//! - `GET /api/v1/services/{app}/{env}/{service}`
 //! - `POST /api/v1/{start|stop|restart}` with `{"target": T}`
 //! - `GET /api/v1/logs?target=T&tail=N&since=RFC3339&grep=RE&follow=1` → NDJSON (the CLI)
 //! - `GET /api/v1/logs/stream?target=T&tail=N&grep=RE` → SSE `lines` / `skipped` (browsers)
-//! - `GET /api/v1/events?target=T&limit=N`; `GET /api/v1/events/stream` → SSE `snapshot`,
-//!   then `event`s (and `resync` after falling behind)
+//! - `GET /api/v1/status` → the snapshot and its `overall` verdict (`StatusSnapshot::overall`)
+//! - `GET /api/v1/events?target=T&kind=K,K&limit=N` (history, newest first);
+//!   `GET /api/v1/events/stream` → SSE `snapshot` (with `overall`), then every `event` —
+//!   service states, health, deploys and their steps, backups, restores, config edits, the
+//!   agent starting and stopping — and `resync` (a fresh snapshot) after falling behind
 //! - `GET /api/v1/config`, `POST /api/v1/config/preview`, `POST /api/v1/config/apply`
 //! - `GET /api/v1/backups?target=`, `POST /api/v1/backups` `{"target": "app/env"}`,
 //!   `POST /api/v1/backups/{id}/verify`, `POST /api/v1/restore`

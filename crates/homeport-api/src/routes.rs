@@ -15,7 +15,7 @@ use homeport_types::{
     Action, ActionOutcome, ActionRequest, AppInfo, BackupInfo, BackupRequest, BackupTrigger,
     ConfigApplied, ConfigEdit, ConfigPreview, ConfigView, DeployRecord, DeployRequest, EnvBackups,
     Event, LogStreamItem, ReleaseInfo, RestoreOutcome, RestoreRequest, ServiceDetail, ServiceKey,
-    SignInLink, StatusSnapshot, Target, VerifyOutcome,
+    SignInLink, StatusReport, Target, VerifyOutcome,
 };
 use serde::Deserialize;
 
@@ -33,8 +33,13 @@ fn target(t: Option<&str>) -> Result<Target, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("target: {e}")))
 }
 
-pub async fn status(State(st): State<AppState>) -> Json<StatusSnapshot> {
-    Json(st.core.status())
+/// The snapshot with its verdict, decided here once for every client.
+pub async fn status(State(st): State<AppState>) -> Json<StatusReport> {
+    let snapshot = st.core.status();
+    Json(StatusReport {
+        overall: snapshot.overall(),
+        snapshot,
+    })
 }
 
 pub async fn service_detail(
@@ -65,15 +70,24 @@ pub async fn act(
 #[derive(Deserialize)]
 pub struct EventParams {
     target: Option<String>,
+    /// Comma-separated kinds (`deploy_finished,backup_failed`); all when absent.
+    kind: Option<String>,
     limit: Option<usize>,
 }
 
 pub async fn events(State(st): State<AppState>, Query(p): Query<EventParams>) -> Reply<Vec<Event>> {
     let target = target(p.target.as_deref())?;
     let limit = p.limit.unwrap_or(500).min(10_000);
+    let kinds: Vec<String> = p
+        .kind
+        .iter()
+        .flat_map(|k| k.split(','))
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect();
     let core = st.core.clone();
     Ok(Json(
-        tokio::task::spawn_blocking(move || core.events(&target, limit)).await??,
+        tokio::task::spawn_blocking(move || core.events(&target, &kinds, limit)).await??,
     ))
 }
 

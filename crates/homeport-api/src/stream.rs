@@ -19,23 +19,54 @@ fn json_event(name: &str, data: &impl serde::Serialize) -> SseEvent {
         .data(serde_json::to_string(data).unwrap_or_default())
 }
 
-/// `snapshot` first, then every `event`; a browser that fell behind gets a fresh snapshot
-/// (`resync`) instead of an ever-growing queue.
+/// A snapshot as the stream sends it: with its verdict.
+fn report(snapshot: homeport_types::StatusSnapshot) -> homeport_types::StatusReport {
+    homeport_types::StatusReport {
+        overall: snapshot.overall(),
+        snapshot,
+    }
+}
+
+/// `snapshot` (with the verdict) first, then every `event`, and `overall` (the verdict) whenever
+/// a service's change alters it; a browser that fell behind gets a fresh snapshot (`resync`)
+/// instead of an ever-growing queue.
 pub async fn events(
     State(st): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let (snapshot, rx) = st.core.subscribe();
-    let first = futures_util::stream::once(async move { Ok(json_event("snapshot", &snapshot)) });
     let core = st.core.clone();
     let shutdown = st.core.shutdown_signal();
-    let rest = futures_util::stream::unfold((rx, core), |(mut rx, core)| async move {
-        let ev = match rx.recv().await {
-            Ok(ev) => json_event("event", &ev),
-            Err(RecvError::Lagged(_)) => json_event("resync", &core.status()),
-            Err(RecvError::Closed) => return None,
-        };
-        Some((Ok(ev), (rx, core)))
-    });
+    let verdict = Some(snapshot.overall());
+    let first =
+        futures_util::stream::once(async move { Ok(json_event("snapshot", &report(snapshot))) });
+    let rest = futures_util::stream::unfold(
+        (rx, core, verdict),
+        |(mut rx, core, mut verdict)| async move {
+            let mut out = Vec::new();
+            match rx.recv().await {
+                Ok(ev) => {
+                    let service_changed = ev.service().is_some();
+                    out.push(Ok(json_event("event", &ev)));
+                    // The verdict is the agent's to decide: say it again when it changed.
+                    if service_changed {
+                        let now = core.status().overall();
+                        if verdict.as_ref() != Some(&now) {
+                            out.push(Ok(json_event("overall", &now)));
+                            verdict = Some(now);
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    let status = core.status();
+                    verdict = Some(status.overall());
+                    out.push(Ok(json_event("resync", &report(status))));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+            Some((futures_util::stream::iter(out), (rx, core, verdict)))
+        },
+    )
+    .flatten();
     Sse::new(first.chain(rest).take_until(shutdown)).keep_alive(KeepAlive::default())
 }
 

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use futures_util::StreamExt;
-use homeport_types::{DeployEvent, DeployKind, DeployRequest};
+use homeport_types::{DeployEvent, DeployKind, DeployRequest, DeployResult, StepStatus};
 
 use crate::{Failure, client};
 
@@ -95,8 +95,8 @@ async fn stream(config_path: &Path, req: DeployRequest) -> Result<(), Failure> {
                 status,
                 ms,
                 detail,
-            } => match (status.as_str(), ms) {
-                ("started", _) => outln!("▸ {name}")?,
+            } => match (status, ms) {
+                (StepStatus::Started, _) => outln!("▸ {name}")?,
                 (s, Some(ms)) => outln!(
                     "  {name}: {s} ({ms} ms){}",
                     detail.map(|d| format!(" — {d}")).unwrap_or_default()
@@ -105,7 +105,7 @@ async fn stream(config_path: &Path, req: DeployRequest) -> Result<(), Failure> {
             },
             DeployEvent::Output { line, .. } => outln!("    {line}")?,
             DeployEvent::Done { record } => {
-                if record.result == "succeeded" {
+                if record.result == DeployResult::Succeeded {
                     outln!(
                         "{} {}/{}: {} is live",
                         record.kind.as_str(),

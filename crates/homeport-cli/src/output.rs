@@ -2,6 +2,11 @@
 
 use homeport_types::{EnvBackups, Health, LogEntry, ServiceStatus, StatusSnapshot, Stream};
 
+/// The agent's verdict, as the tray and the dashboard show it: "Healthy: production healthy".
+pub fn verdict_line(v: &homeport_types::Verdict) -> String {
+    format!("{}: {}", v.level.word(), v.reason)
+}
+
 pub fn status_table(s: &StatusSnapshot) -> String {
     if s.services.is_empty() {
         return format!(

@@ -203,6 +203,45 @@ impl Client {
         .await
     }
 
+    /// The status with the agent's verdict on it.
+    pub async fn status_report(&self) -> Result<homeport_types::StatusReport, ClientError> {
+        self.json(self.http.get(format!("{}/api/v1/status", self.base)))
+            .await
+    }
+
+    /// One connection to `/api/v1/events/stream`: a snapshot, then every event, as long as the
+    /// agent keeps it open. [`subscribe`] reconnects.
+    pub async fn events(
+        &self,
+    ) -> Result<impl Stream<Item = Result<Update, ClientError>> + use<>, ClientError> {
+        let resp = self
+            .send(
+                self.http
+                    .get(format!("{}/api/v1/events/stream", self.base))
+                    .header("accept", "text/event-stream"),
+            )
+            .await?;
+        Ok(sse(resp.bytes_stream().map_err(ClientError::from)))
+    }
+
+    /// Recorded events within `target`, newest first, of the given kinds (all when empty).
+    pub async fn event_history(
+        &self,
+        target: &Target,
+        kinds: &[&str],
+        limit: usize,
+    ) -> Result<Vec<homeport_types::Event>, ClientError> {
+        let target = target.to_string();
+        let kinds = kinds.join(",");
+        let limit = limit.to_string();
+        self.json(
+            self.http
+                .get(format!("{}/api/v1/events", self.base))
+                .query(&[("target", target), ("kind", kinds), ("limit", limit)]),
+        )
+        .await
+    }
+
     pub async fn status(&self) -> Result<StatusSnapshot, ClientError> {
         self.json(self.http.get(format!("{}/api/v1/status", self.base)))
             .await
@@ -286,6 +325,133 @@ impl Client {
     ) -> Result<T, ClientError> {
         Ok(self.send(req).await?.json().await?)
     }
+}
+
+/// What a subscriber learns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// The whole status (on connecting, and after falling behind): start again from it.
+    Snapshot(homeport_types::StatusReport),
+    /// Something happened after the last snapshot.
+    Event(homeport_types::Event),
+    /// The connection is gone (the agent stopped or is unreachable); a snapshot follows when
+    /// it is back.
+    Disconnected(String),
+}
+
+/// Subscribes for as long as the stream is polled: connects with `connect` (which may find, or
+/// start, an agent anew each time), then yields a snapshot and every event; when the connection
+/// drops it says so, waits (1 s, doubling up to 10 s while nothing answers) and connects again,
+/// starting with a fresh snapshot, so a subscriber never works from a stale picture.
+pub fn subscribe<F>(connect: F) -> impl Stream<Item = Update>
+where
+    F: FnMut() -> Result<Client, String>,
+{
+    const FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+    const MOST: std::time::Duration = std::time::Duration::from_secs(10);
+    type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Update, ClientError>> + Send>>;
+    struct State<F> {
+        connect: F,
+        events: Option<Events>,
+        wait: Option<std::time::Duration>,
+    }
+    let state = State {
+        connect,
+        events: None,
+        wait: None,
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(events) = &mut st.events {
+                match events.next().await {
+                    Some(Ok(update)) => {
+                        st.wait = None;
+                        return Some((update, st));
+                    }
+                    Some(Err(e)) => {
+                        st.events = None;
+                        return Some((Update::Disconnected(e.to_string()), st));
+                    }
+                    None => {
+                        st.events = None;
+                        return Some((
+                            Update::Disconnected("the agent closed the stream".into()),
+                            st,
+                        ));
+                    }
+                }
+            }
+            if let Some(w) = st.wait {
+                tokio::time::sleep(w).await;
+            }
+            st.wait = Some(st.wait.map_or(FIRST, |w| (w * 2).min(MOST)));
+            let client = match (st.connect)() {
+                Ok(c) => c,
+                Err(reason) => return Some((Update::Disconnected(reason), st)),
+            };
+            match client.events().await {
+                Ok(events) => st.events = Some(Box::pin(events)),
+                Err(e) => return Some((Update::Disconnected(e.to_string()), st)),
+            }
+        }
+    })
+}
+
+/// Parses server-sent events: `snapshot`/`resync` and `event` messages.
+fn sse(
+    bytes: impl Stream<Item = Result<bytes::Bytes, ClientError>> + Send + 'static,
+) -> impl Stream<Item = Result<Update, ClientError>> + Send {
+    let bytes = Box::pin(bytes);
+    futures_util::stream::unfold(
+        (bytes, Vec::<u8>::new()),
+        |(mut bytes, mut buf)| async move {
+            loop {
+                // A message ends with a blank line.
+                if let Some(i) = buf.windows(2).position(|w| w == b"\n\n") {
+                    let msg: Vec<u8> = buf.drain(..i + 2).collect();
+                    let text = String::from_utf8_lossy(&msg);
+                    let (mut name, mut data) = ("message", String::new());
+                    for line in text.lines() {
+                        if let Some(v) = line.strip_prefix("event:") {
+                            name = if v.trim() == "event" {
+                                "event"
+                            } else if matches!(v.trim(), "snapshot" | "resync") {
+                                "snapshot"
+                            } else {
+                                "other"
+                            };
+                        } else if let Some(v) = line.strip_prefix("data:") {
+                            if !data.is_empty() {
+                                data.push('\n');
+                            }
+                            data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                        }
+                    }
+                    let decode = |e: serde_json::Error| ClientError::Api {
+                        status: 200,
+                        kind: "decode".into(),
+                        message: format!("bad event from the agent: {e}"),
+                    };
+                    let update = match name {
+                        "snapshot" => serde_json::from_str(&data)
+                            .map(Update::Snapshot)
+                            .map_err(decode),
+                        "event" => serde_json::from_str(&data)
+                            .map(Update::Event)
+                            .map_err(decode),
+                        // Keep-alive comments and kinds this client does not know.
+                        _ => continue,
+                    };
+                    return Some((update, (bytes, buf)));
+                }
+                match bytes.next().await {
+                    Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                    Some(Err(e)) => return Some((Err(e), (bytes, Vec::new()))),
+                    None => return None,
+                }
+            }
+        },
+    )
 }
 
 /// Splits a byte stream into lines and decodes each as JSON.

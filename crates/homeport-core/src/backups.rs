@@ -11,8 +11,8 @@ use homeport_backup::retention::{Candidate, Retention};
 use homeport_backup::{Artifact, ArtifactKind, BackupMethod, BackupPlan, restore};
 use homeport_config::{BackupSchedule, EnvSpec};
 use homeport_types::{
-    BackupArtifact, BackupInfo, BackupTrigger, EnvBackups, RestoreOutcome, ServiceState, Target,
-    VerifyOutcome,
+    BackupArtifact, BackupInfo, BackupTrigger, EnvBackups, EventKind, RestoreOutcome, ServiceState,
+    Subject, Target, VerifyOutcome,
 };
 
 use crate::Core;
@@ -91,8 +91,8 @@ fn artifact_info(a: &Artifact) -> BackupArtifact {
     BackupArtifact {
         name: a.name.clone(),
         kind: match a.kind {
-            ArtifactKind::Database => "database".into(),
-            ArtifactKind::Files => "files".into(),
+            ArtifactKind::Database => homeport_types::ArtifactKind::Database,
+            ArtifactKind::Files => homeport_types::ArtifactKind::Files,
         },
         file: a.file.clone(),
         size: a.size,
@@ -104,10 +104,9 @@ fn artifact_info(a: &Artifact) -> BackupArtifact {
 fn artifact_of(b: &BackupArtifact) -> Artifact {
     Artifact {
         name: b.name.clone(),
-        kind: if b.kind == "files" {
-            ArtifactKind::Files
-        } else {
-            ArtifactKind::Database
+        kind: match b.kind {
+            homeport_types::ArtifactKind::Database => ArtifactKind::Database,
+            homeport_types::ArtifactKind::Files => ArtifactKind::Files,
         },
         file: b.file.clone(),
         size: b.size,
@@ -146,6 +145,38 @@ pub(crate) async fn take(
             "{target} lists no `databases` or `files` to back up"
         )));
     }
+    let subject = Subject::env(&env.app, &env.env);
+    let made = make(core, &env, plan, trigger).await;
+    match &made {
+        Ok(info) => core.emit(
+            subject,
+            EventKind::BackupFinished {
+                id: info.id,
+                trigger,
+                size: info.size,
+                duration_ms: info.duration_ms,
+                verified: info.verified,
+            },
+        ),
+        Err(e) => core.emit(
+            subject,
+            EventKind::BackupFailed {
+                trigger,
+                error: e.to_string(),
+            },
+        ),
+    }
+    made
+}
+
+/// Takes the backup `plan` describes, catalogues it, and applies retention.
+async fn make(
+    core: &Core,
+    env: &EnvSpec,
+    plan: BackupPlan,
+    trigger: BackupTrigger,
+) -> Result<BackupInfo, BackupOpError> {
+    let target = Target::Env(env.app.clone(), env.env.clone());
     let dir = backups_root(core).join(&env.app).join(&env.env);
     let time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let set = tokio::task::spawn_blocking(move || {
@@ -175,7 +206,7 @@ pub(crate) async fn take(
         info.size,
         info.duration_ms
     );
-    prune(core, &env)?;
+    prune(core, env)?;
     Ok(info)
 }
 
@@ -298,12 +329,17 @@ pub(crate) async fn verify(core: &Core, id: i64) -> Result<VerifyOutcome, Backup
 /// the machine slept runs once on wake.
 pub(crate) async fn scheduler(core: std::sync::Arc<Core>) {
     let mut stop = std::pin::pin!(core.shutdown_signal());
+    // When a scheduled backup last failed, per environment: it is tried again one interval
+    // later, not at every tick (each failure is an event and a notification).
+    let mut failed: std::collections::HashMap<(String, String), SystemTime> =
+        std::collections::HashMap::new();
     loop {
         let config = core.config();
         for env in config.envs.iter().filter(|e| e.backup.schedule.is_some()) {
             let Some(schedule) = env.backup.schedule.as_ref().map(schedule_of) else {
                 continue;
             };
+            let key = (env.app.clone(), env.env.clone());
             let last = {
                 let store = core.store().lock().unwrap_or_else(PoisonError::into_inner);
                 store
@@ -311,6 +347,7 @@ pub(crate) async fn scheduler(core: std::sync::Arc<Core>) {
                     .ok()
                     .and_then(|l| last_time(&l))
             };
+            let last = last.max(failed.get(&key).copied());
             if schedule.is_due(last, SystemTime::now()) {
                 let target = Target::Env(env.app.clone(), env.env.clone());
                 match take(&core, &target, BackupTrigger::Scheduled).await {
@@ -318,8 +355,13 @@ pub(crate) async fn scheduler(core: std::sync::Arc<Core>) {
                     Err(BackupOpError::Refused(why)) => {
                         tracing::debug!("scheduled backup of {target}: {why}")
                     }
-                    Err(e) => tracing::warn!("scheduled backup of {target} failed: {e}"),
-                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!("scheduled backup of {target} failed: {e}");
+                        failed.insert(key, SystemTime::now());
+                    }
+                    Ok(_) => {
+                        failed.remove(&key);
+                    }
                 }
             }
         }
@@ -396,8 +438,39 @@ pub(crate) async fn restore_env(
     }
 
     let _running = core.backups_running.claim(&env.app, &env.env)?;
+    let done = restore_live(core, &env, &info, &dir, &dbs).await;
+    let subject = Subject::env(&env.app, &env.env);
+    match &done {
+        Ok(out) => core.emit(
+            subject,
+            EventKind::RestoreFinished {
+                backup: out.backup,
+                restored: out.restored.clone(),
+                safety_copies: out.safety_copies.clone(),
+            },
+        ),
+        Err(e) => core.emit(
+            subject,
+            EventKind::RestoreFailed {
+                backup: Some(info.id),
+                error: e.to_string(),
+            },
+        ),
+    }
+    done
+}
+
+/// Stops the environment, swaps the checked databases in with safety copies, restarts what ran
+/// and checks it comes up; puts the old databases back if it does not.
+async fn restore_live(
+    core: &Core,
+    env: &EnvSpec,
+    info: &BackupInfo,
+    dir: &Path,
+    dbs: &[Artifact],
+) -> Result<RestoreOutcome, BackupOpError> {
     // Check every artifact before anything stops.
-    let staged = stage_restore(&env, &dir, &dbs).await?;
+    let staged = stage_restore(env, dir, dbs).await?;
     let env_target = Target::Env(env.app.clone(), env.env.clone());
     let were_up: Vec<_> = core
         .supervisor()
@@ -408,7 +481,7 @@ pub(crate) async fn restore_env(
         .map(|s| s.key)
         .collect();
     let _ = core.supervisor().stop(&env_target).await;
-    let safety_dir = safety_dir(core, &env);
+    let safety_dir = safety_dir(core, env);
     let swapped = match swap_in(staged, safety_dir.clone()).await {
         Ok(s) => s,
         Err(e) => {

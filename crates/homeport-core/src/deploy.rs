@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 use homeport_config::{AppSpec, EnvSpec};
 use homeport_deploy::{Manifest, git};
 use homeport_types::{
-    BackupTrigger, DeployEvent, DeployKind, DeployRecord, DeployRequest, ReleaseInfo, StepRecord,
-    Target,
+    BackupTrigger, DeployEvent, DeployKind, DeployRecord, DeployRequest, DeployResult, EventKind,
+    ReleaseInfo, StepRecord, StepStatus, Subject, Target,
 };
 use tokio::sync::mpsc;
 
@@ -172,14 +172,40 @@ impl Run<'_> {
         .await;
     }
 
-    async fn begin_step(&self, name: &str) -> Instant {
+    /// Streams a step's progress to the caller and publishes it as an event.
+    async fn step_event(
+        &self,
+        name: &str,
+        status: StepStatus,
+        ms: Option<u64>,
+        detail: Option<String>,
+    ) {
+        self.core.emit(
+            self.subject(),
+            EventKind::DeployStep {
+                id: self.record.id,
+                kind: self.record.kind,
+                step: name.into(),
+                status,
+                ms,
+                detail: detail.clone(),
+            },
+        );
         self.emit(DeployEvent::Step {
             name: name.into(),
-            status: "started".into(),
-            ms: None,
-            detail: None,
+            status,
+            ms,
+            detail,
         })
         .await;
+    }
+
+    fn subject(&self) -> Subject {
+        Subject::env(&self.record.app, &self.record.env)
+    }
+
+    async fn begin_step(&self, name: &str) -> Instant {
+        self.step_event(name, StepStatus::Started, None, None).await;
         Instant::now()
     }
 
@@ -193,15 +219,13 @@ impl Run<'_> {
             ms,
             detail: detail.clone(),
         });
-        let status = if error.is_none() { "ok" } else { "failed" };
-        self.emit(DeployEvent::Step {
-            name: name.into(),
-            status: status.into(),
-            ms: Some(ms),
-            detail,
-        })
-        .await;
+        let status = if error.is_none() {
+            StepStatus::Ok
+        } else {
+            StepStatus::Failed
+        };
         self.save();
+        self.step_event(name, status, Some(ms), detail).await;
     }
 
     /// Runs commands in a blocking thread, streaming each output line.
@@ -260,7 +284,7 @@ pub(crate) async fn run(
         commit: None,
         started: now(),
         finished: None,
-        result: "running".into(),
+        result: DeployResult::Running,
         error: None,
         steps: vec![],
         diagnostics: None,
@@ -272,16 +296,35 @@ pub(crate) async fn run(
         output: Vec::new(),
     };
     run.save();
+    core.emit(
+        run.subject(),
+        EventKind::DeployStarted {
+            id: run.record.id,
+            kind: run.record.kind,
+        },
+    );
     let result = pipeline(&mut run, &req, &app, &env).await;
     run.record.finished = Some(now());
     match result {
-        Ok(()) => run.record.result = "succeeded".into(),
+        Ok(()) => run.record.result = DeployResult::Succeeded,
         Err(e) => {
-            run.record.result = "failed".into();
+            run.record.result = DeployResult::Failed;
             run.record.error = Some(e);
         }
     }
     run.save();
+    let r = &run.record;
+    core.emit(
+        run.subject(),
+        EventKind::DeployFinished {
+            id: r.id,
+            kind: r.kind,
+            result: r.result,
+            release: r.release.clone(),
+            previous: r.previous.clone(),
+            error: r.error.clone(),
+        },
+    );
     let done = run.record.clone();
     run.emit(DeployEvent::Done {
         record: done.clone(),
@@ -429,7 +472,7 @@ fn previous_release(core: &Core, app: &str, env: &str) -> Option<String> {
         .deploys(app, Some(env), 100)
         .ok()?
         .into_iter()
-        .filter(|d| d.result == "succeeded" && d.release == current)
+        .filter(|d| d.result == DeployResult::Succeeded && d.release == current)
         .find_map(|d| d.previous)
 }
 
@@ -667,18 +710,9 @@ fn prune(core: &Core, app: &AppSpec, this: &str, succeeded: bool) {
         )));
         let store = core.store().lock().unwrap_or_else(PoisonError::into_inner);
         if let Ok(deploys) = store.deploys(&app.name, Some(&env.env), 200) {
-            protected.extend(
-                deploys
-                    .iter()
-                    .find(|d| d.result == "succeeded")
-                    .and_then(|d| d.release.clone()),
-            );
-            protected.extend(
-                deploys
-                    .iter()
-                    .find(|d| d.result == "succeeded")
-                    .and_then(|d| d.previous.clone()),
-            );
+            let last_good = deploys.iter().find(|d| d.result == DeployResult::Succeeded);
+            protected.extend(last_good.and_then(|d| d.release.clone()));
+            protected.extend(last_good.and_then(|d| d.previous.clone()));
         }
     }
     // The deploy that just finished is not in state.db as succeeded yet.

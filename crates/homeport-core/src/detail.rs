@@ -65,7 +65,7 @@ impl Core {
             humantime::format_duration(r.window)
         );
         let events = self
-            .events(&Target::Service(key.clone()), 20)
+            .events(&Target::Service(key.clone()), &[], 20)
             .unwrap_or_default();
         Some(ServiceDetail {
             status,

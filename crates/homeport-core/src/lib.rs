@@ -29,7 +29,7 @@ use homeport_config::Config;
 use homeport_supervisor::{Options, Supervisor};
 use homeport_types::{
     Action, ActionOutcome, AgentInfo, ConfigApplied, ConfigChange, ConfigPreview, ConfigView,
-    Event, ServiceKey, StatusSnapshot, Target,
+    Event, EventKind, ServiceKey, StatusSnapshot, Subject, Target,
 };
 use tokio::sync::mpsc;
 
@@ -109,7 +109,7 @@ impl Core {
 
         let supervisor =
             Supervisor::new(Arc::new(config), Options { shim_exe, seeds }, Some(tx)).await;
-        Ok(Arc::new(Core {
+        let core = Arc::new(Core {
             supervisor,
             store,
             started: Instant::now(),
@@ -122,7 +122,25 @@ impl Core {
             proxies: Mutex::new(Vec::new()),
             router: Mutex::new(None),
             interrupted: Mutex::new(Vec::new()),
-        }))
+        });
+        core.emit(
+            Subject::Agent,
+            EventKind::AgentStarted {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                pid: std::process::id(),
+            },
+        );
+        Ok(core)
+    }
+
+    /// Records and broadcasts an outcome (see [`homeport_supervisor::Hub::emit`]).
+    pub(crate) fn emit(&self, subject: Subject, kind: EventKind) {
+        let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        self.supervisor.hub().emit(Event {
+            time,
+            subject,
+            kind,
+        });
     }
 
     /// The config in force (it changes when settings are applied).
@@ -130,11 +148,11 @@ impl Core {
         self.supervisor.config()
     }
 
-    pub fn supervisor(&self) -> &Supervisor {
+    pub(crate) fn supervisor(&self) -> &Supervisor {
         &self.supervisor
     }
 
-    pub fn store(&self) -> &Arc<Mutex<Store>> {
+    pub(crate) fn store(&self) -> &Arc<Mutex<Store>> {
         &self.store
     }
 
@@ -431,17 +449,28 @@ impl Core {
         (self.snapshot_of(self.supervisor.status_from(&snaps)), rx)
     }
 
-    /// Recorded events of the services of `target`, newest first.
-    pub fn events(&self, target: &Target, limit: usize) -> Result<Vec<Event>, LogError> {
-        self.supervisor.resolve(target)?;
-        let prefix = match target {
-            Target::All => String::new(),
-            Target::App(a) => format!("{a}/"),
-            Target::Env(a, e) => format!("{a}/{e}/"),
-            Target::Service(k) => k.to_string(),
+    /// Recorded events within `target` (the agent's own belong to `all`), newest first, of
+    /// the given kinds (`EventKind::name`; all when empty).
+    pub fn events(
+        &self,
+        target: &Target,
+        kinds: &[String],
+        limit: usize,
+    ) -> Result<Vec<Event>, LogError> {
+        let config = self.config();
+        let known = match target {
+            Target::All => true,
+            Target::App(a) => config.apps.iter().any(|x| &x.name == a),
+            Target::Env(a, e) => config.envs.iter().any(|x| &x.app == a && &x.env == e),
+            Target::Service(k) => config.service(k).is_some(),
         };
+        if !known {
+            self.supervisor.resolve(target)?;
+        }
         let store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
-        store.recent_events(&prefix, limit).map_err(LogError::Store)
+        store
+            .recent_events(target, kinds, limit)
+            .map_err(LogError::Store)
     }
 
     pub fn config_view(&self) -> Result<ConfigView, SettingsError> {
@@ -511,6 +540,7 @@ impl Core {
     /// Stops every service; the agent is exiting on request. Followers and event streams end
     /// first, so no client holds the exit up.
     pub async fn shutdown(&self) {
+        self.emit(Subject::Agent, EventKind::AgentStopping);
         self.stopping.send_replace(true);
         self.supervisor.shutdown().await;
     }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use homeport_config::edit::{EditError, apply_changes};
 use homeport_config::{Config, Diagnostic};
 use homeport_types::{
-    AgentSettingsView, ConfigApplied, ConfigChange, ConfigPreview, ConfigView, EnvView, Problem,
-    ServiceKey, ServiceView,
+    AgentSettingsView, ConfigApplied, ConfigChange, ConfigPreview, ConfigView, EnvView, EventKind,
+    Problem, ServiceKey, ServiceView, Subject,
 };
 use sha2::{Digest, Sha256};
 
@@ -277,7 +277,22 @@ pub(crate) async fn apply(
     }
     let new = match staged.new_config {
         Some(c) if staged.problems.is_empty() => c,
-        _ => return Err(SettingsError::Invalid(staged.problems)),
+        _ => {
+            if let Some(first) = staged.problems.first() {
+                core.emit(
+                    Subject::Agent,
+                    EventKind::ConfigRejected {
+                        file: core.config().file.display().to_string(),
+                        line: first.line,
+                        column: first.column,
+                        field: first.field.clone(),
+                        message: first.message.clone(),
+                        problems: staged.problems.len(),
+                    },
+                );
+            }
+            return Err(SettingsError::Invalid(staged.problems));
+        }
     };
     let old = core.config();
     let path = old.file.clone();
@@ -298,6 +313,13 @@ pub(crate) async fn apply(
         report.removed.len(),
         report.changed.len(),
         report.restarted.len()
+    );
+    core.emit(
+        Subject::Agent,
+        EventKind::ConfigApplied {
+            restarted: report.restarted.clone(),
+            needs_agent_restart,
+        },
     );
     Ok(ConfigApplied {
         restarted: report.restarted,

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use homeport_supervisor::Seed;
-use homeport_types::{Event, EventKind, ExitReason, ServiceKey};
+use homeport_types::{DeployResult, Event, EventKind, ExitReason, ServiceKey};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Schema changes append a step; `user_version` says how many ran.
@@ -66,26 +66,126 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX deploys_by_env ON deploys(app, env, id);
 "#,
+    // Every outcome is an event: whom it is about (`subject`: @agent, APP, APP/ENV or
+    // APP/ENV/SERVICE) and the event itself as JSON (`data`). Rows of earlier agents have
+    // neither and are read from their columns. `count` and `last_time` leave room for one row
+    // standing for a run of repeated events.
+    r#"
+    ALTER TABLE events ADD COLUMN subject TEXT;
+    ALTER TABLE events ADD COLUMN data TEXT;
+    ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE events ADD COLUMN last_time TEXT;
+    UPDATE events SET subject = service;
+    CREATE INDEX events_by_subject ON events(subject, id);
+    CREATE INDEX events_by_kind ON events(kind, id);
+"#,
 ];
+
+/// One row of the events table as stored; [`Row::event`] reads it.
+struct Row {
+    id: i64,
+    time: String,
+    subject: Option<String>,
+    kind: String,
+    data: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    pid: Option<u32>,
+    exit: Option<String>,
+    message: Option<String>,
+    restarts: Option<i64>,
+}
+
+impl Row {
+    /// The event; rows written before events carried their JSON are read from their columns.
+    fn event(self) -> Result<Event, String> {
+        let subject: homeport_types::Subject = self
+            .subject
+            .as_deref()
+            .ok_or("it names no subject")?
+            .parse()
+            .map_err(|e| format!("its subject: {e}"))?;
+        let kind = match self.data {
+            Some(data) => serde_json::from_str(&data).map_err(|e| format!("its data: {e}"))?,
+            None => {
+                let state = |s: Option<String>,
+                             what: &str|
+                 -> Result<homeport_types::ServiceState, String> {
+                    let s = s.ok_or_else(|| format!("it has no {what} state"))?;
+                    serde_json::from_value(serde_json::Value::String(s.clone()))
+                        .map_err(|_| format!("unknown state {s:?}"))
+                };
+                match self.kind.as_str() {
+                    "state" => EventKind::State {
+                        from: state(self.from, "from")?,
+                        to: state(self.to, "to")?,
+                        pid: self.pid,
+                        exit: match self.exit {
+                            Some(e) => Some(
+                                serde_json::from_str(&e)
+                                    .map_err(|_| format!("unknown exit {e:?}"))?,
+                            ),
+                            None => None,
+                        },
+                        restarts: self.restarts.unwrap_or(0).max(0) as u64,
+                        message: self.message,
+                    },
+                    "health" => {
+                        let h = self.to.ok_or("it has no health")?;
+                        EventKind::Health {
+                            health: serde_json::from_value(serde_json::Value::String(h.clone()))
+                                .map_err(|_| format!("unknown health {h:?}"))?,
+                            message: self.message,
+                        }
+                    }
+                    other => return Err(format!("unknown kind {other:?} without data")),
+                }
+            }
+        };
+        Ok(Event {
+            time: self.time,
+            subject,
+            kind,
+        })
+    }
+}
 
 /// Events kept in the table; older ones are pruned at start.
 const KEEP_EVENTS: i64 = 100_000;
 
+/// A backup row. A value this agent cannot read is said in the log, naming the row: an
+/// unknown trigger is shown as manual; unreadable artifacts make the backup unverified, so a
+/// restore never picks it by default.
 fn backup_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<homeport_types::BackupInfo> {
+    let id: i64 = r.get(0)?;
     let trigger: String = r.get(4)?;
     let artifacts: String = r.get(9)?;
+    let trigger = serde_json::from_value(serde_json::Value::String(trigger.clone()))
+        .unwrap_or_else(|_| {
+            tracing::warn!(
+                "state.db: backup {id} has an unknown trigger {trigger:?}; shown as manual"
+            );
+            homeport_types::BackupTrigger::Manual
+        });
+    let mut verified: bool = r.get(8)?;
+    let artifacts = serde_json::from_str(&artifacts).unwrap_or_else(|e| {
+        tracing::warn!(
+            "state.db: the file list of backup {id} cannot be read ({e}); it is treated as unverified"
+        );
+        verified = false;
+        Vec::new()
+    });
     Ok(homeport_types::BackupInfo {
-        id: r.get(0)?,
+        id,
         app: r.get(1)?,
         env: r.get(2)?,
         time: r.get(3)?,
-        trigger: serde_json::from_value(serde_json::Value::String(trigger))
-            .unwrap_or(homeport_types::BackupTrigger::Manual),
+        trigger,
         dir: r.get(5)?,
         size: r.get::<_, i64>(6)?.max(0) as u64,
         duration_ms: r.get::<_, i64>(7)?.max(0) as u64,
-        verified: r.get(8)?,
-        artifacts: serde_json::from_str(&artifacts).unwrap_or_default(),
+        verified,
+        artifacts,
     })
 }
 
@@ -134,9 +234,13 @@ impl Store {
             self.since_prune = 0;
             prune(&self.conn)?;
         }
-        let service = ev.key.to_string();
+        let subject = ev.subject.to_string();
+        let data = serde_json::to_string(&ev.kind)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         let tx = self.conn.transaction()?;
-        match &ev.kind {
+        // The columns of state and health rows stay filled: `transitions` and earlier agents
+        // read them.
+        let (from, to, pid, exit, message, restarts) = match &ev.kind {
             EventKind::State {
                 from,
                 to,
@@ -144,29 +248,40 @@ impl Store {
                 exit,
                 restarts,
                 message,
-            } => {
-                let exit = exit.map(|e| serde_json::to_string(&e).unwrap_or_default());
-                tx.execute(
-                    "INSERT INTO events (time, service, kind, from_state, to_state, pid, exit, message, restarts)
-                     VALUES (?1, ?2, 'state', ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![ev.time, service, from.as_str(), to.as_str(), pid, exit, message, *restarts as i64],
-                )?;
-                tx.execute(
-                    "INSERT INTO services (service, state, restarts, last_exit, updated) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT(service) DO UPDATE SET state = ?2, restarts = ?3,
-                         last_exit = COALESCE(?4, last_exit), updated = ?5",
-                    params![service, to.as_str(), *restarts as i64, exit, ev.time],
-                )?;
-            }
-            EventKind::Health { health, message } => {
-                let health = serde_json::to_value(health)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned));
-                tx.execute(
-                    "INSERT INTO events (time, service, kind, to_state, message) VALUES (?1, ?2, 'health', ?3, ?4)",
-                    params![ev.time, service, health, message],
-                )?;
-            }
+            } => (
+                Some(from.as_str()),
+                Some(to.as_str()),
+                *pid,
+                exit.map(|e| serde_json::to_string(&e).unwrap_or_default()),
+                message.clone(),
+                Some(*restarts as i64),
+            ),
+            EventKind::Health { health, message } => (
+                None,
+                Some(match health {
+                    homeport_types::Health::Unknown => "unknown",
+                    homeport_types::Health::Healthy => "healthy",
+                    homeport_types::Health::Unhealthy => "unhealthy",
+                }),
+                None,
+                None,
+                message.clone(),
+                None,
+            ),
+            _ => (None, None, None, None, None, None),
+        };
+        tx.execute(
+            "INSERT INTO events (time, service, subject, kind, data, from_state, to_state, pid, exit, message, restarts)
+             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![ev.time, subject, ev.kind.name(), data, from, to, pid, exit, message, restarts],
+        )?;
+        if let (EventKind::State { to, restarts, .. }, Some(key)) = (&ev.kind, ev.service()) {
+            tx.execute(
+                "INSERT INTO services (service, state, restarts, last_exit, updated) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(service) DO UPDATE SET state = ?2, restarts = ?3,
+                     last_exit = COALESCE(?4, last_exit), updated = ?5",
+                params![key.to_string(), to.as_str(), *restarts as i64, exit, ev.time],
+            )?;
         }
         tx.commit()
     }
@@ -202,55 +317,48 @@ impl Store {
         Ok(out)
     }
 
-    /// The newest `limit` events, newest first, of the services whose key starts with `prefix`.
-    pub fn recent_events(&self, prefix: &str, limit: usize) -> rusqlite::Result<Vec<Event>> {
+    /// The newest `limit` events within `target`, newest first, of the given kinds (every
+    /// kind when `kinds` is empty). A row this agent cannot read is skipped and said in the log.
+    pub fn recent_events(
+        &self,
+        target: &homeport_types::Target,
+        kinds: &[String],
+        limit: usize,
+    ) -> rusqlite::Result<Vec<Event>> {
+        let scope = match target {
+            homeport_types::Target::All => String::new(),
+            t => t.to_string(),
+        };
+        let kinds = kinds.join(",");
         let mut stmt = self.conn.prepare(
-            "SELECT time, service, kind, from_state, to_state, pid, exit, message, restarts FROM events
-             WHERE substr(service, 1, length(?1)) = ?1 ORDER BY id DESC LIMIT ?2",
+            "SELECT id, time, subject, kind, data, from_state, to_state, pid, exit, message, restarts FROM events
+             WHERE (?1 = '' OR subject = ?1 OR substr(subject, 1, length(?1) + 1) = ?1 || '/')
+               AND (?2 = '' OR instr(',' || ?2 || ',', ',' || kind || ',') > 0)
+             ORDER BY id DESC LIMIT ?3",
         )?;
-        let rows = stmt.query_map(params![prefix, limit as i64], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<u32>>(5)?,
-                r.get::<_, Option<String>>(6)?,
-                r.get::<_, Option<String>>(7)?,
-                r.get::<_, Option<i64>>(8)?,
-            ))
+        let rows = stmt.query_map(params![scope, kinds, limit as i64], |r| {
+            Ok(Row {
+                id: r.get(0)?,
+                time: r.get(1)?,
+                subject: r.get(2)?,
+                kind: r.get(3)?,
+                data: r.get(4)?,
+                from: r.get(5)?,
+                to: r.get(6)?,
+                pid: r.get(7)?,
+                exit: r.get(8)?,
+                message: r.get(9)?,
+                restarts: r.get(10)?,
+            })
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (time, service, kind, from, to, pid, exit, message, restarts) = row?;
-            let Ok(homeport_types::Target::Service(key)) = service.parse() else {
-                continue;
-            };
-            let state = |s: Option<String>| -> Option<homeport_types::ServiceState> {
-                serde_json::from_value(serde_json::Value::String(s?)).ok()
-            };
-            let kind = if kind == "state" {
-                let (Some(from), Some(to)) = (state(from), state(to)) else {
-                    continue;
-                };
-                EventKind::State {
-                    from,
-                    to,
-                    pid,
-                    exit: exit.and_then(|e| serde_json::from_str(&e).ok()),
-                    restarts: restarts.unwrap_or(0).max(0) as u64,
-                    message,
-                }
-            } else {
-                let Some(health) =
-                    to.and_then(|h| serde_json::from_value(serde_json::Value::String(h)).ok())
-                else {
-                    continue;
-                };
-                EventKind::Health { health, message }
-            };
-            out.push(Event { time, key, kind });
+            let row = row?;
+            let id = row.id;
+            match row.event() {
+                Ok(ev) => out.push(ev),
+                Err(why) => tracing::warn!("state.db: event {id} is skipped: {why}"),
+            }
         }
         Ok(out)
     }
@@ -312,13 +420,13 @@ impl Store {
             self.conn.execute(
                 "INSERT INTO deploys (app, env, kind, release, previous, commit_sha, started, finished, result, error, steps, diagnostics)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![d.app, d.env, d.kind.as_str(), d.release, d.previous, d.commit, d.started, d.finished, d.result, d.error, steps, d.diagnostics],
+                params![d.app, d.env, d.kind.as_str(), d.release, d.previous, d.commit, d.started, d.finished, d.result.as_str(), d.error, steps, d.diagnostics],
             )?;
             Ok(self.conn.last_insert_rowid())
         } else {
             self.conn.execute(
                 "UPDATE deploys SET release = ?2, previous = ?3, commit_sha = ?4, finished = ?5, result = ?6, error = ?7, steps = ?8, diagnostics = ?9 WHERE id = ?1",
-                params![d.id, d.release, d.previous, d.commit, d.finished, d.result, d.error, steps, d.diagnostics],
+                params![d.id, d.release, d.previous, d.commit, d.finished, d.result.as_str(), d.error, steps, d.diagnostics],
             )?;
             Ok(d.id)
         }
@@ -335,23 +443,35 @@ impl Store {
             "SELECT id, app, env, kind, release, previous, commit_sha, started, finished, result, error, steps, diagnostics
              FROM deploys WHERE (?1 = '' OR app = ?1) AND (?2 = '' OR env = ?2) ORDER BY id DESC LIMIT ?3",
         )?;
+        // A value this agent cannot read is said in the log, naming the deploy.
         let rows = stmt.query_map(params![app, env.unwrap_or(""), limit as i64], |r| {
+            let id: i64 = r.get(0)?;
             let kind: String = r.get(3)?;
+            let result: String = r.get(9)?;
             let steps: String = r.get(11)?;
             Ok(homeport_types::DeployRecord {
-                id: r.get(0)?,
+                id,
                 app: r.get(1)?,
                 env: r.get(2)?,
-                kind: serde_json::from_value(serde_json::Value::String(kind))
-                    .unwrap_or(homeport_types::DeployKind::Deploy),
+                kind: serde_json::from_value(serde_json::Value::String(kind.clone()))
+                    .unwrap_or_else(|_| {
+                        tracing::warn!("state.db: deploy {id} has an unknown kind {kind:?}; shown as a deploy");
+                        homeport_types::DeployKind::Deploy
+                    }),
                 release: r.get(4)?,
                 previous: r.get(5)?,
                 commit: r.get(6)?,
                 started: r.get(7)?,
                 finished: r.get(8)?,
-                result: r.get(9)?,
+                result: DeployResult::parse(&result).unwrap_or_else(|| {
+                    tracing::warn!("state.db: deploy {id} has an unknown result {result:?}; shown as interrupted");
+                    DeployResult::Interrupted
+                }),
                 error: r.get(10)?,
-                steps: serde_json::from_str(&steps).unwrap_or_default(),
+                steps: serde_json::from_str(&steps).unwrap_or_else(|e| {
+                    tracing::warn!("state.db: the steps of deploy {id} cannot be read ({e})");
+                    Vec::new()
+                }),
                 diagnostics: r.get(12)?,
             })
         })?;
@@ -413,7 +533,7 @@ mod tests {
             let mut store = Store::open(&path)?;
             store.record(&Event {
                 time: "2026-01-01T00:00:00Z".into(),
-                key: key.clone(),
+                subject: homeport_types::Subject::Service(key.clone()),
                 kind: EventKind::State {
                     from: ServiceState::Running,
                     to: ServiceState::BackingOff,
@@ -433,7 +553,7 @@ mod tests {
             store.transitions(&key, 10)?,
             vec![("running".to_owned(), "backing_off".to_owned())]
         );
-        let events = store.recent_events("a/p/", 10)?;
+        let events = store.recent_events(&"a/p".parse().map_err(|e| format!("{e}"))?, &[], 10)?;
         assert_eq!(events.len(), 1);
         assert!(
             matches!(
@@ -446,7 +566,100 @@ mod tests {
             ),
             "{events:?}"
         );
-        assert!(store.recent_events("b/", 10)?.is_empty());
+        assert!(
+            store
+                .recent_events(&"b".parse().map_err(|e| format!("{e}"))?, &[], 10)?
+                .is_empty()
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn rows_of_an_earlier_agent_still_read_and_a_corrupt_one_is_skipped()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("state.db");
+        {
+            // A state.db as the agent before typed events left it.
+            let conn = Connection::open(&path)?;
+            for step in &MIGRATIONS[..4] {
+                conn.execute_batch(step)?;
+            }
+            conn.pragma_update(None, "user_version", 4)?;
+            conn.execute_batch(
+                r#"INSERT INTO events (time, service, kind, from_state, to_state, pid, exit, message, restarts)
+                   VALUES ('2026-01-01T00:00:00Z', 'a/p/web', 'state', 'running', 'backing_off', 7,
+                           '{"kind":"code","value":3}', 'exit code 3', 2);
+                   INSERT INTO events (time, service, kind, to_state, message)
+                   VALUES ('2026-01-01T00:00:01Z', 'a/p/web', 'health', 'unhealthy', 'HTTP 503');
+                   INSERT INTO events (time, service, kind, from_state, to_state)
+                   VALUES ('2026-01-01T00:00:02Z', 'a/p/web', 'state', 'running', 'on fire');"#,
+            )?;
+        }
+        let mut store = Store::open(&path)?;
+        let all = store.recent_events(&homeport_types::Target::All, &[], 10)?;
+        assert_eq!(all.len(), 2, "the corrupt row is skipped: {all:?}");
+        assert_eq!(
+            all[1].subject,
+            homeport_types::Subject::Service(ServiceKey::new("a", "p", "web"))
+        );
+        assert!(
+            matches!(
+                all[1].kind,
+                EventKind::State {
+                    to: ServiceState::BackingOff,
+                    pid: Some(7),
+                    exit: Some(ExitReason::Code(3)),
+                    restarts: 2,
+                    ..
+                }
+            ),
+            "{all:?}"
+        );
+        assert!(matches!(all[0].kind, EventKind::Health { .. }));
+
+        // New kinds beside them, filtered by subject and kind.
+        store.record(&Event {
+            time: "2026-01-02T00:00:00Z".into(),
+            subject: homeport_types::Subject::env("a", "p"),
+            kind: EventKind::BackupFailed {
+                trigger: homeport_types::BackupTrigger::Scheduled,
+                error: "disk full".into(),
+            },
+        })?;
+        store.record(&Event {
+            time: "2026-01-02T00:00:01Z".into(),
+            subject: homeport_types::Subject::Agent,
+            kind: EventKind::AgentStopping,
+        })?;
+        let target = |s: &str| {
+            s.parse::<homeport_types::Target>()
+                .map_err(|e| e.to_string())
+        };
+        let env = store.recent_events(&target("a/p")?, &[], 10)?;
+        assert_eq!(env.len(), 3, "the environment's and its services': {env:?}");
+        let failed = store.recent_events(&target("a")?, &["backup_failed".to_owned()], 10)?;
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].kind.name(), "backup_failed");
+        let service = store.recent_events(&target("a/p/web")?, &[], 10)?;
+        assert_eq!(service.len(), 2);
+        let everything = store.recent_events(&homeport_types::Target::All, &[], 10)?;
+        assert_eq!(everything[0].subject, homeport_types::Subject::Agent);
+        Ok(())
+    }
+
+    #[test]
+    fn an_unreadable_backup_row_is_never_verified() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(&dir.path().join("state.db"))?;
+        store.conn.execute_batch(
+            "INSERT INTO backups (app, env, time, trigger, dir, size, duration_ms, verified, artifacts)
+             VALUES ('a', 'p', '2026-01-01T00:00:00Z', 'hourly', '/b', 1, 1, 1, 'not json')",
+        )?;
+        let list = store.backups(Some(("a", "p")))?;
+        assert_eq!(list.len(), 1);
+        assert!(!list[0].verified, "a restore must not pick it by default");
+        assert_eq!(list[0].trigger, homeport_types::BackupTrigger::Manual);
         Ok(())
     }
 }

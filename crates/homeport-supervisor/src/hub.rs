@@ -16,6 +16,8 @@ pub struct ServiceSnapshot {
     pub health: Health,
     pub pid: Option<u32>,
     pub started_at: Option<SystemTime>,
+    /// When it entered its current state.
+    pub state_since: Option<SystemTime>,
     pub restarts: u64,
     pub last_exit: Option<ExitReason>,
     pub message: Option<String>,
@@ -28,6 +30,7 @@ impl Default for ServiceSnapshot {
             health: Health::Unknown,
             pid: None,
             started_at: None,
+            state_since: None,
             restarts: 0,
             last_exit: None,
             message: None,
@@ -61,13 +64,26 @@ impl Hub {
         let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         map.insert(key.clone(), snap);
         if let Some(ev) = event {
-            if let Some(r) = &self.record
-                && r.send(ev.clone()).is_ok()
-            {
-                self.sent.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-            }
-            let _ = self.events.send(ev);
+            self.send(ev);
         }
+    }
+
+    /// Records and broadcasts an event that changes no service's snapshot: a deploy, a backup,
+    /// a restore, a config edit, the agent starting or stopping. Every producer in the agent
+    /// goes through here or [`Hub::publish`], so the stream and state.db see the same events.
+    pub fn emit(&self, event: Event) {
+        let _order = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        self.send(event);
+    }
+
+    /// Called with the lock held, so events are recorded and broadcast in one order.
+    fn send(&self, ev: Event) {
+        if let Some(r) = &self.record
+            && r.send(ev.clone()).is_ok()
+        {
+            self.sent.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        let _ = self.events.send(ev);
     }
 
     /// Forgets a service that the config no longer names.

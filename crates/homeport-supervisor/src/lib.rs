@@ -511,6 +511,10 @@ fn status_of(
             .started_at
             .and_then(|t| SystemTime::now().duration_since(t).ok())
             .map(|d| d.as_secs()),
+        state_secs: snap
+            .state_since
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .map(|d| d.as_secs()),
         restarts: snap.restarts,
         last_exit: snap.last_exit,
         message: snap.message.clone(),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use homeport_config::{RestartMode, ServiceSpec};
 use homeport_types::{
-    AfterExit, Event, EventKind, ExitReason, Health, Input, ServiceKey, ServiceState,
+    AfterExit, Event, EventKind, ExitReason, Health, Input, ServiceKey, ServiceState, Subject,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -631,10 +631,11 @@ impl ServiceTask {
         }
         let message = message.or_else(|| self.drift_note.clone());
         self.snap.state = to;
+        self.snap.state_since = Some(SystemTime::now());
         self.snap.message = message.clone();
         let event = Event {
             time: timestamp(),
-            key: self.spec.key.clone(),
+            subject: Subject::Service(self.spec.key.clone()),
             kind: EventKind::State {
                 from,
                 to,
@@ -666,7 +667,7 @@ impl ServiceTask {
         self.snap.health = health;
         let event = Event {
             time: timestamp(),
-            key: self.spec.key.clone(),
+            subject: Subject::Service(self.spec.key.clone()),
             kind: EventKind::Health { health, message },
         };
         self.hub

@@ -10,18 +10,19 @@ mod notify;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use homeport_types::{AppInfo, Health, ServiceKey, ServiceState, StatusSnapshot};
+use homeport_types::{AppInfo, Health, Level, ServiceKey, ServiceState, StatusSnapshot};
 
 pub use notify::{Notice, Notifier, Screen, Urgency, coalesce};
 
 /// What the tray's icon shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrayIcon {
-    /// Everything that should run is up and healthy.
+    /// The verdict is healthy.
     Healthy,
-    /// Something is restarting, unhealthy or starting.
+    /// The verdict is degraded: something restarts, is unhealthy or starting, a production
+    /// service was stopped by hand, or another environment has a problem.
     Degraded,
-    /// A production service failed, crashed, or is down without having been stopped.
+    /// The verdict is down: a production service failed, crashed or exited.
     Down,
     /// A deploy or backup is running.
     Busy,
@@ -216,7 +217,12 @@ impl TrayModel {
                     let k = &s.key;
                     let up = s.state.is_up();
                     items.push(MenuItem::Submenu {
-                        label: format!("{} {} — {}", mark(s.state, s.health), k.service, s.state),
+                        label: format!(
+                            "{} {} — {}",
+                            Mark::of(s.state, s.health).glyph(),
+                            k.service,
+                            s.state
+                        ),
                         items: vec![
                             b.item(MenuAction::Start(k.clone()), "Start", !up),
                             b.item(MenuAction::Stop(k.clone()), "Stop", up),
@@ -246,9 +252,10 @@ impl TrayModel {
                 ));
                 let worst = services
                     .iter()
-                    .map(|s| mark(s.state, s.health))
-                    .max_by_key(|m| severity(m))
-                    .unwrap_or("○");
+                    .map(|s| Mark::of(s.state, s.health))
+                    .max()
+                    .unwrap_or(Mark::Down)
+                    .glyph();
                 env_items.push(MenuItem::Submenu {
                     label: format!("{worst} {env}"),
                     items,
@@ -380,98 +387,69 @@ impl Builder {
     }
 }
 
-/// A status mark: ● up and fine, ◐ changing or unhealthy, ✖ failed, ○ down.
-fn mark(state: ServiceState, health: Health) -> &'static str {
-    match state {
-        ServiceState::Failed | ServiceState::Crashed => "✖",
-        ServiceState::Unhealthy
-        | ServiceState::BackingOff
-        | ServiceState::Starting
-        | ServiceState::Stopping => "◐",
-        ServiceState::Healthy | ServiceState::Running if health != Health::Unhealthy => "●",
-        ServiceState::Healthy | ServiceState::Running => "◐",
-        ServiceState::Stopped | ServiceState::Exited => "○",
+/// How one service (or the worst of an environment) looks in the menu.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Mark {
+    /// Up and fine: ●
+    Up,
+    /// Stopped or exited on purpose: ○
+    Down,
+    /// Starting, stopping, restarting or unhealthy: ◐
+    Changing,
+    /// Failed or crashed: ✖
+    Failed,
+}
+
+impl Mark {
+    pub fn of(state: ServiceState, health: Health) -> Self {
+        match state {
+            ServiceState::Failed | ServiceState::Crashed => Mark::Failed,
+            ServiceState::Unhealthy
+            | ServiceState::BackingOff
+            | ServiceState::Starting
+            | ServiceState::Stopping => Mark::Changing,
+            ServiceState::Healthy | ServiceState::Running if health != Health::Unhealthy => {
+                Mark::Up
+            }
+            ServiceState::Healthy | ServiceState::Running => Mark::Changing,
+            ServiceState::Stopped | ServiceState::Exited => Mark::Down,
+        }
+    }
+
+    pub fn glyph(self) -> &'static str {
+        match self {
+            Mark::Up => "●",
+            Mark::Down => "○",
+            Mark::Changing => "◐",
+            Mark::Failed => "✖",
+        }
     }
 }
 
-fn severity(m: &str) -> u8 {
-    match m {
-        "✖" => 3,
-        "◐" => 2,
-        "○" => 1,
-        _ => 0,
-    }
-}
-
+/// The icon is the agent's verdict ([`StatusSnapshot::overall`]), unless something runs.
 fn icon(status: &StatusSnapshot, busy: bool) -> TrayIcon {
     if busy {
         return TrayIcon::Busy;
     }
-    let prod_down = status.services.iter().any(|s| {
-        s.key.env == "production"
-            && (matches!(s.state, ServiceState::Failed | ServiceState::Crashed)
-                || (s.autostart && s.state == ServiceState::Exited))
-    });
-    if prod_down {
-        return TrayIcon::Down;
-    }
-    let degraded = status.services.iter().any(|s| {
-        matches!(
-            s.state,
-            ServiceState::BackingOff
-                | ServiceState::Unhealthy
-                | ServiceState::Starting
-                | ServiceState::Failed
-                | ServiceState::Crashed
-        ) || s.health == Health::Unhealthy
-    });
-    if degraded {
-        TrayIcon::Degraded
-    } else {
-        TrayIcon::Healthy
+    match status.overall().level {
+        Level::Healthy => TrayIcon::Healthy,
+        Level::Degraded => TrayIcon::Degraded,
+        Level::Down => TrayIcon::Down,
     }
 }
 
-/// One line: "clauset: production healthy · 2 apps · 5 services".
+/// One line: the verdict's reason, then the counts: "production healthy · 2 apps · 5 services".
 fn tooltip(status: &StatusSnapshot) -> String {
     let apps: std::collections::BTreeSet<&str> =
         status.services.iter().map(|s| s.key.app.as_str()).collect();
     let n = status.services.len();
-    let counts = format!(
-        "{} app{} · {n} service{}",
+    format!(
+        "{} · {} app{} · {n} service{}",
+        status.overall().reason,
         apps.len(),
         if apps.len() == 1 { "" } else { "s" },
         if n == 1 { "" } else { "s" }
-    );
-    let prod: Vec<_> = status
-        .services
-        .iter()
-        .filter(|s| s.key.env == "production")
-        .collect();
-    let Some(first) = prod.first() else {
-        return format!("Homeport · {counts}");
-    };
-    let word = if prod
-        .iter()
-        .all(|s| s.state.is_ready() && s.health != Health::Unhealthy)
-    {
-        "healthy"
-    } else if prod
-        .iter()
-        .any(|s| matches!(s.state, ServiceState::Failed | ServiceState::Crashed))
-    {
-        "down"
-    } else {
-        "degraded"
-    };
-    let prod_apps: std::collections::BTreeSet<&str> =
-        prod.iter().map(|s| s.key.app.as_str()).collect();
-    let who = if prod_apps.len() == 1 {
-        first.key.app.clone()
-    } else {
-        format!("{} apps", prod_apps.len())
-    };
-    format!("{who}: production {word} · {counts}")
+    )
 }
 
 #[cfg(test)]
@@ -486,6 +464,7 @@ mod tests {
             health,
             pid: state.is_up().then_some(42),
             uptime_secs: None,
+            state_secs: None,
             restarts: 0,
             last_exit: None,
             message: None,
@@ -636,9 +615,10 @@ mod tests {
             ServiceState::Stopped,
             Health::Unknown,
         )]);
+        // Stopped by hand is not healthy: it should run.
         assert_eq!(
             TrayModel::build(&stopped_by_user, &Extras::default(), TrayPrefs::default()).icon,
-            TrayIcon::Healthy
+            TrayIcon::Degraded
         );
         assert_eq!(
             TrayModel::disconnected(TrayPrefs::default(), "x").icon,
@@ -687,11 +667,11 @@ mod tests {
         ]);
         assert_eq!(
             TrayModel::build(&s, &Extras::default(), TrayPrefs::default()).tooltip,
-            "clauset: production healthy · 2 apps · 5 services"
+            "production healthy · 2 apps · 5 services"
         );
         assert_eq!(
             TrayModel::build(&snapshot(vec![]), &Extras::default(), TrayPrefs::default()).tooltip,
-            "Homeport · 0 apps · 0 services"
+            "no services configured · 0 apps · 0 services"
         );
     }
 

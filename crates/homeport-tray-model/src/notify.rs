@@ -1,21 +1,21 @@
-//! Which desktop notifications to show, decided from successive status snapshots: a service
-//! crashed and is being restarted, gave up after a crash loop, lost or regained its health; and
-//! how deploys and backups ended, whoever started them (the tray, the CLI, the dashboard, a
-//! schedule), from the agent's history.
+//! Which desktop notifications to show: a pure map from the agent's events to notices. A service
+//! crashed and is being restarted, gave up after a crash loop, lost or regained its health; a
+//! deploy, backup (manual, scheduled or failed) or restore ended, whoever started it; a config
+//! edit was applied or refused. Nothing is re-derived from history: each outcome is one event.
 //!
 //! Coalesced and rate-limited: per service, at most one crash notice and one health notice per
 //! [`Notifier::WINDOW`]; crashes in between are counted into the next notice ("crashed 7 times"),
-//! a health change that flips back within the window is never shown, and a crash loop that ends
-//! in the agent giving up says so at once. When one poll finds more than
-//! [`Notifier::MAX_AT_ONCE`] things to say (say, every service of a restarted agent), [`coalesce`]
-//! makes them one notice.
+//! told at the next crash or [`Notifier::tick`] after the window; a health change that flips
+//! back within the window is never shown, and a crash loop that ends in the agent giving up says
+//! so at once. When more than [`Notifier::MAX_AT_ONCE`] things are to be said at once (say,
+//! every service of a restarted agent), [`coalesce`] makes them one notice.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use homeport_types::{
-    BackupInfo, BackupTrigger, DeployRecord, ExitReason, Health, ServiceKey, ServiceState,
-    ServiceStatus, StatusSnapshot,
+    BackupTrigger, DeployKind, DeployResult, Event, EventKind, ExitReason, Health, ServiceKey,
+    ServiceState, Subject,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -54,41 +54,20 @@ pub struct Notice {
 }
 
 impl Notice {
-    /// A backup finished (or could not be made).
-    pub fn backup(target: &str, outcome: Result<&BackupInfo, &str>) -> Self {
-        match outcome {
-            Ok(b) => Notice {
-                summary: if b.trigger == BackupTrigger::Scheduled {
-                    format!("Scheduled backup of {target} done")
-                } else {
-                    format!("Backup of {target} done")
-                },
-                body: format!(
-                    "{} in {:.1} s{}",
-                    human_size(b.size),
-                    b.duration_ms as f64 / 1000.0,
-                    if b.verified { ", verified" } else { "" }
-                ),
-                urgency: Urgency::Normal,
-                screen: Screen::Backups,
-            },
-            Err(e) => Notice {
-                summary: format!("Backup of {target} failed"),
-                body: e.to_owned(),
-                urgency: Urgency::Critical,
-                screen: Screen::Backups,
-            },
-        }
-    }
-
-    /// A deploy, promote, rollback or update ended.
-    pub fn deploy(record: &DeployRecord) -> Self {
-        let what = format!("{} of {}/{}", record.kind.as_str(), record.app, record.env);
-        let what = capitalise(&what);
-        if record.result == "succeeded" {
+    /// A deploy, promote, rollback or update of `target` ended.
+    pub fn deploy(
+        target: &str,
+        kind: DeployKind,
+        result: DeployResult,
+        release: Option<&str>,
+        previous: Option<&str>,
+        error: Option<&str>,
+    ) -> Self {
+        let what = capitalise(&format!("{} of {target}", kind.as_str()));
+        if result == DeployResult::Succeeded {
             Notice {
                 summary: format!("{what} succeeded"),
-                body: match &record.release {
+                body: match release {
                     Some(r) => format!("{r} is live"),
                     None => "done".into(),
                 },
@@ -96,8 +75,8 @@ impl Notice {
                 screen: Screen::Deploys,
             }
         } else {
-            let error = record.error.as_deref().unwrap_or("no reason given");
-            let serving = match &record.previous {
+            let error = error.unwrap_or("no reason given");
+            let serving = match previous {
                 Some(p) => format!(" {p} is still serving."),
                 None => String::new(),
             };
@@ -107,6 +86,45 @@ impl Notice {
                 urgency: Urgency::Critical,
                 screen: Screen::Deploys,
             }
+        }
+    }
+
+    /// A backup was made, with its size and time.
+    pub fn backup_done(
+        target: &str,
+        trigger: BackupTrigger,
+        size: u64,
+        ms: u64,
+        verified: bool,
+    ) -> Self {
+        Notice {
+            summary: if trigger == BackupTrigger::Scheduled {
+                format!("Scheduled backup of {target} done")
+            } else {
+                format!("Backup of {target} done")
+            },
+            body: format!(
+                "{} in {:.1} s{}",
+                human_size(size),
+                ms as f64 / 1000.0,
+                if verified { ", verified" } else { "" }
+            ),
+            urgency: Urgency::Normal,
+            screen: Screen::Backups,
+        }
+    }
+
+    /// A backup could not be made.
+    pub fn backup_failed(target: &str, trigger: BackupTrigger, error: &str) -> Self {
+        Notice {
+            summary: if trigger == BackupTrigger::Scheduled {
+                format!("Scheduled backup of {target} failed")
+            } else {
+                format!("Backup of {target} failed")
+            },
+            body: error.to_owned(),
+            urgency: Urgency::Critical,
+            screen: Screen::Backups,
         }
     }
 
@@ -132,228 +150,311 @@ impl Notice {
 }
 
 /// What the notifier remembers of one service.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Track {
-    state: ServiceState,
-    restarts: u64,
     /// Crashes not yet told.
     pending_crashes: u64,
     last_crash_notice: Option<Instant>,
-    /// The health condition last told (or seen first).
+    /// The last restart count and exit seen, for the notice that tells pending crashes.
+    restarts: u64,
+    last_exit: Option<ExitReason>,
+    /// The health condition last told, and the one now.
     told_healthy: bool,
+    healthy: bool,
+    health_detail: Option<String>,
     last_health_notice: Option<Instant>,
 }
 
-/// Turns successive status snapshots into notices.
+/// Turns the agent's events into notices.
 #[derive(Debug, Default)]
 pub struct Notifier {
-    tracks: Option<HashMap<ServiceKey, Track>>,
-    /// Finished deploys and backups already told, or there before the tray started.
-    history: Option<History>,
-}
-
-#[derive(Debug, Default)]
-struct History {
-    deploys: HashSet<i64>,
-    backups: HashSet<i64>,
+    tracks: HashMap<ServiceKey, Track>,
 }
 
 impl Notifier {
     /// Per service and kind (crash, health), at most one notice in this long.
     pub const WINDOW: Duration = Duration::from_secs(60);
-    /// More notices than this from one poll become one ([`coalesce`]).
+    /// More notices than this at once become one ([`coalesce`]).
     pub const MAX_AT_ONCE: usize = 3;
 
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// The notices that `status`, seen at `now`, calls for. The first snapshot only sets the
-    /// baseline: what was already wrong before the tray started is on its icon, not in a notice.
-    pub fn observe(&mut self, status: &StatusSnapshot, now: Instant) -> Vec<Notice> {
-        let Some(tracks) = &mut self.tracks else {
-            self.tracks = Some(
-                status
-                    .services
-                    .iter()
-                    .map(|s| (s.key.clone(), Track::first(s)))
-                    .collect(),
-            );
-            return Vec::new();
-        };
-        let mut notices = Vec::new();
-        for s in &status.services {
-            let Some(t) = tracks.get_mut(&s.key) else {
-                tracks.insert(s.key.clone(), Track::first(s));
-                continue;
-            };
-            notices.extend(t.crash_notice(s, now));
-            notices.extend(t.health_notice(s, now));
-            t.state = s.state;
-            t.restarts = s.restarts;
+    /// The notices `event`, seen at `now`, calls for.
+    pub fn on_event(&mut self, event: &Event, now: Instant) -> Vec<Notice> {
+        let target = event.subject.to_string();
+        match (&event.subject, &event.kind) {
+            (
+                Subject::Service(k),
+                EventKind::State {
+                    from,
+                    to,
+                    exit,
+                    restarts,
+                    message,
+                    ..
+                },
+            ) => {
+                let t = self.track(k);
+                t.restarts = *restarts;
+                if exit.is_some() {
+                    t.last_exit = *exit;
+                }
+                crash_notice(t, k, *from, *to, message.as_deref(), now)
+                    .into_iter()
+                    .collect()
+            }
+            (Subject::Service(k), EventKind::Health { health, message }) => {
+                let t = self.track(k);
+                t.healthy = *health != Health::Unhealthy;
+                t.health_detail = message.clone();
+                health_notice(t, k, now).into_iter().collect()
+            }
+            (
+                _,
+                EventKind::DeployFinished {
+                    kind,
+                    result,
+                    release,
+                    previous,
+                    error,
+                    ..
+                },
+            ) => {
+                vec![Notice::deploy(
+                    &target,
+                    *kind,
+                    *result,
+                    release.as_deref(),
+                    previous.as_deref(),
+                    error.as_deref(),
+                )]
+            }
+            // A deploy's own backup is told by the deploy's notice.
+            (
+                _,
+                EventKind::BackupFinished { trigger, .. } | EventKind::BackupFailed { trigger, .. },
+            ) if *trigger == BackupTrigger::PreDeploy => {
+                vec![]
+            }
+            (
+                _,
+                EventKind::BackupFinished {
+                    trigger,
+                    size,
+                    duration_ms,
+                    verified,
+                    ..
+                },
+            ) => {
+                vec![Notice::backup_done(
+                    &target,
+                    *trigger,
+                    *size,
+                    *duration_ms,
+                    *verified,
+                )]
+            }
+            (_, EventKind::BackupFailed { trigger, error }) => {
+                vec![Notice::backup_failed(&target, *trigger, error)]
+            }
+            (
+                _,
+                EventKind::RestoreFinished {
+                    backup,
+                    safety_copies,
+                    ..
+                },
+            ) => vec![Notice {
+                summary: format!("{target} restored from backup {backup}"),
+                body: match safety_copies.first() {
+                    Some(s) => format!("The previous database is kept in {s}"),
+                    None => "Its services run on the restored data.".into(),
+                },
+                urgency: Urgency::Normal,
+                screen: Screen::Backups,
+            }],
+            (_, EventKind::RestoreFailed { error, .. }) => vec![Notice {
+                summary: format!("Restore of {target} failed"),
+                body: error.clone(),
+                urgency: Urgency::Critical,
+                screen: Screen::Backups,
+            }],
+            (
+                _,
+                EventKind::ConfigApplied {
+                    restarted,
+                    needs_agent_restart,
+                },
+            ) => vec![Notice {
+                summary: "Config change applied".into(),
+                body: match (restarted.len(), needs_agent_restart) {
+                    (0, false) => "Nothing had to restart.".into(),
+                    (n, false) => format!("{n} service{} restarted.", plural(n as u64)),
+                    (n, true) => format!(
+                        "{n} service{} restarted; agent options apply when the agent restarts.",
+                        plural(n as u64)
+                    ),
+                },
+                urgency: Urgency::Normal,
+                screen: Screen::Overview,
+            }],
+            (
+                _,
+                EventKind::ConfigRejected {
+                    file,
+                    line,
+                    field,
+                    message,
+                    ..
+                },
+            ) => vec![Notice {
+                summary: "Config change refused".into(),
+                body: format!("{file}:{line}: {field}: {message}. Nothing changed."),
+                urgency: Urgency::Critical,
+                screen: Screen::Overview,
+            }],
+            _ => vec![],
         }
-        tracks.retain(|k, _| status.services.iter().any(|s| &s.key == k));
-        notices
     }
 
-    /// The notices that the agent's history of deploys and backups calls for: one per deploy
-    /// that finished and per backup made since the first call (which sets the baseline).
-    /// Backups taken by a deploy are told by the deploy's notice.
-    pub fn observe_history(
-        &mut self,
-        deploys: &[DeployRecord],
-        backups: &[BackupInfo],
-    ) -> Vec<Notice> {
-        let finished = deploys.iter().filter(|d| d.finished.is_some());
-        let Some(told) = &mut self.history else {
-            self.history = Some(History {
-                deploys: finished.map(|d| d.id).collect(),
-                backups: backups.iter().map(|b| b.id).collect(),
-            });
-            return Vec::new();
-        };
-        let mut notices = Vec::new();
-        // Oldest first, as they happened.
-        let mut new: Vec<&DeployRecord> = finished.filter(|d| told.deploys.insert(d.id)).collect();
-        new.sort_by_key(|d| d.id);
-        notices.extend(new.into_iter().map(Notice::deploy));
-        let mut new: Vec<&BackupInfo> = backups
-            .iter()
-            .filter(|b| told.backups.insert(b.id))
-            .collect();
-        new.sort_by_key(|b| b.id);
-        notices.extend(
-            new.into_iter()
-                .filter(|b| b.trigger != BackupTrigger::PreDeploy)
-                .map(|b| Notice::backup(&format!("{}/{}", b.app, b.env), Ok(b))),
-        );
-        notices
+    /// Notices held back by the window that are due at `now`: crashes counted since the last
+    /// crash notice, and a health change that has lasted the window. Call it every few seconds.
+    pub fn tick(&mut self, now: Instant) -> Vec<Notice> {
+        let mut out = Vec::new();
+        for (k, t) in &mut self.tracks {
+            let quiet = t
+                .last_crash_notice
+                .is_some_and(|at| now.duration_since(at) < Notifier::WINDOW);
+            if t.pending_crashes > 0 && !quiet {
+                out.push(crashes_told(t, k, now));
+            }
+            out.extend(health_notice(t, k, now));
+        }
+        out
+    }
+
+    /// Forgets what the last snapshot does not name (a service removed from the config).
+    pub fn retain(&mut self, keys: &[ServiceKey]) {
+        self.tracks.retain(|k, _| keys.contains(k));
+    }
+
+    fn track(&mut self, k: &ServiceKey) -> &mut Track {
+        self.tracks.entry(k.clone()).or_insert_with(|| Track {
+            told_healthy: true,
+            healthy: true,
+            ..Track::default()
+        })
     }
 }
 
-impl Track {
-    fn first(s: &ServiceStatus) -> Self {
-        Track {
-            state: s.state,
-            restarts: s.restarts,
-            pending_crashes: 0,
-            last_crash_notice: None,
-            told_healthy: !is_unhealthy(s),
-            last_health_notice: None,
-        }
-    }
-
-    fn crash_notice(&mut self, s: &ServiceStatus, now: Instant) -> Option<Notice> {
-        let was_up = self.state.is_up();
-        let entered = |state| s.state == state && self.state != state;
-        // A restart the agent scheduled counts itself in `restarts`; a crash it does not come
-        // back from (no restart policy, or the last of a loop) does not.
-        let mut crashes = s.restarts.saturating_sub(self.restarts);
-        if was_up && (entered(ServiceState::Crashed) || entered(ServiceState::Failed)) {
-            crashes += 1;
-        }
-        self.pending_crashes += crashes;
-        let k = &s.key;
-        if entered(ServiceState::Failed) {
-            self.pending_crashes = 0;
-            self.last_crash_notice = Some(now);
-            return Some(Notice {
+fn crash_notice(
+    t: &mut Track,
+    k: &ServiceKey,
+    from: ServiceState,
+    to: ServiceState,
+    message: Option<&str>,
+    now: Instant,
+) -> Option<Notice> {
+    let reason = reason(t.last_exit);
+    match to {
+        ServiceState::Failed => {
+            t.pending_crashes = 0;
+            t.last_crash_notice = Some(now);
+            let n = t.restarts.max(1);
+            let why = message
+                .filter(|_| !from.is_up())
+                .map(|m| format!("{m}. "))
+                .unwrap_or_default();
+            Some(Notice {
                 summary: format!("{k} gave up"),
                 body: format!(
-                    "{}It crashed {} time{}; Homeport stopped restarting it.",
-                    reason(s),
-                    s.restarts.max(1),
-                    plural(s.restarts.max(1))
+                    "{why}{reason}It crashed {n} time{}; Homeport stopped restarting it.",
+                    plural(n)
                 ),
                 urgency: Urgency::Critical,
                 screen: Screen::Logs(k.clone()),
-            });
+            })
         }
-        if entered(ServiceState::Crashed) {
-            self.pending_crashes = 0;
-            self.last_crash_notice = Some(now);
-            return Some(Notice {
+        ServiceState::Crashed => {
+            t.pending_crashes = 0;
+            t.last_crash_notice = Some(now);
+            Some(Notice {
                 summary: format!("{k} crashed"),
-                body: format!("{}Its restart policy leaves it down.", reason(s)),
+                body: format!("{reason}Its restart policy leaves it down."),
                 urgency: Urgency::Critical,
                 screen: Screen::Logs(k.clone()),
-            });
+            })
         }
-        let quiet = self
-            .last_crash_notice
-            .is_some_and(|t| now.duration_since(t) < Notifier::WINDOW);
-        if self.pending_crashes == 0 || quiet {
-            return None;
+        // An exit the agent restarts: a crash (or a failed health check's restart).
+        ServiceState::BackingOff if from.is_up() => {
+            t.pending_crashes += 1;
+            let quiet = t
+                .last_crash_notice
+                .is_some_and(|at| now.duration_since(at) < Notifier::WINDOW);
+            (!quiet).then(|| crashes_told(t, k, now))
         }
-        let n = std::mem::take(&mut self.pending_crashes);
-        self.last_crash_notice = Some(now);
-        Some(Notice {
-            summary: if n == 1 {
-                format!("{k} crashed")
-            } else {
-                format!("{k} crashed {n} times")
-            },
-            body: format!(
-                "{}Homeport is restarting it (restart {}).",
-                reason(s),
-                s.restarts
-            ),
-            urgency: Urgency::Normal,
-            screen: Screen::Logs(k.clone()),
-        })
-    }
-
-    fn health_notice(&mut self, s: &ServiceStatus, now: Instant) -> Option<Notice> {
-        // Health means something only while the service is up and past its start.
-        if !s.state.is_up() || s.state == ServiceState::Starting {
-            return None;
-        }
-        let healthy = !is_unhealthy(s);
-        let quiet = self
-            .last_health_notice
-            .is_some_and(|t| now.duration_since(t) < Notifier::WINDOW);
-        if healthy == self.told_healthy || quiet {
-            return None;
-        }
-        self.told_healthy = healthy;
-        self.last_health_notice = Some(now);
-        let k = &s.key;
-        let detail = s.message.as_deref().unwrap_or("");
-        Some(if healthy {
-            Notice {
-                summary: format!("{k} is healthy again"),
-                body: "Its health check passes.".into(),
-                urgency: Urgency::Normal,
-                screen: Screen::Overview,
-            }
-        } else {
-            Notice {
-                summary: format!("{k} is unhealthy"),
-                body: if detail.is_empty() {
-                    "Its health check fails.".into()
-                } else {
-                    format!("Its health check fails: {detail}")
-                },
-                urgency: Urgency::Critical,
-                screen: Screen::Logs(k.clone()),
-            }
-        })
+        _ => None,
     }
 }
 
-fn is_unhealthy(s: &ServiceStatus) -> bool {
-    s.state == ServiceState::Unhealthy || s.health == Health::Unhealthy
+/// The notice for the crashes counted so far; resets the count.
+fn crashes_told(t: &mut Track, k: &ServiceKey, now: Instant) -> Notice {
+    let n = std::mem::take(&mut t.pending_crashes);
+    t.last_crash_notice = Some(now);
+    Notice {
+        summary: if n == 1 {
+            format!("{k} crashed")
+        } else {
+            format!("{k} crashed {n} times")
+        },
+        body: format!(
+            "{}Homeport is restarting it (restart {}).",
+            reason(t.last_exit),
+            t.restarts
+        ),
+        urgency: Urgency::Normal,
+        screen: Screen::Logs(k.clone()),
+    }
+}
+
+fn health_notice(t: &mut Track, k: &ServiceKey, now: Instant) -> Option<Notice> {
+    let quiet = t
+        .last_health_notice
+        .is_some_and(|at| now.duration_since(at) < Notifier::WINDOW);
+    if t.healthy == t.told_healthy || quiet {
+        return None;
+    }
+    t.told_healthy = t.healthy;
+    t.last_health_notice = Some(now);
+    Some(if t.healthy {
+        Notice {
+            summary: format!("{k} is healthy again"),
+            body: "Its health check passes.".into(),
+            urgency: Urgency::Normal,
+            screen: Screen::Overview,
+        }
+    } else {
+        Notice {
+            summary: format!("{k} is unhealthy"),
+            body: match t.health_detail.as_deref() {
+                Some(d) if !d.is_empty() => format!("Its health check fails: {d}"),
+                _ => "Its health check fails.".into(),
+            },
+            urgency: Urgency::Critical,
+            screen: Screen::Logs(k.clone()),
+        }
+    })
 }
 
 /// "Last exit: exit code 3. ", from the last exit.
-fn reason(s: &ServiceStatus) -> String {
-    s.last_exit
-        .map(|e: ExitReason| format!("Last exit: {e}. "))
-        .unwrap_or_default()
+fn reason(e: Option<ExitReason>) -> String {
+    e.map(|e| format!("Last exit: {e}. ")).unwrap_or_default()
 }
 
-/// Makes more than [`Notifier::MAX_AT_ONCE`] notices one: what one poll gathered from both
-/// [`Notifier::observe`] and [`Notifier::observe_history`] goes through here once.
+/// Makes more than [`Notifier::MAX_AT_ONCE`] notices one: what arrived together (a burst of
+/// events, one tick) goes through here once.
 pub fn coalesce(notices: Vec<Notice>) -> Vec<Notice> {
     if notices.len() <= Notifier::MAX_AT_ONCE {
         return notices;
@@ -407,53 +508,55 @@ fn human_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::snapshot as snap;
 
-    fn svc(name: &str, state: ServiceState, restarts: u64) -> ServiceStatus {
-        ServiceStatus {
-            key: ServiceKey::new("app", "production", name),
-            state,
-            health: if state == ServiceState::Unhealthy {
-                Health::Unhealthy
-            } else {
-                Health::Unknown
+    fn key() -> ServiceKey {
+        ServiceKey::new("app", "production", "web")
+    }
+
+    fn state(from: ServiceState, to: ServiceState, restarts: u64) -> Event {
+        Event {
+            time: String::new(),
+            subject: Subject::Service(key()),
+            kind: EventKind::State {
+                from,
+                to,
+                pid: None,
+                exit: matches!(to, BackingOff | Failed | Crashed).then_some(ExitReason::Code(3)),
+                restarts,
+                message: None,
             },
-            pid: None,
-            uptime_secs: None,
-            restarts,
-            last_exit: (restarts > 0).then_some(ExitReason::Code(3)),
-            message: None,
-            cpu_percent: None,
-            rss_bytes: None,
-            port: None,
-            url: None,
-            autostart: true,
         }
     }
 
-    /// Feeds one service's states at 2 s intervals (the tray's poll) and collects the notices.
-    fn run(states: &[(ServiceState, u64)]) -> Vec<Notice> {
-        let mut n = Notifier::new();
-        let t0 = Instant::now();
-        let mut out = Vec::new();
-        for (i, &(state, restarts)) in states.iter().enumerate() {
-            let at = t0 + Duration::from_secs(2 * i as u64);
-            out.extend(n.observe(&snap(vec![svc("web", state, restarts)]), at));
+    fn health(h: Health) -> Event {
+        Event {
+            time: String::new(),
+            subject: Subject::Service(key()),
+            kind: EventKind::Health {
+                health: h,
+                message: None,
+            },
         }
-        out
+    }
+
+    fn env_event(kind: EventKind) -> Event {
+        Event {
+            time: String::new(),
+            subject: Subject::env("clauset", "production"),
+            kind,
+        }
     }
 
     use ServiceState::*;
 
     #[test]
-    fn the_first_snapshot_is_a_baseline() {
-        assert_eq!(run(&[(Failed, 5)]), vec![]);
-        assert_eq!(run(&[(Unhealthy, 0), (Unhealthy, 0)]), vec![]);
-    }
-
-    #[test]
     fn a_crash_and_restart_is_one_normal_notice_that_opens_the_logs() {
-        let got = run(&[(Healthy, 0), (BackingOff, 1), (Starting, 1), (Healthy, 1)]);
+        let mut n = Notifier::new();
+        let t0 = Instant::now();
+        let mut got = n.on_event(&state(Healthy, BackingOff, 1), t0);
+        got.extend(n.on_event(&state(BackingOff, Starting, 1), t0));
+        got.extend(n.on_event(&state(Starting, Healthy, 1), t0));
+        got.extend(n.tick(t0 + Duration::from_secs(120)));
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].summary, "app/production/web crashed");
         assert_eq!(
@@ -465,18 +568,19 @@ mod tests {
     }
 
     #[test]
-    fn a_crash_loop_is_one_notice_then_the_give_up() {
-        // Fifty crashes in 100 s, then the agent gives up.
-        let mut states = vec![(Healthy, 0)];
-        for r in 1..=50 {
-            states.push(if r % 2 == 0 {
-                (Starting, r)
-            } else {
-                (BackingOff, r)
-            });
+    fn a_crash_loop_is_one_notice_per_minute_then_the_give_up() {
+        // Fifty crashes, one every 2 s, then the agent gives up.
+        let mut n = Notifier::new();
+        let t0 = Instant::now();
+        let mut got = Vec::new();
+        for r in 1..=50u64 {
+            let at = t0 + Duration::from_secs(2 * r);
+            got.extend(n.on_event(&state(Running, BackingOff, r), at));
+            got.extend(n.on_event(&state(BackingOff, Starting, r), at));
+            got.extend(n.on_event(&state(Starting, Running, r), at));
+            got.extend(n.tick(at));
         }
-        states.push((Failed, 50));
-        let got = run(&states);
+        got.extend(n.on_event(&state(Running, Failed, 50), t0 + Duration::from_secs(102)));
         let summaries: Vec<&str> = got.iter().map(|n| n.summary.as_str()).collect();
         // The first crash at once; the ones in the next minute counted into one more notice;
         // the give-up at once.
@@ -495,67 +599,56 @@ mod tests {
 
     #[test]
     fn a_crash_without_restart_is_critical_and_said_once() {
-        let got = run(&[(Running, 0), (Crashed, 0), (Crashed, 0), (Crashed, 0)]);
+        let mut n = Notifier::new();
+        let t0 = Instant::now();
+        let got = n.on_event(&state(Running, Crashed, 0), t0);
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].urgency, Urgency::Critical);
         assert!(got[0].body.contains("leaves it down"));
+        assert!(n.tick(t0 + Duration::from_secs(300)).is_empty());
     }
 
     #[test]
     fn stopping_a_service_is_not_news() {
-        assert_eq!(run(&[(Healthy, 0), (Stopping, 0), (Stopped, 0)]), vec![]);
+        let mut n = Notifier::new();
+        let t0 = Instant::now();
+        assert!(n.on_event(&state(Healthy, Stopping, 0), t0).is_empty());
+        assert!(n.on_event(&state(Stopping, Stopped, 0), t0).is_empty());
+        assert!(n.tick(t0 + Duration::from_secs(300)).is_empty());
     }
 
     #[test]
     fn health_lost_and_recovered_and_flapping_is_quiet() {
-        let got = run(&[(Healthy, 0), (Unhealthy, 0), (Healthy, 0)]);
-        let summaries: Vec<&str> = got.iter().map(|n| n.summary.as_str()).collect();
-        // Recovery within the window of the loss is held back...
-        assert_eq!(summaries, ["app/production/web is unhealthy"]);
-        // ...and told once the window has passed.
         let mut n = Notifier::new();
         let t0 = Instant::now();
         let at = |s| t0 + Duration::from_secs(s);
-        assert!(
-            n.observe(&snap(vec![svc("web", Healthy, 0)]), at(0))
-                .is_empty()
-        );
-        assert_eq!(
-            n.observe(&snap(vec![svc("web", Unhealthy, 0)]), at(2))
-                .len(),
-            1
-        );
-        assert!(
-            n.observe(&snap(vec![svc("web", Healthy, 0)]), at(4))
-                .is_empty()
-        );
-        let later = n.observe(&snap(vec![svc("web", Healthy, 0)]), at(70));
+        let lost = n.on_event(&health(Health::Unhealthy), at(2));
+        assert_eq!(lost.len(), 1);
+        assert_eq!(lost[0].summary, "app/production/web is unhealthy");
+        // Recovery within the window of the loss is held back...
+        assert!(n.on_event(&health(Health::Healthy), at(4)).is_empty());
+        assert!(n.tick(at(30)).is_empty());
+        // ...and told once the window has passed.
+        let later = n.tick(at(70));
         assert_eq!(later.len(), 1);
         assert_eq!(later[0].summary, "app/production/web is healthy again");
         // A flap that is back where it was told by the end of the window says nothing.
-        assert!(
-            n.observe(&snap(vec![svc("web", Unhealthy, 0)]), at(72))
-                .is_empty()
-        );
-        assert!(
-            n.observe(&snap(vec![svc("web", Healthy, 0)]), at(74))
-                .is_empty()
-        );
-        assert!(
-            n.observe(&snap(vec![svc("web", Healthy, 0)]), at(200))
-                .is_empty()
-        );
+        assert!(n.on_event(&health(Health::Unhealthy), at(72)).is_empty());
+        assert!(n.on_event(&health(Health::Healthy), at(74)).is_empty());
+        assert!(n.tick(at(200)).is_empty());
     }
 
     #[test]
     fn many_notices_at_once_become_one() {
         let mut n = Notifier::new();
         let t0 = Instant::now();
-        let names = ["a", "b", "c", "d", "e", "f", "g"];
-        let before = snap(names.iter().map(|s| svc(s, Healthy, 0)).collect());
-        let after = snap(names.iter().map(|s| svc(s, BackingOff, 1)).collect());
-        assert!(n.observe(&before, t0).is_empty());
-        let got = coalesce(n.observe(&after, t0 + Duration::from_secs(2)));
+        let mut got = Vec::new();
+        for name in ["a", "b", "c", "d", "e", "f", "g"] {
+            let mut ev = state(Healthy, BackingOff, 1);
+            ev.subject = Subject::Service(ServiceKey::new("app", "production", name));
+            got.extend(n.on_event(&ev, t0));
+        }
+        let got = coalesce(got);
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].summary, "7 things need attention");
         assert!(got[0].body.ends_with("and 2 more"), "{}", got[0].body);
@@ -563,105 +656,91 @@ mod tests {
     }
 
     #[test]
-    fn deploy_and_backup_outcomes() {
-        let mut record = DeployRecord {
-            id: 1,
-            app: "clauset".into(),
-            env: "production".into(),
-            kind: homeport_types::DeployKind::Deploy,
-            release: Some("r2".into()),
-            previous: Some("r1".into()),
-            commit: None,
-            started: String::new(),
-            finished: None,
-            result: "succeeded".into(),
-            error: None,
-            steps: vec![],
-            diagnostics: None,
-        };
-        let ok = Notice::deploy(&record);
-        assert_eq!(ok.summary, "Deploy of clauset/production succeeded");
-        assert_eq!(ok.body, "r2 is live");
-        record.result = "failed".into();
-        record.error = Some("health check failed".into());
-        let bad = Notice::deploy(&record);
-        assert_eq!(bad.summary, "Deploy of clauset/production failed");
-        assert_eq!(bad.body, "health check failed. r1 is still serving.");
-        assert_eq!(bad.urgency, Urgency::Critical);
-        assert_eq!(bad.screen, Screen::Deploys);
-
-        let failed = Notice::backup("clauset/production", Err("disk full"));
-        assert_eq!(failed.screen, Screen::Backups);
-        assert_eq!(failed.summary, "Backup of clauset/production failed");
-        assert_eq!(failed.urgency, Urgency::Critical);
-        assert_eq!(human_size(3 * 1024 * 1024 / 2), "1.5 MB");
-    }
-
-    fn backup(id: i64, trigger: BackupTrigger) -> BackupInfo {
-        BackupInfo {
-            id,
-            app: "clauset".into(),
-            env: "production".into(),
-            time: String::new(),
-            trigger,
-            size: 2048,
-            duration_ms: 1500,
-            verified: true,
-            dir: String::new(),
-            artifacts: vec![],
-        }
-    }
-
-    fn deploy(id: i64, result: &str) -> DeployRecord {
-        DeployRecord {
-            id,
-            app: "clauset".into(),
-            env: "production".into(),
-            kind: homeport_types::DeployKind::Promote,
-            release: Some(format!("r{id}")),
-            previous: None,
-            commit: None,
-            started: String::new(),
-            finished: (result != "running").then(String::new),
-            result: result.into(),
-            error: (result == "failed").then(|| "migrate failed".to_owned()),
-            steps: vec![],
-            diagnostics: None,
-        }
-    }
-
-    #[test]
-    fn deploys_and_backups_are_told_once_whoever_started_them() {
+    fn deploy_backup_restore_and_config_outcomes() {
         let mut n = Notifier::new();
-        // What happened before the tray started is not news.
-        let old = n.observe_history(
-            &[deploy(1, "succeeded")],
-            &[backup(1, BackupTrigger::Manual)],
+        let now = Instant::now();
+        let finished = |result, error: Option<&str>| {
+            env_event(EventKind::DeployFinished {
+                id: 1,
+                kind: DeployKind::Deploy,
+                result,
+                release: Some("r2".into()),
+                previous: Some("r1".into()),
+                error: error.map(str::to_owned),
+            })
+        };
+        let ok = n.on_event(&finished(DeployResult::Succeeded, None), now);
+        assert_eq!(ok[0].summary, "Deploy of clauset/production succeeded");
+        assert_eq!(ok[0].body, "r2 is live");
+        let bad = n.on_event(
+            &finished(DeployResult::Failed, Some("health check failed")),
+            now,
         );
-        assert!(old.is_empty());
-        // A deploy that is still running says nothing until it ends.
-        let running = [deploy(2, "running"), deploy(1, "succeeded")];
-        assert!(
-            n.observe_history(&running, &[backup(1, BackupTrigger::Manual)])
-                .is_empty()
-        );
-        let ended = [deploy(2, "failed"), deploy(1, "succeeded")];
-        let backups = [
-            backup(1, BackupTrigger::Manual),
-            backup(2, BackupTrigger::PreDeploy),
-            backup(3, BackupTrigger::Scheduled),
-        ];
-        let got = n.observe_history(&ended, &backups);
-        let summaries: Vec<&str> = got.iter().map(|n| n.summary.as_str()).collect();
+        assert_eq!(bad[0].summary, "Deploy of clauset/production failed");
+        assert_eq!(bad[0].body, "health check failed. r1 is still serving.");
+        assert_eq!(bad[0].urgency, Urgency::Critical);
+        assert_eq!(bad[0].screen, Screen::Deploys);
+
+        let done = |trigger| {
+            env_event(EventKind::BackupFinished {
+                id: 3,
+                trigger,
+                size: 2048,
+                duration_ms: 1500,
+                verified: true,
+            })
+        };
+        let got = n.on_event(&done(BackupTrigger::Scheduled), now);
         assert_eq!(
-            summaries,
-            [
-                "Promote of clauset/production failed",
-                "Scheduled backup of clauset/production done"
-            ]
+            got[0].summary,
+            "Scheduled backup of clauset/production done"
         );
-        assert_eq!(got[1].body, "2.0 KB in 1.5 s, verified");
-        // Told once.
-        assert!(n.observe_history(&ended, &backups).is_empty());
+        assert_eq!(got[0].body, "2.0 KB in 1.5 s, verified");
+        assert!(n.on_event(&done(BackupTrigger::PreDeploy), now).is_empty());
+        let failed = n.on_event(
+            &env_event(EventKind::BackupFailed {
+                trigger: BackupTrigger::Scheduled,
+                error: "disk full".into(),
+            }),
+            now,
+        );
+        assert_eq!(
+            failed[0].summary,
+            "Scheduled backup of clauset/production failed"
+        );
+        assert_eq!(failed[0].urgency, Urgency::Critical);
+        assert_eq!(failed[0].screen, Screen::Backups);
+        let restored = n.on_event(
+            &env_event(EventKind::RestoreFinished {
+                backup: 3,
+                restored: vec!["/d/main.db".into()],
+                safety_copies: vec!["/s/main.db".into()],
+            }),
+            now,
+        );
+        assert_eq!(
+            restored[0].summary,
+            "clauset/production restored from backup 3"
+        );
+        let rejected = n.on_event(
+            &Event {
+                time: String::new(),
+                subject: Subject::Agent,
+                kind: EventKind::ConfigRejected {
+                    file: "/h/homeport.toml".into(),
+                    line: 12,
+                    column: 8,
+                    field: "apps.a.env.p.services.web.port".into(),
+                    message: "port 80000 is out of range".into(),
+                    problems: 1,
+                },
+            },
+            now,
+        );
+        assert_eq!(
+            rejected[0].body,
+            "/h/homeport.toml:12: apps.a.env.p.services.web.port: port 80000 is out of range. Nothing changed."
+        );
+        assert_eq!(human_size(3 * 1024 * 1024 / 2), "1.5 MB");
     }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::ServiceStatus;
 
 /// Facts about the agent itself.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentInfo {
     pub pid: u32,
@@ -15,13 +16,25 @@ pub struct AgentInfo {
 }
 
 /// The answer to `GET /api/v1/status`.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusSnapshot {
     pub agent: AgentInfo,
     pub services: Vec<ServiceStatus>,
 }
 
+/// `GET /api/v1/status` as sent: the snapshot and its [`StatusSnapshot::overall`] verdict,
+/// computed by the agent so every client shows the same one.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    #[serde(flatten)]
+    pub snapshot: StatusSnapshot,
+    pub overall: crate::Verdict,
+}
+
 /// Every error body of the API: a machine-readable kind and a one-line message.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiError {
     pub kind: String,
@@ -29,6 +42,7 @@ pub struct ApiError {
 }
 
 /// Answer to `POST /api/v1/sessions`: a one-time sign-in link for a browser.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignInLink {
     pub url: String,
@@ -49,9 +63,48 @@ pub mod files {
 }
 
 /// Where a running agent can be reached; written to `agent.json` in the data dir.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentEndpoint {
     pub pid: u32,
     /// `host:port`, always a loopback address.
     pub addr: String,
+}
+
+impl StatusSnapshot {
+    /// Brings the snapshot up to date with `event`, as a subscriber that keeps its own copy
+    /// does between snapshots: a service's state, health, pid, restarts and last exit. (CPU,
+    /// memory and uptimes are not in events; they stay as the last snapshot had them.)
+    pub fn apply(&mut self, event: &crate::Event) {
+        let Some(key) = event.service() else {
+            return;
+        };
+        let Some(s) = self.services.iter_mut().find(|s| &s.key == key) else {
+            return;
+        };
+        match &event.kind {
+            crate::EventKind::State {
+                to,
+                pid,
+                exit,
+                restarts,
+                message,
+                ..
+            } => {
+                s.state = *to;
+                s.pid = if to.is_up() { *pid } else { None };
+                s.restarts = *restarts;
+                if exit.is_some() {
+                    s.last_exit = *exit;
+                }
+                s.message = message.clone();
+                s.state_secs = Some(0);
+                if !to.is_up() {
+                    s.health = crate::Health::Unknown;
+                }
+            }
+            crate::EventKind::Health { health, .. } => s.health = *health,
+            _ => {}
+        }
+    }
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::Target;
 
 /// Why a backup was taken.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BackupTrigger {
@@ -24,12 +25,12 @@ impl BackupTrigger {
 }
 
 /// One file of a backup.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupArtifact {
     /// The database's name, or `files`.
     pub name: String,
-    /// `database` or `files`.
-    pub kind: String,
+    pub kind: ArtifactKind,
     pub file: String,
     pub size: u64,
     pub sha256: String,
@@ -37,6 +38,7 @@ pub struct BackupArtifact {
 }
 
 /// A catalogued backup of one environment.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupInfo {
     pub id: i64,
@@ -54,6 +56,7 @@ pub struct BackupInfo {
 }
 
 /// The backups of one environment, with its schedule.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvBackups {
     pub app: String,
@@ -67,6 +70,7 @@ pub struct EnvBackups {
 }
 
 /// Body of `POST /api/v1/backups`.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupRequest {
     /// `APP/ENV`.
@@ -74,6 +78,7 @@ pub struct BackupRequest {
 }
 
 /// Body of `POST /api/v1/restore`.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestoreRequest {
     /// `APP/ENV`.
@@ -86,6 +91,7 @@ pub struct RestoreRequest {
     pub to: Option<String>,
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestoreOutcome {
     pub backup: i64,
@@ -95,9 +101,21 @@ pub struct RestoreOutcome {
     pub safety_copies: Vec<String>,
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyOutcome {
     pub id: i64,
     pub ok: bool,
     pub problems: Vec<String>,
+}
+
+/// What one file of a backup holds.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactKind {
+    /// A copy of one SQLite database.
+    Database,
+    /// An archive of the environment's `files`.
+    Files,
 }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What a deploy request does.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeployKind {
@@ -28,6 +29,7 @@ impl DeployKind {
 }
 
 /// Body of `POST /api/v1/deploy`.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeployRequest {
     pub app: String,
@@ -41,6 +43,7 @@ pub struct DeployRequest {
     pub release: Option<String>,
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepRecord {
     pub name: String,
@@ -50,6 +53,7 @@ pub struct StepRecord {
 }
 
 /// A deploy, promote, rollback or update, as state.db keeps it.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeployRecord {
     pub id: i64,
@@ -62,8 +66,7 @@ pub struct DeployRecord {
     pub commit: Option<String>,
     pub started: String,
     pub finished: Option<String>,
-    /// `running`, `succeeded`, `failed`, `interrupted`.
-    pub result: String,
+    pub result: DeployResult,
     pub error: Option<String>,
     pub steps: Vec<StepRecord>,
     /// Step output, the last log lines of each service and their exits, when it failed.
@@ -71,12 +74,13 @@ pub struct DeployRecord {
 }
 
 /// One line of a deploy's live stream (NDJSON from `POST /api/v1/deploy`).
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum DeployEvent {
     Step {
         name: String,
-        status: String,
+        status: StepStatus,
         ms: Option<u64>,
         detail: Option<String>,
     },
@@ -90,6 +94,7 @@ pub enum DeployEvent {
 }
 
 /// An app as the Deploys screen needs it.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppInfo {
     pub name: String,
@@ -98,6 +103,7 @@ pub struct AppInfo {
     pub envs: Vec<EnvRelease>,
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvRelease {
     pub env: String,
@@ -105,6 +111,7 @@ pub struct EnvRelease {
 }
 
 /// A release of an app.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseInfo {
     pub id: String,
@@ -114,4 +121,64 @@ pub struct ReleaseInfo {
     pub time: String,
     /// Environments whose `current` is this release.
     pub current_in: Vec<String>,
+}
+
+/// How a deploy ended, or that it has not.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployResult {
+    Running,
+    Succeeded,
+    Failed,
+    /// The agent stopped while it ran.
+    Interrupted,
+}
+
+impl DeployResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployResult::Running => "running",
+            DeployResult::Succeeded => "succeeded",
+            DeployResult::Failed => "failed",
+            DeployResult::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            DeployResult::Running,
+            DeployResult::Succeeded,
+            DeployResult::Failed,
+            DeployResult::Interrupted,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+/// Where a step of a deploy is.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Started,
+    Ok,
+    Failed,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Started => "started",
+            StepStatus::Ok => "ok",
+            StepStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for StepStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

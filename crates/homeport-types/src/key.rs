@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// `app/env/service`: the unique name of one supervised process.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ServiceKey {
     pub app: String,
@@ -30,6 +31,7 @@ impl fmt::Display for ServiceKey {
 }
 
 /// What a CLI or API command acts on: everything, an app, one environment, or one service.
+#[cfg_attr(test, derive(ts_rs::TS), ts(type = "string"))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     All,

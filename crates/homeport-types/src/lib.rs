@@ -15,6 +15,9 @@ mod logs;
 mod service;
 mod settings;
 mod state;
+#[cfg(test)]
+mod typescript;
+mod verdict;
 
 pub use agent::*;
 pub use backup::*;
@@ -25,3 +28,4 @@ pub use logs::*;
 pub use service::*;
 pub use settings::*;
 pub use state::{AfterExit, Input, ServiceState};
+pub use verdict::{Level, PRODUCTION, Verdict};

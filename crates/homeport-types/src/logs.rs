@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::ServiceKey;
 
 /// Which output stream a log line came from.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stream {
@@ -32,6 +33,7 @@ impl Stream {
 
 /// One captured line of a service's output. `text` is the line decoded as UTF-8 with invalid bytes
 /// replaced; the log file keeps the original bytes.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
     /// RFC 3339 UTC time with microseconds, as written by the log holder.
@@ -41,6 +43,7 @@ pub struct LogLine {
 }
 
 /// One log line of one service, as the API returns it.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
     pub service: ServiceKey,
@@ -49,6 +52,7 @@ pub struct LogEntry {
 }
 
 /// One item of a followed log stream: a line, or a note that a slow reader missed some.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum LogStreamItem {

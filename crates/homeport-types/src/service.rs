@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Event, ServiceKey, ServiceState, Target};
 
 /// Why a process ended.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "value")]
 pub enum ExitReason {
@@ -58,6 +59,7 @@ pub fn signal_name(sig: i32) -> String {
 }
 
 /// Result of the most recent health probe.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
@@ -68,6 +70,7 @@ pub enum Health {
 }
 
 /// Everything the agent knows about one service, as shown by `homeport status`.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceStatus {
     pub key: ServiceKey,
@@ -76,6 +79,9 @@ pub struct ServiceStatus {
     pub pid: Option<u32>,
     /// Seconds since the current process started.
     pub uptime_secs: Option<u64>,
+    /// Seconds the service has been in its current state.
+    #[serde(default)]
+    pub state_secs: Option<u64>,
     /// Restarts since the agent first saw this service (kept across agent restarts).
     pub restarts: u64,
     pub last_exit: Option<ExitReason>,
@@ -89,6 +95,7 @@ pub struct ServiceStatus {
 }
 
 /// Everything about one service, for its detail view. Secret values are masked.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceDetail {
     pub status: ServiceStatus,
@@ -108,6 +115,7 @@ pub struct ServiceDetail {
 pub const MASK: &str = "••••••";
 
 /// Which lifecycle command to run.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
@@ -127,12 +135,14 @@ impl fmt::Display for Action {
 }
 
 /// Body of `POST /api/v1/{action}`.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionRequest {
     pub target: Target,
 }
 
 /// Per-service outcome of a lifecycle command.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionOutcome {
     pub key: ServiceKey,

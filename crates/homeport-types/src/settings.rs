@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::ServiceKey;
 
 /// One edit of the config file, as the settings screen makes it.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum ConfigChange {
@@ -26,6 +27,7 @@ pub enum ConfigChange {
     Agent { key: AgentOption, value: u64 },
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentOption {
@@ -60,6 +62,7 @@ impl ConfigChange {
 }
 
 /// The settings screen's view of the config: what it may edit, and the file's revision.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigView {
     pub file: String,
@@ -69,6 +72,7 @@ pub struct ConfigView {
     pub envs: Vec<EnvView>,
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentSettingsView {
     pub port: u16,
@@ -77,6 +81,7 @@ pub struct AgentSettingsView {
     pub data_dir: String,
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnvView {
     pub app: String,
@@ -86,6 +91,7 @@ pub struct EnvView {
     pub services: Vec<ServiceView>,
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceView {
     pub service: String,
@@ -95,6 +101,7 @@ pub struct ServiceView {
 }
 
 /// Body of `POST /api/v1/config/preview` and `/apply`.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigEdit {
     pub changes: Vec<ConfigChange>,
@@ -103,6 +110,7 @@ pub struct ConfigEdit {
 }
 
 /// One problem with a proposed config, located in the file as it would be written.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     pub field: String,
@@ -112,6 +120,7 @@ pub struct Problem {
     pub help: Option<String>,
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigPreview {
     pub valid: bool,
@@ -123,6 +132,7 @@ pub struct ConfigPreview {
     pub revision: String,
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigApplied {
     pub restarted: Vec<ServiceKey>,

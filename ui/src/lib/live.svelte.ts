@@ -2,7 +2,10 @@
 import * as api from '../api';
 
 class Live {
-  snapshot = $state<api.StatusSnapshot | null>(null);
+  snapshot = $state<api.StatusReport | null>(null);
+  /** The agent's verdict ("production healthy · beta: web crash-looping"), computed by the
+   *  agent: with each snapshot, and again on the stream whenever a service's change alters it. */
+  overall = $state<api.Verdict | null>(null);
   connected = $state(false);
   /** 401 from the agent: the browser has no session. */
   signedOut = $state(false);
@@ -15,6 +18,7 @@ class Live {
   async start() {
     try {
       this.snapshot = await api.status();
+      this.overall = this.snapshot.overall;
       this.signedOut = false;
     } catch (e) {
       if (e instanceof api.ApiError && e.status === 401) {
@@ -24,8 +28,12 @@ class Live {
       this.error = e instanceof Error ? e.message : String(e);
     }
     this.#close = api.subscribeEvents({
-      snapshot: (s) => (this.snapshot = s),
+      snapshot: (s) => {
+        this.snapshot = s;
+        this.overall = s.overall;
+      },
       event: (e) => this.apply(e),
+      overall: (v) => (this.overall = v),
       connection: (open) => (this.connected = open),
     });
     // CPU, memory and uptime change without events: refresh them now and then.
@@ -40,6 +48,7 @@ class Live {
   async refresh() {
     try {
       this.snapshot = await api.status();
+      this.overall = this.snapshot.overall;
       this.error = null;
     } catch (e) {
       this.error = e instanceof Error ? e.message : String(e);
@@ -48,7 +57,7 @@ class Live {
 
   apply(e: api.AgentEvent) {
     this.recent = [...this.recent.slice(-999), e];
-    const svc = this.snapshot?.services.find((s) => api.keyString(s.key) === api.keyString(e.key));
+    const svc = this.snapshot?.services.find((s) => api.keyString(s.key) === e.subject);
     if (!svc) return;
     if (e.type === 'state') {
       svc.state = e.to;
@@ -63,7 +72,7 @@ class Live {
         svc.rss_bytes = null;
       }
       if (e.to === 'stopped' || e.to === 'exited' || e.to === 'crashed' || e.to === 'failed') svc.health = 'unknown';
-    } else {
+    } else if (e.type === 'health') {
       svc.health = e.health;
     }
   }

@@ -1,0 +1,302 @@
+// Generated from crates/homeport-types by its `typescript` test; do not edit.
+// After changing a type: HOMEPORT_WRITE_TS=1 cargo test -p homeport-types typescript
+
+export type ServiceKey = { app: string, env: string, service: string, };
+
+export type Target = string;
+
+export type ServiceState = "stopped" | "starting" | "running" | "healthy" | "unhealthy" | "stopping" | "exited" | "crashed" | "backing_off" | "failed";
+
+export type ExitReason = { "kind": "code", "value": number } | { "kind": "signal", "value": number } | { "kind": "lost" };
+
+export type Health = "unknown" | "healthy" | "unhealthy";
+
+export type ServiceStatus = { key: ServiceKey, state: ServiceState, health: Health, pid: number | null, 
+/**
+ * Seconds since the current process started.
+ */
+uptime_secs: number | null, 
+/**
+ * Seconds the service has been in its current state.
+ */
+state_secs: number | null, 
+/**
+ * Restarts since the agent first saw this service (kept across agent restarts).
+ */
+restarts: number, last_exit: ExitReason | null, 
+/**
+ * Human-readable detail of the current state ("waiting for db", "port 8080 is held by ...").
+ */
+message: string | null, cpu_percent: number | null, rss_bytes: number | null, port: number | null, url: string | null, autostart: boolean, };
+
+export type ServiceDetail = { status: ServiceStatus, command: Array<string>, cwd: string, 
+/**
+ * The variables Homeport adds; values of secret ones are replaced by [`MASK`].
+ */
+env: { [key in string]: string }, health: string | null, restart: string, depends_on: Array<ServiceKey>, log_file: string, 
+/**
+ * The newest recorded events, newest first.
+ */
+events: Array<Event>, };
+
+export type Action = "start" | "stop" | "restart";
+
+export type ActionRequest = { target: Target, };
+
+export type ActionOutcome = { key: ServiceKey, state: ServiceState, 
+/**
+ * Set when the command failed for this service.
+ */
+error: string | null, };
+
+export type Stream = "stdout" | "stderr";
+
+export type LogLine = { 
+/**
+ * RFC 3339 UTC time with microseconds, as written by the log holder.
+ */
+time: string, stream: Stream, text: string, };
+
+export type LogEntry = { service: ServiceKey, 
+/**
+ * RFC 3339 UTC time with microseconds, as written by the log holder.
+ */
+time: string, stream: Stream, text: string, };
+
+export type LogStreamItem = { "type": "line" } & LogEntry | { "type": "skipped", count: number | null, };
+
+export type AgentInfo = { pid: number, version: string, config_path: string, uptime_secs: number, };
+
+export type StatusSnapshot = { agent: AgentInfo, services: Array<ServiceStatus>, };
+
+export type StatusReport = { overall: Verdict, agent: AgentInfo, services: Array<ServiceStatus>, };
+
+export type Level = "healthy" | "degraded" | "down";
+
+export type Verdict = { level: Level, 
+/**
+ * "production healthy · beta: web crash-looping".
+ */
+reason: string, };
+
+export type ApiError = { kind: string, message: string, };
+
+export type SignInLink = { url: string, };
+
+export type AgentEndpoint = { pid: number, 
+/**
+ * `host:port`, always a loopback address.
+ */
+addr: string, };
+
+export type Subject = string;
+
+export type Event = { 
+/**
+ * RFC 3339 UTC time.
+ */
+time: string, subject: Subject, } & ({ "type": "state", from: ServiceState, to: ServiceState, pid: number | null, exit: ExitReason | null, 
+/**
+ * Restarts so far, counting the one this transition may begin.
+ */
+restarts: number, message: string | null, } | { "type": "health", health: Health, message: string | null, } | { "type": "deploy_started", 
+/**
+ * The deploy's id in the history (`GET /api/v1/deploys`).
+ */
+id: number, kind: DeployKind, } | { "type": "deploy_step", id: number, kind: DeployKind, step: string, status: StepStatus, ms: number | null, detail: string | null, } | { "type": "deploy_finished", id: number, kind: DeployKind, result: DeployResult, 
+/**
+ * The release it rolled out, when it got that far.
+ */
+release: string | null, 
+/**
+ * The release live before it (still serving when it failed).
+ */
+previous: string | null, error: string | null, } | { "type": "backup_finished", id: number, trigger: BackupTrigger, size: number, duration_ms: number, verified: boolean, } | { "type": "backup_failed", trigger: BackupTrigger, error: string, } | { "type": "restore_finished", backup: number, restored: Array<string>, safety_copies: Array<string>, } | { "type": "restore_failed", backup: number | null, error: string, } | { "type": "config_applied", restarted: Array<ServiceKey>, needs_agent_restart: boolean, } | { "type": "config_rejected", file: string, line: number, column: number, field: string, message: string, 
+/**
+ * How many problems in all.
+ */
+problems: number, } | { "type": "agent_started", version: string, pid: number, } | { "type": "agent_stopping" });
+
+export type EventKind = { "type": "state", from: ServiceState, to: ServiceState, pid: number | null, exit: ExitReason | null, 
+/**
+ * Restarts so far, counting the one this transition may begin.
+ */
+restarts: number, message: string | null, } | { "type": "health", health: Health, message: string | null, } | { "type": "deploy_started", 
+/**
+ * The deploy's id in the history (`GET /api/v1/deploys`).
+ */
+id: number, kind: DeployKind, } | { "type": "deploy_step", id: number, kind: DeployKind, step: string, status: StepStatus, ms: number | null, detail: string | null, } | { "type": "deploy_finished", id: number, kind: DeployKind, result: DeployResult, 
+/**
+ * The release it rolled out, when it got that far.
+ */
+release: string | null, 
+/**
+ * The release live before it (still serving when it failed).
+ */
+previous: string | null, error: string | null, } | { "type": "backup_finished", id: number, trigger: BackupTrigger, size: number, duration_ms: number, verified: boolean, } | { "type": "backup_failed", trigger: BackupTrigger, error: string, } | { "type": "restore_finished", backup: number, restored: Array<string>, safety_copies: Array<string>, } | { "type": "restore_failed", backup: number | null, error: string, } | { "type": "config_applied", restarted: Array<ServiceKey>, needs_agent_restart: boolean, } | { "type": "config_rejected", file: string, line: number, column: number, field: string, message: string, 
+/**
+ * How many problems in all.
+ */
+problems: number, } | { "type": "agent_started", version: string, pid: number, } | { "type": "agent_stopping" };
+
+export type ConfigChange = { "kind": "port", app: string, env: string, service: string, port: number, } | { "kind": "database", app: string, env: string, name: string, path: string, } | { "kind": "agent", key: AgentOption, value: number, };
+
+export type AgentOption = "port" | "log_max_bytes" | "log_keep";
+
+export type ConfigView = { file: string, 
+/**
+ * SHA-256 of the file's text; edits name the revision they were made against.
+ */
+revision: string, agent: AgentSettingsView, envs: Array<EnvView>, };
+
+export type AgentSettingsView = { port: number, log_max_bytes: number, log_keep: number, data_dir: string, };
+
+export type EnvView = { app: string, env: string, autostart: boolean, databases: { [key in string]: string }, services: Array<ServiceView>, };
+
+export type ServiceView = { service: string, port: number | null, 
+/**
+ * Names of secret variables; their values are never sent.
+ */
+secret_env: Array<string>, };
+
+export type ConfigEdit = { changes: Array<ConfigChange>, 
+/**
+ * The [`ConfigView::revision`] the changes were made against.
+ */
+revision: string, };
+
+export type Problem = { field: string, line: number, column: number, message: string, help: string | null, };
+
+export type ConfigPreview = { valid: boolean, problems: Array<Problem>, 
+/**
+ * Unified diff of the file.
+ */
+diff: string, 
+/**
+ * Running services that applying would restart.
+ */
+restart: Array<ServiceKey>, revision: string, };
+
+export type ConfigApplied = { restarted: Array<ServiceKey>, 
+/**
+ * Agent options changed; they take effect when the agent restarts.
+ */
+needs_agent_restart: boolean, 
+/**
+ * The file's new revision.
+ */
+revision: string, };
+
+export type BackupTrigger = "manual" | "scheduled" | "pre_deploy";
+
+export type ArtifactKind = "database" | "files";
+
+export type BackupArtifact = { 
+/**
+ * The database's name, or `files`.
+ */
+name: string, kind: ArtifactKind, file: string, size: number, sha256: string, compressed: boolean, };
+
+export type BackupInfo = { id: number, app: string, env: string, 
+/**
+ * RFC 3339 UTC.
+ */
+time: string, trigger: BackupTrigger, size: number, duration_ms: number, 
+/**
+ * Its checksums and integrity were checked (when taken, or by the last `verify`).
+ */
+verified: boolean, dir: string, artifacts: Array<BackupArtifact>, };
+
+export type EnvBackups = { app: string, env: string, 
+/**
+ * `every 6h`, `daily at 03:30 UTC`, or none.
+ */
+schedule: string | null, 
+/**
+ * RFC 3339 UTC time of the next scheduled backup.
+ */
+next_due: string | null, 
+/**
+ * Newest first.
+ */
+backups: Array<BackupInfo>, };
+
+export type BackupRequest = { 
+/**
+ * `APP/ENV`.
+ */
+target: Target, };
+
+export type RestoreRequest = { 
+/**
+ * `APP/ENV`.
+ */
+target: Target, 
+/**
+ * The backup; default: the newest verified one.
+ */
+backup: number | null, 
+/**
+ * Only this database; default: every database in the backup.
+ */
+database: string | null, 
+/**
+ * Restore into this new file for inspection instead of replacing the live database.
+ */
+to: string | null, };
+
+export type RestoreOutcome = { backup: number, 
+/**
+ * Databases put in place (or the file written, with `to`).
+ */
+restored: Array<string>, 
+/**
+ * Safety copies of the databases that were replaced.
+ */
+safety_copies: Array<string>, };
+
+export type VerifyOutcome = { id: number, ok: boolean, problems: Array<string>, };
+
+export type DeployKind = "deploy" | "promote" | "rollback" | "update";
+
+export type DeployResult = "running" | "succeeded" | "failed" | "interrupted";
+
+export type StepStatus = "started" | "ok" | "failed";
+
+export type DeployRequest = { app: string, env: string, kind: DeployKind, 
+/**
+ * Promote: the environment whose release to roll out.
+ */
+from_env: string | null, 
+/**
+ * Rollback: the release to go back to (default: the one live before the current one).
+ */
+release: string | null, };
+
+export type StepRecord = { name: string, ok: boolean, ms: number, detail: string | null, };
+
+export type DeployRecord = { id: number, app: string, env: string, kind: DeployKind, release: string | null, 
+/**
+ * The release that was live before.
+ */
+previous: string | null, commit: string | null, started: string, finished: string | null, result: DeployResult, error: string | null, steps: Array<StepRecord>, 
+/**
+ * Step output, the last log lines of each service and their exits, when it failed.
+ */
+diagnostics: string | null, };
+
+export type DeployEvent = { "type": "step", name: string, status: StepStatus, ms: number | null, detail: string | null, } | { "type": "output", step: string, line: string, } | { "type": "done", record: DeployRecord, };
+
+export type AppInfo = { name: string, 
+/**
+ * It has a `source` to build and deploy from.
+ */
+deployable: boolean, envs: Array<EnvRelease>, };
+
+export type EnvRelease = { env: string, current: string | null, };
+
+export type ReleaseInfo = { id: string, commit: string, branch: string, dirty: boolean, time: string, 
+/**
+ * Environments whose `current` is this release.
+ */
+current_in: Array<string>, };
