@@ -668,13 +668,16 @@ port = @P1@
     );
 
     // The refused edit and the applied one are one event each, located and counted.
-    let events = env
-        .block_on(env.client().event_history(
-            &homeport_types::Target::All,
-            &["config_applied", "config_rejected"],
-            10,
-        ))
-        .expect("events");
+    let events = env.wait_until("both edits are recorded", || {
+        let e = env
+            .block_on(env.client().event_history(
+                &homeport_types::Target::All,
+                &["config_applied", "config_rejected"],
+                10,
+            ))
+            .expect("events");
+        (e.len() >= 2).then_some(e)
+    });
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
     assert_eq!(kinds, ["config_applied", "config_rejected"], "{events:?}");
     assert!(

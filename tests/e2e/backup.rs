@@ -377,14 +377,19 @@ fn a_schedule_backs_up_once_and_retention_keeps_the_newest() {
         .collect();
     assert_eq!(dirs.len(), 2, "deleted backups' files are gone");
 
-    // Each backup is one event, in the history of the environment, whoever took it.
-    let events = env
-        .block_on(env.client().event_history(
-            &"a/prod".parse().expect("t"),
-            &["backup_finished"],
-            100,
-        ))
-        .expect("events");
+    // Each backup is one event, in the history of the environment, whoever took it. (The
+    // history is written by the agent's recorder thread, just after the event is published.)
+    let history = |kinds: &[&str]| {
+        env.block_on(
+            env.client()
+                .event_history(&"a/prod".parse().expect("t"), kinds, 100),
+        )
+        .expect("events")
+    };
+    let events = env.wait_until("four backups are recorded", || {
+        let e = history(&["backup_finished"]);
+        (e.len() >= 4).then_some(e)
+    });
     let triggers: Vec<_> = events
         .iter()
         .map(|e| match &e.kind {
@@ -398,13 +403,10 @@ fn a_schedule_backs_up_once_and_retention_keeps_the_newest() {
     // A restore too.
     let out = env.cli(&["restore", "a/prod"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let restores = env
-        .block_on(env.client().event_history(
-            &"a/prod".parse().expect("t"),
-            &["restore_finished", "restore_failed"],
-            100,
-        ))
-        .expect("events");
+    let restores = env.wait_until("the restore is recorded", || {
+        let e = history(&["restore_finished", "restore_failed"]);
+        (!e.is_empty()).then_some(e)
+    });
     assert_eq!(restores.len(), 1, "{restores:?}");
     assert_eq!(restores[0].kind.name(), "restore_finished");
 }

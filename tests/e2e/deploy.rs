@@ -177,13 +177,16 @@ fn a_deploy_builds_stages_switches_and_gates_on_health() {
     );
 
     // Each deploy is one start and one end on the event stream's history, its steps between.
-    let events = env
-        .block_on(env.client().event_history(
-            &"shop/production".parse().expect("t"),
-            &["deploy_started", "deploy_finished"],
-            100,
-        ))
-        .expect("events");
+    let events = env.wait_until("both deploys are recorded", || {
+        let e = env
+            .block_on(env.client().event_history(
+                &"shop/production".parse().expect("t"),
+                &["deploy_started", "deploy_finished"],
+                100,
+            ))
+            .expect("events");
+        (e.len() >= 4).then_some(e)
+    });
     let kinds: Vec<&str> = events.iter().rev().map(|e| e.kind.name()).collect();
     assert_eq!(
         kinds,
