@@ -261,6 +261,65 @@ health = "/health"
 }
 
 #[test]
+fn the_migrate_command_is_expanded_and_checked_for_every_environment() {
+    let text = r#"[apps.a]
+migrate = "{release}/migrate --db '{db.main}' --config {config.app}"
+
+[apps.a.env.production]
+databases = { main = "/srv/a/main.db" }
+config_files = { app = "/etc/a/production.toml" }
+
+[apps.a.env.beta]
+databases = { main = "/srv/a/beta db.db" }
+"#;
+    // beta has no `config_files.app`: a typo or an omission fails, with the line of `migrate`.
+    let diags = errors(text);
+    let m = find(&diags, "apps.a.migrate");
+    assert_eq!(m.line, 2, "{m}");
+    assert!(
+        m.message.contains("{config.app}") && m.message.contains("a/beta"),
+        "{m}"
+    );
+    let fixed = text.replace(
+        "[apps.a.env.beta]
+",
+        "[apps.a.env.beta]
+config_files = { app = \"/etc/a/beta.toml\" }
+",
+    );
+    let config = load(&fixed).unwrap_or_else(|d| panic!("{d:#?}"));
+    let beta = config.envs.iter().find(|e| e.env == "beta").expect("beta");
+    let argv = homeport_config::migrate_argv(
+        config.apps[0].migrate.as_deref().expect("migrate"),
+        beta,
+        Path::new("/r/1"),
+    );
+    assert_eq!(
+        argv,
+        Ok(vec![
+            "/r/1/migrate".to_owned(),
+            "--db".to_owned(),
+            "/srv/a/beta db.db".to_owned(),
+            "--config".to_owned(),
+            "/etc/a/beta.toml".to_owned(),
+        ])
+    );
+    // Per-service placeholders mean nothing to a command that runs once per environment.
+    let diags = errors(
+        "[apps.a]
+migrate = \"m --port {port}\"
+[apps.a.env.p]
+",
+    );
+    assert!(
+        find(&diags, "apps.a.migrate")
+            .message
+            .contains("once per environment"),
+        "{diags:#?}"
+    );
+}
+
+#[test]
 fn syntax_errors_point_at_the_line() {
     let diags = errors("[apps.a\ncommand = 1\n");
     assert_eq!(diags.len(), 1);

@@ -4,6 +4,8 @@
 
 mod parse;
 mod resolve;
+
+pub use resolve::migrate_argv;
 mod validate;
 
 use std::fs;

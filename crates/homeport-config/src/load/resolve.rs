@@ -126,6 +126,15 @@ pub(super) fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>
                 web: web_service(env),
                 drain: env.raw.drain.map_or(Duration::from_secs(30), |d| d.0),
             };
+            if let Some(m) = &app.raw.migrate
+                && let Err(e) = migrate_argv(m.get_ref(), &env_spec, &release)
+            {
+                sink.push(
+                    Some(m.span()),
+                    &format!("apps.{app_name}.migrate"),
+                    format!("{e} (for {app_name}/{env_name})"),
+                );
+            }
             for svc in &env.services {
                 let key = ServiceKey::new(app_name, env_name, svc.name.get_ref());
                 match svc.raw.strategy.as_ref().map(|s| s.get_ref().as_str()) {
@@ -264,6 +273,9 @@ pub(super) fn port_in_range(
 
 /// The values placeholders expand to for one service.
 pub(super) struct Placeholders<'a> {
+    /// Per service (a command, its env): `{port}`, `{port.NAME}` and `{service}` are known.
+    /// Per environment (`migrate`): they are not.
+    per_service: bool,
     env: &'a EnvSpec,
     service: &'a str,
     port: Option<u16>,
@@ -274,6 +286,13 @@ pub(super) struct Placeholders<'a> {
 impl Placeholders<'_> {
     fn lookup(&self, name: &str) -> Result<String, String> {
         let path = |p: &Path| p.display().to_string();
+        if !self.per_service && (name == "port" || name == "service" || name.starts_with("port.")) {
+            return Err(format!(
+                "uses {{{name}}}, which `migrate` does not know: it runs once per environment, \
+                 not per service (it knows {{release}}, {{data_dir}}, {{app}}, {{env}}, \
+                 {{db.NAME}} and {{config.NAME}})"
+            ));
+        }
         match name {
             "port" => self
                 .port
@@ -450,6 +469,7 @@ pub(super) fn resolve_service(
         }
     }
     let ph = Placeholders {
+        per_service: true,
         env: env_spec,
         service: svc.name.get_ref(),
         port,
@@ -868,4 +888,24 @@ pub(super) fn normalize(p: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// An app's `migrate` command line for one environment, split into words and then each word's
+/// placeholders filled in (so a path with spaces stays one argument), for a release in
+/// `release`: `{release}`, `{data_dir}`, `{app}`, `{env}`, `{db.NAME}`, `{config.NAME}`. Loading
+/// the config checks it for every environment of the app, so a typo fails there, with its line.
+pub fn migrate_argv(line: &str, env: &EnvSpec, release: &Path) -> Result<Vec<String>, String> {
+    let words = shlex::split(line)
+        .filter(|w| !w.is_empty())
+        .ok_or_else(|| format!("cannot split {line:?} into words (check its quotes)"))?;
+    let ports = BTreeMap::new();
+    let ph = Placeholders {
+        per_service: false,
+        env,
+        service: "",
+        port: None,
+        ports: &ports,
+        release,
+    };
+    words.iter().map(|w| ph.expand(w)).collect()
 }
