@@ -2,9 +2,8 @@
 //! state.db, retain, verify, and restore with a safety copy that comes back if the restored
 //! environment does not come up.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::PoisonError;
 use std::time::{Duration, SystemTime};
 
 use homeport_backup::retention::{Candidate, Retention};
@@ -39,38 +38,6 @@ pub enum BackupOpError {
     Store(#[from] rusqlite::Error),
     #[error("{0}")]
     Internal(String),
-}
-
-/// Environments with a backup or restore in progress.
-#[derive(Default)]
-pub struct Running(Mutex<HashSet<(String, String)>>);
-
-pub(crate) struct RunningGuard<'a>(&'a Running, (String, String));
-
-impl Drop for RunningGuard<'_> {
-    fn drop(&mut self) {
-        self.0
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.1);
-    }
-}
-
-impl Running {
-    /// Takes the environment for a backup, restore or deploy; refused while another runs.
-    pub(crate) fn claim(&self, app: &str, env: &str) -> Result<RunningGuard<'_>, BackupOpError> {
-        let key = (app.to_owned(), env.to_owned());
-        if !self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.clone())
-        {
-            return Err(BackupOpError::Busy(format!("{app}/{env}")));
-        }
-        Ok(RunningGuard(self, key))
-    }
 }
 
 fn env_of<'a>(envs: &'a [EnvSpec], target: &Target) -> Result<&'a EnvSpec, BackupOpError> {
@@ -126,7 +93,7 @@ pub(crate) async fn take(
     let _running = if trigger == BackupTrigger::PreDeploy {
         None
     } else {
-        Some(core.backups_running.claim(&env.app, &env.env)?)
+        Some(core.claim_env(&env.app, &env.env, "backup")?)
     };
     let plan = BackupPlan {
         // Before a deploy or on schedule, a database that does not exist yet (its service has
@@ -437,7 +404,7 @@ pub(crate) async fn restore_env(
         });
     }
 
-    let _running = core.backups_running.claim(&env.app, &env.env)?;
+    let _running = core.claim_env(&env.app, &env.env, "restore")?;
     let done = restore_live(core, &env, &info, &dir, &dbs).await;
     let subject = Subject::env(&env.app, &env.env);
     match &done {

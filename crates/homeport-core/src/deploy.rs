@@ -4,9 +4,9 @@
 //! from the backup on; update fast-forwards the source first. Every step is timed, streamed to
 //! the caller and recorded in state.db.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant, SystemTime};
 
 use homeport_config::{AppSpec, EnvSpec};
@@ -19,22 +19,6 @@ use tokio::sync::mpsc;
 
 use crate::Core;
 use homeport_supervisor::logfile::LogQuery;
-
-/// Apps with a deploy running: when it started and what it is.
-#[derive(Default)]
-pub struct Locks(Mutex<HashMap<String, (String, String)>>);
-
-struct LockGuard<'a>(&'a Locks, String);
-
-impl Drop for LockGuard<'_> {
-    fn drop(&mut self) {
-        self.0
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.1);
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployRefused {
@@ -50,6 +34,42 @@ pub enum DeployRefused {
     Invalid(String),
 }
 
+/// Why a deploy, promote, rollback or update failed; its text is what the record, the CLI and
+/// the notification say.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The source, a build step, staging or the switch.
+    #[error(transparent)]
+    Release(#[from] homeport_deploy::DeployError),
+    /// The backup before migrating, or the environment was taken by a backup or restore.
+    #[error(transparent)]
+    Backup(#[from] crate::BackupOpError),
+    /// Nothing to roll out: no such release, none to promote, none to go back to.
+    #[error("{0}")]
+    NoRelease(String),
+    /// The migrate command line cannot be used.
+    #[error("the migrate command: {0}")]
+    Migrate(String),
+    /// A service did not start, or did not become and stay ready.
+    #[error("{0}")]
+    NotReady(String),
+    /// A step's worker ended without an answer (a panic).
+    #[error("a step stopped unexpectedly: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// It failed, and the environment was put back as it was.
+    #[error("{why}; {what}")]
+    RolledBack {
+        why: Box<PipelineError>,
+        what: String,
+    },
+    /// It failed, and putting the environment back failed too.
+    #[error("{why}; rolling back failed too: {undo}")]
+    RollbackFailed {
+        why: Box<PipelineError>,
+        undo: String,
+    },
+}
+
 fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
@@ -63,7 +83,10 @@ fn current_link(core: &Core, app: &str, env: &str) -> PathBuf {
 }
 
 /// Checks the request and takes the app's lock; the pipeline runs with [`run`].
-pub(crate) fn begin(core: &Core, req: &DeployRequest) -> Result<(AppSpec, EnvSpec), DeployRefused> {
+pub(crate) fn begin(
+    core: &Core,
+    req: &DeployRequest,
+) -> Result<(AppSpec, EnvSpec, crate::claims::Claim), DeployRefused> {
     let config = core.config();
     let env = config
         .envs
@@ -95,23 +118,18 @@ pub(crate) fn begin(core: &Core, req: &DeployRequest) -> Result<(AppSpec, EnvSpe
             ));
         }
     }
-    let mut locks = core
-        .deploy_locks
-        .0
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if let Some((since, what)) = locks.get(&req.app) {
-        return Err(DeployRefused::Busy {
+    let claim = core
+        .claims
+        .try_claim(
+            crate::claims::Scope::App(req.app.clone()),
+            format!("{} to {}", req.kind.as_str(), req.env),
+        )
+        .map_err(|held| DeployRefused::Busy {
             app: req.app.clone(),
-            what: what.clone(),
-            since: since.clone(),
-        });
-    }
-    locks.insert(
-        req.app.clone(),
-        (now(), format!("{} to {}", req.kind.as_str(), req.env)),
-    );
-    Ok((app, env))
+            what: held.what,
+            since: held.since,
+        })?;
+    Ok((app, env, claim))
 }
 
 /// Collects timings and output, streams them, and keeps the record.
@@ -138,13 +156,14 @@ impl Run<'_> {
         }
     }
 
-    async fn step<T, F>(&mut self, name: &str, work: F) -> Result<T, String>
+    async fn step<T, F>(&mut self, name: &str, work: F) -> Result<T, PipelineError>
     where
-        F: std::future::Future<Output = Result<T, String>>,
+        F: std::future::Future<Output = Result<T, PipelineError>>,
     {
         let started = self.begin_step(name).await;
         let r = work.await;
-        self.end_step(name, started, r.as_ref().err()).await;
+        self.end_step(name, started, r.as_ref().err().map(ToString::to_string))
+            .await;
         r
     }
 
@@ -155,10 +174,11 @@ impl Run<'_> {
         steps: Vec<Vec<String>>,
         dir: PathBuf,
         env: Vec<(String, String)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), PipelineError> {
         let started = self.begin_step(name).await;
         let r = self.commands(name, steps, dir, env).await;
-        self.end_step(name, started, r.as_ref().err()).await;
+        self.end_step(name, started, r.as_ref().err().map(ToString::to_string))
+            .await;
         r
     }
 
@@ -210,9 +230,9 @@ impl Run<'_> {
     }
 
     /// Records a finished step, streams its end, and saves the record.
-    async fn end_step(&mut self, name: &str, started: Instant, error: Option<&String>) {
+    async fn end_step(&mut self, name: &str, started: Instant, error: Option<String>) {
         let ms = started.elapsed().as_millis() as u64;
-        let detail = error.cloned();
+        let detail = error.clone();
         self.record.steps.push(StepRecord {
             name: name.into(),
             ok: error.is_none(),
@@ -235,17 +255,16 @@ impl Run<'_> {
         steps: Vec<Vec<String>>,
         dir: PathBuf,
         env: Vec<(String, String)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), PipelineError> {
         let (ltx, mut lrx) = mpsc::channel::<String>(1024);
         let worker = tokio::task::spawn_blocking(move || {
             for argv in &steps {
                 let _ = ltx.blocking_send(format!("$ {}", argv.join(" ")));
                 homeport_deploy::run_step(argv, &dir, &env, |l| {
                     let _ = ltx.blocking_send(l.to_owned());
-                })
-                .map_err(|e| e.to_string())?;
+                })?;
             }
-            Ok::<(), String>(())
+            Ok::<(), PipelineError>(())
         });
         let tx = self.tx.clone();
         let step = name.to_owned();
@@ -260,7 +279,7 @@ impl Run<'_> {
             lines.push(format!("[{step}] {line}"));
         }
         self.output.extend(lines);
-        worker.await.map_err(|e| e.to_string())?
+        worker.await?
     }
 }
 
@@ -272,7 +291,6 @@ pub(crate) async fn run(
     env: EnvSpec,
     tx: mpsc::Sender<DeployEvent>,
 ) -> DeployRecord {
-    let _lock = LockGuard(&core.deploy_locks, req.app.clone());
     let link = current_link(core, &app.name, &env.env);
     let record = DeployRecord {
         id: 0,
@@ -309,7 +327,7 @@ pub(crate) async fn run(
         Ok(()) => run.record.result = DeployResult::Succeeded,
         Err(e) => {
             run.record.result = DeployResult::Failed;
-            run.record.error = Some(e);
+            run.record.error = Some(e.to_string());
         }
     }
     run.save();
@@ -338,21 +356,19 @@ async fn pipeline(
     req: &DeployRequest,
     app: &AppSpec,
     env: &EnvSpec,
-) -> Result<(), String> {
+) -> Result<(), PipelineError> {
     let core = run.core;
     let releases = app_dir(core, &app.name).join("releases");
     homeport_deploy::sweep_partials(&releases);
     let release = match req.kind {
         DeployKind::Deploy | DeployKind::Update => {
-            let source = app.source.clone().ok_or("no source")?;
+            let source = app.source.clone().ok_or_else(|| {
+                PipelineError::NoRelease(format!("app {} has no `source`", app.name))
+            })?;
             if req.kind == DeployKind::Update {
                 let s = source.clone();
                 run.step("update source", async move {
-                    let behind = tokio::task::spawn_blocking(move || git::fast_forward(&s))
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|e| e.to_string())?;
-                    let _ = behind;
+                    tokio::task::spawn_blocking(move || git::fast_forward(&s)).await??;
                     Ok(())
                 })
                 .await?;
@@ -360,10 +376,7 @@ async fn pipeline(
             let s = source.clone();
             let info = run
                 .step("resolve source", async move {
-                    tokio::task::spawn_blocking(move || git::resolve(&s))
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|e| e.to_string())
+                    Ok(tokio::task::spawn_blocking(move || git::resolve(&s)).await??)
                 })
                 .await?;
             run.record.commit = Some(info.commit.clone());
@@ -378,13 +391,14 @@ async fn pipeline(
             if !app.allow_dirty {
                 let (s, c, d) = (source.clone(), info.commit.clone(), build_dir.clone());
                 run.step("checkout", async move {
+                    let parent = d.parent().unwrap_or(Path::new("/")).to_path_buf();
                     tokio::task::spawn_blocking(move || {
-                        std::fs::create_dir_all(d.parent().unwrap_or(Path::new("/")))
-                            .map_err(|e| e.to_string())?;
-                        git::worktree(&s, &c, &d).map_err(|e| e.to_string())
+                        std::fs::create_dir_all(&parent)
+                            .map_err(|e| homeport_deploy::DeployError::Io(parent.clone(), e))?;
+                        git::worktree(&s, &c, &d)
                     })
-                    .await
-                    .map_err(|e| e.to_string())?
+                    .await??;
+                    Ok(())
                 })
                 .await?;
             }
@@ -418,12 +432,10 @@ async fn pipeline(
                 };
                 let (b, arts, rel) = (build_dir.clone(), app.artifacts.clone(), releases.clone());
                 run.step("stage", async move {
-                    tokio::task::spawn_blocking(move || {
+                    Ok(tokio::task::spawn_blocking(move || {
                         homeport_deploy::stage(&b, &arts, &rel, manifest)
                     })
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())
+                    .await??)
                 })
                 .await
                 .map(drop)
@@ -438,13 +450,15 @@ async fn pipeline(
         }
         DeployKind::Promote => {
             let from = req.from_env.clone().unwrap_or_default();
-            homeport_deploy::current(&current_link(core, &app.name, &from))
-                .ok_or_else(|| format!("{}/{from} runs no release to promote", app.name))?
+            homeport_deploy::current(&current_link(core, &app.name, &from)).ok_or_else(|| {
+                PipelineError::NoRelease(format!("{}/{from} runs no release to promote", app.name))
+            })?
         }
         DeployKind::Rollback => match &req.release {
             Some(r) => r.clone(),
-            None => previous_release(core, &app.name, &env.env)
-                .ok_or("there is no earlier release to roll back to")?,
+            None => previous_release(core, &app.name, &env.env).ok_or_else(|| {
+                PipelineError::NoRelease("there is no earlier release to roll back to".into())
+            })?,
         },
     };
     // Only ids of releases that exist: never a path from the request.
@@ -452,10 +466,10 @@ async fn pipeline(
         .iter()
         .any(|m| m.id == release)
     {
-        return Err(format!(
+        return Err(PipelineError::NoRelease(format!(
             "release {release} does not exist (see `homeport releases {}`)",
             app.name
-        ));
+        )));
     }
     run.record.release = Some(release.clone());
     let result = activate(run, app, env, &release, req.kind != DeployKind::Rollback).await;
@@ -483,14 +497,11 @@ async fn activate(
     env: &EnvSpec,
     release: &str,
     migrate: bool,
-) -> Result<(), String> {
+) -> Result<(), PipelineError> {
     let core = run.core;
     let target = Target::Env(env.app.clone(), env.env.clone());
     // The environment is the deploy's until it ends: no backup or restore runs meanwhile.
-    let _env = core
-        .backups_running
-        .claim(&env.app, &env.env)
-        .map_err(|e| e.to_string())?;
+    let _env = core.claim_env(&env.app, &env.env, "deploy")?;
     let link = current_link(core, &app.name, &env.env);
     let release_dir = app_dir(core, &app.name).join("releases").join(release);
     let previous = run.record.previous.clone();
@@ -502,9 +513,7 @@ async fn activate(
         let t = target.clone();
         Some(
             run.step("backup", async move {
-                core.backup(&t, BackupTrigger::PreDeploy)
-                    .await
-                    .map_err(|e| e.to_string())
+                Ok(core.backup(&t, BackupTrigger::PreDeploy).await?)
             })
             .await?
             .id,
@@ -513,17 +522,20 @@ async fn activate(
 
     let mut migrated = false;
     let mut flipped: Vec<std::sync::Arc<crate::proxy::Proxy>> = Vec::new();
-    let outcome: Result<(), String> = async {
+    let outcome: Result<(), PipelineError> = async {
         if migrate && let Some(line) = &app.migrate {
-            let argv = migrate_argv(line, &release_dir, env)?;
+            // The config's own expander: the same placeholders and errors as `config check`.
+            let argv = homeport_config::migrate_argv(line, env, &release_dir)
+                .map_err(PipelineError::Migrate)?;
             migrated = true;
             run.command_step("migrate", vec![argv], release_dir.clone(), vec![])
                 .await?;
         }
         let (l, r) = (link.clone(), release_dir.clone());
-        run.step("switch", async move {
-            homeport_deploy::switch(&l, &r).map_err(|e| e.to_string())
-        })
+        run.step(
+            "switch",
+            async move { Ok(homeport_deploy::switch(&l, &r)?) },
+        )
         .await?;
         let (app_name, env_name) = (env.app.clone(), env.env.clone());
         run.step("restart", async move {
@@ -582,7 +594,7 @@ async fn activate(
         }
         if previous.is_some() {
             if let Err(e) = restart_env(core, &env.app, &env.env).await {
-                errors.push(e);
+                errors.push(e.to_string());
             }
             for p in core.proxies_of(&env.app, &env.env) {
                 let back = if restore_db {
@@ -598,6 +610,7 @@ async fn activate(
                     swap(core, &p, env.health_deadline, env.drain)
                         .await
                         .map(drop)
+                        .map_err(|e| e.to_string())
                 } else {
                     Ok(())
                 };
@@ -606,7 +619,7 @@ async fn activate(
                 }
             }
             if let Err(e) = health_gate(core, &target, env.health_deadline).await {
-                errors.push(e);
+                errors.push(e.to_string());
             }
         }
         if errors.is_empty() {
@@ -623,36 +636,22 @@ async fn activate(
         (Some(p), false) => format!("switched back to {p}"),
         (None, _) => "there was no earlier release; the environment is stopped".into(),
     };
-    run.end_step("roll back", undo_started, undo.as_ref().err())
+    run.end_step("roll back", undo_started, undo.as_ref().err().cloned())
         .await;
-    match undo.map(|()| what) {
-        Ok(what) => Err(format!("{why}; {what}")),
-        Err(e) => Err(format!("{why}; rolling back failed too: {e}")),
+    let why = Box::new(why);
+    match undo {
+        Ok(()) => Err(PipelineError::RolledBack { why, what }),
+        Err(undo) => Err(PipelineError::RollbackFailed { why, undo }),
     }
-}
-
-fn migrate_argv(line: &str, release_dir: &Path, env: &EnvSpec) -> Result<Vec<String>, String> {
-    // Split first, then fill in each word, so a path with spaces or quotes stays one argument.
-    let words = shlex::split(line)
-        .filter(|w| !w.is_empty())
-        .ok_or_else(|| format!("cannot split the migrate command {line:?}"))?;
-    let expand = |w: &str| {
-        let mut s = w.replace("{release}", &release_dir.display().to_string());
-        s = s
-            .replace("{data_dir}", &env.data_dir.display().to_string())
-            .replace("{app}", &env.app)
-            .replace("{env}", &env.env);
-        for (name, path) in &env.databases {
-            s = s.replace(&format!("{{db.{name}}}"), &path.display().to_string());
-        }
-        s
-    };
-    Ok(words.iter().map(|w| expand(w)).collect())
 }
 
 /// Waits until every service of `target` is ready; fails early when one goes down. Of a
 /// blue-green service only the active instance counts; the other is idle on purpose.
-async fn health_gate(core: &Core, target: &Target, deadline: Duration) -> Result<(), String> {
+async fn health_gate(
+    core: &Core,
+    target: &Target,
+    deadline: Duration,
+) -> Result<(), PipelineError> {
     let active: Vec<homeport_types::ServiceKey> =
         core.all_proxies().iter().map(|p| p.active()).collect();
     let keys: Vec<homeport_types::ServiceKey> = core
@@ -662,7 +661,9 @@ async fn health_gate(core: &Core, target: &Target, deadline: Duration) -> Result
         .filter(|s| target.contains(&s.key) && (s.slot.is_none() || active.contains(&s.key)))
         .map(|s| s.key.clone())
         .collect();
-    crate::wait_ready(core, &keys, deadline).await
+    crate::wait_ready(core, &keys, deadline)
+        .await
+        .map_err(PipelineError::NotReady)
 }
 
 fn diagnostics(core: &Core, target: &Target, output: &[String]) -> String {
@@ -783,7 +784,7 @@ pub(crate) fn apps(core: &Core) -> Vec<homeport_types::AppInfo> {
 
 /// Restarts the environment's services, except the instances of blue-green services (which
 /// [`swap`] handles without downtime).
-async fn restart_env(core: &Core, app: &str, env: &str) -> Result<(), String> {
+async fn restart_env(core: &Core, app: &str, env: &str) -> Result<(), PipelineError> {
     let config = core.config();
     let keys: Vec<homeport_types::ServiceKey> = config
         .services
@@ -799,11 +800,11 @@ async fn restart_env(core: &Core, app: &str, env: &str) -> Result<(), String> {
         .restart_keys(&keys, Duration::from_secs(60))
         .await;
     match outcomes.iter().find(|o| o.error.is_some()) {
-        Some(o) => Err(format!(
+        Some(o) => Err(PipelineError::NotReady(format!(
             "{}: {}",
             o.key,
             o.error.clone().unwrap_or_default()
-        )),
+        ))),
         None => Ok(()),
     }
 }
@@ -817,7 +818,7 @@ async fn swap(
     p: &crate::proxy::Proxy,
     deadline: Duration,
     drain: Duration,
-) -> Result<String, String> {
+) -> Result<String, PipelineError> {
     let next = p.inactive();
     let t = Target::Service(next.clone());
     let _ = core.supervisor().stop(&t).await;
@@ -825,17 +826,17 @@ async fn swap(
         .supervisor()
         .start(&t, Duration::from_secs(60))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| PipelineError::NotReady(e.to_string()))?;
     if let Some(o) = started.iter().find(|o| o.error.is_some()) {
-        return Err(format!(
+        return Err(PipelineError::NotReady(format!(
             "{}: {}",
             o.key,
             o.error.clone().unwrap_or_default()
-        ));
+        )));
     }
     if let Err(e) = crate::wait_ready(core, std::slice::from_ref(&next), deadline).await {
         let _ = core.supervisor().stop(&t).await;
-        return Err(e);
+        return Err(PipelineError::NotReady(e));
     }
     let old = p.flip();
     let began = std::time::Instant::now();

@@ -12,6 +12,7 @@
 //! [`runtime`].
 
 mod backups;
+mod claims;
 mod deploy;
 mod detail;
 mod logs;
@@ -55,13 +56,13 @@ pub struct Core {
     supervisor: Supervisor,
     store: Arc<Mutex<Store>>,
     started: Instant,
-    /// Config edits run one at a time.
-    settings_lock: tokio::sync::Mutex<()>,
+
     /// Set when the agent begins to shut down: ends followers and event streams.
     stopping: tokio::sync::watch::Sender<bool>,
     _recorder: std::thread::JoinHandle<()>,
-    backups_running: backups::Running,
-    deploy_locks: deploy::Locks,
+    /// Who holds an app (a deploy), an environment (a backup, restore or a deploy's
+    /// activation) or the config file (an edit).
+    claims: Arc<claims::Claims>,
     /// Environments whose deploy an earlier agent did not finish: restarted after autostart, so
     /// what runs is the release `current` names (re-adopted processes may run the other one).
     interrupted: Mutex<Vec<(String, String)>>,
@@ -113,12 +114,10 @@ impl Core {
             supervisor,
             store,
             started: Instant::now(),
-            settings_lock: tokio::sync::Mutex::new(()),
             stopping: tokio::sync::watch::channel(false).0,
             _recorder: recorder,
             written,
-            backups_running: backups::Running::default(),
-            deploy_locks: deploy::Locks::default(),
+            claims: Arc::default(),
             proxies: Mutex::new(Vec::new()),
             router: Mutex::new(None),
             interrupted: Mutex::new(Vec::new()),
@@ -131,6 +130,18 @@ impl Core {
             },
         );
         Ok(core)
+    }
+
+    /// Takes an environment for a backup, restore or deploy; refused while another runs.
+    pub(crate) fn claim_env(
+        &self,
+        app: &str,
+        env: &str,
+        what: &str,
+    ) -> Result<claims::Claim, BackupOpError> {
+        self.claims
+            .try_claim(claims::Scope::Env(app.to_owned(), env.to_owned()), what)
+            .map_err(|_| BackupOpError::Busy(format!("{app}/{env}")))
     }
 
     /// Records and broadcasts an outcome (see [`homeport_supervisor::Hub::emit`]).
@@ -251,10 +262,11 @@ impl Core {
         self: &Arc<Self>,
         req: homeport_types::DeployRequest,
     ) -> Result<mpsc::Receiver<homeport_types::DeployEvent>, DeployRefused> {
-        let (app, env) = deploy::begin(self, &req)?;
+        let (app, env, claim) = deploy::begin(self, &req)?;
         let (tx, rx) = mpsc::channel(256);
         let core = Arc::clone(self);
         tokio::spawn(async move {
+            let _app = claim;
             deploy::run(&core, req, app, env, tx).await;
         });
         Ok(rx)

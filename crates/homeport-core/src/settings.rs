@@ -270,7 +270,10 @@ pub(crate) async fn apply(
     rev: &str,
     editor: Editor,
 ) -> Result<ConfigApplied, SettingsError> {
-    let _one_at_a_time = core.settings_lock.lock().await;
+    let _one_at_a_time = core
+        .claims
+        .claim(crate::claims::Scope::Config, "config edit")
+        .await;
     let staged = stage(core, changes, rev, editor)?;
     if let Some(why) = staged.forbidden {
         return Err(SettingsError::Forbidden(why));
