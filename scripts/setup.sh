@@ -57,9 +57,9 @@ fi
 node_v=$(node --version | tr -d v)
 version_at_least "$node_v" 20.19.0 || { echo "setup: Node.js $node_v is too old; the dashboard build needs 20.19 or newer" >&2; exit 1; }
 
-# The unused-dependency check in scripts/test.sh. cargo-machete over cargo-shear: it installs in
-# about 1.5 min on two cores (cargo-shear compiles rust-analyzer's parser: several minutes), and
-# reads the sources as text, which finds every unused crate of this workspace.
+# The unused-dependency check in scripts/test.sh. cargo-machete rather than cargo-shear: it
+# installs with --locked in about 1.5 min on two cores, and the current cargo-shear (1.14) does
+# not build on Rust 1.95 (its rust-analyzer parser crates need 1.98).
 machete_version=0.9.2
 if [[ "$(cargo machete --version 2>/dev/null)" != "$machete_version" ]]; then
     echo "setup: installing cargo-machete $machete_version"
