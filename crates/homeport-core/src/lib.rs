@@ -1,15 +1,27 @@
-//! The composition root of the agent: supervisor + state store + log access behind one
-//! cheap-to-clone [`CoreHandle`].
+//! The composition root of the agent: supervisor + state store + log access + the features that
+//! need all of them (deploys, backups, settings) behind one cheap-to-clone [`CoreHandle`].
 //!
 //! ```text
 //!   API / CLI ──▶ CoreHandle ──▶ Supervisor ──▶ service tasks ──▶ shims ──▶ services
-//!                    │               │ events (Hub)
-//!                    │               └──────────▶ recorder thread ──▶ state.db
-//!                    └──▶ log files (read, follow)
+//!                    │               │ Hub::publish (state, health)
+//!                    ├─ deploy.rs ───┤ Hub::emit (deploys, backups, restores, config, agent)
+//!                    ├─ backups.rs ──┤      │
+//!                    ├─ settings.rs ─┘      ├──▶ broadcast ──▶ /api/v1/events/stream
+//!                    │                      └──▶ recorder thread ──▶ state.db (store.rs)
+//!                    ├─ claims.rs: who holds an app, an environment, the config file
+//!                    └─ logs.rs: log files (read, follow)
 //! ```
+//! Layout: `deploy.rs` is the deploy pipeline (lock → source → test → build → stage → back up →
+//! migrate → switch → restart → health gate → roll back), here rather than in homeport-deploy
+//! because it strings together the supervisor, backups, state.db and the blue-green switch,
+//! which only the core owns; homeport-deploy keeps the release mechanics with no Homeport
+//! dependency. `backups.rs` takes, catalogues, retains, verifies and restores backups and runs
+//! the schedule; `settings.rs` stages, validates and applies config edits; `store.rs` is
+//! state.db; `detail.rs` one service in full; `runtime.rs` the agent's own files (lock, token,
+//! endpoint). Every outcome is published as one event (see homeport_types::Event).
+//!
 //! [`Core::start`] opens state.db, seeds the supervisor with the history it keeps, and re-adopts
-//! services an earlier agent left running. The agent's own files (lock, token, endpoint) are in
-//! [`runtime`].
+//! services an earlier agent left running.
 
 mod backups;
 mod claims;

@@ -9,6 +9,10 @@
 //! - [`switch`]: points an environment's `current` at a release atomically — a new symlink is
 //!   renamed over the old one, never unlink-then-link.
 //! - [`prune`]: which releases to delete, never the protected ones.
+//!
+//! The mechanics only: it depends on no other Homeport crate. The pipeline that strings these
+//! together with backups, the supervisor's restarts, health gates and rollback is in
+//! homeport-core (`deploy.rs`), the one crate that owns all of those.
 
 pub mod git;
 
