@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use futures_util::StreamExt;
+
 use homeport_types::ServiceState;
 
 use crate::util::*;
@@ -365,9 +367,46 @@ fn a_schedule_backs_up_once_and_retention_keeps_the_newest() {
         homeport_types::BackupTrigger::Scheduled
     );
     assert_eq!(list[0].schedule.as_deref(), Some("every 1h"));
+    // A subscriber sees each backup as it is made: a snapshot first, then the events.
+    let mut stream = Box::pin(env.block_on(env.client().events()).expect("event stream"));
+    assert!(
+        matches!(
+            env.block_on(stream.next()),
+            Some(Ok(homeport_client::Update::Snapshot(_)))
+        ),
+        "a snapshot first"
+    );
     for _ in 0..3 {
         assert!(env.cli(&["backup", "a/prod"]).status.success());
     }
+    let streamed = env.block_on(async {
+        let mut made = Vec::new();
+        let read = async {
+            while let Some(Ok(update)) = stream.next().await {
+                if let homeport_client::Update::Event(e) = update
+                    && e.kind.name().starts_with("backup_")
+                {
+                    made.push(e);
+                    if made.len() == 3 {
+                        break;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(60), read).await;
+        made
+    });
+    assert_eq!(streamed.len(), 3, "{streamed:?}");
+    assert!(
+        streamed.iter().all(|e| matches!(
+            &e.kind,
+            homeport_types::EventKind::BackupFinished {
+                trigger: homeport_types::BackupTrigger::Manual,
+                ..
+            }
+        )),
+        "{streamed:?}"
+    );
     let ids = backup_ids(&env);
     assert_eq!(ids.len(), 2, "keep_last = 2: {ids:?}");
     let dirs: Vec<_> = std::fs::read_dir(env.data.join("backups/a/prod"))

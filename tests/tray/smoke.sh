@@ -65,10 +65,16 @@ pause 2
 screenshot notification-click
 echo "ok - clicking the notification opens the service's logs"
 
-# A backup made elsewhere (the CLI) is told too, from the agent's history.
+# A backup made elsewhere (the CLI) is told too: it is an event on the agent's stream.
 "$bin/homeport" backup demo/production >/dev/null || fail "homeport backup failed"
 wait_for 30 "a notification about the backup" notified "Backup of demo/production done"
 echo "ok - a backup made from the CLI is notified"
+
+# So is a restore, once.
+"$bin/homeport" restore demo/production >/dev/null || fail "homeport restore failed"
+wait_for 60 "a notification about the restore" notified "demo/production restored from backup"
+[[ $(grep -c "demo/production restored from backup" "$work/notify.log") -eq 1 ]] || fail "the restore was told more than once"
+echo "ok - a restore made from the CLI is notified once"
 
 pkill -TERM -s "$tray_sid" -f homeport-desktop
 wait_for 20 "the tray app exits" bash -c "! pgrep -s $tray_sid -f homeport-desktop"
@@ -78,7 +84,7 @@ echo "ok - quitting the tray leaves production running"
 starts() { grep -c "no agent answered" "$work/desktop.log" || true; }
 [[ $(starts) -eq 1 ]] || fail "the first tray started $(starts) agents"
 start_tray --minimized
-pause 6 # three polls in which it could (wrongly) start a second agent
+pause 6 # time in which it could (wrongly) start a second agent
 [[ $(agent_pid) == "$first_agent" && $(starts) -eq 1 ]] || fail "the tray started a second agent"
 no_window || fail "--minimized opened a window"
 echo "ok - the tray reuses a running agent"
@@ -88,4 +94,4 @@ wait_for 40 "the tray restarts a dead agent" bash -c \
     "[[ \$(sed -n 's/.*\"pid\":\([0-9]*\).*/\1/p' '$work/data/agent.json') != $first_agent ]] && kill -0 \$(sed -n 's/.*\"pid\":\([0-9]*\).*/\1/p' '$work/data/agent.json')"
 wait_for 60 "services are healthy under the restarted agent" healthy
 echo "ok - the tray restarts an agent that died"
-echo "# pass 11"
+echo "# pass 12"
