@@ -90,7 +90,7 @@ test('services go healthy and show their details', async () => {
 
 test("the headline is the agent's verdict, the one the tray and `homeport status` show", async () => {
   await page.goto(`${agent.base}/#/`);
-  const report = await page.evaluate(async () => (await fetch('/api/v1/status')).json());
+  const report = await agent.status();
   assert.deepEqual(report.overall, { level: 'healthy', reason: 'production healthy' });
   const headline = page.getByRole('status');
   await headline.getByText(report.overall.reason, { exact: true }).waitFor();
