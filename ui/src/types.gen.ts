@@ -81,7 +81,12 @@ reason: string, };
 
 export type ApiError = { kind: string, message: string, };
 
-export type SignInLink = { url: string, };
+export type SignInLink = { url: string, 
+/**
+ * A page only this user can read that leads a browser to `url`: what the desktop's opener
+ * is given, since any local user can read a command line.
+ */
+page?: string | null, };
 
 export type AgentEndpoint = { pid: number, 
 /**
