@@ -40,6 +40,51 @@ depends_on = ["nope"]
 }
 
 #[test]
+fn config_check_names_the_line_of_bad_bytes_and_of_a_dependency_cycle() {
+    let env = TestEnv::new("[apps.a.env.prod.services.web]\ncommand = [\"@FIXTURE@\"]\n");
+    // A comment saved in Latin-1 on a new last line: the bad byte is its sixth character.
+    let mut bytes = std::fs::read(&env.config).expect("read");
+    let line = bytes.iter().filter(|b| **b == b'\n').count() + 1;
+    bytes.extend_from_slice(b"# caf\xe9 in Latin-1\n");
+    std::fs::write(&env.config, bytes).expect("write");
+    let out = env.cli(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let file = env.config.display().to_string();
+    assert!(
+        stderr(&out).contains(&format!("{file}:{line}:6: the file is not UTF-8 here")),
+        "{}",
+        stderr(&out)
+    );
+
+    env.write_config(
+        r#"
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@"]
+depends_on = ["worker"]
+
+[apps.a.env.prod.services.worker]
+command = ["@FIXTURE@"]
+depends_on = ["web"]
+"#,
+    );
+    let out = env.cli(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    // The `depends_on` entry that closes the cycle's first step.
+    let line = read(&env.config)
+        .lines()
+        .position(|l| l == r#"depends_on = ["worker"]"#)
+        .expect("the line")
+        + 1;
+    assert!(
+        stderr(&out).contains(&format!(
+            "{file}:{line}:15: apps.a.env.prod.services.web.depends_on: dependency cycle: web → worker → web"
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn config_check_accepts_a_good_file() {
     let env = TestEnv::new("[apps.a.env.prod.services.web]\ncommand = [\"@FIXTURE@\"]\n");
     let out = env.cli(&["config", "check"]);
