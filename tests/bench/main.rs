@@ -4,11 +4,13 @@
 //! ```text
 //! cargo build --release --bins && target/release/homeport-bench [--idle-secs 60] [--runs 3]
 //! target/release/homeport-bench --router [--secs 5]   # needs wrk and caddy: setup.sh --bench
+//! target/release/homeport-bench --slowloris             # /livez under 2,000 slow connections
 //! ```
 
 mod backup;
 mod deploy;
 mod router;
+mod slowloris;
 mod supervise;
 
 use std::fs;
@@ -37,6 +39,7 @@ fn main() -> Res<()> {
     let mut only_backup = false;
     let mut only_deploy = false;
     let mut only_router = false;
+    let mut only_slowloris = false;
     let mut secs = 5u64;
     let mut runs = 3usize;
     let mut args = std::env::args().skip(1);
@@ -47,6 +50,7 @@ fn main() -> Res<()> {
             "--backup" => only_backup = true,
             "--deploy" => only_deploy = true,
             "--router" => only_router = true,
+            "--slowloris" => only_slowloris = true,
             "--secs" => secs = args.next().ok_or("--secs N")?.parse()?,
             other => return Err(format!("unknown argument {other}").into()),
         }
@@ -64,6 +68,10 @@ fn main() -> Res<()> {
         if !b.exists() {
             return Err(format!("{} is missing: cargo build --release --bins", b.display()).into());
         }
+    }
+    if only_slowloris {
+        print_rows(slowloris::run(&bins)?);
+        return Ok(());
     }
     if only_router {
         print_rows(router::run(&bins, secs)?);
@@ -120,6 +128,11 @@ pub(crate) struct Agent {
 
 impl Agent {
     pub(crate) fn start(bins: &Bins, body: &str) -> Res<Self> {
+        Self::start_under(bins, body, &[])
+    }
+
+    /// [`Agent::start`] with the agent's command line run by `prefix` (`prlimit …`).
+    pub(crate) fn start_under(bins: &Bins, body: &str, prefix: &[&str]) -> Res<Self> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         let config = dir.path().join("homeport.toml");
@@ -131,7 +144,15 @@ impl Agent {
                 body.replace("@FIXTURE@", &bins.fixture.display().to_string())
             ),
         )?;
-        let child = Command::new(&bins.homeport)
+        let mut cmd = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(&bins.homeport);
+                c
+            }
+            None => Command::new(&bins.homeport),
+        };
+        let child = cmd
             .arg("--config")
             .arg(&config)
             .arg("agent")
