@@ -231,8 +231,8 @@ pub struct RestartPolicy {
     pub backoff_max: Duration,
     /// Uptime after which a run counts as stable and the backoff starts again from the floor.
     pub reset_after: Duration,
-    /// Give up ("failed") after this many failures within `window`.
-    pub max_failures: u32,
+    /// Give up ("failed") after this many failures within `window`; `None`: never give up.
+    pub max_failures: Option<u32>,
     pub window: Duration,
 }
 
@@ -243,7 +243,7 @@ impl Default for RestartPolicy {
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
             reset_after: Duration::from_secs(60),
-            max_failures: 5,
+            max_failures: Some(5),
             window: Duration::from_secs(120),
         }
     }

@@ -93,8 +93,8 @@ pub(crate) const RESTART_KEYS: &[&str] = &[
 pub(crate) struct RawAgent {
     pub port: Option<Spanned<i64>>,
     pub data_dir: Option<String>,
-    pub log_max_bytes: Option<u64>,
-    pub log_keep: Option<u32>,
+    pub log_max_bytes: Option<Spanned<i64>>,
+    pub log_keep: Option<Spanned<i64>>,
     pub router_port: Option<Spanned<i64>>,
     pub https_port: Option<Spanned<i64>>,
 }
@@ -273,8 +273,42 @@ pub(crate) struct RawRestart {
     pub backoff_min: Option<Dur>,
     pub backoff_max: Option<Dur>,
     pub reset_after: Option<Dur>,
-    pub max_failures: Option<u32>,
+    pub max_failures: Option<Spanned<MaxFailures>>,
     pub window: Option<Dur>,
+}
+
+/// `max_failures`: a count, or `"unlimited"` to never give up.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum MaxFailures {
+    Count(i64),
+    Unlimited,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for MaxFailures {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = MaxFailures;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a number of failures, or "unlimited""#)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<MaxFailures, E> {
+                Ok(MaxFailures::Count(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<MaxFailures, E> {
+                Ok(MaxFailures::Count(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<MaxFailures, E> {
+                Ok(if v == "unlimited" {
+                    MaxFailures::Unlimited
+                } else {
+                    MaxFailures::Other(v.to_owned())
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize)]
@@ -283,7 +317,7 @@ struct RawRestartTable {
     backoff_min: Option<Dur>,
     backoff_max: Option<Dur>,
     reset_after: Option<Dur>,
-    max_failures: Option<u32>,
+    max_failures: Option<Spanned<MaxFailures>>,
     window: Option<Dur>,
 }
 

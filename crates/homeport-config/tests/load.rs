@@ -79,7 +79,7 @@ fn a_valid_file_resolves_defaults_and_placeholders() {
         Some(&HealthProbe::Http("http://127.0.0.1:8080/health".into()))
     );
     assert_eq!(server.restart.mode, RestartMode::Always);
-    assert_eq!(server.restart.max_failures, 3);
+    assert_eq!(server.restart.max_failures, Some(3));
     assert!(server.autostart, "inherits the environment's autostart");
     assert_eq!(server.env.get("RUST_LOG").map(String::as_str), Some("info"));
     assert_eq!(server.env.get("PORT").map(String::as_str), Some("8080"));
@@ -595,4 +595,59 @@ fn a_file_that_is_not_utf8_is_reported_where_it_goes_wrong() {
     let diags = homeport_config::load(&path).expect_err("refused").0;
     assert_eq!((diags[0].line, diags[0].column), (3, 6), "{:#?}", diags[0]);
     assert!(diags[0].message.contains("UTF-8"), "{}", diags[0]);
+}
+
+#[test]
+fn limits_are_checked_and_say_what_they_mean() {
+    let d = errors(
+        r#"
+[agent]
+log_max_bytes = 0
+log_keep = -1
+
+[apps.a.env.prod.services.web]
+command = "/bin/true"
+restart = { max_failures = 0 }
+health = { command = "/bin/true", timeout = "0s" }
+"#,
+    );
+    let bytes = find(&d, "agent.log_max_bytes");
+    assert_eq!(bytes.line, 3, "{bytes}");
+    assert!(
+        bytes.message.contains("rotated when it grows past") && bytes.message.contains("4096"),
+        "{bytes}"
+    );
+    assert!(
+        find(&d, "agent.log_keep")
+            .message
+            .contains("rotated files kept")
+    );
+    let mf = find(&d, "apps.a.env.prod.services.web.restart.max_failures");
+    assert!(mf.message.contains("\"unlimited\""), "{mf}");
+    assert!(
+        find(&d, "apps.a.env.prod.services.web.health")
+            .message
+            .contains("`timeout`")
+    );
+}
+
+#[test]
+fn max_failures_may_be_unlimited() {
+    let c = load(
+        r#"
+[apps.a.env.prod.services.web]
+command = "/bin/true"
+restart = { policy = "always", max_failures = "unlimited" }
+"#,
+    )
+    .unwrap_or_else(|d| panic!("{d:#?}"));
+    assert_eq!(c.services[0].restart.max_failures, None);
+    let d = errors(
+        "[apps.a.env.prod.services.web]\ncommand = \"/bin/true\"\nrestart = { max_failures = \"lots\" }\n",
+    );
+    assert!(
+        find(&d, "apps.a.env.prod.services.web.restart.max_failures")
+            .message
+            .contains("\"lots\"")
+    );
 }

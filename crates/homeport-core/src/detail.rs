@@ -56,13 +56,22 @@ impl Core {
             )
         });
         let r = &spec.restart;
+        let mode = match r.mode {
+            homeport_config::RestartMode::Never => "never",
+            homeport_config::RestartMode::OnFailure => "on-failure",
+            homeport_config::RestartMode::Always => "always",
+        };
+        let give_up = match r.max_failures {
+            Some(n) => format!(
+                "gives up after {n} failures in {}",
+                humantime::format_duration(r.window)
+            ),
+            None => "never gives up".to_owned(),
+        };
         let restart = format!(
-            "{:?}, backoff {}–{}, gives up after {} failures in {}",
-            r.mode,
+            "{mode}, backoff {}–{}, {give_up}",
             humantime::format_duration(r.backoff_min),
             humantime::format_duration(r.backoff_max),
-            r.max_failures,
-            humantime::format_duration(r.window)
         );
         let events = self
             .events(&Target::Service(key.clone()), &[], 20)
@@ -75,6 +84,7 @@ impl Core {
             health,
             restart,
             depends_on: spec.depends_on.clone(),
+            ports: spec.ports.clone(),
             log_file: self.supervisor.log_path(key).display().to_string(),
             events,
         })

@@ -69,7 +69,11 @@ impl RestartTracker {
         {
             self.failures.pop_front();
         }
-        if self.failures.len() >= self.policy.max_failures as usize {
+        if self
+            .policy
+            .max_failures
+            .is_some_and(|max| self.failures.len() >= max as usize)
+        {
             return Decision::GiveUp;
         }
         let delay = self.next_delay;
@@ -94,7 +98,7 @@ mod tests {
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(5),
             reset_after: Duration::from_secs(60),
-            max_failures: 4,
+            max_failures: Some(4),
             window: Duration::from_secs(100),
         }
     }
@@ -105,7 +109,7 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_the_cap_then_gives_up() {
         let mut p = policy(RestartMode::Always);
-        p.max_failures = 10;
+        p.max_failures = Some(10);
         let mut t = RestartTracker::new(p);
         let t0 = Instant::now();
         let delays: Vec<Decision> = (0..5)

@@ -533,7 +533,7 @@ impl ServiceTask {
                 let p = &self.spec.restart;
                 let msg = format!(
                     "{exit}; gave up after {} failures within {}",
-                    p.max_failures,
+                    p.max_failures.unwrap_or_default(),
                     humantime::format_duration(p.window)
                 );
                 (Input::Exited(AfterExit::GiveUp), msg)

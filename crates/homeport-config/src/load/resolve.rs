@@ -48,12 +48,8 @@ pub(super) fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>
             .data_dir
             .as_deref()
             .map_or_else(default_data_dir, |d| expand_home(d, base)),
-        log_max_bytes: tree
-            .agent
-            .log_max_bytes
-            .unwrap_or(DEFAULT_LOG_MAX_BYTES)
-            .max(4096),
-        log_keep: tree.agent.log_keep.unwrap_or(DEFAULT_LOG_KEEP),
+        log_max_bytes: log_max_bytes(tree.agent.log_max_bytes.as_ref(), sink),
+        log_keep: log_keep(tree.agent.log_keep.as_ref(), sink),
         router_port: match &tree.agent.router_port {
             Some(p) => port_in_range(p, "agent.router_port", true, sink).unwrap_or(0),
             None => DEFAULT_ROUTER_PORT,
@@ -248,6 +244,52 @@ pub(super) fn resolve_app(app: &AppNode, base: &Path, sink: &mut Sink<'_>) -> Ap
         keep_releases: r.keep_releases.unwrap_or(5).max(1),
         allow_dirty: r.allow_dirty.unwrap_or(false),
     }
+}
+
+/// The smallest log file worth rotating at: below it a busy service rotates every few lines and
+/// `log_keep` files hold almost nothing.
+const MIN_LOG_MAX_BYTES: i64 = 4096;
+/// More rotated files than anyone reads; each one is a file to open when searching history.
+const MAX_LOG_KEEP: i64 = 1000;
+
+fn log_max_bytes(v: Option<&Spanned<i64>>, sink: &mut Sink<'_>) -> u64 {
+    let Some(v) = v else {
+        return DEFAULT_LOG_MAX_BYTES;
+    };
+    let n = *v.get_ref();
+    if n < MIN_LOG_MAX_BYTES {
+        sink.push(
+            Some(v.span()),
+            "agent.log_max_bytes",
+            format!(
+                "log_max_bytes = {n}: a service's log file is rotated when it grows past this \
+                 many bytes, so it must be at least {MIN_LOG_MAX_BYTES}; there is no \"never \
+                 rotate\". To keep more history, raise it (default {DEFAULT_LOG_MAX_BYTES} = \
+                 10 MiB) or `log_keep`"
+            ),
+        );
+        return DEFAULT_LOG_MAX_BYTES;
+    }
+    n as u64
+}
+
+fn log_keep(v: Option<&Spanned<i64>>, sink: &mut Sink<'_>) -> u32 {
+    let Some(v) = v else {
+        return DEFAULT_LOG_KEEP;
+    };
+    let n = *v.get_ref();
+    if !(0..=MAX_LOG_KEEP).contains(&n) {
+        sink.push(
+            Some(v.span()),
+            "agent.log_keep",
+            format!(
+                "log_keep = {n}: the number of rotated files kept besides the current one, from \
+                 0 (only the current file) to {MAX_LOG_KEEP} (default {DEFAULT_LOG_KEEP})"
+            ),
+        );
+        return DEFAULT_LOG_KEEP;
+    }
+    n as u32
 }
 
 pub(super) fn port_in_range(
@@ -798,18 +840,20 @@ pub(super) fn resolve_health(
     };
     let retries = raw.retries.unwrap_or(3);
     let interval = raw.interval.map_or(Duration::from_secs(5), |d| d.0);
-    if retries == 0 || interval.is_zero() {
+    let timeout = raw.timeout.map_or(Duration::from_secs(2), |d| d.0);
+    if retries == 0 || interval.is_zero() || timeout.is_zero() {
         sink.push(
             Some(span),
             &field,
-            "`retries` and `interval` must be greater than zero",
+            "`retries` (failures in a row that mark it unhealthy), `interval` (time between \
+             probes) and `timeout` (how long one probe may take) must be greater than zero",
         );
         return None;
     }
     Some(HealthCheck {
         probe,
         interval,
-        timeout: raw.timeout.map_or(Duration::from_secs(2), |d| d.0),
+        timeout,
         retries,
         start_period: raw.start_period.map_or(Duration::from_secs(30), |d| d.0),
     })
@@ -849,25 +893,48 @@ pub(super) fn resolve_restart(
     if let Some(d) = raw.reset_after {
         policy.reset_after = d.0;
     }
-    if let Some(n) = raw.max_failures {
-        policy.max_failures = n;
+    if let Some(n) = &raw.max_failures {
+        policy.max_failures = match n.get_ref() {
+            crate::raw::MaxFailures::Unlimited => None,
+            crate::raw::MaxFailures::Count(c) if (1..=i64::from(u32::MAX)).contains(c) => {
+                Some(*c as u32)
+            }
+            other => {
+                let what = match other {
+                    crate::raw::MaxFailures::Other(s) => format!("{s:?}"),
+                    crate::raw::MaxFailures::Count(c) => c.to_string(),
+                    crate::raw::MaxFailures::Unlimited => String::new(),
+                };
+                sink.push(
+                    Some(n.span()),
+                    &format!("{field}.max_failures"),
+                    format!(
+                        "max_failures = {what}: expected the number of failures within `window` \
+                         that make Homeport give up (1 or more), or \"unlimited\" to restart it \
+                         for ever"
+                    ),
+                );
+                return None;
+            }
+        };
     }
     if let Some(d) = raw.window {
         policy.window = d.0;
+    }
+    if policy.window.is_zero() && policy.max_failures.is_some() {
+        sink.push(
+            Some(svc.name.span()),
+            &format!("{field}.window"),
+            "`window` (how far back failures count toward `max_failures`) must be greater than \
+             zero; to never give up, write max_failures = \"unlimited\"",
+        );
+        return None;
     }
     if policy.backoff_min > policy.backoff_max {
         sink.push(
             Some(svc.name.span()),
             &field,
             "`backoff_min` is larger than `backoff_max`",
-        );
-        return None;
-    }
-    if policy.max_failures == 0 {
-        sink.push(
-            Some(svc.name.span()),
-            &format!("{field}.max_failures"),
-            "expected at least 1",
         );
         return None;
     }
