@@ -29,14 +29,26 @@ pub enum LockError {
 impl InstanceLock {
     pub fn acquire(data_dir: &Path) -> Result<Self, LockError> {
         let path = data_dir.join(LOCK_FILE);
-        let file =
+        let mut file =
             homeport_fs::create_private_file(&path).map_err(|e| LockError::Io(path.clone(), e))?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => Ok(Self { _lock: lock, path }),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                Err(LockError::AlreadyRunning(read_endpoint(data_dir)))
+        // A client checks that an agent runs by trying the lock itself and letting go at once
+        // (`Client::discover`, `homeport agent stop`): a starting agent that meets such a probe
+        // tries again for a moment. A running agent holds it for good.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => return Ok(Self { _lock: lock, path }),
+                Err((f, nix::errno::Errno::EWOULDBLOCK))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    file = f;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    return Err(LockError::AlreadyRunning(read_endpoint(data_dir)));
+                }
+                Err((_, e)) => return Err(LockError::Io(path, e.into())),
             }
-            Err((_, e)) => Err(LockError::Io(path, e.into())),
         }
     }
 
