@@ -32,6 +32,7 @@
 //! - `POST /api/v1/deploy` `{"app", "env", "kind": "deploy|promote|rollback|update"}` → NDJSON of
 //!   step events ending with the record; `GET /api/v1/releases?app=`, `GET /api/v1/deploys?app=&env=`
 //! - `POST /api/v1/sessions` → a one-time sign-in link; `GET /login?ticket=…` → session cookie
+//! - `POST /api/v1/agent/stop` `{"keep_services", "restart"}` → the agent stops after answering
 //! - `GET /metrics` → Prometheus text
 //! - `/`, `/assets/…` → the dashboard (ui/dist), under a strict Content-Security-Policy
 
@@ -108,6 +109,7 @@ pub fn router(core: CoreHandle, token: &str, addr: SocketAddr, ui_dir: Option<Pa
         .route("/api/v1/apps", get(routes::apps))
         .route("/api/v1/update-check", get(routes::update_check))
         .route("/api/v1/deploys", get(routes::deploys))
+        .route("/api/v1/agent/stop", post(routes::agent_stop))
         .route("/api/v1/{action}", post(routes::act))
         .route("/metrics", get(metrics::metrics))
         .fallback(|| async { errors::ApiError::not_found("no such route") })
@@ -163,28 +165,34 @@ fn ui_router(ui_dir: Option<PathBuf>) -> Router<AppState> {
             get(|| async {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "The dashboard is not built: run `npm run build` in the Homeport checkout, or set HOMEPORT_UI_DIR.",
+                    "The dashboard's files are not installed beside this homeport binary (../share/homeport/ui or ui/): install with scripts/install.sh or the .deb, or in a checkout run `npm run build` and set HOMEPORT_UI_DIR=ui/dist.",
                 )
             }),
         ),
     }
 }
 
-/// Where the built dashboard is: `$HOMEPORT_UI_DIR`, then beside the binary
-/// (`../share/homeport/ui`, `ui`), then the source checkout this binary was built from.
+/// Where the built dashboard is: `$HOMEPORT_UI_DIR` (a source checkout's `ui/dist`, for
+/// development), else beside the binary as installed: `../share/homeport/ui` (the .deb:
+/// /usr/bin + /usr/share) or `ui` in the binary's own folder (`scripts/install.sh`). Never a path
+/// compiled into the binary, so a copied or packaged binary does not serve a checkout's files.
+/// `current_exe` resolves symlinks, so a link on PATH finds the files of the real install.
 pub fn find_ui_dir() -> Option<PathBuf> {
+    let exe_dir = std::env::current_exe().ok()?.parent()?.to_path_buf();
+    ui_dir_from(
+        std::env::var_os("HOMEPORT_UI_DIR").map(PathBuf::from),
+        &exe_dir,
+    )
+}
+
+fn ui_dir_from(explicit: Option<PathBuf>, exe_dir: &std::path::Path) -> Option<PathBuf> {
     let has_index = |d: &PathBuf| d.join("index.html").is_file();
-    if let Some(d) = std::env::var_os("HOMEPORT_UI_DIR").map(PathBuf::from) {
+    if let Some(d) = explicit {
         return has_index(&d).then_some(d);
     }
-    let exe_dir = std::env::current_exe().ok()?.parent()?.to_path_buf();
-    [
-        exe_dir.join("../share/homeport/ui"),
-        exe_dir.join("ui"),
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../ui/dist"),
-    ]
-    .into_iter()
-    .find(has_index)
+    [exe_dir.join("../share/homeport/ui"), exe_dir.join("ui")]
+        .into_iter()
+        .find(has_index)
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, within `limits` (see [`conn`]).
@@ -213,4 +221,31 @@ pub(crate) fn error(status: StatusCode, kind: &str, message: impl Into<String>) 
         }),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dashboard_is_found_beside_the_installed_binary_only() {
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let prefix = root.path();
+        let bin = prefix.join("bin");
+        std::fs::create_dir_all(&bin).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ui_dir_from(None, &bin), None, "nothing installed");
+        let share = prefix.join("share/homeport/ui");
+        std::fs::create_dir_all(&share).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(share.join("index.html"), "x").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            ui_dir_from(None, &bin),
+            Some(bin.join("../share/homeport/ui"))
+        );
+        let explicit = prefix.join("elsewhere");
+        assert_eq!(
+            ui_dir_from(Some(explicit), &bin),
+            None,
+            "an explicit folder without the files is not replaced by another"
+        );
+    }
 }

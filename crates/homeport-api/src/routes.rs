@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use homeport_core::Editor;
 use homeport_supervisor::logfile::{Budget, LogQuery};
 use homeport_types::{
-    Action, ActionOutcome, ActionRequest, AppInfo, BackupInfo, BackupRequest, BackupTrigger,
+    Action, ActionOutcome, ActionRequest, AgentStopReply, AgentStopRequest, AppInfo, BackupInfo, BackupRequest, BackupTrigger,
     ConfigApplied, ConfigEdit, ConfigPreview, ConfigView, DeployRecord, DeployRequest, EnvBackups,
     Event, LogStreamItem, ReleaseInfo, RestoreOutcome, RestoreRequest, ServiceDetail, ServiceKey,
     SignInLink, StatusReport, Target, VerifyOutcome,
@@ -51,6 +51,14 @@ pub async fn service_detail(
         .service_detail(&key)
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no service {key}")))
+}
+
+/// Answers first, then the agent's main loop stops it (`homeport agent stop|restart`).
+pub async fn agent_stop(
+    State(st): State<AppState>,
+    Body(req): Body<AgentStopRequest>,
+) -> Json<AgentStopReply> {
+    Json(st.core.request_stop(req))
 }
 
 pub async fn act(

@@ -242,6 +242,31 @@ impl Client {
         .await
     }
 
+    /// Everything about one service (`homeport show`), secrets masked.
+    pub async fn service(
+        &self,
+        key: &homeport_types::ServiceKey,
+    ) -> Result<homeport_types::ServiceDetail, ClientError> {
+        self.json(self.http.get(format!(
+            "{}/api/v1/services/{}/{}/{}",
+            self.base, key.app, key.env, key.service
+        )))
+        .await
+    }
+
+    /// Asks the agent to stop (or, under a service manager, to restart); it answers first.
+    pub async fn agent_stop(
+        &self,
+        req: homeport_types::AgentStopRequest,
+    ) -> Result<homeport_types::AgentStopReply, ClientError> {
+        self.json(
+            self.http
+                .post(format!("{}/api/v1/agent/stop", self.base))
+                .json(&req),
+        )
+        .await
+    }
+
     pub async fn status(&self) -> Result<StatusSnapshot, ClientError> {
         self.json(self.http.get(format!("{}/api/v1/status", self.base)))
             .await

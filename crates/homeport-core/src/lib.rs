@@ -27,6 +27,7 @@ mod backups;
 mod claims;
 mod deploy;
 mod detail;
+mod lifecycle;
 mod logs;
 mod proxy;
 pub mod routing;
@@ -84,6 +85,7 @@ pub struct Core {
     router: Mutex<Option<homeport_router::Router>>,
     /// Events the recorder has written, against [`Hub::records_sent`].
     written: Arc<std::sync::atomic::AtomicU64>,
+    lifecycle: lifecycle::Lifecycle,
 }
 
 /// The one handle the API, CLI and tray use.
@@ -133,6 +135,7 @@ impl Core {
             proxies: Mutex::new(Vec::new()),
             router: Mutex::new(None),
             interrupted: Mutex::new(Vec::new()),
+            lifecycle: lifecycle::Lifecycle::default(),
         });
         core.emit(
             Subject::Agent,
@@ -544,6 +547,7 @@ impl Core {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 config_path: self.config().file.display().to_string(),
                 uptime_secs: self.started.elapsed().as_secs(),
+                service_manager: self.service_manager(),
             },
             services,
         }

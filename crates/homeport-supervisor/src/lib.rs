@@ -468,15 +468,18 @@ impl Supervisor {
     pub fn status_from(&self, snaps: &BTreeMap<ServiceKey, ServiceSnapshot>) -> Vec<ServiceStatus> {
         let pids: Vec<u32> = snaps.values().filter_map(|s| s.pid).collect();
         let usage = self.sampler.sample(&pids);
+        let data = self.config().agent.data_dir.clone();
         self.read_services()
             .values()
             .map(|h| {
                 let snap = snaps.get(&h.spec.key).cloned().unwrap_or_default();
-                status_of(
+                let mut status = status_of(
                     &h.spec,
                     &snap,
                     snap.pid.and_then(|p| usage.get(&p).copied()),
-                )
+                );
+                status.log_file = Some(log_path(&data, &h.spec.key).display().to_string());
+                status
             })
             .collect()
     }
@@ -523,6 +526,7 @@ fn status_of(
         port: spec.port,
         url: spec.url(),
         autostart: spec.autostart,
+        log_file: None,
     }
 }
 

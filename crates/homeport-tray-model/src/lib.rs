@@ -473,6 +473,7 @@ mod tests {
             port: Some(8080),
             url: Some("http://127.0.0.1:8080/".into()),
             autostart: env == "production",
+            log_file: None,
         }
     }
 
@@ -483,6 +484,7 @@ mod tests {
                 version: "0".into(),
                 config_path: "x".into(),
                 uptime_secs: 0,
+                service_manager: None,
             },
             services,
         }

@@ -13,6 +13,9 @@ pub struct AgentInfo {
     pub version: String,
     pub config_path: String,
     pub uptime_secs: u64,
+    /// The service manager that runs the agent and restarts it (`systemd`, `launchd`), if any.
+    #[serde(default)]
+    pub service_manager: Option<String>,
 }
 
 /// The answer to `GET /api/v1/status`.
@@ -31,6 +34,25 @@ pub struct StatusReport {
     #[serde(flatten)]
     pub snapshot: StatusSnapshot,
     pub overall: crate::Verdict,
+}
+
+/// Body of `POST /api/v1/agent/stop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AgentStopRequest {
+    /// Leave every service running for the next agent to re-adopt (an upgrade, a restart).
+    #[serde(default)]
+    pub keep_services: bool,
+    /// Ask the service manager that runs the agent to start it again (implies `keep_services`).
+    #[serde(default)]
+    pub restart: bool,
+}
+
+/// Answer to `POST /api/v1/agent/stop`, sent before the agent begins to stop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStopReply {
+    pub pid: u32,
+    /// The service manager that will start the agent again, when `restart` was asked and one runs it.
+    pub restarted_by: Option<String>,
 }
 
 /// Every error body of the API: a machine-readable kind and a one-line message.

@@ -92,6 +92,9 @@ pub struct ServiceStatus {
     pub port: Option<u16>,
     pub url: Option<String>,
     pub autostart: bool,
+    /// The service's current log file (`DATA/logs/APP/ENV/SERVICE.log`).
+    #[serde(default)]
+    pub log_file: Option<String>,
 }
 
 /// Everything about one service, for its detail view. Secret values are masked.
@@ -106,6 +109,9 @@ pub struct ServiceDetail {
     pub health: Option<String>,
     pub restart: String,
     pub depends_on: Vec<ServiceKey>,
+    /// Named extra ports (`ports = { admin = 9001 }`); the main one is `status.port`.
+    #[serde(default)]
+    pub ports: std::collections::BTreeMap<String, u16>,
     pub log_file: String,
     /// The newest recorded events, newest first.
     pub events: Vec<Event>,
