@@ -18,8 +18,9 @@ if "$bin" --config "$config" status >/dev/null 2>&1; then
     echo "The demo agent is already running."
 else
     "$bin" --config "$config" config check
-    nohup "$bin" --config "$config" agent >"$demo_dir/agent.log" 2>&1 &
-    echo "Started the agent (pid $!); its log: $demo_dir/agent.log"
+    # The binary runs from the build folder, so it is told where the dashboard's files are
+    # (an installed one finds them beside itself). --detach returns once the agent answers.
+    HOMEPORT_UI_DIR="$PWD/ui/dist" "$bin" --config "$config" agent --detach >/dev/null
     for _ in $(seq 1 100); do
         if "$bin" --config "$config" status --json 2>/dev/null | grep -q '"state": "healthy"'; then break; fi
         sleep 0.1
@@ -36,5 +37,5 @@ Homeport is supervising the demo app. Try:
   homeport logs demo -f                # live logs (Ctrl-C to stop following)
   homeport start demo/beta             # bring up the beta environment beside production
   homeport stop demo                   # stop every demo service
-  kill $(cat "$demo_dir/data/agent.json" 2>/dev/null | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')   # stop the agent (and its services)
+  homeport agent stop                  # stop the agent (and its services)
 EOT

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Debian package of Homeport: the tray app (/usr/bin/homeport-desktop), the CLI and
 # agent it starts (/usr/bin/homeport, found beside the tray), the agent's per-service log holder
-# (/usr/bin/homeport-shim, found beside the agent), and the dashboard that the agent serves to
-# browsers (/usr/share/homeport/ui). Optimised builds; about 15 minutes cold on 2 cores.
+# (/usr/bin/homeport-shim, found beside the agent), the dashboard that the agent serves to
+# browsers (/usr/share/homeport/ui, found from the binary as ../share/homeport/ui), the manual
+# pages and the shell completions. Optimised, stripped builds; about 15 minutes cold on 2 cores.
 #   ./scripts/package.sh        → prints the path of the .deb
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,8 +13,17 @@ cargo build --release --locked -p homeport-cli --bin homeport -p homeport-shim -
 target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 # The bundler's config, merged over src-tauri/tauri.conf.json: files that go in the package
 # besides the tray, by absolute path (the target folder may be anywhere).
-extra=$(printf '{"bundle":{"linux":{"deb":{"files":{"/usr/bin/homeport":"%s","/usr/bin/homeport-shim":"%s","/usr/share/homeport/ui":"%s"}}}}}' \
-    "$target/release/homeport" "$target/release/homeport-shim" "$PWD/ui/dist")
+# Manual pages (gzipped, as Debian installs them) and completion scripts, from the binary itself.
+extras="$target/package-extras"
+rm -rf "$extras"
+mkdir -p "$extras/man1"
+"$target/release/homeport" man --out "$extras/man1" >/dev/null
+gzip -n -9 "$extras"/man1/*.1
+"$target/release/homeport" completions bash > "$extras/homeport.bash"
+"$target/release/homeport" completions zsh > "$extras/_homeport"
+"$target/release/homeport" completions fish > "$extras/homeport.fish"
+extra=$(printf '{"bundle":{"linux":{"deb":{"files":{"/usr/bin/homeport":"%s","/usr/bin/homeport-shim":"%s","/usr/share/homeport/ui":"%s","/usr/share/man/man1":"%s","/usr/share/bash-completion/completions/homeport":"%s","/usr/share/zsh/vendor-completions/_homeport":"%s","/usr/share/fish/vendor_completions.d/homeport.fish":"%s"}}}}}' \
+    "$target/release/homeport" "$target/release/homeport-shim" "$PWD/ui/dist" "$extras/man1" "$extras/homeport.bash" "$extras/_homeport" "$extras/homeport.fish")
 # The tray in the small `desktop` profile (Cargo.toml), the agent in release.
 npm run --silent tauri -- build --bundles deb --config "$extra" -- --profile desktop
 ls "$target"/desktop/bundle/deb/*.deb

@@ -16,6 +16,8 @@ need_pkgs+=(libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3
 # a notification server, screenshots (x11-apps, imagemagick), closing a window politely
 # (python3-xlib) and checking autostart entries (desktop-file-utils).
 # The router's tests: curl as a client, certutil (libnss3-tools) for the browser's trust store.
+# The CLI's tests: tmux (a terminal to drive and capture), and bash, zsh and fish to load the
+# completion scripts.
 browser=0 bench=0
 for arg in "$@"; do
     case "$arg" in
@@ -24,7 +26,7 @@ for arg in "$@"; do
         *) echo "setup: unknown option $arg (--browser, --bench)" >&2; exit 2 ;;
     esac
 done
-((browser)) && need_pkgs+=(chromium xvfb x11-utils dbus dunst x11-apps imagemagick python3-xlib desktop-file-utils curl libnss3-tools)
+((browser)) && need_pkgs+=(chromium xvfb x11-utils dbus dunst x11-apps imagemagick python3-xlib desktop-file-utils curl libnss3-tools tmux zsh fish)
 ((bench)) && need_pkgs+=(wrk caddy)
 missing=()
 for p in "${need_pkgs[@]}"; do

@@ -117,7 +117,7 @@ health = { http = "/health", interval = "100ms" }
     let table = table.lines().skip(1).collect::<Vec<_>>().join("\n");
     let header = table.lines().next().expect("header");
     for col in [
-        "SERVICE", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "CPU", "MEM", "PORT",
+        "SERVICE", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "CPU", "MEM", "URL",
     ] {
         assert!(header.contains(col), "{table}");
     }
@@ -140,6 +140,11 @@ health = { http = "/health", interval = "100ms" }
     );
 
     // A reader that stops early (`homeport status | head -1`) is not an error, nor a panic.
+    // The shim writes the log apart from the health probe that made it healthy: wait for it.
+    let log = env.log_file("a", "prod", "web");
+    env.wait_until("the fixture's first lines are in its log", || {
+        read(&log).contains("listening on").then_some(())
+    });
     assert!(
         !stdout(&env.cli(&["logs", "a/prod/web", "-n", "10"])).is_empty(),
         "the fixture logs at start, so `logs` below has something to write"
@@ -176,7 +181,10 @@ fn exit_codes_say_what_went_wrong() {
     env.start_agent();
     let out = env.cli(&["stop", "zzz"]);
     assert_eq!(out.status.code(), Some(4));
-    assert_eq!(stderr(&out).trim(), "homeport: no service matches zzz");
+    assert_eq!(
+        stderr(&out).trim(),
+        "homeport: no service matches zzz (see `homeport status`)"
+    );
     assert_eq!(
         env.cli(&["start", "a/"]).status.code(),
         Some(2),
@@ -234,7 +242,20 @@ port = @P0@
 #[test]
 fn service_install_writes_a_systemd_unit_that_systemd_accepts() {
     let env = TestEnv::new("[apps.a.env.prod.services.web]\ncommand = [\"@FIXTURE@\"]\n");
-    let out = env.cli(&["service", "install"]);
+    // From an installed copy: a binary in the build folder is refused (tests/e2e/install.rs).
+    let bin = env.dir.path().join("bin/homeport");
+    std::fs::create_dir_all(bin.parent().expect("bin")).expect("bin dir");
+    std::fs::copy(homeport_bin(), &bin).expect("copy");
+    let installed = |args: &[&str]| {
+        let c = env.command();
+        std::process::Command::new(&bin)
+            .args(c.get_args())
+            .args(args)
+            .envs(c.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .output()
+            .expect("run the installed homeport")
+    };
+    let out = installed(&["service", "install"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("loginctl enable-linger"),
@@ -267,7 +288,7 @@ fn service_install_writes_a_systemd_unit_that_systemd_accepts() {
         std::fs::write(&bad, "[Service]\nExecStart=relative/path\n").expect("bad unit");
         assert!(!verify(&bad).status.success());
     }
-    let out = env.cli(&["service", "uninstall"]);
+    let out = installed(&["service", "uninstall"]);
     assert!(out.status.success());
     assert!(!unit.exists());
     assert_eq!(env.cli(&["service", "status"]).status.code(), Some(1));

@@ -188,6 +188,16 @@ impl TestEnv {
         });
     }
 
+    /// The pid in `agent.json`, when that process runs with this environment's config.
+    pub fn detached_agent_pid(&self) -> Option<u32> {
+        let text = fs::read_to_string(self.data.join("agent.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let pid = v.get("pid")?.as_u64()? as u32;
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let config = self.config.display().to_string();
+        (alive(pid) && String::from_utf8_lossy(&cmdline).contains(&config)).then_some(pid)
+    }
+
     pub fn agent_pid(&self) -> Option<u32> {
         self.agent.as_ref().map(Child::id)
     }
@@ -277,6 +287,13 @@ impl TestEnv {
         }
     }
 
+    /// The CLI with this environment's config and `args`, not yet run.
+    pub fn command_with(&self, args: &[&str]) -> Command {
+        let mut c = self.command();
+        c.args(args);
+        c
+    }
+
     /// Runs the CLI with this environment's config.
     pub fn cli(&self, args: &[&str]) -> Output {
         self.command().args(args).output().expect("run homeport")
@@ -317,6 +334,10 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         if self.agent.is_some() {
             let _ = self.stop_agent();
+        }
+        // An agent started with `--detach` or by `homeport agent restart` is not our child.
+        if let Some(pid) = self.detached_agent_pid() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
         // Whatever a failed test left running must not outlive it.
         for (shim, pid) in self.recorded_groups() {

@@ -4,19 +4,29 @@ use std::path::Path;
 
 use homeport_types::{Action, Target};
 
+use crate::style::{bad, paint, paint_err, state};
 use crate::{Failure, client};
 
 pub async fn run(config_path: &Path, action: Action, target: &Target) -> Result<(), Failure> {
-    let outcomes = client(config_path)?.act(action, target).await?;
+    let client = client(config_path)?;
+    let outcomes = match client.act(action, target).await {
+        Ok(o) => o,
+        Err(e) => return Err(crate::targets::explain(&client, target, e.into()).await),
+    };
     let mut failed = 0;
     for o in &outcomes {
+        let word = o.state.to_string();
         match &o.error {
             None => {
-                outln!("{}: {}", o.key, o.state)?;
+                outln!(
+                    "{}: {}",
+                    o.key,
+                    paint(&word, state(o.state, homeport_types::Health::Unknown))
+                )?;
             }
             Some(e) => {
                 failed += 1;
-                eprintln!("{}: {}: {e}", o.key, o.state);
+                eprintln!("{}: {}: {e}", o.key, paint_err(&word, bad()));
             }
         }
     }

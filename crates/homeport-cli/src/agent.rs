@@ -1,14 +1,80 @@
-//! `homeport agent`: the foreground agent process.
+//! `homeport agent`: the agent process, in the foreground or (`--detach`) in the background;
+//! `homeport agent stop|restart`, and readiness for systemd (`Type=notify`).
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use homeport_core::Core;
 use homeport_core::runtime::{self, InstanceLock, LockError};
-use homeport_types::AgentEndpoint;
+use homeport_types::{AgentEndpoint, AgentStopRequest, StatusSnapshot};
 use tracing_subscriber::EnvFilter;
 
+use crate::progress::Spinner;
 use crate::{Failure, SHUTDOWN_LIMIT};
+
+/// The exit status that asks the service manager to start the agent again at once
+/// (EX_TEMPFAIL; the unit lists it in `RestartForceExitStatus=` and `SuccessExitStatus=`).
+pub const EXIT_RESTART: u8 = 75;
+
+/// Set by the unit (systemd) or plist (launchd) that runs the agent: which manager restarts it.
+pub const MANAGER_VAR: &str = "HOMEPORT_SERVICE_MANAGER";
+
+/// What the service manager told this process, taken out of the environment at start.
+struct Manager {
+    name: Option<String>,
+    notify_socket: Option<OsString>,
+}
+
+static MANAGER: OnceLock<Manager> = OnceLock::new();
+
+/// Takes `NOTIFY_SOCKET` and [`MANAGER_VAR`] out of the environment, so that services never
+/// inherit them (a service that speaks sd_notify would otherwise talk to the agent's manager).
+/// Must run before any thread starts: changing the environment is not thread-safe.
+pub fn take_notify_socket() {
+    let name = std::env::var(MANAGER_VAR).ok().filter(|n| !n.is_empty());
+    let notify_socket = std::env::var_os("NOTIFY_SOCKET").filter(|s| !s.is_empty());
+    // SAFETY: called first thing in main, before the async runtime or any other thread exists.
+    unsafe {
+        std::env::remove_var(MANAGER_VAR);
+        std::env::remove_var("NOTIFY_SOCKET");
+    }
+    let _ = MANAGER.set(Manager {
+        name,
+        notify_socket,
+    });
+}
+
+/// Tells systemd (`Type=notify`) how the agent is doing, through the datagram socket it named in
+/// `NOTIFY_SOCKET` (sd_notify(3)): a path, or an abstract name written with a leading `@`.
+/// Written here rather than through a crate: the socket must be read from the environment
+/// before any thread starts (above), and the crates read the variable when they send.
+fn sd_notify(state: &str) {
+    let Some(socket) = MANAGER.get().and_then(|m| m.notify_socket.as_ref()) else {
+        return;
+    };
+    if let Err(e) = send_datagram(socket, state) {
+        tracing::warn!("cannot tell the service manager {state:?}: {e}");
+    }
+}
+
+fn send_datagram(socket: &OsString, msg: &str) -> std::io::Result<()> {
+    use std::os::unix::net::UnixDatagram;
+    let sock = UnixDatagram::unbound()?;
+    let bytes = socket.as_encoded_bytes();
+    #[cfg(target_os = "linux")]
+    if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+        sock.send_to_addr(msg.as_bytes(), &addr)?;
+        return Ok(());
+    }
+    let _ = bytes;
+    sock.send_to(msg.as_bytes(), socket)?;
+    Ok(())
+}
 
 pub async fn run(config_path: &Path) -> Result<(), Failure> {
     tracing_subscriber::fmt()
@@ -94,6 +160,7 @@ pub async fn run(config_path: &Path) -> Result<(), Failure> {
     let core = Core::start(config, shim_exe)
         .await
         .map_err(|e| Failure::new(1, e.to_string()))?;
+    core.set_service_manager(MANAGER.get().and_then(|m| m.name.clone()));
     core.start_background();
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -139,6 +206,10 @@ pub async fn run(config_path: &Path) -> Result<(), Failure> {
         data.display(),
         backend.name()
     );
+    sd_notify(&format!(
+        "READY=1\nMAINPID={}\nSTATUS=listening on {addr}",
+        std::process::id()
+    ));
 
     let starting = {
         let core = core.clone();
@@ -151,9 +222,34 @@ pub async fn run(config_path: &Path) -> Result<(), Failure> {
         })
     };
 
-    wait_for_stop_signal().await;
-    tracing::info!("stopping every service");
+    let request = tokio::select! {
+        () = wait_for_stop_signal() => AgentStopRequest::default(),
+        req = core.stop_requested() => req,
+    };
+    sd_notify("STOPPING=1");
     starting.abort();
+    if request.keep_services {
+        // Like a crash, minus its loose ends: services and their shims run on, every event is
+        // written, and the next agent re-adopts them. The process exits here, without running
+        // the destructors of the service tasks.
+        let restart = request.restart && core.service_manager().is_some();
+        tracing::info!(
+            "stopping the agent; services keep running{}",
+            if restart {
+                " and the service manager starts the agent again"
+            } else {
+                ""
+            }
+        );
+        core.end_streams();
+        core.flush_records(std::time::Duration::from_secs(5));
+        runtime::remove_endpoint(&data);
+        // The answer to `agent stop|restart` is still on its way: let the server finish it.
+        let _ = stop_tx.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+        std::process::exit(if restart { i32::from(EXIT_RESTART) } else { 0 });
+    }
+    tracing::info!("stopping every service");
     if tokio::time::timeout(SHUTDOWN_LIMIT, core.shutdown())
         .await
         .is_err()
@@ -187,4 +283,265 @@ async fn wait_for_stop_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// `homeport agent --detach`: starts the agent in the background, in a session of its own, its
+/// output appended to `DATA/agent.log`; returns once its API answers, printing its pid (alone on
+/// stdout, for scripts: `pid=$(homeport agent --detach)`).
+pub async fn detach(config_path: &Path) -> Result<(), Failure> {
+    let data = homeport_config::agent_data_dir(config_path);
+    if let Ok(s) = running_status(&data).await {
+        return Err(Failure::new(
+            1,
+            format!(
+                "an agent is already running (pid {}) with this data folder ({})",
+                s.agent.pid,
+                data.display()
+            ),
+        ));
+    }
+    let (mut child, log) = spawn_detached(config_path, &data)?;
+    let pid = child.id();
+    wait_ready(&data, &mut child, &log).await?;
+    eprintln!(
+        "homeport agent running (pid {pid}); its log: {}",
+        log.display()
+    );
+    outln!("{pid}")?;
+    Ok(())
+}
+
+/// Starts `homeport agent` (this binary) detached; returns it and its log file.
+fn spawn_detached(
+    config_path: &Path,
+    data: &Path,
+) -> Result<(std::process::Child, PathBuf), Failure> {
+    use std::os::unix::process::CommandExt;
+    homeport_fs::create_private_dir(data)
+        .map_err(|e| Failure::new(1, format!("cannot create {}: {e}", data.display())))?;
+    let log = data.join("agent.log");
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(|e| Failure::new(1, format!("cannot open {}: {e}", log.display())))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| Failure::new(1, format!("cannot open {}: {e}", log.display())))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::new(1, format!("cannot find my own binary: {e}")))?;
+    let config = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_path_buf());
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("agent")
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    // SAFETY: setsid is async-signal-safe; it detaches the agent from this terminal, so closing
+    // the terminal (SIGHUP) does not end production.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| Failure::new(1, format!("cannot start {}: {e}", exe.display())))?;
+    Ok((child, log))
+}
+
+/// Waits until the agent `child` answers, or says why it did not (its log's last lines).
+async fn wait_ready(
+    data: &Path,
+    child: &mut std::process::Child,
+    log: &Path,
+) -> Result<(), Failure> {
+    let pid = child.id();
+    let spinner = Spinner::start(&format!("starting the agent (pid {pid})"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(s) = running_status(data).await
+            && s.agent.pid == pid
+        {
+            spinner.finish();
+            return Ok(());
+        }
+        if child.try_wait().ok().flatten().is_some() {
+            spinner.finish();
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(8).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(Failure::new(
+                1,
+                format!(
+                    "the agent exited before it was ready; the end of {}:\n{}",
+                    log.display(),
+                    tail.join("\n")
+                ),
+            ));
+        }
+        if Instant::now() > deadline {
+            spinner.finish();
+            return Err(Failure::new(
+                1,
+                format!(
+                    "the agent (pid {pid}) did not answer within 60 s; see {}",
+                    log.display()
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn running_status(data: &Path) -> Result<StatusSnapshot, Failure> {
+    Ok(homeport_client::Client::discover(data)?.status().await?)
+}
+
+/// Waits until the agent with `pid` has exited and released its lock.
+async fn wait_exited(data: &Path, pid: u32, limit: Duration) -> Result<(), Failure> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let lock_free = std::fs::OpenOptions::new()
+            .write(true)
+            .open(data.join(homeport_types::files::LOCK))
+            .is_ok_and(|f| f.try_lock().is_ok());
+        if lock_free || !crate::uninstall::alive(pid) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Failure::new(
+                1,
+                format!(
+                    "the agent (pid {pid}) has not exited after {} s; see its log",
+                    limit.as_secs()
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// `homeport agent stop [--keep-services]`.
+pub async fn stop(config_path: &Path, keep_services: bool) -> Result<(), Failure> {
+    let data = homeport_config::agent_data_dir(config_path);
+    let client = crate::client(config_path)?;
+    let before = client.status().await?;
+    let reply = client
+        .agent_stop(AgentStopRequest {
+            keep_services,
+            restart: false,
+        })
+        .await?;
+    let what = if keep_services {
+        format!("stopping the agent (pid {})", reply.pid)
+    } else {
+        format!(
+            "stopping {} services and the agent (pid {})",
+            before.services.iter().filter(|s| s.state.is_up()).count(),
+            reply.pid
+        )
+    };
+    let spinner = Spinner::start(&what);
+    wait_exited(&data, reply.pid, SHUTDOWN_LIMIT + Duration::from_secs(10)).await?;
+    spinner.finish();
+    let up = before.services.iter().filter(|s| s.state.is_up()).count();
+    if keep_services {
+        outln!(
+            "Stopped the agent (pid {}); {up} service(s) keep running, and the next agent \
+             (`homeport agent`) re-adopts them",
+            reply.pid
+        )?;
+    } else {
+        outln!("Stopped the agent (pid {}) and its services", reply.pid)?;
+    }
+    if let Some(m) = before.agent.service_manager {
+        outln!(
+            "It ran under {m}, which will not start it again until you do: {}",
+            if m == "launchd" {
+                "launchctl kickstart gui/$(id -u)/dev.homeport.agent"
+            } else {
+                "systemctl --user start homeport"
+            }
+        )?;
+    }
+    Ok(())
+}
+
+/// `homeport agent restart`: the running agent exits leaving its services, and a new one — this
+/// binary, or the service manager's — starts and re-adopts them. The way to upgrade: replace
+/// the binary, then run this; no service stops.
+pub async fn restart(config_path: &Path) -> Result<(), Failure> {
+    let data = homeport_config::agent_data_dir(config_path);
+    let client = match crate::client(config_path) {
+        Ok(c) => c,
+        Err(f) if f.code == 3 => {
+            outln!("No agent was running; starting one")?;
+            return detach(config_path).await;
+        }
+        Err(f) => return Err(f),
+    };
+    let before = client.status().await?;
+    let manager = before.agent.service_manager.clone();
+    let reply = client
+        .agent_stop(AgentStopRequest {
+            keep_services: true,
+            restart: manager.is_some(),
+        })
+        .await?;
+    let spinner = Spinner::start(&format!("restarting the agent (pid {})", reply.pid));
+    wait_exited(&data, reply.pid, Duration::from_secs(30)).await?;
+    let new_pid = match &reply.restarted_by {
+        // The service manager starts the new agent; wait for it to answer.
+        Some(_) => {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Ok(s) = running_status(&data).await
+                    && s.agent.pid != reply.pid
+                {
+                    break s.agent.pid;
+                }
+                if Instant::now() > deadline {
+                    return Err(Failure::new(
+                        1,
+                        "the service manager did not start the agent again within 60 s; see \
+                         `systemctl --user status homeport`",
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        None => {
+            let (mut child, log) = spawn_detached(config_path, &data)?;
+            wait_ready(&data, &mut child, &log).await?;
+            child.id()
+        }
+    };
+    spinner.finish();
+    let after = running_status(&data).await?;
+    let kept = before
+        .services
+        .iter()
+        .filter(|b| {
+            b.pid.is_some()
+                && after
+                    .services
+                    .iter()
+                    .any(|a| a.key == b.key && a.pid == b.pid)
+        })
+        .count();
+    outln!(
+        "Restarted the agent: pid {} → {new_pid}{}; {kept} running service(s) re-adopted with \
+         the same pids",
+        reply.pid,
+        reply
+            .restarted_by
+            .map(|m| format!(" (by {m})"))
+            .unwrap_or_default()
+    )?;
+    Ok(())
 }

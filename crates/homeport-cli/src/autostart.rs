@@ -26,6 +26,9 @@ fn entry(config: Option<&Path>, need_tray: bool) -> Result<Autostart, Failure> {
             ));
         }
     };
+    if need_tray {
+        crate::service::refuse_build_folder(&tray, "homeport autostart enable")?;
+    }
     let config = config.map(|c| std::path::absolute(c).unwrap_or_else(|_| c.to_path_buf()));
     Autostart::new(&tray, config.as_deref()).map_err(|e| Failure::new(1, e.to_string()))
 }

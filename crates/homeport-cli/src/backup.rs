@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use homeport_types::Target;
 
+use crate::progress::{self, Spinner};
 use crate::{Failure, client, output};
 
 pub async fn take(config_path: &Path, target: Option<Target>) -> Result<(), Failure> {
@@ -13,12 +14,19 @@ pub async fn take(config_path: &Path, target: Option<Target>) -> Result<(), Fail
             "name the environment to back up: homeport backup APP/ENV",
         )
     })?;
-    let b = client(config_path)?.backup(&target).await?;
+    let client = client(config_path)?;
+    let spinner = Spinner::start(&format!("backing up {target}"));
+    let b = match client.backup(&target).await {
+        Ok(b) => b,
+        Err(e) => return Err(crate::targets::explain(&client, &target, e.into()).await),
+    };
+    spinner.finish();
     outln!(
-        "backup {}: {target}, {} in {} ms, verified",
+        "backup {}: {target}, {} in {}{}, verified",
         b.id,
         output::size(b.size),
-        b.duration_ms
+        progress::duration(b.duration_ms),
+        progress::rate(b.size, b.duration_ms)
     )?;
     for a in &b.artifacts {
         outln!(
@@ -83,9 +91,37 @@ pub async fn restore(
         database: db,
         to: to.map(|p| std::path::absolute(&p).unwrap_or(p).display().to_string()),
     };
-    let out = client(config_path)?.restore(&req).await?;
+    let client = client(config_path)?;
+    let target = req.target.clone();
+    let spinner = Spinner::start(&format!("restoring {target}"));
+    let started = std::time::Instant::now();
+    let out = match client.restore(&req).await {
+        Ok(o) => o,
+        Err(e) => return Err(crate::targets::explain(&client, &target, e.into()).await),
+    };
+    spinner.finish();
+    let ms = started.elapsed().as_millis() as u64;
+    // The backup's size, for the rate; the list is small and a failure only drops the figure.
+    let size = client
+        .backups(&target)
+        .await
+        .ok()
+        .into_iter()
+        .flatten()
+        .flat_map(|e| e.backups)
+        .find(|b| b.id == out.backup)
+        .map(|b| b.size);
+    let how = match size {
+        Some(s) => format!(
+            " ({} in {}{})",
+            output::size(s),
+            progress::duration(ms),
+            progress::rate(s, ms)
+        ),
+        None => format!(" (in {})", progress::duration(ms)),
+    };
     for r in &out.restored {
-        outln!("restored {r} from backup {}", out.backup)?;
+        outln!("restored {r} from backup {}{how}", out.backup)?;
     }
     for s in &out.safety_copies {
         outln!("the previous database is kept in {s}")?;

@@ -5,6 +5,8 @@ use std::path::Path;
 use futures_util::StreamExt;
 use homeport_types::{DeployEvent, DeployKind, DeployRequest, DeployResult, StepStatus};
 
+use crate::progress::{self, Spinner};
+use crate::style::{bad, dim, ok, paint};
 use crate::{Failure, client};
 
 pub async fn run(
@@ -85,9 +87,13 @@ pub async fn releases(config_path: &Path, app: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Runs a deploy and prints its steps as they happen.
+/// Runs a deploy and prints its steps as they happen: on a terminal, the running step with a
+/// spinner and its time so far, each finished step as a line with its duration; into a pipe,
+/// the same lines without the spinner.
 async fn stream(config_path: &Path, req: DeployRequest) -> Result<(), Failure> {
     let mut events = Box::pin(client(config_path)?.deploy(&req).await?);
+    let live = progress::live();
+    let mut spinner: Option<Spinner> = None;
     while let Some(ev) = events.next().await {
         match ev? {
             DeployEvent::Step {
@@ -95,23 +101,51 @@ async fn stream(config_path: &Path, req: DeployRequest) -> Result<(), Failure> {
                 status,
                 ms,
                 detail,
-            } => match (status, ms) {
-                (StepStatus::Started, _) => outln!("▸ {name}")?,
-                (s, Some(ms)) => outln!(
-                    "  {name}: {s} ({ms} ms){}",
+            } => {
+                if status == StepStatus::Started {
+                    if live {
+                        spinner = Some(Spinner::start(&name));
+                    } else {
+                        outln!("▸ {name}")?;
+                    }
+                    continue;
+                }
+                if let Some(s) = spinner.take() {
+                    s.finish();
+                }
+                let (mark, style) = match status {
+                    StepStatus::Ok => ("✔", ok()),
+                    StepStatus::Failed => ("✘", bad()),
+                    StepStatus::Started => ("·", dim()),
+                };
+                let took = ms.map(|ms| format!(" ({})", progress::duration(ms)));
+                outln!(
+                    "{} {name}{}{}{}",
+                    paint(mark, style),
+                    if status == "ok" {
+                        String::new()
+                    } else {
+                        format!(": {status}")
+                    },
+                    paint(&took.unwrap_or_default(), dim()),
                     detail.map(|d| format!(" — {d}")).unwrap_or_default()
-                )?,
-                (s, None) => outln!("  {name}: {s}")?,
+                )?;
+            }
+            DeployEvent::Output { line, .. } => match &spinner {
+                Some(s) => s.println(&format!("    {line}")).map(drop)?,
+                None => outln!("    {line}").map(drop)?,
             },
-            DeployEvent::Output { line, .. } => outln!("    {line}")?,
             DeployEvent::Done { record } => {
+                if let Some(s) = spinner.take() {
+                    s.finish();
+                }
                 if record.result == DeployResult::Succeeded {
                     outln!(
                         "{} {}/{}: {} is live",
                         record.kind.as_str(),
                         record.app,
                         record.env,
-                        record.release.unwrap_or_default()
+                        paint(&record.release.unwrap_or_default(), ok())
                     )?;
                     return Ok(());
                 }

@@ -1,4 +1,5 @@
-//! `homeport logs TARGET [-f] [-n N] [--since T] [--grep RE]`.
+//! `homeport logs [TARGET] [-f] [-n N] [--since T] [--grep RE]`: every line prefixed with its
+//! service (`app/env/service`, in a colour of its own on a terminal).
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -11,7 +12,7 @@ use crate::{Failure, client, output};
 
 pub async fn run(
     config_path: &Path,
-    target: Target,
+    target: Option<Target>,
     follow: bool,
     lines: usize,
     since: Option<String>,
@@ -21,14 +22,20 @@ pub async fn run(
     if let Some(g) = &grep {
         regex::Regex::new(g).map_err(|e| Failure::new(2, format!("--grep: {e}")))?;
     }
+    let target = target.unwrap_or(Target::All);
     let req = LogRequest {
-        target: Some(target),
+        target: Some(target.clone()),
         tail: Some(lines),
         since,
         grep,
         follow,
     };
-    let mut stream = Box::pin(client(config_path)?.logs(&req).await?);
+    let client = client(config_path)?;
+    let stream = match client.logs(&req).await {
+        Ok(s) => s,
+        Err(e) => return Err(crate::targets::explain(&client, &target, e.into()).await),
+    };
+    let mut stream = Box::pin(stream);
     while let Some(item) = stream.next().await {
         match item? {
             LogStreamItem::Line(entry) => {

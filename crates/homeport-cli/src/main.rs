@@ -14,237 +14,33 @@ mod act;
 mod agent;
 mod autostart;
 mod backup;
+mod cli;
+mod completions;
 mod config;
 mod dashboard;
 mod deploy;
 mod hosts;
+mod import;
 mod logs;
 mod output;
+mod progress;
 mod service;
+mod show;
 mod status;
+mod style;
+mod targets;
 mod trust;
+mod uninstall;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser};
 use homeport_client::{Client, ClientError};
-use homeport_types::{Action, DeployKind, Target};
+use homeport_types::{Action, DeployKind};
 
-#[derive(Parser)]
-#[command(
-    name = "homeport",
-    version,
-    about = "Run your own apps in production on your own computer"
-)]
-struct Cli {
-    /// Config file [default: $HOMEPORT_CONFIG, else ~/.config/homeport/homeport.toml]
-    #[arg(long, global = true, value_name = "FILE")]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Cmd,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Run the agent in the foreground: supervise every configured service
-    Agent,
-    /// Show every service: state, health, pid, uptime, restarts, CPU, memory
-    Status {
-        /// Print JSON instead of a table
-        #[arg(long)]
-        json: bool,
-    },
-    /// Start services (and what they depend on): APP, APP/ENV or APP/ENV/SERVICE
-    Start { target: Target },
-    /// Stop services, dependents first
-    Stop { target: Target },
-    /// Stop, then start services
-    Restart { target: Target },
-    /// Show log lines of services
-    Logs {
-        target: Target,
-        /// Keep printing new lines as they come
-        #[arg(short, long)]
-        follow: bool,
-        /// Show the last N lines
-        #[arg(short = 'n', long, default_value_t = 100)]
-        lines: usize,
-        /// Only lines since this time: RFC 3339 (2026-11-22T10:00:00Z) or an age (10m, 2h)
-        #[arg(long, value_name = "TIME")]
-        since: Option<String>,
-        /// Only lines matching this regular expression
-        #[arg(long, value_name = "REGEX")]
-        grep: Option<String>,
-    },
-    /// Back up an environment now (APP/ENV), or check backups (`backup verify [ID]`)
-    #[command(args_conflicts_with_subcommands = true)]
-    Backup {
-        #[command(subcommand)]
-        action: Option<BackupAction>,
-        target: Option<Target>,
-    },
-    /// List backups: ID, time, size, trigger, verified
-    Backups { target: Option<Target> },
-    /// Put an environment's databases back from a backup (default: the newest verified one)
-    Restore {
-        /// APP/ENV
-        target: Target,
-        /// Backup ID (see `homeport backups`)
-        backup: Option<i64>,
-        /// Only this database of the backup
-        #[arg(long, value_name = "NAME")]
-        db: Option<String>,
-        /// Write the database into this new file for inspection; the live one is not touched
-        #[arg(long, value_name = "FILE")]
-        to: Option<PathBuf>,
-    },
-    /// Build the app's source and roll it out to an environment
-    Deploy {
-        app: String,
-        #[arg(long, default_value = "production")]
-        env: String,
-    },
-    /// Roll out the release another environment runs, without building
-    Promote {
-        app: String,
-        #[arg(long)]
-        from: String,
-        #[arg(long, default_value = "production")]
-        to: String,
-    },
-    /// Go back to an earlier release (default: the one live before the current one)
-    Rollback {
-        app: String,
-        release: Option<String>,
-        #[arg(long, default_value = "production")]
-        env: String,
-    },
-    /// Fast-forward the app's source to its upstream and deploy it
-    Update {
-        app: String,
-        #[arg(long, default_value = "production")]
-        env: String,
-        /// Only say how many commits the source is behind
-        #[arg(long)]
-        check: bool,
-    },
-    /// List an app's releases and which environments run them
-    Releases { app: String },
-    /// Open the dashboard in a browser through a one-time sign-in link
-    Dashboard {
-        /// Print the link instead of opening a browser
-        #[arg(long)]
-        print: bool,
-    },
-    /// Start the tray app at login (an XDG autostart entry, a LaunchAgent, a Run key)
-    Autostart {
-        #[command(subcommand)]
-        command: AutostartCmd,
-    },
-    /// Run the agent from your service manager (systemd user unit, launchd LaunchAgent)
-    Service {
-        #[command(subcommand)]
-        command: ServiceCmd,
-    },
-    /// Trust the router's local CA (HTTPS names): system store and browsers' NSS databases
-    Trust {
-        #[command(subcommand)]
-        command: TrustCmd,
-    },
-    /// An opt-in block of the router's names in /etc/hosts (for Safari and extra names)
-    Hosts {
-        #[command(subcommand)]
-        command: HostsCmd,
-    },
-    /// Work with the config file
-    Config {
-        #[command(subcommand)]
-        command: ConfigCmd,
-    },
-    /// Run one service and hold its output (started by the agent, not by hand)
-    #[command(hide = true)]
-    Shim { run_dir: PathBuf },
-}
-
-#[derive(Subcommand)]
-enum ServiceCmd {
-    /// Write the unit (or plist) that starts the agent at login and restarts it if it crashes
-    Install,
-    /// Remove it
-    Uninstall,
-    /// Say whether it is installed
-    Status,
-}
-
-#[derive(Subcommand)]
-enum TrustCmd {
-    /// Add the CA to the system store (update-ca-certificates, through sudo) and NSS databases
-    Install {
-        /// Only the system store
-        #[arg(long)]
-        system: bool,
-        /// Only the NSS databases (Chromium's ~/.pki/nssdb, Firefox profiles)
-        #[arg(long)]
-        nss: bool,
-    },
-    /// Take the CA out of those stores again
-    Uninstall {
-        #[arg(long)]
-        system: bool,
-        #[arg(long)]
-        nss: bool,
-    },
-    /// Say in which stores the CA is trusted
-    Status,
-}
-
-#[derive(Subcommand)]
-enum HostsCmd {
-    /// Print the block and whether the file has it
-    Show {
-        #[arg(long, default_value = "/etc/hosts", value_name = "FILE")]
-        file: PathBuf,
-    },
-    /// Add or update the block, after asking
-    Install {
-        #[arg(long, default_value = "/etc/hosts", value_name = "FILE")]
-        file: PathBuf,
-        /// Do not ask
-        #[arg(long)]
-        yes: bool,
-    },
-    /// Remove the block, after asking
-    Uninstall {
-        #[arg(long, default_value = "/etc/hosts", value_name = "FILE")]
-        file: PathBuf,
-        #[arg(long)]
-        yes: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum AutostartCmd {
-    /// Start the tray app (minimised) at every login
-    Enable,
-    /// Stop starting it at login
-    Disable,
-    /// Say whether it starts at login, and with which command
-    Status,
-}
-
-#[derive(Subcommand)]
-enum BackupAction {
-    /// Re-check checksums and database integrity (one backup, or all of them)
-    Verify { id: Option<i64> },
-}
-
-#[derive(Subcommand)]
-enum ConfigCmd {
-    /// Report every problem in the config file, with file, line, column and field
-    Check,
-}
+use cli::*;
 
 /// A failure with the exit code it maps to.
 pub struct Failure {
@@ -274,7 +70,13 @@ impl From<ClientError> for Failure {
 }
 
 fn main() -> ExitCode {
+    // Shell completion asks this binary (`COMPLETE=bash homeport -- …`); answer and exit.
+    clap_complete::CompleteEnv::with_factory(Cli::command).complete();
+    // Read before any thread starts: the agent tells systemd it is ready through this socket,
+    // and its services must not inherit it.
+    agent::take_notify_socket();
     let cli = Cli::parse();
+    style::init(cli.color);
     let config_path = cli
         .config
         .clone()
@@ -294,35 +96,71 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli.command, config_path)) {
+    let explicit_config = cli.config.is_some() || std::env::var_os("HOMEPORT_CONFIG").is_some();
+    match runtime.block_on(run(cli.command, config_path, explicit_config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             if !f.message.is_empty() {
-                eprintln!("homeport: {}", f.message);
+                eprintln!(
+                    "{} {}",
+                    style::paint_err("homeport:", style::bad()),
+                    f.message
+                );
             }
             ExitCode::from(f.code)
         }
     }
 }
 
-async fn run(cmd: Cmd, config_path: PathBuf) -> Result<(), Failure> {
+async fn run(cmd: Cmd, config_path: PathBuf, explicit_config: bool) -> Result<(), Failure> {
     let path = config_path.as_path();
+    if explicit_config && cmd.needs_config() && !path.exists() {
+        return Err(Failure::new(
+            2,
+            format!(
+                "the config file {} does not exist; check the path given with --config or \
+                 HOMEPORT_CONFIG, or write one (docs/getting-started.md)",
+                path.display()
+            ),
+        ));
+    }
     match cmd {
-        Cmd::Agent => agent::run(path).await,
+        Cmd::Agent {
+            command: None,
+            detach: false,
+        } => agent::run(path).await,
+        Cmd::Agent {
+            command: None,
+            detach: true,
+        } => agent::detach(path).await,
+        Cmd::Agent {
+            command: Some(AgentCmd::Stop { keep_services }),
+            ..
+        } => agent::stop(path, keep_services).await,
+        Cmd::Agent {
+            command: Some(AgentCmd::Restart),
+            ..
+        } => agent::restart(path).await,
         Cmd::Config {
             command: ConfigCmd::Check,
         } => config::check(path),
-        Cmd::Status { json } => status::run(path, json).await,
+        Cmd::Status { target, json } => status::run(path, target, json).await,
+        Cmd::Show { target, json } => show::run(path, &target, json).await,
         Cmd::Start { target } => act::run(path, Action::Start, &target).await,
         Cmd::Stop { target } => act::run(path, Action::Stop, &target).await,
         Cmd::Restart { target } => act::run(path, Action::Restart, &target).await,
         Cmd::Logs {
             target,
             follow,
+            no_follow,
             lines,
             since,
             grep,
-        } => logs::run(path, target, follow, lines, since, grep).await,
+        } => {
+            // Without a target, like `pm2 logs`: everything, followed.
+            let follow = follow || (target.is_none() && !no_follow);
+            logs::run(path, target, follow, lines, since, grep).await
+        }
         Cmd::Dashboard { print } => dashboard::run(path, print).await,
         Cmd::Backup {
             action: Some(BackupAction::Verify { id }),
@@ -347,10 +185,20 @@ async fn run(cmd: Cmd, config_path: PathBuf) -> Result<(), Failure> {
         Cmd::Update { app, env, check } => deploy::update(path, app, env, check).await,
         Cmd::Releases { app } => deploy::releases(path, &app).await,
         Cmd::Service { command } => match command {
-            ServiceCmd::Install => service::install(path),
-            ServiceCmd::Uninstall => service::uninstall(),
+            ServiceCmd::Install => service::install(path).await,
+            ServiceCmd::Uninstall => service::uninstall(path).await,
             ServiceCmd::Status => service::status(),
         },
+        Cmd::Completions { shell } => completions::completions(shell),
+        Cmd::Man { out } => completions::man(out.as_deref()),
+        Cmd::Import {
+            file,
+            format,
+            app,
+            env,
+            write,
+        } => import::run(path, &file, format, app, &env, write),
+        Cmd::Uninstall { data, yes } => uninstall::run(path, data, yes).await,
         Cmd::Shim { .. } => Ok(()),
         Cmd::Trust { command } => match command {
             TrustCmd::Install { system, nss } => trust::run(path, trust::Op::Install, system, nss),

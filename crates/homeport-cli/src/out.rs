@@ -6,9 +6,10 @@ use std::io::Write;
 
 use crate::Failure;
 
-/// Writes `text` to stdout; false when the reader has gone.
+/// Writes `text` to stdout; false when the reader has gone. Through `anstream`, which drops
+/// colour escapes when this run is not coloured (see [`crate::style`]).
 pub fn write(text: &str) -> Result<bool, Failure> {
-    let mut out = std::io::stdout().lock();
+    let mut out = anstream::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),

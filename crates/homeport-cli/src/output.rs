@@ -1,43 +1,145 @@
 //! What the CLI prints.
 
-use homeport_types::{EnvBackups, Health, LogEntry, ServiceStatus, StatusSnapshot, Stream};
+use homeport_types::{EnvBackups, Health, LogEntry, ServiceStatus, Stream};
 
-/// The agent's verdict, as the tray and the dashboard show it: "Healthy: production healthy".
+/// The agent's verdict, as the tray and the dashboard show it: "Healthy: production healthy";
+/// the level word in its colour on a terminal.
 pub fn verdict_line(v: &homeport_types::Verdict) -> String {
-    format!("{}: {}", v.level.word(), v.reason)
+    let style = match v.level {
+        homeport_types::Level::Healthy => crate::style::ok(),
+        homeport_types::Level::Degraded => crate::style::warn(),
+        homeport_types::Level::Down => crate::style::bad(),
+    };
+    format!("{}: {}", crate::style::paint(v.level.word(), style), v.reason)
 }
 
-pub fn status_table(s: &StatusSnapshot) -> String {
-    if s.services.is_empty() {
-        return format!(
-            "No services configured. Describe your apps in {}\n",
-            s.agent.config_path
-        );
+/// Production first, then by name: what matters most is at the top.
+pub fn ordered(services: &[ServiceStatus]) -> Vec<&ServiceStatus> {
+    let mut v: Vec<&ServiceStatus> = services.iter().collect();
+    v.sort_by_key(|s| (!is_production(&s.key.env), s.key.clone()));
+    v
+}
+
+pub fn is_production(env: &str) -> bool {
+    matches!(env, "production" | "prod")
+}
+
+/// The status table: one row per service, state words coloured, the message column cut to the
+/// terminal's width (never when piped: a script gets every character).
+pub fn status_table(services: &[&ServiceStatus], width: Option<u16>) -> String {
+    use comfy_table::{Attribute, Cell, CellAlignment, ColumnConstraint, ContentArrangement};
+    let coloured = crate::style::enabled();
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_truncation_indicator("…");
+    if coloured {
+        t.enforce_styling();
+    } else {
+        t.force_no_tty();
     }
-    let rows: Vec<[String; 9]> = s.services.iter().map(row).collect();
+    if let Some(w) = width {
+        t.set_width(w);
+    }
     let header = [
-        "SERVICE", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "CPU", "MEM", "PORT",
-    ]
-    .map(String::from);
-    let mut widths = header.clone().map(|h| h.len());
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
+        "SERVICE", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "CPU", "MEM", "URL", "MESSAGE",
+    ];
+    t.set_header(header.map(|h| {
+        let c = Cell::new(h);
+        if coloured {
+            c.add_attribute(Attribute::Bold)
+        } else {
+            c
         }
+    }));
+    for s in services {
+        let dash = || "-".to_owned();
+        let cell = |text: String, style: anstyle::Style| {
+            let c = Cell::new(text);
+            if coloured { styled(c, style) } else { c }
+        };
+        let mut row = comfy_table::Row::from(vec![
+            Cell::new(s.key.to_string()),
+            cell(s.state.to_string(), crate::style::state(s.state, s.health)),
+            cell(health_word(s.health), crate::style::health(s.health)),
+            Cell::new(s.pid.map_or_else(dash, |p| p.to_string())),
+            Cell::new(s.uptime_secs.map_or_else(dash, uptime)),
+            cell(
+                s.restarts.to_string(),
+                if s.restarts > 0 {
+                    crate::style::warn()
+                } else {
+                    anstyle::Style::new()
+                },
+            ),
+            Cell::new(s.cpu_percent.map_or_else(dash, |c| format!("{c:.1}%"))),
+            Cell::new(s.rss_bytes.map_or_else(dash, bytes)),
+            Cell::new(s.url.clone().unwrap_or_else(dash)),
+            Cell::new(s.message.clone().unwrap_or_default()),
+        ]);
+        row.max_height(1);
+        t.add_row(row);
+    }
+    let last = header.len() - 1;
+    for (i, col) in t.column_iter_mut().enumerate() {
+        col.set_padding((0, if i == last { 0 } else { 2 }));
+        if i != last {
+            col.set_constraint(ColumnConstraint::ContentWidth);
+        }
+        if matches!(i, 3 | 5 | 6 | 7) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t.lines()
+        .map(|l| {
+            let l = l.trim_end();
+            match width {
+                Some(w) => fit(l, usize::from(w)),
+                None => l.to_owned(),
+            }
+        })
+        .map(|l| l + "\n")
+        .collect()
+}
+
+/// Cuts a line to `width` visible characters, ending it with `…`; colour escapes are kept and
+/// not counted. For terminals too narrow even for the columns that are never shortened.
+pub fn fit(line: &str, width: usize) -> String {
+    // Visible characters and escape sequences, in order.
+    let mut parts: Vec<(bool, String)> = Vec::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            let mut esc = String::from(c);
+            for e in chars.by_ref() {
+                esc.push(e);
+                if e.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            parts.push((false, esc));
+        } else {
+            parts.push((true, c.to_string()));
+        }
+    }
+    let visible = parts.iter().filter(|(v, _)| *v).count();
+    if visible <= width || width == 0 {
+        return line.to_owned();
     }
     let mut out = String::new();
-    for (i, r) in std::iter::once(&header).chain(&rows).enumerate() {
-        let mut line = String::new();
-        for (c, w) in r.iter().zip(widths) {
-            line.push_str(&format!("{c:<w$}  "));
+    let mut shown = 0;
+    for (is_char, text) in parts {
+        if is_char {
+            if shown + 1 == width {
+                break;
+            }
+            shown += 1;
         }
-        if i > 0
-            && let Some(msg) = &s.services[i - 1].message
-        {
-            line.push_str(msg);
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
+        out.push_str(&text);
+    }
+    out.push('…');
+    if line.contains('\u{1b}') {
+        out.push_str("\u{1b}[0m");
     }
     // Environments served by name through the router, once each.
     let mut named: Vec<(String, &str)> = Vec::new();
@@ -59,30 +161,46 @@ pub fn status_table(s: &StatusSnapshot) -> String {
     out
 }
 
-fn row(s: &ServiceStatus) -> [String; 9] {
-    let dash = || "-".to_owned();
-    [
-        s.key.to_string(),
-        s.state.to_string(),
-        match s.health {
-            Health::Healthy => "healthy".into(),
-            Health::Unhealthy => "unhealthy".into(),
-            Health::Unknown => dash(),
-        },
-        s.pid.map_or_else(dash, |p| p.to_string()),
-        s.uptime_secs.map_or_else(dash, |u| {
-            humantime::format_duration(std::time::Duration::from_secs(u))
-                .to_string()
-                .split(' ')
-                .take(2)
-                .collect::<Vec<_>>()
-                .join("")
-        }),
-        s.restarts.to_string(),
-        s.cpu_percent.map_or_else(dash, |c| format!("{c:.1}%")),
-        s.rss_bytes.map_or_else(dash, bytes),
-        s.port.map_or_else(dash, |p| p.to_string()),
-    ]
+/// A comfy-table cell in an `anstyle` style (the colours this CLI uses).
+fn styled(mut c: comfy_table::Cell, style: anstyle::Style) -> comfy_table::Cell {
+    use comfy_table::{Attribute, Color};
+    if let Some(anstyle::Color::Ansi(a)) = style.get_fg_color() {
+        c = c.fg(match a {
+            anstyle::AnsiColor::Green => Color::Green,
+            anstyle::AnsiColor::Yellow => Color::Yellow,
+            anstyle::AnsiColor::Red => Color::Red,
+            anstyle::AnsiColor::Cyan => Color::Cyan,
+            anstyle::AnsiColor::Magenta => Color::Magenta,
+            anstyle::AnsiColor::Blue => Color::Blue,
+            _ => Color::Reset,
+        });
+    }
+    let fx = style.get_effects();
+    if fx.contains(anstyle::Effects::BOLD) {
+        c = c.add_attribute(Attribute::Bold);
+    }
+    if fx.contains(anstyle::Effects::DIMMED) {
+        c = c.add_attribute(Attribute::Dim);
+    }
+    c
+}
+
+pub fn health_word(h: Health) -> String {
+    match h {
+        Health::Healthy => "healthy".into(),
+        Health::Unhealthy => "unhealthy".into(),
+        Health::Unknown => "-".into(),
+    }
+}
+
+/// `2h3m`: the two largest units are enough at a glance.
+pub fn uptime(secs: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(secs))
+        .to_string()
+        .split(' ')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("")
 }
 
 fn bytes(b: u64) -> String {
@@ -95,12 +213,20 @@ fn bytes(b: u64) -> String {
     }
 }
 
+/// One log line: time, the service (in its own colour), the stream, the text.
 pub fn log_line(e: &LogEntry) -> String {
+    use crate::style::{dim, paint};
     let stream = match e.line.stream {
         Stream::Stdout => "out",
         Stream::Stderr => "err",
     };
-    format!("{} {} {stream} {}", e.line.time, e.service, e.line.text)
+    format!(
+        "{} {} {} {}",
+        paint(&e.line.time, dim()),
+        paint(&e.service.to_string(), crate::style::service(&e.service)),
+        paint(stream, dim()),
+        e.line.text
+    )
 }
 
 pub fn size(b: u64) -> String {
@@ -142,4 +268,18 @@ pub fn backups_table(envs: &[EnvBackups]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit;
+
+    #[test]
+    fn lines_are_cut_to_the_width_without_counting_colour() {
+        assert_eq!(fit("abcdef", 10), "abcdef");
+        assert_eq!(fit("abcdef", 4), "abc…");
+        let coloured = "\u{1b}[32mhealthy\u{1b}[39m and more";
+        let cut = fit(coloured, 5);
+        assert_eq!(cut, "\u{1b}[32mheal…\u{1b}[0m");
+    }
 }

@@ -21,6 +21,9 @@ pub const LABEL: &str = "dev.homeport.agent";
 /// only; the agent stops services itself on SIGTERM, and when it crashes and systemd restarts it,
 /// the services (in the same cgroup) must survive to be re-adopted. `PATH` is the one of the
 /// shell that installed it: a service manager's own is too short to find the tools apps need.
+/// `Type=notify`: systemd counts the agent started once its API answers. Exit status 75 is
+/// `homeport agent restart` asking to be started again with its services left running (an
+/// upgrade).
 pub fn systemd_unit(exe: &Path, config: &Path, path_var: Option<&str>) -> String {
     let env = path_var
         .map(|p| {
@@ -39,18 +42,24 @@ pub fn systemd_unit(exe: &Path, config: &Path, path_var: Option<&str>) -> String
          After=network.target\n\
          \n\
          [Service]\n\
-         Type=simple\n\
+         Type=notify\n\
+         NotifyAccess=main\n\
          ExecStart=\"{}\" --config \"{}\" agent\n\
          {env}\
+         Environment={manager}=systemd\n\
          Restart=on-failure\n\
          RestartSec=2\n\
+         RestartForceExitStatus={restart}\n\
+         SuccessExitStatus={restart}\n\
          KillMode=process\n\
          TimeoutStopSec=130\n\
          \n\
          [Install]\n\
          WantedBy=default.target\n",
         exe.display(),
-        config.display()
+        config.display(),
+        manager = crate::agent::MANAGER_VAR,
+        restart = crate::agent::EXIT_RESTART,
     )
 }
 
@@ -77,11 +86,16 @@ pub fn launchd_plist(exe: &Path, config: &Path, log: &Path, path_var: Option<&st
     d.insert("RunAtLoad".into(), Value::Boolean(true));
     d.insert("KeepAlive".into(), Value::Dictionary(keep_alive));
     d.insert("AbandonProcessGroup".into(), Value::Boolean(true));
+    let mut env = Dictionary::new();
     if let Some(p) = path_var {
-        let mut env = Dictionary::new();
         env.insert("PATH".into(), Value::String(p.into()));
-        d.insert("EnvironmentVariables".into(), Value::Dictionary(env));
     }
+    // Tells the agent launchd runs it: `agent restart` then exits non-zero for KeepAlive.
+    env.insert(
+        crate::agent::MANAGER_VAR.into(),
+        Value::String("launchd".into()),
+    );
+    d.insert("EnvironmentVariables".into(), Value::Dictionary(env));
     d.insert("StandardOutPath".into(), s(log));
     d.insert("StandardErrorPath".into(), s(log));
     let mut out = Vec::new();
@@ -118,7 +132,7 @@ fn folders() -> Folders {
     Folders::current()
 }
 
-fn unit_path() -> PathBuf {
+pub fn unit_path() -> PathBuf {
     let f = folders();
     match Convention::native() {
         Convention::MacOs => f.service_dir.join(format!("{LABEL}.plist")),
@@ -153,12 +167,13 @@ fn launchctl(tries: &[Vec<OsString>]) -> Result<(), String> {
     Err(last)
 }
 
-pub fn install(config: &Path) -> Result<(), Failure> {
+pub async fn install(config: &Path) -> Result<(), Failure> {
     let exe = std::env::current_exe()
         .map_err(|e| Failure::new(1, format!("cannot find my own binary: {e}")))?;
+    refuse_build_folder(&exe, "homeport service install")?;
     let config = std::path::absolute(config).unwrap_or_else(|_| config.to_path_buf());
     let path = unit_path();
-    let path_var = std::env::var("PATH").ok();
+    let path_var = Some(captured_path());
     let macos = Convention::native() == Convention::MacOs;
     let text = if macos {
         let logs = folders().logs;
@@ -175,6 +190,24 @@ pub fn install(config: &Path) -> Result<(), Failure> {
     homeport_fs::atomic_write(&path, text.as_bytes(), 0o644)
         .map_err(|e| Failure::new(1, format!("cannot write {}: {e}", path.display())))?;
     outln!("Wrote {}", path.display())?;
+    outln!("  runs:  {} --config {} agent", exe.display(), config.display())?;
+    outln!("  PATH:  {}", path_var.as_deref().unwrap_or_default())?;
+    outln!(
+        "  (the PATH of this shell, so services find the tools they call at boot; run \
+         `homeport service install` again after changing it)"
+    )?;
+    if let Some(agent) = running_agent(&config)
+        .await
+        .filter(|a| a.service_manager.is_none())
+    {
+        eprintln!(
+            "{} an agent is already running outside the unit (pid {}). Two agents cannot share \
+             a data folder: stop it first, leaving its services running for the unit's agent to \
+             re-adopt:\n  homeport agent stop --keep-services",
+            crate::style::paint_err("warning:", crate::style::warn()),
+            agent.pid
+        );
+    }
     if macos {
         // A loaded older copy would keep running the old definition.
         let _ = launchctl(&launchctl_bootout(uid()));
@@ -199,20 +232,41 @@ pub fn install(config: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn uninstall() -> Result<(), Failure> {
+/// Removes the unit. On Linux only once nothing runs from it: while the unit runs the agent, it
+/// says what to run, in order. On macOS it unloads the LaunchAgent itself first.
+pub async fn uninstall(config: &Path) -> Result<(), Failure> {
     let path = unit_path();
-    if Convention::native() == Convention::MacOs {
+    let macos = Convention::native() == Convention::MacOs;
+    if macos {
         // Unloading stops the agent, which stops its services first.
         match launchctl(&launchctl_bootout(uid())) {
             Ok(()) => outln!("Unloaded {LABEL}")?,
             Err(_) => outln!("{LABEL} was not loaded")?,
         };
-    } else {
-        outln!("First: systemctl --user disable --now homeport")?;
+    } else if let Some(agent) = running_agent(config).await
+        && agent.service_manager.is_some()
+    {
+        return Err(Failure::new(
+            1,
+            format!(
+                "the agent (pid {}) runs from {}; removing the file now would leave it running \
+                 with nothing to stop it at logout. In this order:\n  \
+                 1. systemctl --user disable --now homeport   (stops the agent and its services)\n  \
+                 2. homeport service uninstall\n  \
+                 3. systemctl --user daemon-reload\n\
+                 To keep the services running instead, start an agent by hand in between: \
+                 `homeport agent stop --keep-services`, then `homeport agent --detach`.",
+                agent.pid,
+                path.display()
+            ),
+        ));
     }
     match std::fs::remove_file(&path) {
         Ok(()) => {
             outln!("Removed {}", path.display())?;
+            if !macos {
+                outln!("Now run: systemctl --user daemon-reload")?;
+            }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             outln!("{} was not installed", path.display())?;
@@ -225,6 +279,76 @@ pub fn uninstall() -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Stops and disables the unit through its service manager, for `homeport uninstall`: on macOS
+/// the LaunchAgent is unloaded; on Linux `systemctl --user disable --now homeport`. Says what
+/// happened; a machine without a user session bus is not an error.
+pub fn stop_unit() {
+    if Convention::native() == Convention::MacOs {
+        match launchctl(&launchctl_bootout(uid())) {
+            Ok(()) => {
+                let _ = outln!("Unloaded {LABEL}");
+            }
+            Err(e) => eprintln!("note: {e}"),
+        }
+        return;
+    }
+    crate::uninstall::run_tool("systemctl", &["--user", "disable", "--now", "homeport"]);
+}
+
+/// The running agent of this config's data folder, if any.
+async fn running_agent(config: &Path) -> Option<homeport_types::AgentInfo> {
+    let data = homeport_config::agent_data_dir(config);
+    let client = homeport_client::Client::discover(&data).ok()?;
+    Some(client.status().await.ok()?.agent)
+}
+
+/// This shell's PATH for the unit: absolute folders only (a relative entry would resolve against
+/// whatever folder the agent runs in), each once, in order.
+pub fn captured_path() -> String {
+    let raw = std::env::var_os("PATH").unwrap_or_default();
+    let mut seen: Vec<PathBuf> = Vec::new();
+    for p in std::env::split_paths(&raw) {
+        if p.is_absolute() && !seen.contains(&p) {
+            seen.push(p);
+        }
+    }
+    if seen.is_empty() {
+        return "/usr/local/bin:/usr/bin:/bin".to_owned();
+    }
+    std::env::join_paths(seen)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The cargo target folder `exe` is in, if any: its root holds cargo's `CACHEDIR.TAG` or
+/// `.rustc_info.json`.
+pub fn build_folder(exe: &Path) -> Option<PathBuf> {
+    exe.ancestors().skip(1).find_map(|dir| {
+        let tagged = std::fs::read_to_string(dir.join("CACHEDIR.TAG"))
+            .is_ok_and(|t| t.contains("8a477f597d28d172789f06886806bc55"));
+        (tagged || dir.join(".rustc_info.json").is_file()).then(|| dir.to_path_buf())
+    })
+}
+
+/// Refuses to write a path inside a build folder into a unit or a login entry: `cargo clean` or
+/// the next build removes or replaces it, and the agent would not start at the next login.
+pub fn refuse_build_folder(exe: &Path, what: &str) -> Result<(), Failure> {
+    let Some(dir) = build_folder(exe) else {
+        return Ok(());
+    };
+    Err(Failure::new(
+        1,
+        format!(
+            "{} is inside the build folder {}, which `cargo clean` or the next build \
+             replaces; {what} will not write it into a file that runs at login. Install Homeport \
+             first — `./scripts/install.sh` (into ~/.local/bin) or the .deb — and run `{what}` \
+             from the installed binary",
+            exe.display(),
+            dir.display()
+        ),
+    ))
 }
 
 pub fn status() -> Result<(), Failure> {
@@ -256,6 +380,9 @@ mod tests {
         assert!(u.contains("Restart=on-failure"));
         assert!(u.contains("WantedBy=default.target"));
         assert!(u.contains("Environment=\"PATH=/home/u/.cargo/bin:/usr/bin\"\n"));
+        assert!(u.contains("Type=notify"));
+        assert!(u.contains("Environment=HOMEPORT_SERVICE_MANAGER=systemd"));
+        assert!(u.contains("RestartForceExitStatus=75") && u.contains("SuccessExitStatus=75"));
     }
 
     /// The plist as launchd reads it: parsed back by a plist parser, and linted by macOS's own
@@ -302,6 +429,11 @@ mod tests {
         assert_eq!(
             env.get("PATH").and_then(plist::Value::as_string),
             Some("/opt/homebrew/bin:/usr/bin:/bin")
+        );
+        assert_eq!(
+            env.get("HOMEPORT_SERVICE_MANAGER")
+                .and_then(plist::Value::as_string),
+            Some("launchd")
         );
         assert_eq!(
             get("StandardErrorPath").as_string(),
@@ -356,5 +488,20 @@ mod tests {
                 "gui/501/dev.homeport.agent".into()
             ]
         );
+    }
+
+    #[test]
+    fn a_cargo_target_folder_is_recognised() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let target = root.path().join("target");
+        let bin = target.join("debug/homeport");
+        std::fs::create_dir_all(bin.parent().expect("parent")).expect("dirs");
+        assert_eq!(build_folder(&bin), None);
+        std::fs::write(
+            target.join("CACHEDIR.TAG"),
+            "Signature: 8a477f597d28d172789f06886806bc55\n# cargo\n",
+        )
+        .expect("tag");
+        assert_eq!(build_folder(&bin), Some(target));
     }
 }

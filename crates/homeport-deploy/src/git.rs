@@ -70,6 +70,7 @@ pub fn remove_worktree(source: &Path, dir: &Path) {
 
 /// Fetches the upstream and says how many commits the checkout is behind and ahead.
 pub fn fetch_behind(source: &Path) -> Result<(u32, u32), DeployError> {
+    require_upstream(source)?;
     git(source, &["fetch", "--quiet"])?;
     let counts = git(
         source,
@@ -81,6 +82,45 @@ pub fn fetch_behind(source: &Path) -> Result<(u32, u32), DeployError> {
     let ahead = it.next().unwrap_or(0);
     let behind = it.next().unwrap_or(0);
     Ok((behind, ahead))
+}
+
+/// Refuses, with what to do instead, a checkout whose branch tracks nothing (git would say only
+/// "fatal: no upstream configured").
+fn require_upstream(source: &Path) -> Result<(), DeployError> {
+    let branch = git(source, &["rev-parse", "--abbrev-ref", "HEAD"])?;
+    if branch == "HEAD" {
+        return Err(DeployError::Git(format!(
+            "{} is on a detached HEAD, so it has no upstream to update from; check out a branch \
+             (git -C {0} switch BRANCH), or deploy what is checked out with `homeport deploy`",
+            source.display()
+        )));
+    }
+    let has_upstream = Command::new("git")
+        .arg("-C")
+        .arg(source)
+        .args(["rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_upstream {
+        return Ok(());
+    }
+    let remotes = git(source, &["remote"])?;
+    let how = match remotes.lines().next() {
+        Some(remote) => format!(
+            "set one with `git -C {} branch --set-upstream-to={remote}/{branch}`",
+            source.display()
+        ),
+        None => format!(
+            "it has no remote; add one with `git -C {} remote add origin URL`, then `git -C {0} \
+             branch --set-upstream-to=origin/{branch}`",
+            source.display()
+        ),
+    };
+    Err(DeployError::Git(format!(
+        "branch {branch} of {} has no upstream, so there is nothing to update from: {how}; \
+         or deploy what is checked out with `homeport deploy`",
+        source.display()
+    )))
 }
 
 /// Fast-forwards the checkout to its upstream; refuses a dirty or diverged checkout.
