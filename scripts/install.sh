@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs Homeport from this checkout for the current user, without root:
 #   PREFIX/lib/homeport/homeport            the CLI and agent (stripped release build)
+#   PREFIX/lib/homeport/homeport-shim       the per-service log holder the agent starts
 #   PREFIX/lib/homeport/homeport-desktop    the tray app (unless --no-tray)
 #   PREFIX/lib/homeport/ui/                 the dashboard the agent serves to browsers
 #   PREFIX/bin/homeport, homeport-desktop   links on PATH (PREFIX defaults to ~/.local)
@@ -50,14 +51,16 @@ fi
 if [[ -z "$from" ]]; then
     ./scripts/setup.sh
     npm run --silent build
-    cargo build --release --locked -p homeport-cli --bin homeport
+    cargo build --release --locked -p homeport-cli --bin homeport -p homeport-shim --bin homeport-shim
     ((tray)) && cargo build --profile desktop --locked -p homeport-desktop
     target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
     agent_bin="$target/release/homeport"
+    shim_bin="$target/release/homeport-shim"
     tray_bin="$target/desktop/homeport-desktop"
     ui="${ui:-$PWD/ui/dist}"
 else
     agent_bin="$from/homeport"
+    shim_bin="$from/homeport-shim"
     tray_bin="$from/homeport-desktop"
 fi
 [[ -x "$agent_bin" ]] || { echo "install: $agent_bin is missing" >&2; exit 1; }
@@ -72,6 +75,8 @@ place() {
 
 mkdir -p "$lib" "$bin" "$man" "$bash_completions" "$fish_completions"
 place "$agent_bin" "$lib/homeport" 755
+# Without it the agent runs `homeport shim`, the same code in the larger binary.
+[[ -x "$shim_bin" ]] && place "$shim_bin" "$lib/homeport-shim" 755
 ln -sfn "$lib/homeport" "$bin/homeport"
 if ((tray)) && [[ -x "$tray_bin" ]]; then
     place "$tray_bin" "$lib/homeport-desktop" 755

@@ -117,7 +117,7 @@ health = { http = "/health", interval = "100ms" }
     let table = table.lines().skip(1).collect::<Vec<_>>().join("\n");
     let header = table.lines().next().expect("header");
     for col in [
-        "SERVICE", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "CPU", "MEM", "URL",
+        "SERVICE", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "CPU", "MEM", "PORT",
     ] {
         assert!(header.contains(col), "{table}");
     }

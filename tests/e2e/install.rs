@@ -19,13 +19,30 @@ autostart = true
 health = { http = "/health", interval = "200ms" }
 "#;
 
-/// A copy of the binary outside the build folder, as an install puts it: `DIR/bin/homeport`.
+/// A copy of the binaries outside the build folder, as an install puts them:
+/// `DIR/bin/homeport` and, beside it, the log holder `homeport-shim` the agent starts.
 fn installed_copy(env: &TestEnv) -> PathBuf {
     let bin = env.dir.path().join("bin");
     std::fs::create_dir_all(&bin).expect("bin");
     let dest = bin.join("homeport");
     std::fs::copy(homeport_bin(), &dest).expect("copy homeport");
+    let shim = homeport_bin().with_file_name("homeport-shim");
+    if shim.exists() {
+        std::fs::copy(&shim, bin.join("homeport-shim")).expect("copy homeport-shim");
+    }
     dest
+}
+
+/// Replaces `path` as a package manager or install.sh does: a new file renamed over it (running
+/// processes keep the old one). A different file: one byte more.
+fn replace_binary(path: &Path, from: &Path) {
+    let mut bytes = std::fs::read(from).expect("read the new binary");
+    bytes.push(0);
+    let staged = path.with_extension("new");
+    std::fs::write(&staged, &bytes).expect("stage");
+    std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    std::fs::rename(&staged, path).expect("replace");
 }
 
 /// The CLI from `exe` with this environment's config and home.
@@ -119,15 +136,18 @@ fn an_upgrade_keeps_every_service_pid_and_its_log() {
     let svc = web_pid(&env);
     let shim = shim_pid(&env);
 
-    // Replace the binary as a package manager or install.sh does: a new file renamed over the
-    // old path (running processes keep the old one). A different file: one byte more.
-    let mut bytes = std::fs::read(homeport_bin()).expect("read homeport");
-    bytes.push(0);
-    let staged = exe.with_extension("new");
-    std::fs::write(&staged, &bytes).expect("stage");
-    std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
-    std::fs::rename(&staged, &exe).expect("replace");
+    // The shim that holds the service's pipes is the small homeport-shim when it is installed.
+    let shim_exe = std::fs::read_link(format!("/proc/{shim}/exe")).expect("shim exe");
+    let small_shim = exe.with_file_name("homeport-shim");
+    if small_shim.exists() {
+        assert_eq!(shim_exe, small_shim, "the installed shim runs");
+    }
+
+    // A new version of every installed binary, renamed over the old ones.
+    replace_binary(&exe, &homeport_bin());
+    if small_shim.exists() {
+        replace_binary(&small_shim, &homeport_bin().with_file_name("homeport-shim"));
+    }
 
     let out = cli_from(&env, &exe, &["agent", "restart"]);
     assert!(

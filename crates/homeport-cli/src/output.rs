@@ -25,7 +25,8 @@ pub fn is_production(env: &str) -> bool {
 }
 
 /// The status table: one row per service, state words coloured, the message column cut to the
-/// terminal's width (never when piped: a script gets every character).
+/// terminal's width (never when piped: a script gets every character); then the names the
+/// router serves each environment under.
 pub fn status_table(services: &[&ServiceStatus], width: Option<u16>) -> String {
     use comfy_table::{Attribute, Cell, CellAlignment, ColumnConstraint, ContentArrangement};
     let coloured = crate::style::enabled();
@@ -42,7 +43,7 @@ pub fn status_table(services: &[&ServiceStatus], width: Option<u16>) -> String {
         t.set_width(w);
     }
     let header = [
-        "SERVICE", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "CPU", "MEM", "URL", "MESSAGE",
+        "SERVICE", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "CPU", "MEM", "PORT", "MESSAGE",
     ];
     t.set_header(header.map(|h| {
         let c = Cell::new(h);
@@ -74,7 +75,7 @@ pub fn status_table(services: &[&ServiceStatus], width: Option<u16>) -> String {
             ),
             Cell::new(s.cpu_percent.map_or_else(dash, |c| format!("{c:.1}%"))),
             Cell::new(s.rss_bytes.map_or_else(dash, bytes)),
-            Cell::new(s.url.clone().unwrap_or_else(dash)),
+            Cell::new(s.port.map_or_else(dash, |p| p.to_string())),
             Cell::new(s.message.clone().unwrap_or_default()),
         ]);
         row.max_height(1);
@@ -86,11 +87,12 @@ pub fn status_table(services: &[&ServiceStatus], width: Option<u16>) -> String {
         if i != last {
             col.set_constraint(ColumnConstraint::ContentWidth);
         }
-        if matches!(i, 3 | 5 | 6 | 7) {
+        if matches!(i, 3 | 5 | 6 | 7 | 8) {
             col.set_cell_alignment(CellAlignment::Right);
         }
     }
-    t.lines()
+    let mut out: String = t
+        .lines()
         .map(|l| {
             let l = l.trim_end();
             match width {
@@ -99,7 +101,25 @@ pub fn status_table(services: &[&ServiceStatus], width: Option<u16>) -> String {
             }
         })
         .map(|l| l + "\n")
-        .collect()
+        .collect();
+    // Environments served by name through the router, once each.
+    let mut named: Vec<(String, &str)> = Vec::new();
+    for svc in services {
+        if let Some(url) = svc.url.as_deref().filter(|u| !u.contains("//127.0.0.1:")) {
+            let env = format!("{}/{}", svc.key.app, svc.key.env);
+            if !named.iter().any(|(e, _)| *e == env) {
+                named.push((env, url));
+            }
+        }
+    }
+    if !named.is_empty() {
+        let w = named.iter().map(|(e, _)| e.len()).max().unwrap_or(0);
+        out.push_str("\nOPEN IN A BROWSER\n");
+        for (env, url) in named {
+            out.push_str(&format!("{env:<w$}  {url}\n"));
+        }
+    }
+    out
 }
 
 /// Cuts a line to `width` visible characters, ending it with `…`; colour escapes are kept and
@@ -140,23 +160,6 @@ pub fn fit(line: &str, width: usize) -> String {
     out.push('…');
     if line.contains('\u{1b}') {
         out.push_str("\u{1b}[0m");
-    }
-    // Environments served by name through the router, once each.
-    let mut named: Vec<(String, &str)> = Vec::new();
-    for svc in &s.services {
-        if let Some(url) = svc.url.as_deref().filter(|u| !u.contains("//127.0.0.1:")) {
-            let env = format!("{}/{}", svc.key.app, svc.key.env);
-            if !named.iter().any(|(e, _)| *e == env) {
-                named.push((env, url));
-            }
-        }
-    }
-    if !named.is_empty() {
-        let w = named.iter().map(|(e, _)| e.len()).max().unwrap_or(0);
-        out.push_str("\nOPEN IN A BROWSER\n");
-        for (env, url) in named {
-            out.push_str(&format!("{env:<w$}  {url}\n"));
-        }
     }
     out
 }
