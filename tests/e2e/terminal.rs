@@ -389,11 +389,19 @@ fn logs_without_a_target_follow_every_service_with_its_name() {
         .stderr(Stdio::null())
         .spawn()
         .expect("logs");
-    let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    // New lines from two environments arrive while it follows: requests to each web service.
-    let mut seen = Vec::new();
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // New lines from two environments arrive while it follows: requests to each web service,
+    // sent until both are seen (the follower may begin after the first ones were written).
+    let mut seen: Vec<&str> = Vec::new();
     let start = Instant::now();
-    let mut line = String::new();
     while seen.len() < 2 {
         for (i, port) in [env.ports[0], env.ports[2]].iter().enumerate() {
             // Beta has no health check: it may not listen yet; the next round tries again.
@@ -405,16 +413,17 @@ fn logs_without_a_target_follow_every_service_with_its_name() {
                 let _ = s.read_to_end(&mut Vec::new());
             }
         }
-        line.clear();
-        if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        for (key, i) in [("shop/production/web", 0), ("shop/beta/web", 1)] {
-            if line.contains(&format!(" {key} out request"))
-                && line.contains(&format!("/followed-{i}"))
-                && !seen.contains(&key)
-            {
-                seen.push(key);
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            for (key, i) in [("shop/production/web", 0), ("shop/beta/web", 1)] {
+                if line.contains(&format!(" {key} out request"))
+                    && line.contains(&format!("/followed-{i}"))
+                    && !seen.contains(&key)
+                {
+                    seen.push(key);
+                }
+            }
+            if seen.len() == 2 || start.elapsed() > DEADLINE {
+                break;
             }
         }
         assert!(start.elapsed() < DEADLINE, "saw only {seen:?}");

@@ -261,7 +261,8 @@ pub enum Cmd {
 }
 
 impl Cmd {
-    /// Whether the command reads the config file (or the data folder it names).
+    /// Whether the command reads the config file (or the data folder it names). `import
+    /// --write` creates the file when it is missing.
     pub fn needs_config(&self) -> bool {
         !matches!(
             self,
@@ -269,7 +270,7 @@ impl Cmd {
                 | Cmd::Man { .. }
                 | Cmd::Shim { .. }
                 | Cmd::Autostart { .. }
-                | Cmd::Import { write: false, .. }
+                | Cmd::Import { .. }
         )
     }
 }
