@@ -190,7 +190,11 @@ pub async fn install(config: &Path) -> Result<(), Failure> {
     homeport_fs::atomic_write(&path, text.as_bytes(), 0o644)
         .map_err(|e| Failure::new(1, format!("cannot write {}: {e}", path.display())))?;
     outln!("Wrote {}", path.display())?;
-    outln!("  runs:  {} --config {} agent", exe.display(), config.display())?;
+    outln!(
+        "  runs:  {} --config {} agent",
+        exe.display(),
+        config.display()
+    )?;
     outln!("  PATH:  {}", path_var.as_deref().unwrap_or_default())?;
     outln!(
         "  (the PATH of this shell, so services find the tools they call at boot; run \
