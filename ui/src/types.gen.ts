@@ -27,13 +27,21 @@ restarts: number, last_exit: ExitReason | null,
 /**
  * Human-readable detail of the current state ("waiting for db", "port 8080 is held by ...").
  */
-message: string | null, cpu_percent: number | null, rss_bytes: number | null, port: number | null, url: string | null, autostart: boolean, };
+message: string | null, cpu_percent: number | null, rss_bytes: number | null, port: number | null, url: string | null, autostart: boolean, 
+/**
+ * The service's current log file (`DATA/logs/APP/ENV/SERVICE.log`).
+ */
+log_file: string | null, };
 
 export type ServiceDetail = { status: ServiceStatus, command: Array<string>, cwd: string, 
 /**
  * The variables Homeport adds; values of secret ones are replaced by [`MASK`].
  */
-env: { [key in string]: string }, health: string | null, restart: string, depends_on: Array<ServiceKey>, log_file: string, 
+env: { [key in string]: string }, health: string | null, restart: string, depends_on: Array<ServiceKey>, 
+/**
+ * Named extra ports (`ports = { admin = 9001 }`); the main one is `status.port`.
+ */
+ports: { [key in string]: number }, log_file: string, 
 /**
  * The newest recorded events, newest first.
  */
@@ -65,7 +73,11 @@ time: string, stream: Stream, text: string, };
 
 export type LogStreamItem = { "type": "line" } & LogEntry | { "type": "skipped", count: number | null, };
 
-export type AgentInfo = { pid: number, version: string, config_path: string, uptime_secs: number, };
+export type AgentInfo = { pid: number, version: string, config_path: string, uptime_secs: number, 
+/**
+ * The service manager that runs the agent and restarts it (`systemd`, `launchd`), if any.
+ */
+service_manager: string | null, };
 
 export type StatusSnapshot = { agent: AgentInfo, services: Array<ServiceStatus>, };
 

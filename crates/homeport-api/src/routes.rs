@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use homeport_core::Editor;
 use homeport_supervisor::logfile::{Budget, LogQuery};
 use homeport_types::{
-    Action, ActionOutcome, ActionRequest, AgentStopReply, AgentStopRequest, AppInfo, BackupInfo, BackupRequest, BackupTrigger,
-    ConfigApplied, ConfigEdit, ConfigPreview, ConfigView, DeployRecord, DeployRequest, EnvBackups,
-    Event, LogStreamItem, ReleaseInfo, RestoreOutcome, RestoreRequest, ServiceDetail, ServiceKey,
-    SignInLink, StatusReport, Target, VerifyOutcome,
+    Action, ActionOutcome, ActionRequest, AgentStopReply, AgentStopRequest, AppInfo, BackupInfo,
+    BackupRequest, BackupTrigger, ConfigApplied, ConfigEdit, ConfigPreview, ConfigView,
+    DeployRecord, DeployRequest, EnvBackups, Event, LogStreamItem, ReleaseInfo, RestoreOutcome,
+    RestoreRequest, ServiceDetail, ServiceKey, SignInLink, StatusReport, Target, VerifyOutcome,
 };
 use serde::Deserialize;
 

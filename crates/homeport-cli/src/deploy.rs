@@ -122,10 +122,10 @@ async fn stream(config_path: &Path, req: DeployRequest) -> Result<(), Failure> {
                 outln!(
                     "{} {name}{}{}{}",
                     paint(mark, style),
-                    if status == "ok" {
+                    if status == StepStatus::Ok {
                         String::new()
                     } else {
-                        format!(": {status}")
+                        format!(": {}", status.as_str())
                     },
                     paint(&took.unwrap_or_default(), dim()),
                     detail.map(|d| format!(" — {d}")).unwrap_or_default()

@@ -10,7 +10,11 @@ pub fn verdict_line(v: &homeport_types::Verdict) -> String {
         homeport_types::Level::Degraded => crate::style::warn(),
         homeport_types::Level::Down => crate::style::bad(),
     };
-    format!("{}: {}", crate::style::paint(v.level.word(), style), v.reason)
+    format!(
+        "{}: {}",
+        crate::style::paint(v.level.word(), style),
+        v.reason
+    )
 }
 
 /// Production first, then by name: what matters most is at the top.

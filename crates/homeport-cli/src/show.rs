@@ -235,6 +235,8 @@ fn events(d: &ServiceDetail) -> String {
                 }
                 w
             }
+            // A service's own history holds only these; other outcomes have other subjects.
+            _ => continue,
         };
         out.push_str(&format!("    {}  {what}\n", paint(&e.time, dim())));
     }

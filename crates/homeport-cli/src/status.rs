@@ -31,7 +31,10 @@ pub async fn run(config_path: &Path, target: Option<Target>, json: bool) -> Resu
         format!(
             "{}\n{}",
             output::verdict_line(&report.overall),
-            output::status_table(&output::ordered(&report.snapshot.services), crate::style::width())
+            output::status_table(
+                &output::ordered(&report.snapshot.services),
+                crate::style::width()
+            )
         )
     };
     crate::out::write(&text).map(drop)

@@ -45,8 +45,12 @@ impl Core {
     }
 
     /// Ends followers and event streams without stopping any service: the agent is leaving its
-    /// services to the next one.
+    /// services to the next one. Recorded as the agent stopping, like a full shutdown.
     pub fn end_streams(&self) {
+        self.emit(
+            homeport_types::Subject::Agent,
+            homeport_types::EventKind::AgentStopping,
+        );
         self.stopping.send_replace(true);
     }
 

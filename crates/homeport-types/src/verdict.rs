@@ -186,6 +186,7 @@ mod tests {
             port: None,
             url: None,
             autostart: env == PRODUCTION,
+            log_file: None,
         }
     }
 
@@ -196,6 +197,7 @@ mod tests {
                 version: "0".into(),
                 config_path: String::new(),
                 uptime_secs: 0,
+                service_manager: None,
             },
             services,
         }
