@@ -84,7 +84,13 @@ fn colour_on_a_terminal_plain_in_a_pipe_and_as_asked() {
     assert_eq!(code, Some(0), "{tty}");
     assert!(has_colour(&tty), "no colour on a terminal:\n{tty}");
     let plain = strip_ansi(&tty);
-    let rows: Vec<&str> = plain.lines().collect();
+    // The agent's verdict comes first, then the table.
+    assert!(
+        plain.starts_with("Healthy: ") || plain.starts_with("Degraded: "),
+        "{plain}"
+    );
+    let rows: Vec<&str> = plain.lines().skip(1).collect();
+    assert!(rows[0].starts_with("SERVICE"), "{plain}");
     assert!(rows[1].starts_with("shop/production/web"), "{plain}");
     assert!(rows[2].starts_with("shop/production/worker"), "{plain}");
     assert!(
@@ -467,8 +473,16 @@ fn typos_get_the_nearest_target_and_status_filters() {
         assert!(stderr(&out).contains(hint), "{args:?}: {}", stderr(&out));
     }
     let table = stdout(&env.cli(&["status", "shop/beta"]));
-    let rows: Vec<&str> = table.lines().take_while(|l| !l.is_empty()).collect();
-    assert_eq!(rows.len(), 2, "header and one row:\n{table}");
+    let rows: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        rows.len(),
+        2,
+        "after the verdict, a header and one row:\n{table}"
+    );
     assert!(rows[1].starts_with("shop/beta/web"), "{table}");
     assert!(!table.contains("shop/production"), "{table}");
     let json: serde_json::Value =
