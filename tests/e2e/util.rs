@@ -463,12 +463,28 @@ impl OtherUser {
     /// The fixture's neighbour modes (`--fetch`, `--hold`, `--read`) as this user.
     pub fn fixture(&self, args: &[&str]) -> String {
         let out = self
-            .command(fixture_bin())
+            .command(shared_fixture_bin())
             .args(args)
             .output()
             .expect("run as the other user");
         stdout(&out)
     }
+}
+
+/// A copy of the fixture binary that any user may run. The build's own copy may sit where
+/// another user cannot reach it (CI keeps its cargo target under root's 0700 home).
+fn shared_fixture_bin() -> &'static Path {
+    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("homeport-e2e-fixture-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("a folder for the shared fixture");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod 755");
+        let bin = dir.join("homeport-fixture");
+        fs::copy(fixture_bin(), &bin).expect("copy the fixture");
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod 755");
+        bin
+    })
 }
 
 impl Drop for OtherUser {
