@@ -2,7 +2,7 @@
 //! (see docs/benchmarks.md). Build in release mode first:
 //!
 //! ```text
-//! cargo build --release --bins && target/release/homeport-bench [--idle-secs 60] [--runs 3]
+//! cargo build --release --bins && target/release/homeport-bench [--idle-secs 60] [--runs 3] [--only ROW]
 //! target/release/homeport-bench --router [--secs 5]   # needs wrk and caddy: setup.sh --bench
 //! target/release/homeport-bench --slowloris             # /livez under 2,000 slow connections
 //! ```
@@ -42,6 +42,7 @@ fn main() -> Res<()> {
     let mut only_slowloris = false;
     let mut secs = 5u64;
     let mut runs = 3usize;
+    let mut only: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -52,6 +53,7 @@ fn main() -> Res<()> {
             "--router" => only_router = true,
             "--slowloris" => only_slowloris = true,
             "--secs" => secs = args.next().ok_or("--secs N")?.parse()?,
+            "--only" => only.push(args.next().ok_or("--only ROW")?),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -85,20 +87,37 @@ fn main() -> Res<()> {
         print_rows(backup::run()?);
         return Ok(());
     }
-    let mut rows = vec![
-        respawn(&bins, runs)?,
-        supervise::start_20_up(&bins, runs)?,
-        start_20(&bins, runs)?,
-        supervise::stop(&bins, runs)?,
-        log_capture(&bins, runs)?,
-    ];
-    rows.extend(supervise::idle_10(&bins, idle_secs)?);
-    rows.extend([
-        supervise::agent_ready(&bins, runs)?,
-        supervise::sizes(&bins)?,
-        status_latency(&bins)?,
-        sse_throughput(&bins)?,
-    ]);
+    // `--only respawn --only stop …` runs just those rows (names below), to iterate on one.
+    let want = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let mut rows = Vec::new();
+    if want("respawn") {
+        rows.push(respawn(&bins, runs)?);
+    }
+    if want("start") {
+        rows.push(supervise::start_20_up(&bins, runs)?);
+        rows.push(start_20(&bins, runs)?);
+    }
+    if want("stop") {
+        rows.push(supervise::stop(&bins, runs)?);
+    }
+    if want("log") {
+        rows.push(log_capture(&bins, runs)?);
+    }
+    if want("idle") {
+        rows.extend(supervise::idle_10(&bins, idle_secs)?);
+    }
+    if want("ready") {
+        rows.push(supervise::agent_ready(&bins, runs)?);
+    }
+    if want("sizes") {
+        rows.push(supervise::sizes(&bins)?);
+    }
+    if want("status") {
+        rows.push(status_latency(&bins)?);
+    }
+    if want("sse") {
+        rows.push(sse_throughput(&bins)?);
+    }
     print_rows(rows);
     Ok(())
 }

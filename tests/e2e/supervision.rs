@@ -600,3 +600,45 @@ autostart = true
         );
     }
 }
+
+#[test]
+fn without_homeport_shim_beside_it_the_agent_runs_its_log_holders_itself() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@", "--port", "{port}"]
+port = @P0@
+autostart = true
+"#,
+    );
+    // A single-binary install: `homeport` alone in its folder.
+    let alone = env.dir.path().join("bin/homeport");
+    std::fs::create_dir_all(alone.parent().expect("parent")).expect("bin dir");
+    std::fs::copy(homeport_bin(), &alone).expect("copy homeport");
+    env.use_binary(alone.clone());
+    env.start_agent();
+    let pid = env
+        .wait_service("a/prod/web", "runs", |s| s.state == ServiceState::Running)
+        .pid
+        .expect("pid");
+    let record: serde_json::Value =
+        serde_json::from_str(&read(&env.data.join("run/a/prod/web/shim.json"))).expect("record");
+    let shim = record["shim_pid"].as_u64().expect("shim pid");
+    let out = std::process::Command::new("ps")
+        .args(["-o", "args=", "-p", &shim.to_string()])
+        .output()
+        .expect("ps");
+    let args = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        args.starts_with(&format!("{} shim ", alone.display())),
+        "the log holder is `homeport shim`: {args}"
+    );
+    let (code, _) = raw_http(
+        env.ports[0],
+        "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(code, 200);
+    let out = env.cli(&["stop", "a/prod/web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!alive(pid) && !alive(shim as u32));
+}

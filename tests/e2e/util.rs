@@ -52,6 +52,8 @@ pub struct TestEnv {
     pub router_port: u16,
     agent: Option<Child>,
     rt: tokio::runtime::Runtime,
+    /// The `homeport` binary the agent and CLI run as.
+    bin: PathBuf,
 }
 
 impl TestEnv {
@@ -99,7 +101,13 @@ impl TestEnv {
             router_port,
             agent: None,
             rt,
+            bin: homeport_bin(),
         }
+    }
+
+    /// Runs the agent and CLI as `bin` instead of the built `homeport`.
+    pub fn use_binary(&mut self, bin: PathBuf) {
+        self.bin = bin;
     }
 
     pub fn write_config(&self, body: &str) {
@@ -113,7 +121,7 @@ impl TestEnv {
     }
 
     pub fn command(&self) -> Command {
-        let mut c = Command::new(homeport_bin());
+        let mut c = Command::new(&self.bin);
         c.arg("--config")
             .arg(&self.config)
             .env("HOME", self.dir.path())
@@ -161,7 +169,7 @@ impl TestEnv {
             let mut sh = Command::new("/bin/sh");
             sh.arg("-c")
                 .arg(script)
-                .arg(homeport_bin())
+                .arg(&self.bin)
                 .args(args)
                 .arg("agent");
             for (k, v) in cmd.get_envs() {
