@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 npm run --silent build
-cargo build --release --locked --bin homeport --bin homeport-fixture
+cargo build --release --locked --bin homeport --bin homeport-shim --bin homeport-fixture
 
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 bin="$target_dir/release/homeport"

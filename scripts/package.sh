@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 npm run --silent build
-cargo build --release --locked -p homeport-cli --bin homeport -p homeport-shim --bin homeport-shim
+# The agent and its log holder in the small `agent` profile (Cargo.toml), the tray in `desktop`.
+cargo build --profile agent --locked -p homeport-cli --bin homeport -p homeport-shim --bin homeport-shim
 target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 # The bundler's config, merged over src-tauri/tauri.conf.json: files that go in the package
 # besides the tray, by absolute path (the target folder may be anywhere).
@@ -17,13 +18,12 @@ target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_direc
 extras="$target/package-extras"
 rm -rf "$extras"
 mkdir -p "$extras/man1"
-"$target/release/homeport" man --out "$extras/man1" >/dev/null
+"$target/agent/homeport" man --out "$extras/man1" >/dev/null
 gzip -n -9 "$extras"/man1/*.1
-"$target/release/homeport" completions bash > "$extras/homeport.bash"
-"$target/release/homeport" completions zsh > "$extras/_homeport"
-"$target/release/homeport" completions fish > "$extras/homeport.fish"
+"$target/agent/homeport" completions bash > "$extras/homeport.bash"
+"$target/agent/homeport" completions zsh > "$extras/_homeport"
+"$target/agent/homeport" completions fish > "$extras/homeport.fish"
 extra=$(printf '{"bundle":{"linux":{"deb":{"files":{"/usr/bin/homeport":"%s","/usr/bin/homeport-shim":"%s","/usr/share/homeport/ui":"%s","/usr/share/man/man1":"%s","/usr/share/bash-completion/completions/homeport":"%s","/usr/share/zsh/vendor-completions/_homeport":"%s","/usr/share/fish/vendor_completions.d/homeport.fish":"%s"}}}}}' \
-    "$target/release/homeport" "$target/release/homeport-shim" "$PWD/ui/dist" "$extras/man1" "$extras/homeport.bash" "$extras/_homeport" "$extras/homeport.fish")
-# The tray in the small `desktop` profile (Cargo.toml), the agent in release.
+    "$target/agent/homeport" "$target/agent/homeport-shim" "$PWD/ui/dist" "$extras/man1" "$extras/homeport.bash" "$extras/_homeport" "$extras/homeport.fish")
 npm run --silent tauri -- build --bundles deb --config "$extra" -- --profile desktop
 ls "$target"/desktop/bundle/deb/*.deb

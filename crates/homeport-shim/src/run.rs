@@ -89,6 +89,7 @@ struct Run {
 
 struct Shim {
     run_dir: PathBuf,
+    record: records::RecordFile,
     backend: Backend,
     me: u32,
     boot_id: String,
@@ -226,6 +227,7 @@ impl Shim {
         let me = std::process::id();
         Ok(Shim {
             run_dir: run_dir.to_path_buf(),
+            record: records::RecordFile::new(run_dir.join(records::RECORD_FILE)),
             backend,
             me,
             boot_id: homeport_platform::boot_id(),
@@ -736,8 +738,7 @@ impl Shim {
             shim_started: self.me_started,
             started,
         };
-        if let Err(e) = records::write(&self.run_dir.join(records::RECORD_FILE), &record.to_json())
-        {
+        if let Err(e) = self.record.write(&record) {
             eprintln!("homeport shim: cannot write the run record: {e}");
         }
         Ok((pid, started))
