@@ -349,7 +349,7 @@ pub fn sizes(bins: &Bins) -> Res<Row> {
     };
     let shim = bins.homeport.with_file_name("homeport-shim");
     Ok(Row {
-        name: "release binaries",
+        name: "the binaries, stripped",
         baseline: "–".into(),
         homeport: format!(
             "homeport {}; homeport-shim {}",
