@@ -62,6 +62,9 @@ pub enum CoreError {
     Store(PathBuf, #[source] rusqlite::Error),
 }
 
+/// The most events the recorder writes in one transaction.
+const RECORD_BATCH: usize = 256;
+
 /// How long a start waits for services to come up before answering.
 pub const START_WAIT: Duration = Duration::from_secs(60);
 
@@ -110,14 +113,31 @@ impl Core {
         let recorder = std::thread::Builder::new()
             .name("state-recorder".into())
             .spawn(move || {
-                while let Some(ev) = rx.blocking_recv() {
+                // Whatever waits is written at once, in one transaction; nothing is held back
+                // to make batches bigger, so an event is in state.db as soon as it would have
+                // been one by one.
+                let mut batch = Vec::new();
+                while rx.blocking_recv_many(&mut batch, RECORD_BATCH) > 0 {
                     let mut store = recorder_store
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner);
-                    if let Err(e) = store.record(&ev) {
-                        tracing::error!("cannot record an event in state.db: {e}");
+                    if let Err(e) = store.record_all(&batch) {
+                        // The batch was rolled back as a whole: one event that cannot be written
+                        // must not take the others with it.
+                        tracing::warn!(
+                            "cannot record {} events in one go ({e}); one by one",
+                            batch.len()
+                        );
+                        for ev in &batch {
+                            if let Err(e) = store.record(ev) {
+                                tracing::error!("cannot record an event in state.db: {e}");
+                            }
+                        }
                     }
-                    recorder_written.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    drop(store);
+                    recorder_written
+                        .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::AcqRel);
+                    batch.clear();
                 }
             })
             .map_err(|e| CoreError::DataDir(data.clone(), e))?;

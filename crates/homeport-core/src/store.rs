@@ -227,61 +227,91 @@ impl Store {
         })
     }
 
+    /// Records one event in a transaction of its own (see [`Store::record_all`]).
     pub fn record(&mut self, ev: &Event) -> rusqlite::Result<()> {
+        self.record_all(std::slice::from_ref(ev))
+    }
+
+    /// Records events in one transaction, in order: the recorder writes every event waiting for
+    /// it at once (a crash and its restart come as a burst of three), and the statements are
+    /// parsed once per connection, not once per event. Either every event is in state.db when
+    /// this returns `Ok`, or none of them is.
+    pub fn record_all(&mut self, events: &[Event]) -> rusqlite::Result<()> {
         // A fast crash loop records many events a second: keep the table bounded as it runs.
-        self.since_prune += 1;
+        self.since_prune += events.len() as u32;
         if self.since_prune >= 1000 {
             self.since_prune = 0;
             prune(&self.conn)?;
         }
-        let subject = ev.subject.to_string();
-        let data = serde_json::to_string(&ev.kind)
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         let tx = self.conn.transaction()?;
-        // The columns of state and health rows stay filled: `transitions` and earlier agents
-        // read them.
-        let (from, to, pid, exit, message, restarts) = match &ev.kind {
-            EventKind::State {
-                from,
-                to,
-                pid,
-                exit,
-                restarts,
-                message,
-            } => (
-                Some(from.as_str()),
-                Some(to.as_str()),
-                *pid,
-                exit.map(|e| serde_json::to_string(&e).unwrap_or_default()),
-                message.clone(),
-                Some(*restarts as i64),
-            ),
-            EventKind::Health { health, message } => (
-                None,
-                Some(match health {
-                    homeport_types::Health::Unknown => "unknown",
-                    homeport_types::Health::Healthy => "healthy",
-                    homeport_types::Health::Unhealthy => "unhealthy",
-                }),
-                None,
-                None,
-                message.clone(),
-                None,
-            ),
-            _ => (None, None, None, None, None, None),
-        };
-        tx.execute(
-            "INSERT INTO events (time, service, subject, kind, data, from_state, to_state, pid, exit, message, restarts)
-             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![ev.time, subject, ev.kind.name(), data, from, to, pid, exit, message, restarts],
-        )?;
-        if let (EventKind::State { to, restarts, .. }, Some(key)) = (&ev.kind, ev.service()) {
-            tx.execute(
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (time, service, subject, kind, data, from_state, to_state, pid, exit, message, restarts)
+                 VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            let mut upsert = tx.prepare_cached(
                 "INSERT INTO services (service, state, restarts, last_exit, updated) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(service) DO UPDATE SET state = ?2, restarts = ?3,
                      last_exit = COALESCE(?4, last_exit), updated = ?5",
-                params![key.to_string(), to.as_str(), *restarts as i64, exit, ev.time],
             )?;
+            for ev in events {
+                let subject = ev.subject.to_string();
+                let data = serde_json::to_string(&ev.kind)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                // The columns of state and health rows stay filled: `transitions` and earlier
+                // agents read them.
+                let (from, to, pid, exit, message, restarts) = match &ev.kind {
+                    EventKind::State {
+                        from,
+                        to,
+                        pid,
+                        exit,
+                        restarts,
+                        message,
+                    } => (
+                        Some(from.as_str()),
+                        Some(to.as_str()),
+                        *pid,
+                        exit.map(|e| serde_json::to_string(&e).unwrap_or_default()),
+                        message.as_deref(),
+                        Some(*restarts as i64),
+                    ),
+                    EventKind::Health { health, message } => (
+                        None,
+                        Some(match health {
+                            homeport_types::Health::Unknown => "unknown",
+                            homeport_types::Health::Healthy => "healthy",
+                            homeport_types::Health::Unhealthy => "unhealthy",
+                        }),
+                        None,
+                        None,
+                        message.as_deref(),
+                        None,
+                    ),
+                    _ => (None, None, None, None, None, None),
+                };
+                insert.execute(params![
+                    ev.time,
+                    subject,
+                    ev.kind.name(),
+                    data,
+                    from,
+                    to,
+                    pid,
+                    exit,
+                    message,
+                    restarts
+                ])?;
+                if let (EventKind::State { to, restarts, .. }, Some(_)) = (&ev.kind, ev.service()) {
+                    upsert.execute(params![
+                        subject,
+                        to.as_str(),
+                        *restarts as i64,
+                        exit,
+                        ev.time
+                    ])?;
+                }
+            }
         }
         tx.commit()
     }
@@ -645,6 +675,51 @@ mod tests {
         assert_eq!(service.len(), 2);
         let everything = store.recent_events(&homeport_types::Target::All, &[], 10)?;
         assert_eq!(everything[0].subject, homeport_types::Subject::Agent);
+        Ok(())
+    }
+
+    #[test]
+    fn a_batch_of_events_is_written_in_order_and_the_last_state_wins()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("state.db");
+        let key = ServiceKey::new("a", "p", "web");
+        let state = |from, to, restarts| Event {
+            time: format!("2026-01-01T00:00:0{restarts}Z"),
+            subject: homeport_types::Subject::Service(key.clone()),
+            kind: EventKind::State {
+                from,
+                to,
+                pid: None,
+                exit: None,
+                restarts,
+                message: None,
+            },
+        };
+        let cycle = [
+            state(ServiceState::Running, ServiceState::BackingOff, 1),
+            state(ServiceState::BackingOff, ServiceState::Starting, 1),
+            state(ServiceState::Starting, ServiceState::Running, 2),
+        ];
+        {
+            let mut store = Store::open(&path)?;
+            store.record_all(&cycle)?;
+            // The cached statements serve a second batch on the same connection.
+            store.record_all(&cycle[..1])?;
+        }
+        let store = Store::open(&path)?;
+        assert_eq!(
+            store.transitions(&key, 10)?,
+            [
+                ("running", "backing_off"),
+                ("starting", "running"),
+                ("backing_off", "starting"),
+                ("running", "backing_off"),
+            ]
+            .map(|(a, b)| (a.to_owned(), b.to_owned())),
+            "newest first"
+        );
+        assert_eq!(store.seeds()?.get(&key).map(|s| s.restarts), Some(1));
         Ok(())
     }
 
