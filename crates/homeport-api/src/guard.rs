@@ -579,28 +579,7 @@ pub async fn authenticate_page(State(guard): State<Guard>, req: Request, next: N
     if guard.page_allowed(&req) {
         return next.run(req).await;
     }
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        SIGN_IN_PAGE,
-    )
-        .into_response()
-}
-
-const SIGN_IN_PAGE: &str = "<!doctype html><html lang=en><meta charset=utf-8><title>Homeport: sign in</title>\
-<body><h1>Sign in to Homeport</h1><p>This browser has no session with the agent. Run <code>homeport dashboard</code> \
-in a terminal: it opens a one-time sign-in link.</p></body></html>";
-
-/// The answer to a redeemed sign-in link: sets the cookie, and hands the session's secret to
-/// the page (a script of ours stores it for the dashboard, then opens the dashboard). A page
-/// rather than a redirect: the browser came from a local file, and a redirect would keep that
-/// cross-site context, in which the SameSite=Strict cookie is not sent.
-pub fn signed_in_page(secret: &str) -> String {
-    format!(
-        "<!doctype html><html lang=en><meta charset=utf-8><meta name=\"homeport-session\" content=\"{secret}\">\
-<title>Homeport: signing in</title><script src=\"/login.js\"></script>\
-<body><p>Signing in… <a href=\"/\">Open the dashboard</a></p></body></html>"
-    )
+    crate::pages::html(StatusCode::UNAUTHORIZED, crate::pages::signed_out())
 }
 
 /// Stores the secret where the dashboard's API module reads it, then opens the dashboard

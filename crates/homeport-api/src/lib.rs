@@ -16,7 +16,8 @@
 //!    session.
 //!
 //! Routes (JSON unless noted):
-//! - `GET /livez` → `ok` (no auth; reveals nothing)
+//! - `GET /livez` → `ok` (no auth; reveals nothing); `GET /page.css` (no auth: the sign-in
+//!   pages' style)
 //! - `GET /api/v1/services/{app}/{env}/{service}`
 //! - `POST /api/v1/{start|stop|restart}` with `{"target": T}`
 //! - `GET /api/v1/logs?target=T&tail=N&since=RFC3339&grep=RE&follow=1` → NDJSON (the CLI)
@@ -41,6 +42,7 @@ pub mod conn;
 mod errors;
 pub mod guard;
 mod metrics;
+mod pages;
 mod routes;
 mod stream;
 
@@ -142,6 +144,7 @@ pub fn router(core: CoreHandle, token: &str, addr: SocketAddr, ui_dir: Option<Pa
         .route("/livez", get(|| async { "ok" }))
         .route("/login", get(routes::login))
         .route("/login.js", get(routes::login_script))
+        .route("/page.css", get(pages::stylesheet))
         .merge(api)
         .merge(pages)
         .layer(middleware::from_fn_with_state(

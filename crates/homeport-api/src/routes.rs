@@ -22,7 +22,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::conn::PeerUid;
 use crate::errors::{ApiError, Body};
-use crate::guard::{LOGIN_SCRIPT, Principal, SESSION_COOKIE, signed_in_page};
+use crate::guard::{LOGIN_SCRIPT, Principal, SESSION_COOKIE};
 
 type Reply<T> = Result<Json<T>, ApiError>;
 
@@ -277,12 +277,7 @@ pub async fn login(
     Query(p): Query<LoginParams>,
 ) -> Response {
     if peer.is_some_and(|p| !p.is_agent_user()) {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "a sign-in link works only for the user who made it",
-        )
-        .into_response();
+        return crate::pages::html(StatusCode::FORBIDDEN, crate::pages::wrong_user());
     }
     let redeemed = p
         .ticket
@@ -300,15 +295,10 @@ pub async fn login(
                 (header::CONTENT_SECURITY_POLICY, crate::CSP.to_owned()),
                 (header::REFERRER_POLICY, "no-referrer".to_owned()),
             ],
-            signed_in_page(&secret),
+            crate::pages::signing_in(&secret),
         )
             .into_response(),
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this sign-in link was used already or has expired; run `homeport dashboard` again",
-        )
-        .into_response(),
+        None => crate::pages::html(StatusCode::UNAUTHORIZED, crate::pages::link_spent()),
     }
 }
 
