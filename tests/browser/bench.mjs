@@ -25,7 +25,7 @@ try {
     staticMs.push(await page.evaluate(() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? performance.timing.domContentLoadedEventEnd - performance.timing.navigationStart));
     // The dashboard: from navigation to the first render of live data.
     await page.goto(agent.signInLink());
-    await page.locator('tr[data-service]').nth(49).waitFor();
+    await page.locator('[data-service]').nth(49).waitFor();
     appMs.push(await page.evaluate(() => performance.getEntriesByName('homeport:first-render')[0].startTime));
     await ctx.close();
   }

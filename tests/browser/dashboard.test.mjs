@@ -5,12 +5,12 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import net from 'node:net';
-import { Agent, browser, freePort, shot, until, ROOT } from './harness.mjs';
+import { Agent, assertFits, browser, freePort, shot, until, ROOT } from './harness.mjs';
 
 let agent, chrome, page, ports;
 
 before(async () => {
-  ports = [await freePort(), await freePort(), await freePort()];
+  ports = [await freePort(), await freePort(), await freePort(), await freePort()];
   agent = await Agent.start(`
 [apps.shop.env.production]
 autostart = true
@@ -33,6 +33,12 @@ databases = { main = "@DIR@/beta.db" }
 command = ["@FIXTURE@", "--port", "{port}", "--db", "{db.main}"]
 port = ${ports[1]}
 health = { http = "/health", interval = "200ms" }
+
+[apps.shop.env.dev.services.flaky]
+command = ["@FIXTURE@", "--port", "{port}", "--fail-health"]
+port = ${ports[2]}
+health = { http = "/health/a/rather/long/path/that/makes/the/message/much/wider/than/a/phone/screen/can/show", interval = "200ms", retries = 1, start_period = "0s" }
+restart = "never"
 
 [apps.shop.env.dev.services.chatty]
 command = ["@FIXTURE@", "--lines", "100000", "--exit-after-lines"]
@@ -78,11 +84,11 @@ test('a one-time link signs the browser in, and only once', async () => {
 test('services go healthy and show their details', async () => {
   await page.goto(`${agent.base}/#/`);
   for (const key of ['shop/production/web', 'shop/production/worker', 'shop/beta/web']) {
-    await page.locator(`tr[data-service="${key}"]`).waitFor();
+    await page.locator(`[data-service="${key}"]`).waitFor();
   }
-  await page.locator('tr[data-service="shop/production/web"][data-state="healthy"]').waitFor({ timeout: 20000 });
-  await page.locator('tr[data-service="shop/beta/web"][data-state="healthy"]').waitFor({ timeout: 20000 });
-  const row = page.locator('tr[data-service="shop/production/web"]');
+  await page.locator('[data-service="shop/production/web"][data-state="healthy"]').waitFor({ timeout: 20000 });
+  await page.locator('[data-service="shop/beta/web"][data-state="healthy"]').waitFor({ timeout: 20000 });
+  const row = page.locator('[data-service="shop/production/web"]');
   // The environment's web service is opened by its name, through the router.
   assert.equal(await row.getByRole('link', { name: 'shop.localhost' }).getAttribute('href'), `http://shop.localhost:${agent.routerPort}/`);
   await shot(page, 'overview');
@@ -104,7 +110,7 @@ test('stopping production asks first, then the service stops', async () => {
   assert.match(await dialog.textContent(), /production/);
   await shot(page, 'confirm-stop');
   await dialog.getByRole('button', { name: 'Stop production' }).click();
-  await page.locator('tr[data-service="shop/production/worker"][data-state="stopped"]').waitFor();
+  await page.locator('[data-service="shop/production/worker"][data-state="stopped"]').waitFor();
   const status = await agent.status();
   assert.equal(status.services.find((s) => s.key.service === 'worker').state, 'stopped');
 });
@@ -155,7 +161,7 @@ test('dark mode is readable', async () => {
   const dark = await chrome.newContext({ colorScheme: 'dark', viewport: { width: 1280, height: 800 } });
   const p = await dark.newPage();
   await p.goto(agent.signInLink());
-  await p.locator('tr[data-service="shop/beta/web"]').waitFor();
+  await p.locator('[data-service="shop/beta/web"]').waitFor();
   const bg = await p.evaluate(() => getComputedStyle(document.body).backgroundColor);
   assert.equal(bg, 'rgb(21, 24, 30)');
   await shot(p, 'overview-dark');
@@ -177,10 +183,10 @@ test('a port clash in settings names the other service, or the process that hold
   await page.getByText(`also used by shop/production/web`).first().waitFor();
   await shot(page, 'settings-clash');
 
-  const outsider = net.createServer().listen(ports[2], '127.0.0.1');
+  const outsider = net.createServer().listen(ports[3], '127.0.0.1');
   try {
-    await betaPort().fill(String(ports[2]));
-    await page.getByText(new RegExp(`port ${ports[2]} is in use by pid ${process.pid}`)).waitFor();
+    await betaPort().fill(String(ports[3]));
+    await page.getByText(new RegExp(`port ${ports[3]} is in use by pid ${process.pid}`)).waitFor();
     assert.ok(await page.getByRole('button', { name: 'Save…' }).isDisabled());
   } finally {
     outsider.close();
@@ -217,7 +223,7 @@ test('backups are taken, listed and restored from the dashboard', async () => {
   await prod.getByText('No backups yet.').waitFor();
   await prod.getByRole('button', { name: 'Back up now' }).click();
   await page.getByRole('status').filter({ hasText: 'Backed up shop/production' }).waitFor();
-  const row = prod.locator('tr[data-backup]').first();
+  const row = prod.locator('[data-backup]').first();
   await row.getByText('✓ verified').waitFor();
   assert.match(await row.textContent(), /manual/);
   await row.getByRole('button', { name: /^Verify/ }).click();
@@ -234,6 +240,132 @@ test('backups are taken, listed and restored from the dashboard', async () => {
   assert.equal(web.state, 'healthy');
 });
 
+test('every screen fits from 360 px up: no sideways scrolling, every button whole on screen', async () => {
+  // A service whose health message is far wider than a phone: the message gives way, its
+  // buttons do not.
+  const r = await fetch(`${agent.base}/api/v1/start`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${agent.token()}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ target: 'shop/dev/flaky' }),
+  });
+  assert.equal(r.status, 200);
+  await until('shop/dev/flaky says why it is unhealthy', async () =>
+    (await agent.status()).services.find((s) => s.key.service === 'flaky')?.message?.includes('/a/rather/long/path'));
+  const context = await chrome.newContext({ viewport: { width: 1280, height: 800 } });
+  const p = await context.newPage();
+  await p.goto(agent.signInLink());
+  try {
+    for (const width of [360, 420, 1100, 1280]) {
+      await p.setViewportSize({ width, height: 800 });
+      for (const [route, ready] of [
+        ['#/', '[data-service="shop/dev/flaky"] .msg'],
+        ['#/logs?target=shop/production/web', '[role=log]'],
+        ['#/events', '.timeline'],
+        ['#/deploys', 'article[data-app="shop"]'],
+        ['#/backups', 'article[data-env="shop/production"]'],
+        ['#/settings', 'form'],
+      ]) {
+        await p.goto(`${agent.base}/${route}`);
+        await p.locator(ready).first().waitFor();
+        await assertFits(p, `${route} at ${width} px`);
+        if (width === 420) await shot(p, `w420-${route.replace(/^#\/?/, '').split('?')[0] || 'overview'}`);
+      }
+      // The row of the service with the long message keeps its three buttons in view.
+      await p.goto(`${agent.base}/#/`);
+      for (const action of ['Start', 'Restart', 'Stop']) {
+        await p.getByRole('button', { name: `${action} shop/dev/flaky`, exact: true }).waitFor();
+        assert.ok(await p.getByRole('button', { name: `${action} shop/dev/flaky`, exact: true }).isVisible(), `${action} at ${width} px`);
+      }
+      if (width === 360) await shot(p, 'w360-overview');
+    }
+    // The whole message is one click away (a touch screen has no hover).
+    const msg = p.locator('[data-service="shop/dev/flaky"] .msg');
+    await msg.click();
+    assert.equal(await msg.getAttribute('aria-expanded'), 'true');
+    assert.match(await msg.textContent(), /can\/show/);
+  } finally {
+    await context.close();
+    await fetch(`${agent.base}/api/v1/stop`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${agent.token()}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ target: 'shop/dev/flaky' }),
+    });
+  }
+});
+
+test('a lost agent shows a banner over greyed-out numbers, and a restarted one the sign-in page', async () => {
+  const port = await freePort();
+  const solo = await Agent.start(`
+[apps.solo.env.production]
+autostart = true
+[apps.solo.env.production.services.web]
+command = ["@FIXTURE@"]
+`, undefined, `port = ${port}`);
+  const context = await chrome.newContext({ viewport: { width: 420, height: 800 } });
+  const p = await context.newPage();
+  try {
+    await p.goto(solo.signInLink());
+    await p.locator('[data-service="solo/production/web"][data-state="running"]').waitFor();
+    assert.equal(await p.locator('[data-banner]').count(), 0, 'no banner while connected');
+
+    await solo.stop();
+    const banner = p.getByRole('alert').filter({ hasText: 'Not connected to the agent' });
+    await banner.waitFor();
+    // At the top of the page, above what it warns about, and the numbers are visibly the past.
+    const box = await banner.boundingBox();
+    const first = await p.locator('[data-service="solo/production/web"]').boundingBox();
+    assert.ok(box.y < first.y, 'the banner is above the services');
+    assert.match(await banner.textContent(), /homeport agent/);
+    assert.equal(await p.locator('.page.stale').count(), 1);
+    assert.equal(await p.locator('.page').evaluate((el) => getComputedStyle(el).opacity), '0.5');
+    assert.doesNotMatch(await p.getByRole('status').textContent(), /Healthy/, 'no verdict from the past');
+    await shot(p, 'w420-disconnected');
+    await p.setViewportSize({ width: 1280, height: 800 });
+    await shot(p, 'disconnected');
+
+    // A new agent does not know this browser: the page says how to sign in, instead of numbers.
+    await solo.run();
+    await p.getByRole('heading', { name: 'Sign in to Homeport' }).waitFor();
+    assert.match(await p.locator('main').textContent(), /homeport dashboard/);
+    assert.match(await p.locator('main').textContent(), /Open dashboard in browser/);
+    assert.equal(await p.locator('[data-service]').count(), 0, 'no stale numbers under the sign-in page');
+    await shot(p, 'signed-out');
+  } finally {
+    await context.close();
+    await solo.stop();
+  }
+});
+
+test('a spent sign-in link and a browser without a session get pages, not raw errors', async () => {
+  const context = await chrome.newContext({ viewport: { width: 420, height: 800 } });
+  const p = await context.newPage();
+  try {
+    const link = agent.signInLink();
+    assert.equal((await p.goto(link)).status(), 200);
+    await p.locator('[data-service]').first().waitFor();
+    const spent = await (await chrome.newContext()).newPage();
+    const again = await spent.goto(link);
+    assert.equal(again.status(), 401);
+    assert.match(again.headers()['content-type'], /text\/html/);
+    await spent.getByRole('heading', { name: 'This sign-in link no longer works' }).waitFor();
+    assert.match(await spent.textContent('body'), /homeport dashboard/);
+    // Styled by its stylesheet (the policy allows no inline style): a card, not bare text.
+    assert.equal(await spent.locator('main').evaluate((el) => getComputedStyle(el).borderRadius), '10px');
+    await spent.setViewportSize({ width: 420, height: 700 });
+    await assertFits(spent, 'the spent-link page');
+    await shot(spent, 'w420-link-spent');
+
+    const none = await spent.goto(`${agent.base}/`);
+    assert.equal(none.status(), 401);
+    await spent.getByRole('heading', { name: 'Sign in to Homeport' }).waitFor();
+    assert.equal(await spent.locator('main').evaluate((el) => getComputedStyle(el).borderRadius), '10px');
+    await shot(spent, 'w420-signed-out-page');
+    await spent.context().close();
+  } finally {
+    await context.close();
+  }
+});
+
 test('the bundle is small and 50 services all render', async () => {
   const js = readdirSync(join(ROOT, 'ui/dist/assets')).filter((f) => f.endsWith('.js'));
   const gz = js.reduce((n, f) => n + gzipSync(readFileSync(join(ROOT, 'ui/dist/assets', f))).length, 0);
@@ -246,8 +378,8 @@ test('the bundle is small and 50 services all render', async () => {
     await until('50 services run', async () => (await big.status()).services.filter((s) => s.state === 'running').length === 50);
     const p = await (await chrome.newContext()).newPage();
     await p.goto(big.signInLink());
-    await p.locator('tr[data-service]').nth(49).waitFor();
-    assert.equal(await p.locator('tr[data-service]').count(), 50);
+    await p.locator('[data-service]').nth(49).waitFor();
+    assert.equal(await p.locator('[data-service]').count(), 50);
     assert.equal(await p.locator('article.env').count(), 5);
     // The time this takes is measured by tests/browser/bench.mjs, not asserted here.
     await shot(p, 'overview-50');

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Agent, browser, freePort, shot, FIXTURE } from './harness.mjs';
+import { Agent, assertFits, browser, freePort, shot, FIXTURE } from './harness.mjs';
 
 let agent, chrome, page, src;
 
@@ -47,7 +47,7 @@ after(async () => {
   await agent?.stop();
 });
 
-const deployButton = () => page.locator('article[data-app="shop"] tr[data-env="production"]').getByRole('button', { name: 'Deploy' });
+const deployButton = () => page.locator('article[data-app="shop"] [data-env="production"]').getByRole('button', { name: 'Deploy' });
 
 test('a deploy from the dashboard shows its steps live and lands in the history', async () => {
   await page.goto(`${agent.base}/#/deploys`);
@@ -62,7 +62,7 @@ test('a deploy from the dashboard shows its steps live and lands in the history'
     await live.getByText(step, { exact: false }).first().waitFor();
   }
   assert.match(await live.locator('.output').textContent(), /built release/);
-  const row = page.locator('article[data-app="shop"] tr[data-deploy]').first();
+  const row = page.locator('article[data-app="shop"] [data-deploy]').first();
   await row.getByText('succeeded').waitFor();
   await shot(page, 'deploys');
 });
@@ -73,11 +73,23 @@ test('a bad release fails, says it switched back, and keeps diagnostics', async 
   await deployButton().click();
   await page.getByRole('dialog').getByRole('button', { name: 'Deploy shop to production' }).click();
   await page.getByRole('status').filter({ hasText: 'switched back' }).waitFor({ timeout: 60000 });
-  const row = page.locator('article[data-app="shop"] tr[data-deploy]').first();
+  const row = page.locator('article[data-app="shop"] [data-deploy]').first();
   await row.getByText('failed').waitFor();
   await row.getByText('steps').click();
   assert.match(await row.locator('pre').textContent(), /== shop\/production\/web/);
   const web = (await agent.status()).services[0];
   assert.equal(web.state, 'healthy', 'the previous release serves');
   await shot(page, 'deploys-failed');
+});
+
+test('the Deploys screen fits a phone: releases, history and their buttons', async () => {
+  for (const width of [360, 420]) {
+    await page.setViewportSize({ width, height: 900 });
+    await page.goto(`${agent.base}/#/deploys`);
+    await page.locator('article[data-app="shop"] [data-deploy]').first().waitFor();
+    await assertFits(page, `#/deploys at ${width} px`);
+    assert.ok(await deployButton().isVisible());
+  }
+  await shot(page, 'w420-deploys-history');
+  await page.setViewportSize({ width: 1280, height: 900 });
 });

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import net from 'node:net';
 import { chromium } from 'playwright-core';
+import assert from 'node:assert/strict';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const ARTIFACTS = join(ROOT, 'tests/artifacts');
@@ -54,21 +55,33 @@ export class Agent {
     const config = join(dir, 'homeport.toml');
     // The router gets a port of its own, so agents of parallel runs do not meet on the default.
     const routerPort = await freePort();
-    writeFileSync(config, `# Homeport browser test config\n[agent]\nport = 0\nrouter_port = ${routerPort}\n${agentLines}\ndata_dir = "${data}"\n\n${body.replaceAll('@FIXTURE@', FIXTURE).replaceAll('@DIR@', dir)}`);
-    const env = { ...process.env, HOME: dir, HOMEPORT_UI_DIR: join(ROOT, 'ui/dist'), RUST_LOG: 'info' };
-    const child = spawn(HOMEPORT, ['--config', config, 'agent'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-    let log = '';
-    child.stderr.on('data', (d) => (log += d));
-    const agent = new Agent(dir, config, data, child, env, () => log);
+    // `agentLines` may choose the API's port (to find the agent again after a restart).
+    const port = /^port\s*=/m.test(agentLines) ? '' : 'port = 0\n';
+    writeFileSync(config, `# Homeport browser test config\n[agent]\n${port}router_port = ${routerPort}\n${agentLines}\ndata_dir = "${data}"\n\n${body.replaceAll('@FIXTURE@', FIXTURE).replaceAll('@DIR@', dir)}`);
+    const env = { ...process.env, HOME: dir, HOMEPORT_UI_DIR: process.env.TEST_UI_DIR ?? join(ROOT, 'ui/dist'), RUST_LOG: 'info' };
+    const agent = new Agent(dir, config, data, env);
     agent.routerPort = routerPort;
-    await until('the agent writes agent.json', () => existsSync(join(data, 'agent.json')));
-    agent.addr = JSON.parse(readFileSync(join(data, 'agent.json'), 'utf8')).addr;
-    agent.base = `http://${agent.addr}`;
+    await agent.run();
     return agent;
   }
 
-  constructor(dir, config, data, child, env, log) {
-    Object.assign(this, { dir, config, data, child, env, log });
+  constructor(dir, config, data, env) {
+    Object.assign(this, { dir, config, data, env });
+    this.output = '';
+    this.log = () => this.output;
+  }
+
+  /** Starts `homeport agent` on this config and waits until it has written where it listens. */
+  async run() {
+    const endpoint = join(this.data, 'agent.json');
+    const before = existsSync(endpoint) ? readFileSync(endpoint, 'utf8') : null;
+    this.child = spawn(HOMEPORT, ['--config', this.config, 'agent'], { env: this.env, stdio: ['ignore', 'ignore', 'pipe'] });
+    this.child.stderr.on('data', (d) => (this.output += d));
+    const pid = this.child.pid;
+    await until('the agent writes agent.json', () => existsSync(endpoint) && readFileSync(endpoint, 'utf8') !== before
+      && JSON.parse(readFileSync(endpoint, 'utf8')).pid === pid);
+    this.addr = JSON.parse(readFileSync(endpoint, 'utf8')).addr;
+    this.base = `http://${this.addr}`;
   }
 
   cli(...args) {
@@ -96,8 +109,10 @@ export class Agent {
   }
 
   async stop() {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise((r) => this.child.once('exit', r));
     this.child.kill('SIGTERM');
-    await new Promise((r) => this.child.once('exit', r));
+    await exited;
   }
 }
 
@@ -112,6 +127,31 @@ export async function browser(env) {
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
     ],
   });
+}
+
+/** Asserts that `page` does not scroll sideways and that every button on it is whole on screen:
+ *  inside the window, and not cut by a box around it that clips or scrolls. */
+export async function assertFits(page, what) {
+  const problems = await page.evaluate(() => {
+    const out = [];
+    const doc = document.documentElement;
+    const vw = doc.clientWidth;
+    if (doc.scrollWidth > vw) out.push(`the page is ${doc.scrollWidth} px wide in a ${vw} px window`);
+    const label = (el) => `${el.tagName.toLowerCase()}${el.className ? `.${String(el.className).split(' ')[0]}` : ''}`;
+    for (const b of document.querySelectorAll('button')) {
+      const r = b.getBoundingClientRect();
+      if (r.width === 0 && r.height === 0) continue; // not rendered (a closed dialog)
+      const name = b.getAttribute('aria-label') || b.textContent.trim().slice(0, 40);
+      if (r.left < -0.5 || r.right > vw + 0.5) out.push(`button "${name}" spans ${Math.round(r.left)}–${Math.round(r.right)} px of ${vw}`);
+      for (let el = b.parentElement; el && el !== doc; el = el.parentElement) {
+        if (getComputedStyle(el).overflowX === 'visible') continue;
+        const p = el.getBoundingClientRect();
+        if (r.left < p.left - 0.5 || r.right > p.right + 0.5) out.push(`button "${name}" is cut by ${label(el)}`);
+      }
+    }
+    return out;
+  });
+  assert.deepEqual(problems, [], `${what}: ${problems.join('; ')}`);
 }
 
 export async function shot(page, name) {

@@ -55,13 +55,23 @@ function connect(): Promise<Connection> {
   return connection;
 }
 
+/** Who wants to know that the browser's session has ended (a 401): the screens then show the
+ *  sign-in page instead of numbers nobody can refresh. */
+const signedOutListeners = new Set<() => void>();
+export function onSignedOut(listener: () => void): () => void {
+  signedOutListeners.add(listener);
+  return () => signedOutListeners.delete(listener);
+}
+
 /** Forget the agent's address and token (after a network error or a 401), so the next request
- *  asks the tray again; in a browser, a 401 means the session is over: forget its secret. */
+ *  asks the tray again; in a browser, a 401 means the session is over: forget its secret and
+ *  say so. */
 function reconnect(status?: number) {
   if (isTauri()) connection = null;
   else if (status === 401) {
     localStorage.removeItem(SESSION_SECRET);
     connection = null;
+    for (const l of signedOutListeners) l();
   }
 }
 
@@ -171,6 +181,12 @@ function eventStream(
     while (!abort.signal.aborted) {
       try {
         const resp = await send(path, { headers: { Accept: 'text/event-stream' }, signal: abort.signal, cache: 'no-store' });
+        // A browser whose session ended cannot get it back by retrying: the sign-in page says
+        // what to do (`send` told the listeners).
+        if (resp.status === 401 && !isTauri()) {
+          connection(false);
+          return;
+        }
         if (!resp.ok || !resp.body) throw new ApiError(resp.status, 'http', `HTTP ${resp.status}`);
         connection(true);
         delay = 500;

@@ -54,3 +54,20 @@ export function clock(rfc3339: string): string {
   const p = (n: number, w = 2) => String(n).padStart(w, '0');
   return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
 }
+
+/** A time as a person reads it: local time with its zone ("14:03:22 CET"). The API and files
+ *  keep UTC; only what is shown is local. */
+export function timeWithZone(t: Date | string): string {
+  const d = typeof t === 'string' ? new Date(t) : t;
+  if (Number.isNaN(d.getTime())) return String(t);
+  return d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false, timeZoneName: 'short' });
+}
+
+/** A date and time as a person reads it, local with its zone ("3 Dec 2026, 14:03 CET"). */
+export function dateTimeWithZone(t: Date | string): string {
+  const d = typeof t === 'string' ? new Date(t) : t;
+  if (Number.isNaN(d.getTime())) return String(t);
+  return d.toLocaleString(undefined, {
+    year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', hour12: false, timeZoneName: 'short',
+  });
+}

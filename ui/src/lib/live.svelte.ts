@@ -6,52 +6,80 @@ class Live {
   /** The agent's verdict ("production healthy · beta: web crash-looping"), computed by the
    *  agent: with each snapshot, and again on the stream whenever a service's change alters it. */
   overall = $state<api.Verdict | null>(null);
+  /** The event stream is open: what the screens show is what the agent says now. */
   connected = $state(false);
-  /** 401 from the agent: the browser has no session. */
+  /** When the agent was last heard from (a snapshot, an event, an answer). */
+  lastHeard = $state<Date | null>(null);
+  /** 401 from the agent: the browser has no session (it ended, or the agent restarted). */
   signedOut = $state(false);
   error = $state<string | null>(null);
   /** Events received since this page opened, newest last. */
   recent = $state<api.AgentEvent[]>([]);
   #close: (() => void) | null = null;
   #poll: ReturnType<typeof setInterval> | null = null;
+  #unlisten: (() => void) | null = null;
+
+  /** The snapshot is from an agent this page no longer hears: show it, greyed, as the past. */
+  get stale(): boolean {
+    return this.snapshot !== null && !this.connected;
+  }
 
   async start() {
+    this.#unlisten = api.onSignedOut(() => this.signOut());
     try {
-      this.snapshot = await api.status();
-      this.overall = this.snapshot.overall;
-      this.signedOut = false;
+      this.#took(await api.status());
     } catch (e) {
-      if (e instanceof api.ApiError && e.status === 401) {
-        this.signedOut = true;
-        return;
-      }
+      if (e instanceof api.ApiError && e.status === 401) return;
       this.error = e instanceof Error ? e.message : String(e);
     }
+    if (this.signedOut) return;
     this.#close = api.subscribeEvents({
-      snapshot: (s) => {
-        this.snapshot = s;
-        this.overall = s.overall;
+      snapshot: (s) => this.#took(s),
+      event: (e) => {
+        this.lastHeard = new Date();
+        this.apply(e);
       },
-      event: (e) => this.apply(e),
       overall: (v) => (this.overall = v),
-      connection: (open) => (this.connected = open),
+      connection: (open) => {
+        this.connected = open;
+        if (open) {
+          this.error = null;
+          this.lastHeard = new Date();
+        }
+      },
     });
     // CPU, memory and uptime change without events: refresh them now and then.
-    this.#poll = setInterval(() => this.refresh(), 5000);
+    this.#poll = setInterval(() => {
+      if (this.connected) void this.refresh();
+    }, 5000);
   }
 
   stop() {
     this.#close?.();
+    this.#unlisten?.();
     if (this.#poll) clearInterval(this.#poll);
+  }
+
+  /** The session is over: stop asking, and let the screens say how to sign in again. */
+  signOut() {
+    this.signedOut = true;
+    this.connected = false;
+    this.#close?.();
+    this.#close = null;
+  }
+
+  #took(s: api.StatusReport) {
+    this.snapshot = s;
+    this.overall = s.overall;
+    this.lastHeard = new Date();
+    this.error = null;
   }
 
   async refresh() {
     try {
-      this.snapshot = await api.status();
-      this.overall = this.snapshot.overall;
-      this.error = null;
+      this.#took(await api.status());
     } catch (e) {
-      this.error = e instanceof Error ? e.message : String(e);
+      if (!(e instanceof api.ApiError && e.status === 401)) this.error = e instanceof Error ? e.message : String(e);
     }
   }
 
