@@ -640,5 +640,9 @@ autostart = true
     assert_eq!(code, 200);
     let out = env.cli(&["stop", "a/prod/web"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(!alive(pid) && !alive(shim as u32));
+    assert!(!alive(pid), "the service is gone when stop returns");
+    // The idle log holder is told to quit as the stop returns; it exits a moment later.
+    env.wait_until("the log holder exits", || {
+        (!alive(shim as u32)).then_some(())
+    });
 }
