@@ -29,6 +29,19 @@ health = {{ http = "/health", interval = "100ms" }}
     ))
 }
 
+/// The id of the safety backup a restore reports.
+fn safety_id(out: &str) -> i64 {
+    out.lines()
+        .find_map(|l| {
+            l.strip_prefix("what was replaced is kept as backup ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no safety backup in:\n{out}"))
+}
+
 fn backup_ids(env: &TestEnv) -> Vec<(i64, bool)> {
     let list = env
         .block_on(env.client().backups(&"a/prod".parse().expect("target")))
@@ -120,11 +133,22 @@ fn a_restore_puts_the_backup_in_place_and_keeps_a_safety_copy() {
     assert!(out.status.success(), "{}", stderr(&out));
     let safety = stdout(&out)
         .lines()
-        .find_map(|l| l.strip_prefix("the previous database is kept in "))
+        .find_map(|l| l.strip_prefix("the previous data is kept in "))
         .map(str::to_owned)
         .expect("a safety copy");
+    assert!(safety.ends_with("main.db.zst"), "compressed: {safety}");
+    let id = safety_id(&stdout(&out));
+    let copy = env.dir.path().join("safety.db");
+    let out = env.cli(&[
+        "restore",
+        "a/prod",
+        &id.to_string(),
+        "--to",
+        &copy.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        rows(Path::new(&safety)) >= before_restore,
+        rows(&copy) >= before_restore,
         "the safety copy has the newer rows"
     );
     env.wait_service("a/prod/web", "is healthy again", |s| {
@@ -484,4 +508,277 @@ fn a_failed_scheduled_backup_is_an_event_and_is_not_retried_at_every_tick() {
         (since.elapsed() > std::time::Duration::from_secs(11)).then_some(())
     });
     assert_eq!(failed().len(), 1, "tried again within the hour");
+}
+
+fn backups_of(env: &TestEnv, target: &str) -> Vec<homeport_types::BackupInfo> {
+    env.block_on(env.client().backups(&target.parse().expect("target")))
+        .expect("backups")
+        .into_iter()
+        .flat_map(|e| e.backups)
+        .collect()
+}
+
+fn read_tree(root: &Path) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = walk(root)
+        .into_iter()
+        .filter(|p| p.is_file())
+        .map(|p| {
+            (
+                p.strip_prefix(root)
+                    .expect("under root")
+                    .display()
+                    .to_string(),
+                std::fs::read_to_string(&p).unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn files_are_restored_in_place_per_path_or_all_and_written_out_for_inspection() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.relay.env.production]
+autostart = true
+files = ["@HOME@/uploads", "@HOME@/state.json"]
+[apps.relay.env.production.services.web]
+command = ["@FIXTURE@", "--port", "{port}"]
+port = @P0@
+health = { http = "/health", interval = "100ms" }
+"#,
+    );
+    let home = env.dir.path().to_path_buf();
+    let uploads = home.join("uploads");
+    std::fs::create_dir_all(uploads.join("2024")).expect("uploads");
+    std::fs::write(uploads.join("2024/a.txt"), "first upload").expect("a");
+    std::fs::write(uploads.join("b.txt"), "second upload").expect("b");
+    std::fs::write(home.join("state.json"), r#"{"cursor": 1}"#).expect("state");
+    env.start_agent();
+    let before = env.wait_service("relay/production/web", "is healthy", |s| {
+        s.state == ServiceState::Healthy
+    });
+    let out = env.cli(&["backup", "relay/production"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = backups_of(&env, "relay/production")[0].id;
+    let at_backup = read_tree(&uploads);
+
+    // Later: a file changed, one removed, one added, the state moved on.
+    std::fs::write(uploads.join("b.txt"), "overwritten").expect("b");
+    std::fs::remove_file(uploads.join("2024/a.txt")).expect("rm a");
+    std::fs::write(uploads.join("c.txt"), "new since").expect("c");
+    std::fs::write(home.join("state.json"), r#"{"cursor": 9}"#).expect("state");
+    let later = read_tree(&uploads);
+
+    // One path only: the state file comes back, the uploads stay as they are.
+    let out = env.cli(&[
+        "restore",
+        "relay/production",
+        &id.to_string(),
+        "--path",
+        "state.json",
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(home.join("state.json")).expect("state"),
+        r#"{"cursor": 1}"#
+    );
+    assert_eq!(read_tree(&uploads), later, "the uploads were not touched");
+
+    // Everything: the uploads are as they were at the backup, the newer ones in a safety copy.
+    let out = env.cli(&["restore", "relay/production", &id.to_string()]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(read_tree(&uploads), at_backup);
+    let safety = safety_id(&stdout(&out));
+    let after = env.wait_service("relay/production/web", "is healthy again", |s| {
+        s.state == ServiceState::Healthy
+    });
+    assert_ne!(
+        after.pid, before.pid,
+        "the environment was stopped for the swap"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&home)
+        .expect("home")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".from-backup") || n.contains(".replaced"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Written out for inspection, each path under its name, no absolute path needed.
+    let inspect = home.join("inspect");
+    let out = env.cli(&[
+        "restore",
+        "relay/production",
+        &safety.to_string(),
+        "--to",
+        &inspect.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        read_tree(&inspect.join("uploads")),
+        later,
+        "the safety copy holds what was replaced"
+    );
+    assert_eq!(
+        std::fs::read_to_string(inspect.join("state.json")).expect("state"),
+        r#"{"cursor": 1}"#
+    );
+    // A folder that is not empty is refused, and nothing is written into it.
+    let out = env.cli(&[
+        "restore",
+        "relay/production",
+        &id.to_string(),
+        "--to",
+        &inspect.display().to_string(),
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("is not empty"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_backup_found_corrupt_is_marked_failed_and_never_kept_in_place_of_a_good_one() {
+    let mut env = env_with_db(
+        r#"backup = { keep_last = 3, keep_daily = 0, keep_weekly = 0, keep_monthly = 0 }"#,
+    );
+    env.start_agent();
+    env.wait_service("a/prod/web", "is healthy", |s| {
+        s.state == ServiceState::Healthy
+    });
+    for _ in 0..3 {
+        assert!(env.cli(&["backup", "a/prod"]).status.success());
+    }
+    let list = backups_of(&env, "a/prod");
+    let (newest, second, oldest) = (&list[0], &list[1], &list[2]);
+    let file = Path::new(&newest.dir).join(&newest.artifacts[0].file);
+    let mut bytes = std::fs::read(&file).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&file, bytes).expect("corrupt");
+
+    // A plain restore picks the newest, finds it corrupt, and refuses; the service never stops.
+    let pid = service(&env.status(), "a/prod/web").pid;
+    let out = env.cli(&["restore", "a/prod"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("checksum mismatch"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(service(&env.status(), "a/prod/web").pid, pid);
+    let marked = backups_of(&env, "a/prod");
+    let b = marked
+        .iter()
+        .find(|b| b.id == newest.id)
+        .expect("still listed");
+    assert!(!b.verified, "marked failed");
+    assert!(
+        b.problem
+            .as_deref()
+            .is_some_and(|p| p.contains("checksum mismatch")),
+        "{b:?}"
+    );
+    let listing = stdout(&env.cli(&["backups", "a/prod"]));
+    assert!(listing.contains("FAILED: "), "{listing}");
+
+    // The next plain restore takes the newest good one.
+    let copy = env.dir.path().join("copy.db");
+    let out = env.cli(&["restore", "a/prod", "--to", &copy.display().to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("from backup {}", second.id)),
+        "{}",
+        stdout(&out)
+    );
+
+    // Retention (keep_last = 3) counts good backups only: the failed one goes, the oldest good
+    // one stays.
+    assert!(env.cli(&["backup", "a/prod"]).status.success());
+    let ids: Vec<i64> = backups_of(&env, "a/prod").iter().map(|b| b.id).collect();
+    assert!(
+        !ids.contains(&newest.id),
+        "the failed backup was deleted: {ids:?}"
+    );
+    assert!(
+        ids.contains(&second.id) && ids.contains(&oldest.id) && ids.len() == 3,
+        "{ids:?}"
+    );
+    assert!(!Path::new(&newest.dir).exists(), "its files are gone");
+}
+
+#[test]
+fn safety_copies_are_listed_compressed_and_pruned_by_their_own_retention() {
+    let mut env = env_with_db(r#"backup = { keep_safety = 2 }"#);
+    env.start_agent();
+    env.wait_service("a/prod/web", "is healthy", |s| {
+        s.state == ServiceState::Healthy
+    });
+    assert!(env.cli(&["backup", "a/prod"]).status.success());
+    let mut safety = Vec::new();
+    for _ in 0..3 {
+        let out = env.cli(&["restore", "a/prod"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        safety.push(safety_id(&stdout(&out)));
+    }
+    let list = backups_of(&env, "a/prod");
+    let kept: Vec<i64> = list
+        .iter()
+        .filter(|b| b.trigger == homeport_types::BackupTrigger::Safety)
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(kept, [safety[2], safety[1]], "the newest two, newest first");
+    let newest = list.iter().find(|b| b.id == safety[2]).expect("newest");
+    assert!(
+        newest
+            .artifacts
+            .iter()
+            .all(|a| a.compressed && a.file.ends_with(".zst")),
+        "{newest:?}"
+    );
+    let safety_dirs = std::fs::read_dir(env.data.join("backups/a/prod/safety"))
+        .expect("safety dir")
+        .count();
+    assert_eq!(safety_dirs, 2, "the pruned copy's files are gone");
+    let listing = stdout(&env.cli(&["backups", "a/prod"]));
+    assert_eq!(listing.matches("safety copy").count(), 2, "{listing}");
+    // A plain restore never picks a safety copy.
+    let out = env.cli(&["restore", "a/prod"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let original = list
+        .iter()
+        .find(|b| b.trigger == homeport_types::BackupTrigger::Manual)
+        .expect("the backup");
+    assert!(
+        stdout(&out).contains(&format!("from backup {}", original.id)),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_restore_names_whose_backup_it_is() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.collab.env.production]
+databases = { main = "@HOME@/prod.db" }
+[apps.collab.env.beta]
+databases = { main = "@HOME@/beta.db" }
+"#,
+    );
+    rusqlite::Connection::open(env.dir.path().join("prod.db"))
+        .and_then(|c| c.execute_batch("CREATE TABLE t(x)"))
+        .expect("db");
+    env.start_agent();
+    assert!(env.cli(&["backup", "collab/production"]).status.success());
+    let id = backups_of(&env, "collab/production")[0].id;
+    let out = env.cli(&["restore", "collab/beta", &id.to_string()]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "backup {id} belongs to collab/production, not collab/beta; restore it with `homeport restore collab/production {id}`"
+        )),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -40,6 +40,30 @@ depends_on = ["nope"]
 }
 
 #[test]
+fn config_check_finds_two_environments_sharing_a_database_through_a_symbolic_link() {
+    let env = TestEnv::new(
+        r#"
+[apps.a.env.production]
+databases = { main = "@HOME@/data/prod.db" }
+[apps.a.env.dev]
+databases = { main = "@HOME@/devdata/prod.db" }
+"#,
+    );
+    std::fs::create_dir_all(env.dir.path().join("data")).expect("data");
+    std::os::unix::fs::symlink(env.dir.path().join("data"), env.dir.path().join("devdata"))
+        .expect("symlink");
+    let out = env.cli(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("apps.a.env.dev.databases.main: database")
+            && err.contains("is also written by a/production")
+            && err.contains("environments must not share a database"),
+        "{err}"
+    );
+}
+
+#[test]
 fn config_check_names_the_line_of_bad_bytes_and_of_a_dependency_cycle() {
     let env = TestEnv::new("[apps.a.env.prod.services.web]\ncommand = [\"@FIXTURE@\"]\n");
     // A comment saved in Latin-1 on a new last line: the bad byte is its sixth character.

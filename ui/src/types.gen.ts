@@ -204,9 +204,9 @@ needs_agent_restart: boolean,
  */
 revision: string, };
 
-export type BackupTrigger = "manual" | "scheduled" | "pre_deploy";
+export type BackupTrigger = "manual" | "scheduled" | "pre_deploy" | "safety";
 
-export type ArtifactKind = "database" | "files";
+export type ArtifactKind = "sqlite" | "files";
 
 export type BackupArtifact = { 
 /**
@@ -222,7 +222,13 @@ time: string, trigger: BackupTrigger, size: number, duration_ms: number,
 /**
  * Its checksums and integrity were checked (when taken, or by the last `verify`).
  */
-verified: boolean, dir: string, artifacts: Array<BackupArtifact>, };
+verified: boolean, 
+/**
+ * Why its last check failed (a checksum mismatch, a damaged copy, a missing file): a failed
+ * backup is never picked by a plain `restore` and never kept by retention in place of a
+ * good one.
+ */
+problem: string | null, dir: string, artifacts: Array<BackupArtifact>, };
 
 export type EnvBackups = { app: string, env: string, 
 /**
@@ -254,23 +260,33 @@ target: Target,
  */
 backup: number | null, 
 /**
- * Only this database; default: every database in the backup.
+ * Only this database; default: everything in the backup.
  */
 database: string | null, 
 /**
- * Restore into this new file for inspection instead of replacing the live database.
+ * Only this one of the environment's `files` (its path, or its name in the archive);
+ * default: everything in the backup.
+ */
+path: string | null, 
+/**
+ * Write the backup out here for inspection instead of replacing anything live: a new file
+ * when one database is restored, else a new (or empty) folder.
  */
 to: string | null, };
 
 export type RestoreOutcome = { backup: number, 
 /**
- * Databases put in place (or the file written, with `to`).
+ * Databases and files put in place (or what was written, with `to`).
  */
 restored: Array<string>, 
 /**
- * Safety copies of the databases that were replaced.
+ * Safety copies of what was replaced (files of the safety backup).
  */
-safety_copies: Array<string>, };
+safety_copies: Array<string>, 
+/**
+ * The safety copy's id in the catalogue: restoring it undoes this restore.
+ */
+safety_backup: number | null, };
 
 export type VerifyOutcome = { id: number, ok: boolean, problems: Array<string>, };
 

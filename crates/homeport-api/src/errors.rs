@@ -124,7 +124,9 @@ impl From<SettingsError> for ApiError {
 impl From<BackupOpError> for ApiError {
     fn from(e: BackupOpError) -> Self {
         let status = match &e {
-            BackupOpError::NotFound(_) | BackupOpError::NoBackup(_) => StatusCode::NOT_FOUND,
+            BackupOpError::NotFound(_) | BackupOpError::NoBackup(_) | BackupOpError::NotHere(_) => {
+                StatusCode::NOT_FOUND
+            }
             BackupOpError::Busy(_) => StatusCode::CONFLICT,
             BackupOpError::Refused(_) => StatusCode::BAD_REQUEST,
             BackupOpError::Backup(_) | BackupOpError::RestoreFailed { .. } => {

@@ -359,7 +359,13 @@ pub async fn restore(
     let to = req.to.as_deref().map(std::path::Path::new);
     Ok(Json(
         st.core
-            .restore(&req.target, req.backup, req.database.as_deref(), to)
+            .restore(
+                &req.target,
+                req.backup,
+                req.database.as_deref(),
+                req.path.as_deref(),
+                to,
+            )
             .await?,
     ))
 }

@@ -2,19 +2,26 @@
 //! files, checked, checksummed, retained, and restorable.
 //!
 //! # Layout
-//! - [`take`]: one backup set of an environment — every database (SQLite's online backup API,
-//!   WAL-safe, while the service keeps writing) and a `files.tar.zst` of its files — into
-//!   `BACKUPS/<app>/<env>/<time>/`. Each artifact is written as `NAME.partial`, checked
-//!   (`PRAGMA integrity_check`), fsynced, compressed if asked, checksummed (SHA-256) and only then
-//!   renamed to its final name; the set's folder appears under its final name last. A crash at any
-//!   point leaves at most `*.partial` files, which [`sweep_partials`] removes and which nothing
-//!   ever catalogues or restores.
+//! - [`take`] and [`SetBuilder`]: one backup set of an environment — every database (SQLite's
+//!   online backup API, WAL-safe, while the service keeps writing) and a `files.tar.zst` of its
+//!   files — into `BACKUPS/<app>/<env>/<time>/`. Each artifact is written as `NAME.partial`,
+//!   checked (`PRAGMA integrity_check`), fsynced, compressed if asked, checksummed (SHA-256) and
+//!   only then renamed to its final name; the set's folder appears under its final name last. A
+//!   crash at any point leaves at most `*.partial` files, which [`sweep_partials`] removes and
+//!   which nothing ever catalogues or restores.
 //! - [`verify`]: re-checks an artifact's checksum and, for a database, its integrity.
-//! - [`restore`]: puts a database back (see there for the safety copy).
+//! - [`restore`]: puts a database or files back — swapped in with the services stopped, or a
+//!   database written in place under its running users — and keeps what it replaces.
+//! - [`diff`]: which rows a restore discarded, per table.
 //! - [`retention`]: which backups to delete — a pure function.
 //! - [`schedule`]: when the next backup is due — a pure function that runs a missed backup once.
+//!
+//! Each artifact has a kind ([`ArtifactKind`]): one per database engine, and `files`. What is
+//! engine-specific — taking a consistent copy, checking it, putting it back — is chosen by the
+//! kind; the catalogue, checksums, compression, retention and the restore flow are not.
 
 mod archive;
+pub mod diff;
 pub mod restore;
 pub mod retention;
 pub mod schedule;
@@ -28,9 +35,14 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use archive::{FileEntry, read_index, unpack_entry};
+pub use homeport_types::ArtifactKind;
 pub use sqlite::{
     BackupMethod, backup_database, backup_database_within, integrity_check, is_sqlite,
 };
+
+/// One file of a backup set, as the catalogue keeps it.
+pub type Artifact = homeport_types::BackupArtifact;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -54,11 +66,22 @@ pub enum BackupError {
     Write(PathBuf, String),
     #[error("{0}: {1}")]
     Io(PathBuf, #[source] io::Error),
+    #[error("{0}")]
+    Archive(String),
 }
 
 impl BackupError {
     pub(crate) fn io(path: &Path) -> impl FnOnce(io::Error) -> BackupError + '_ {
         move |e| BackupError::Io(path.to_path_buf(), e)
+    }
+
+    /// The backup itself is bad (its files do not match what was recorded, or a copy is
+    /// damaged), as opposed to a problem of the moment (a locked database, a full disk).
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            BackupError::Checksum { .. } | BackupError::Corrupt(..) | BackupError::Archive(_)
+        ) || matches!(self, BackupError::Missing(_))
     }
 }
 
@@ -71,26 +94,6 @@ pub struct BackupPlan {
     pub files: Vec<PathBuf>,
     /// Compress artifacts with zstd.
     pub compress: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ArtifactKind {
-    Database,
-    Files,
-}
-
-/// One file of a backup set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Artifact {
-    /// The database's name, or `files`.
-    pub name: String,
-    pub kind: ArtifactKind,
-    /// File name inside the set's folder.
-    pub file: String,
-    pub size: u64,
-    pub sha256: String,
-    pub compressed: bool,
 }
 
 /// A finished backup set.
@@ -107,69 +110,155 @@ pub fn take(
     env_dir: &Path,
     method: BackupMethod,
 ) -> Result<BackupSet, BackupError> {
-    let started = Instant::now();
-    let stamp = humantime::format_rfc3339_millis(SystemTime::now())
-        .to_string()
-        .replace(':', "-");
-    let final_dir = env_dir.join(&stamp);
-    // The set is built in a `.partial` folder and renamed when complete.
-    let work = env_dir.join(format!("{stamp}.partial"));
-    fs::create_dir_all(&work).map_err(BackupError::io(&work))?;
-    let result = (|| {
-        let mut artifacts = Vec::new();
-        for (name, db) in &plan.databases {
-            artifacts.push(database_artifact(name, db, &work, plan.compress, method)?);
+    let mut set = SetBuilder::new(env_dir, plan.compress)?;
+    for (name, db) in &plan.databases {
+        set.add_database(name, db, method)?;
+    }
+    if !plan.files.is_empty() {
+        set.add_files(&plan.files)?;
+    }
+    set.commit()
+}
+
+/// A backup set being built in `TIME.partial/`: artifacts are added one by one, and
+/// [`SetBuilder::commit`] renames the folder to its final name. Dropped uncommitted, it removes
+/// what it wrote.
+pub struct SetBuilder {
+    env_dir: PathBuf,
+    final_dir: PathBuf,
+    work: PathBuf,
+    compress: bool,
+    started: Instant,
+    artifacts: Vec<Artifact>,
+    committed: bool,
+}
+
+impl SetBuilder {
+    pub fn new(env_dir: &Path, compress: bool) -> Result<Self, BackupError> {
+        let stamp = humantime::format_rfc3339_millis(SystemTime::now())
+            .to_string()
+            .replace(':', "-");
+        let final_dir = env_dir.join(&stamp);
+        let work = env_dir.join(format!("{stamp}.partial"));
+        homeport_fs::create_private_dir(env_dir).map_err(BackupError::io(env_dir))?;
+        fs::create_dir_all(&work).map_err(BackupError::io(&work))?;
+        Ok(Self {
+            env_dir: env_dir.to_path_buf(),
+            final_dir,
+            work,
+            compress,
+            started: Instant::now(),
+            artifacts: Vec::new(),
+            committed: false,
+        })
+    }
+
+    /// Where a plain copy of database `name` may be written before [`Self::add_database_copy`].
+    pub fn plain_path(&self, name: &str) -> PathBuf {
+        self.work.join(format!("{name}.db.partial"))
+    }
+
+    /// The folder the set will have once committed.
+    pub fn final_dir(&self) -> &Path {
+        &self.final_dir
+    }
+
+    /// A consistent online copy of the live database `db`.
+    pub fn add_database(
+        &mut self,
+        name: &str,
+        db: &Path,
+        method: BackupMethod,
+    ) -> Result<Artifact, BackupError> {
+        let partial = self.plain_path(name);
+        backup_database(db, &partial, method)?;
+        self.add_database_copy(name)
+    }
+
+    /// The plain copy already written at [`Self::plain_path`]: checked, then finished.
+    pub fn add_database_copy(&mut self, name: &str) -> Result<Artifact, BackupError> {
+        let partial = self.plain_path(name);
+        integrity_check(&partial)?;
+        let a = finish(
+            name,
+            ArtifactKind::Sqlite,
+            &partial,
+            &format!("{name}.db"),
+            self.compress,
+        )?;
+        self.artifacts.push(a.clone());
+        Ok(a)
+    }
+
+    /// A copy of a live database kept whatever state it is in: an online copy when SQLite can
+    /// read it, else its bytes as they are (with its `-wal` and `-journal`, stored beside it),
+    /// so a damaged database — the very case a restore is for — loses nothing.
+    pub fn add_database_as_is(&mut self, name: &str, db: &Path) -> Result<Artifact, BackupError> {
+        let partial = self.plain_path(name);
+        let online = backup_database(db, &partial, BackupMethod::BackupApi)
+            .and_then(|()| integrity_check(&partial));
+        if online.is_ok() {
+            return self.add_database_copy(name);
         }
-        if !plan.files.is_empty() {
-            artifacts.push(files_artifact(&plan.files, &work, plan.compress)?);
+        let _ = fs::remove_file(&partial);
+        restore::private_copy(db, &partial)?;
+        for side in ["-wal", "-journal"] {
+            let from = restore::sidecar(db, side);
+            if from.exists() {
+                restore::private_copy(&from, &self.work.join(format!("{name}.db{side}")))?;
+            }
         }
-        sync_dir(&work)?;
-        fs::rename(&work, &final_dir).map_err(BackupError::io(&final_dir))?;
-        sync_dir(env_dir)?;
-        Ok(artifacts)
-    })();
-    match result {
-        Ok(artifacts) => Ok(BackupSet {
-            dir: final_dir,
-            artifacts,
-            duration_ms: started.elapsed().as_millis() as u64,
-        }),
-        Err(e) => {
-            let _ = fs::remove_dir_all(&work);
-            Err(e)
-        }
+        // Stored plain, so it can be put back byte for byte with its sidecars.
+        let a = finish(
+            name,
+            ArtifactKind::Sqlite,
+            &partial,
+            &format!("{name}.db"),
+            false,
+        )?;
+        self.artifacts.push(a.clone());
+        Ok(a)
+    }
+
+    /// An archive of `paths` (files and folders), as `files.tar`.
+    pub fn add_files(&mut self, paths: &[PathBuf]) -> Result<Artifact, BackupError> {
+        let partial = self.work.join("files.tar.partial");
+        archive::write_tar(paths, &partial)?;
+        let a = finish(
+            "files",
+            ArtifactKind::Files,
+            &partial,
+            "files.tar",
+            self.compress,
+        )?;
+        self.artifacts.push(a.clone());
+        Ok(a)
+    }
+
+    pub fn artifacts(&self) -> &[Artifact] {
+        &self.artifacts
+    }
+
+    /// Makes the set whole: fsynced, then renamed to its final name.
+    pub fn commit(mut self) -> Result<BackupSet, BackupError> {
+        sync_dir(&self.work)?;
+        fs::rename(&self.work, &self.final_dir).map_err(BackupError::io(&self.final_dir))?;
+        sync_dir(&self.env_dir)?;
+        self.committed = true;
+        Ok(BackupSet {
+            dir: self.final_dir.clone(),
+            artifacts: std::mem::take(&mut self.artifacts),
+            duration_ms: self.started.elapsed().as_millis() as u64,
+        })
     }
 }
 
-fn database_artifact(
-    name: &str,
-    db: &Path,
-    dir: &Path,
-    compress: bool,
-    method: BackupMethod,
-) -> Result<Artifact, BackupError> {
-    let partial = dir.join(format!("{name}.db.partial"));
-    backup_database(db, &partial, method)?;
-    integrity_check(&partial)?;
-    finish(
-        name,
-        ArtifactKind::Database,
-        &partial,
-        &format!("{name}.db"),
-        compress,
-    )
-}
-
-fn files_artifact(paths: &[PathBuf], dir: &Path, compress: bool) -> Result<Artifact, BackupError> {
-    let partial = dir.join("files.tar.partial");
-    archive::write_tar(paths, &partial)?;
-    finish(
-        "files",
-        ArtifactKind::Files,
-        &partial,
-        "files.tar",
-        compress,
-    )
+impl Drop for SetBuilder {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.work);
+        }
+    }
 }
 
 /// fsync, compress (to a second partial file), checksum, rename to the final name.
@@ -262,20 +351,22 @@ pub fn check_sha256(path: &Path, expected: &str) -> Result<(), BackupError> {
     }
 }
 
-/// Re-checks an artifact: its checksum, and a database's integrity.
+/// Re-checks an artifact: its checksum, and what its kind can check of its content (a
+/// database's integrity, an archive's index).
 pub fn verify(set_dir: &Path, a: &Artifact) -> Result<(), BackupError> {
     let path = set_dir.join(&a.file);
     if !path.exists() {
         return Err(BackupError::Missing(path));
     }
     check_sha256(&path, &a.sha256)?;
-    if a.kind == ArtifactKind::Database {
-        let tmp = set_dir.join(format!(".verify-{}.db", a.name));
-        let checked = extract(&path, a.compressed, &tmp).and_then(|()| integrity_check(&tmp));
-        let _ = fs::remove_file(&tmp);
-        checked?;
-    }
-    Ok(())
+    let tmp = set_dir.join(format!(".verify-{}", a.file));
+    let _ = fs::remove_file(&tmp);
+    let checked = extract(&path, a.compressed, &tmp).and_then(|()| match a.kind {
+        ArtifactKind::Sqlite => integrity_check(&tmp),
+        ArtifactKind::Files => read_index(&tmp).map(drop),
+    });
+    let _ = fs::remove_file(&tmp);
+    checked
 }
 
 /// Removes what a crash left half-written under `root` (`*.partial` files and folders).

@@ -1,6 +1,8 @@
-//! Which backups to keep: the newest `keep_last`, plus the newest of each of the last
-//! `keep_daily` days, `keep_weekly` weeks and `keep_monthly` months — and always the newest
-//! verified one, whatever the numbers say.
+//! Which backups to keep: the newest `keep_last` good ones, plus the newest good one of each of
+//! the last `keep_daily` days, `keep_weekly` weeks and `keep_monthly` months — and always the
+//! newest good one, whatever the numbers say. A backup whose check failed is never kept: it
+//! takes no slot a good backup could have. Safety copies (what restores replaced) have a
+//! retention of their own: [`safety_to_delete`].
 
 use std::collections::BTreeSet;
 
@@ -18,12 +20,14 @@ pub struct Candidate {
     pub id: i64,
     /// Seconds since the Unix epoch (UTC).
     pub time: i64,
-    pub verified: bool,
+    /// Verified, and no check of it has failed since.
+    pub good: bool,
 }
 
-/// The ids to delete. Pure: the same inputs always give the same answer.
+/// The ids to delete: every backup that is not good, and the good ones the policy does not
+/// keep. Pure: the same inputs always give the same answer.
 pub fn to_delete(backups: &[Candidate], policy: &Retention) -> Vec<i64> {
-    let mut newest_first: Vec<&Candidate> = backups.iter().collect();
+    let mut newest_first: Vec<&Candidate> = backups.iter().filter(|c| c.good).collect();
     newest_first.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
     let mut keep: BTreeSet<i64> = BTreeSet::new();
     keep.extend(newest_first.iter().take(policy.keep_last).map(|c| c.id));
@@ -48,13 +52,26 @@ pub fn to_delete(backups: &[Candidate], policy: &Retention) -> Vec<i64> {
         let (y, m, _) = civil_from_days(t.div_euclid(DAY));
         y * 12 + i64::from(m)
     });
-    if let Some(newest_verified) = newest_first.iter().find(|c| c.verified) {
-        keep.insert(newest_verified.id);
+    if let Some(newest) = newest_first.first() {
+        keep.insert(newest.id);
     }
     let mut out: Vec<i64> = backups
         .iter()
         .map(|c| c.id)
         .filter(|id| !keep.contains(id))
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// Safety copies to delete: all but the newest `keep`, and never the newest one.
+pub fn safety_to_delete(copies: &[Candidate], keep: usize) -> Vec<i64> {
+    let mut newest_first: Vec<&Candidate> = copies.iter().collect();
+    newest_first.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
+    let mut out: Vec<i64> = newest_first
+        .iter()
+        .skip(keep.max(1))
+        .map(|c| c.id)
         .collect();
     out.sort_unstable();
     out
@@ -82,8 +99,8 @@ mod tests {
     const DAY: i64 = 86_400;
     const HOUR: i64 = 3_600;
 
-    fn c(id: i64, time: i64, verified: bool) -> Candidate {
-        Candidate { id, time, verified }
+    fn c(id: i64, time: i64, good: bool) -> Candidate {
+        Candidate { id, time, good }
     }
 
     fn policy(last: usize, daily: usize, weekly: usize, monthly: usize) -> Retention {
@@ -120,9 +137,32 @@ mod tests {
     }
 
     #[test]
-    fn the_newest_verified_backup_survives_a_policy_of_zero() {
+    fn the_newest_good_backup_survives_a_policy_of_zero() {
         let backups = [c(1, 10, true), c(2, 20, false), c(3, 30, false)];
         assert_eq!(to_delete(&backups, &policy(0, 0, 0, 0)), [2, 3]);
+    }
+
+    #[test]
+    fn a_failed_backup_never_takes_the_place_of_a_good_one() {
+        // keep_last = 2: the newest (failed) one used to take a slot and push out a good one.
+        let backups = [
+            c(1, 10, true),
+            c(2, 20, true),
+            c(3, 30, true),
+            c(4, 40, false),
+        ];
+        assert_eq!(to_delete(&backups, &policy(2, 0, 0, 0)), [1, 4]);
+        // The newest of the day is the newest good one, not the failed one.
+        let day = [c(1, DAY + 10, true), c(2, DAY + 20, false)];
+        assert_eq!(to_delete(&day, &policy(0, 1, 0, 0)), [2]);
+    }
+
+    #[test]
+    fn safety_copies_keep_their_newest() {
+        let copies = [c(5, 50, true), c(6, 60, true), c(7, 70, true)];
+        assert_eq!(safety_to_delete(&copies, 2), [5]);
+        assert_eq!(safety_to_delete(&copies, 0), [5, 6], "never the newest");
+        assert!(safety_to_delete(&[], 0).is_empty());
     }
 
     proptest! {
@@ -134,13 +174,17 @@ mod tests {
             let backups: Vec<Candidate> = times.iter().enumerate().map(|(i, (t, v))| c(i as i64, *t, *v)).collect();
             let p = policy(last, daily, weekly, monthly);
             let deleted = to_delete(&backups, &p);
-            let mut newest: Vec<&Candidate> = backups.iter().collect();
+            let mut newest: Vec<&Candidate> = backups.iter().filter(|c| c.good).collect();
             newest.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
             for k in newest.iter().take(last) {
                 prop_assert!(!deleted.contains(&k.id));
             }
-            if let Some(v) = newest.iter().find(|c| c.verified) {
+            if let Some(v) = newest.first() {
                 prop_assert!(!deleted.contains(&v.id));
+            }
+            // Nothing that is not good is kept.
+            for b in backups.iter().filter(|b| !b.good) {
+                prop_assert!(deleted.contains(&b.id));
             }
             // Deleting is idempotent: what is left is kept by the same policy.
             let left: Vec<Candidate> = backups.iter().copied().filter(|b| !deleted.contains(&b.id)).collect();

@@ -83,12 +83,14 @@ pub async fn restore(
     target: Target,
     backup: Option<i64>,
     db: Option<String>,
+    file: Option<String>,
     to: Option<PathBuf>,
 ) -> Result<(), Failure> {
     let req = homeport_types::RestoreRequest {
         target,
         backup,
         database: db,
+        path: file,
         to: to.map(|p| std::path::absolute(&p).unwrap_or(p).display().to_string()),
     };
     let client = client(config_path)?;
@@ -123,8 +125,13 @@ pub async fn restore(
     for r in &out.restored {
         outln!("restored {r} from backup {}{how}", out.backup)?;
     }
+    if let Some(id) = out.safety_backup {
+        outln!(
+            "what was replaced is kept as backup {id} (restore it to undo: homeport restore {target} {id})"
+        )?;
+    }
     for s in &out.safety_copies {
-        outln!("the previous database is kept in {s}")?;
+        outln!("the previous data is kept in {s}")?;
     }
     Ok(())
 }

@@ -107,13 +107,14 @@ pub enum Cmd {
         #[arg(add = ArgValueCandidates::new(complete_targets))]
         target: Option<Target>,
     },
-    /// List backups: ID, time, size, trigger, verified
+    /// List backups (and the safety copies restores kept): ID, time, size, trigger, state
     Backups {
         /// Only these environments' backups (APP or APP/ENV) [default: all]
         #[arg(add = ArgValueCandidates::new(complete_targets))]
         target: Option<Target>,
     },
-    /// Put an environment's databases back from a backup (default: the newest verified one)
+    /// Put an environment's databases and files back from a backup (default: the newest
+    /// verified one)
     Restore {
         /// The environment to restore, APP/ENV
         #[arg(add = ArgValueCandidates::new(complete_targets))]
@@ -121,10 +122,14 @@ pub enum Cmd {
         /// Backup ID (see `homeport backups`) [default: the newest verified one]
         backup: Option<i64>,
         /// Only this database of the backup
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", conflicts_with = "path")]
         db: Option<String>,
-        /// Write the database into this new file for inspection; the live one is not touched
-        #[arg(long, value_name = "FILE")]
+        /// Only this one of the environment's `files` (its path, or its name in `backups`)
+        #[arg(long, value_name = "PATH")]
+        path: Option<String>,
+        /// Write the backup out here for inspection, nothing live is touched: a new FILE for
+        /// one database, else a new or empty folder
+        #[arg(long, value_name = "FILE|DIR")]
         to: Option<PathBuf>,
     },
     /// Build the app's source and roll it out to an environment

@@ -175,8 +175,9 @@ async fn run(cmd: Cmd, config_path: PathBuf, explicit_config: bool) -> Result<()
             target,
             backup,
             db,
+            path: file,
             to,
-        } => backup::restore(path, target, backup, db, to).await,
+        } => backup::restore(path, target, backup, db, file, to).await,
         Cmd::Deploy { app, env } => deploy::run(path, app, env, DeployKind::Deploy, None).await,
         Cmd::Promote { app, from, to } => {
             deploy::run(path, app, to, DeployKind::Promote, Some(from)).await

@@ -260,17 +260,25 @@ pub fn backups_table(envs: &[EnvBackups]) -> String {
             out.push_str("  no backups yet\n");
         }
         for b in &e.backups {
+            let state = match (&b.problem, b.verified) {
+                (Some(p), _) => format!("FAILED: {p}"),
+                (None, true) => "verified".to_owned(),
+                (None, false) => "NOT VERIFIED".to_owned(),
+            };
+            let what = if b.trigger == homeport_types::BackupTrigger::Safety {
+                "safety copy"
+            } else {
+                b.trigger.as_str()
+            };
+            let contents: Vec<&str> = b.artifacts.iter().map(|a| a.name.as_str()).collect();
             out.push_str(&format!(
-                "  {:>5}  {}  {:>10}  {:<10}  {}\n",
+                "  {:>5}  {}  {:>10}  {:<11}  {:<16}  {}\n",
                 b.id,
                 b.time,
                 size(b.size),
-                b.trigger.as_str(),
-                if b.verified {
-                    "verified"
-                } else {
-                    "NOT VERIFIED"
-                }
+                what,
+                contents.join(", "),
+                state
             ));
         }
     }

@@ -46,7 +46,12 @@ pub fn not_found(target: &Target, keys: &[ServiceKey]) -> Failure {
 
 /// Turns the agent's "no service matches" (404) into one with a suggestion.
 pub async fn explain(client: &homeport_client::Client, target: &Target, f: Failure) -> Failure {
-    if f.code != 4 {
+    // Only a target the agent does not know; a 404 about something else (a backup of another
+    // environment) already says what to do.
+    let unknown_target = ["no environment ", "no service matches", "no app "]
+        .iter()
+        .any(|m| f.message.contains(m));
+    if f.code != 4 || !unknown_target {
         return f;
     }
     match client.status().await {

@@ -93,6 +93,8 @@ pub struct BackupSettings {
     pub keep_daily: u32,
     pub keep_weekly: u32,
     pub keep_monthly: u32,
+    /// Safety copies (what restores replaced) kept per environment; the newest is always kept.
+    pub keep_safety: u32,
     pub compress: bool,
 }
 
@@ -104,6 +106,7 @@ impl Default for BackupSettings {
             keep_daily: 7,
             keep_weekly: 4,
             keep_monthly: 6,
+            keep_safety: 3,
             compress: true,
         }
     }

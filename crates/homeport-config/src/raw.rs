@@ -52,6 +52,7 @@ pub(crate) const BACKUP_KEYS: &[&str] = &[
     "keep_daily",
     "keep_weekly",
     "keep_monthly",
+    "keep_safety",
     "compress",
 ];
 pub(crate) const SERVICE_KEYS: &[&str] = &[
@@ -145,6 +146,7 @@ pub(crate) struct RawBackup {
     pub keep_daily: Option<u32>,
     pub keep_weekly: Option<u32>,
     pub keep_monthly: Option<u32>,
+    pub keep_safety: Option<u32>,
     pub compress: Option<bool>,
 }
 

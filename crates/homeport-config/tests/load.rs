@@ -244,6 +244,40 @@ databases = { main = "/srv/a/../a/main.db" }
 }
 
 #[test]
+fn a_database_shared_through_a_symbolic_link_is_found() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let real = dir.path().join("real");
+    std::fs::create_dir_all(&real)?;
+    std::os::unix::fs::symlink(&real, dir.path().join("alias"))?;
+    let text = |beta_dir: &str| {
+        format!(
+            "[apps.a.env.prod]\ndatabases = {{ main = \"{}/real/main.db\" }}\n[apps.a.env.beta]\ndatabases = {{ main = \"{}/{beta_dir}/main.db\" }}\n",
+            dir.path().display(),
+            dir.path().display()
+        )
+    };
+    // The file does not exist yet: the folders' real paths meet.
+    let diags = errors(&text("alias"));
+    let beta = find(&diags, "apps.a.env.beta.databases.main");
+    assert!(
+        beta.message.contains("a/prod") && beta.message.contains("environments must not share"),
+        "{beta}"
+    );
+    // It exists: the same file, whichever name leads to it.
+    std::fs::write(real.join("main.db"), b"")?;
+    let diags = errors(&text("alias"));
+    let prod = find(&diags, "apps.a.env.prod.databases.main");
+    assert!(prod.message.contains("a/beta (as "), "{prod}");
+    // A hard link is the same file too; a different folder is not.
+    std::fs::create_dir_all(dir.path().join("other"))?;
+    std::fs::hard_link(real.join("main.db"), dir.path().join("other/main.db"))?;
+    assert!(!errors(&text("other")).is_empty());
+    std::fs::remove_file(dir.path().join("other/main.db"))?;
+    assert!(load(&text("other")).is_ok());
+    Ok(())
+}
+
+#[test]
 fn unknown_placeholders_and_missing_ports_are_errors() {
     let diags = errors(
         r#"[apps.a.env.p.services.x]

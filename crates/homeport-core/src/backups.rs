@@ -1,17 +1,22 @@
 //! Backups of environments: take (manually, on schedule, before a deploy), catalogue in
-//! state.db, retain, verify, and restore with a safety copy that comes back if the restored
-//! environment does not come up.
+//! state.db, retain, verify, and restore with a safety copy — catalogued too, as a `safety`
+//! backup — that comes back if the restored environment does not come up.
+//!
+//! The flow is the same for every kind of artifact (a database of some engine, or the
+//! environment's files): stage and check beside the live copy → stop → safety copy → swap →
+//! start → verify → put the safety copy back on failure. What differs by kind is in
+//! homeport-backup.
 
 use std::path::{Path, PathBuf};
 use std::sync::PoisonError;
 use std::time::{Duration, SystemTime};
 
 use homeport_backup::retention::{Candidate, Retention};
-use homeport_backup::{Artifact, ArtifactKind, BackupMethod, BackupPlan, restore};
+use homeport_backup::{Artifact, ArtifactKind, BackupMethod, BackupPlan, SetBuilder, restore};
 use homeport_config::{BackupSchedule, EnvSpec};
 use homeport_types::{
-    BackupArtifact, BackupInfo, BackupTrigger, EnvBackups, EventKind, RestoreOutcome, ServiceState,
-    Subject, Target, VerifyOutcome,
+    BackupInfo, BackupTrigger, Discarded, EnvBackups, EventKind, RestoreOutcome, ServiceState,
+    Subject, TableRows, Target, VerifyOutcome,
 };
 
 use crate::Core;
@@ -22,6 +27,9 @@ pub enum BackupOpError {
     NotFound(String),
     #[error("no backup {0}")]
     NoBackup(String),
+    /// A backup that exists, but of another environment.
+    #[error("{0}")]
+    NotHere(String),
     #[error("a backup, restore or deploy of {0} is running; try again when it is done")]
     Busy(String),
     #[error(transparent)]
@@ -54,31 +62,34 @@ pub(crate) fn backups_root(core: &Core) -> PathBuf {
     core.config().agent.data_dir.join("backups")
 }
 
-fn artifact_info(a: &Artifact) -> BackupArtifact {
-    BackupArtifact {
-        name: a.name.clone(),
-        kind: match a.kind {
-            ArtifactKind::Database => homeport_types::ArtifactKind::Database,
-            ArtifactKind::Files => homeport_types::ArtifactKind::Files,
-        },
-        file: a.file.clone(),
-        size: a.size,
-        sha256: a.sha256.clone(),
-        compressed: a.compressed,
-    }
+fn safety_root(core: &Core, env: &EnvSpec) -> PathBuf {
+    backups_root(core)
+        .join(&env.app)
+        .join(&env.env)
+        .join("safety")
 }
 
-fn artifact_of(b: &BackupArtifact) -> Artifact {
-    Artifact {
-        name: b.name.clone(),
-        kind: match b.kind {
-            homeport_types::ArtifactKind::Database => ArtifactKind::Database,
-            homeport_types::ArtifactKind::Files => ArtifactKind::Files,
-        },
-        file: b.file.clone(),
-        size: b.size,
-        sha256: b.sha256.clone(),
-        compressed: b.compressed,
+/// Verified, and no later check failed.
+fn good(b: &BackupInfo) -> bool {
+    b.verified && b.problem.is_none()
+}
+
+fn epoch_secs(time: &str) -> i64 {
+    humantime::parse_rfc3339_weak(time)
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Records that a check of backup `id` failed, so a plain restore never picks it again and
+/// retention never keeps it in place of a good one.
+fn mark_failed(core: &Core, id: i64, problem: &str) {
+    let store = core.store().lock().unwrap_or_else(PoisonError::into_inner);
+    if let Err(e) = store.set_backup_checked(id, Some(problem)) {
+        tracing::error!(
+            backup = id,
+            "cannot record that the backup failed its check: {e}"
+        );
     }
 }
 
@@ -151,22 +162,7 @@ async fn make(
     })
     .await
     .map_err(|e| BackupOpError::Internal(e.to_string()))??;
-    let mut info = BackupInfo {
-        id: 0,
-        app: env.app.clone(),
-        env: env.env.clone(),
-        time,
-        trigger,
-        size: set.artifacts.iter().map(|a| a.size).sum(),
-        duration_ms: set.duration_ms,
-        verified: true,
-        dir: set.dir.display().to_string(),
-        artifacts: set.artifacts.iter().map(artifact_info).collect(),
-    };
-    {
-        let store = core.store().lock().unwrap_or_else(PoisonError::into_inner);
-        info.id = store.add_backup(&info)?;
-    }
+    let info = catalogue(core, env, time, trigger, set, true)?;
     tracing::info!(
         backup = info.id,
         "backed up {target} ({} bytes in {} ms)",
@@ -177,33 +173,73 @@ async fn make(
     Ok(info)
 }
 
-/// Deletes what the environment's retention does not keep: folder first, then the row, so a
-/// crash in between leaves a row whose `verify` says its files are gone, never an orphan file.
+/// Adds a finished set to state.db.
+fn catalogue(
+    core: &Core,
+    env: &EnvSpec,
+    time: String,
+    trigger: BackupTrigger,
+    set: homeport_backup::BackupSet,
+    verified: bool,
+) -> Result<BackupInfo, BackupOpError> {
+    let mut info = BackupInfo {
+        id: 0,
+        app: env.app.clone(),
+        env: env.env.clone(),
+        time,
+        trigger,
+        size: set.artifacts.iter().map(|a| a.size).sum(),
+        duration_ms: set.duration_ms,
+        verified,
+        problem: (!verified).then(|| {
+            "kept as it was: the database could not be read, so it was not checked".to_owned()
+        }),
+        dir: set.dir.display().to_string(),
+        artifacts: set.artifacts,
+    };
+    let store = core.store().lock().unwrap_or_else(PoisonError::into_inner);
+    info.id = store.add_backup(&info)?;
+    Ok(info)
+}
+
+/// Deletes what the environment's retention does not keep — backups by its policy (a failed
+/// one never takes a good one's place), safety copies by `keep_safety` (never the newest):
+/// folder first, then the row, so a crash in between leaves a row whose `verify` says its files
+/// are gone, never an orphan file.
 fn prune(core: &Core, env: &EnvSpec) -> Result<(), BackupOpError> {
     let store = core.store().lock().unwrap_or_else(PoisonError::into_inner);
     let list = store.backups(Some((&env.app, &env.env)))?;
-    let candidates: Vec<Candidate> = list
+    let candidate = |b: &BackupInfo| Candidate {
+        id: b.id,
+        time: epoch_secs(&b.time),
+        good: good(b),
+    };
+    let (safety, regular): (Vec<&BackupInfo>, Vec<&BackupInfo>) = list
         .iter()
-        .map(|b| Candidate {
-            id: b.id,
-            time: humantime::parse_rfc3339_weak(&b.time)
-                .ok()
-                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_secs() as i64),
-            verified: b.verified,
-        })
-        .collect();
+        .partition(|b| b.trigger == BackupTrigger::Safety);
     let policy = Retention {
         keep_last: env.backup.keep_last as usize,
         keep_daily: env.backup.keep_daily as usize,
         keep_weekly: env.backup.keep_weekly as usize,
         keep_monthly: env.backup.keep_monthly as usize,
     };
-    for id in homeport_backup::retention::to_delete(&candidates, &policy) {
+    let regular: Vec<Candidate> = regular.into_iter().map(candidate).collect();
+    let safety: Vec<Candidate> = safety.into_iter().map(candidate).collect();
+    let doomed = homeport_backup::retention::to_delete(&regular, &policy)
+        .into_iter()
+        .chain(homeport_backup::retention::safety_to_delete(
+            &safety,
+            env.backup.keep_safety as usize,
+        ));
+    for id in doomed {
         if let Some(b) = list.iter().find(|b| b.id == id) {
             let _ = std::fs::remove_dir_all(&b.dir);
             store.delete_backup(id)?;
-            tracing::info!(backup = id, "deleted by retention");
+            tracing::info!(
+                backup = id,
+                trigger = b.trigger.as_str(),
+                "deleted by retention"
+            );
         }
     }
     Ok(())
@@ -225,8 +261,10 @@ fn schedule_of(s: &BackupSchedule) -> homeport_backup::schedule::Schedule {
     }
 }
 
+/// When the environment was last backed up (safety copies are not backups of the schedule).
 fn last_time(list: &[BackupInfo]) -> Option<SystemTime> {
     list.iter()
+        .filter(|b| b.trigger != BackupTrigger::Safety)
         .filter_map(|b| humantime::parse_rfc3339_weak(&b.time).ok())
         .max()
 }
@@ -276,7 +314,7 @@ pub(crate) async fn verify(core: &Core, id: i64) -> Result<VerifyOutcome, Backup
             .artifacts
             .iter()
             .filter_map(|a| {
-                homeport_backup::verify(&dir, &artifact_of(a))
+                homeport_backup::verify(&dir, a)
                     .err()
                     .map(|e| e.to_string())
             })
@@ -285,10 +323,11 @@ pub(crate) async fn verify(core: &Core, id: i64) -> Result<VerifyOutcome, Backup
     .await
     .map_err(|e| BackupOpError::Internal(e.to_string()))?;
     let ok = problems.is_empty();
+    let problem = (!ok).then(|| problems.join("; "));
     core.store()
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .set_backup_verified(id, ok)?;
+        .set_backup_checked(id, problem.as_deref())?;
     Ok(VerifyOutcome { id, ok, problems })
 }
 
@@ -339,73 +378,164 @@ pub(crate) async fn scheduler(core: std::sync::Arc<Core>) {
     }
 }
 
+/// Which part of a backup a restore puts back.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Selection {
+    /// Only this database.
+    pub database: Option<String>,
+    /// Only this one of the environment's `files` (its path or its name in the archive).
+    pub path: Option<String>,
+}
+
+/// The backup a restore of `env` uses: `id` (which must be this environment's), or the newest
+/// good backup that is not a safety copy.
+fn pick(core: &Core, env: &EnvSpec, id: Option<i64>) -> Result<BackupInfo, BackupOpError> {
+    let store = core.store().lock().unwrap_or_else(PoisonError::into_inner);
+    let target = format!("{}/{}", env.app, env.env);
+    match id {
+        Some(id) => match store.backup(id)? {
+            Some(b) if b.app == env.app && b.env == env.env => Ok(b),
+            Some(b) => Err(BackupOpError::NotHere(format!(
+                "backup {id} belongs to {app}/{e}, not {target}; restore it with `homeport restore {app}/{e} {id}`",
+                app = b.app,
+                e = b.env
+            ))),
+            None => Err(BackupOpError::NoBackup(format!(
+                "{id} (see `homeport backups {target}`)"
+            ))),
+        },
+        None => store
+            .backups(Some((&env.app, &env.env)))?
+            .into_iter()
+            .find(|b| good(b) && b.trigger != BackupTrigger::Safety)
+            .ok_or_else(|| BackupOpError::NoBackup(format!("verified for {target}"))),
+    }
+}
+
+/// One part of a backup to put back: a database, or one listed path of its files.
+#[derive(Debug, Clone)]
+enum Part {
+    Database {
+        artifact: Artifact,
+        live: PathBuf,
+    },
+    Files {
+        artifact: Artifact,
+        /// Its name in the archive.
+        label: String,
+        live: PathBuf,
+    },
+}
+
+impl Part {
+    fn live(&self) -> &Path {
+        match self {
+            Part::Database { live, .. } | Part::Files { live, .. } => live,
+        }
+    }
+}
+
+/// The parts of `info` that `sel` names, each matched with where it goes now. The archive's
+/// index is read from `tar` (a plain copy extracted and checked here if the backup has files).
+fn parts(
+    env: &EnvSpec,
+    info: &BackupInfo,
+    sel: &Selection,
+    tar: &Path,
+) -> Result<Vec<Part>, BackupOpError> {
+    let dir = Path::new(&info.dir);
+    let mut out = Vec::new();
+    let want_dbs = sel.path.is_none();
+    let want_files = sel.database.is_none();
+    for a in &info.artifacts {
+        if a.kind.is_database() && want_dbs {
+            if sel.database.as_deref().is_some_and(|d| d != a.name) {
+                continue;
+            }
+            let live = env.databases.get(&a.name).cloned().ok_or_else(|| {
+                BackupOpError::Refused(format!(
+                    "{}/{} no longer has a database named {}; write the backup's copy out with --to",
+                    env.app, env.env, a.name
+                ))
+            })?;
+            out.push(Part::Database {
+                artifact: a.clone(),
+                live,
+            });
+        } else if a.kind == ArtifactKind::Files && want_files {
+            restore::extract_checked(dir, a, tar)?;
+            let index = homeport_backup::read_index(tar)?;
+            let mut matched = false;
+            for entry in &index {
+                let wanted = sel
+                    .path
+                    .as_deref()
+                    .is_none_or(|p| p == entry.label || Path::new(p) == entry.path.as_path());
+                if !wanted {
+                    continue;
+                }
+                matched = true;
+                // Back where the environment lists it; a path it no longer lists is left out
+                // (write it out with --to).
+                if env.files.iter().any(|f| f == &entry.path) {
+                    out.push(Part::Files {
+                        artifact: a.clone(),
+                        label: entry.label.clone(),
+                        live: entry.path.clone(),
+                    });
+                } else if sel.path.is_some() {
+                    return Err(BackupOpError::Refused(format!(
+                        "{}/{} no longer lists {} in `files`; write it out with --to DIR",
+                        env.app,
+                        env.env,
+                        entry.path.display()
+                    )));
+                }
+            }
+            if let Some(p) = &sel.path
+                && !matched
+            {
+                let names: Vec<String> = index
+                    .iter()
+                    .map(|e| format!("{} ({})", e.path.display(), e.label))
+                    .collect();
+                return Err(BackupOpError::Refused(format!(
+                    "backup {} has no file {p}; it has {}",
+                    info.id,
+                    names.join(", ")
+                )));
+            }
+        }
+    }
+    if out.is_empty() {
+        let what = match (&sel.database, &sel.path) {
+            (Some(d), _) => format!("no database named {d}"),
+            (_, Some(p)) => format!("no file {p}"),
+            _ => "nothing the environment still lists".to_owned(),
+        };
+        return Err(BackupOpError::Refused(format!(
+            "backup {} has {what}",
+            info.id
+        )));
+    }
+    Ok(out)
+}
+
 pub(crate) async fn restore_env(
     core: &Core,
     target: &Target,
     backup: Option<i64>,
-    database: Option<&str>,
+    sel: Selection,
     to: Option<&Path>,
 ) -> Result<RestoreOutcome, BackupOpError> {
     let config = core.config();
     let env = env_of(&config.envs, target)?.clone();
-    let info = {
-        let store = core.store().lock().unwrap_or_else(PoisonError::into_inner);
-        match backup {
-            Some(id) => store
-                .backup(id)?
-                .filter(|b| b.app == env.app && b.env == env.env),
-            None => store
-                .backups(Some((&env.app, &env.env)))?
-                .into_iter()
-                .find(|b| b.verified),
-        }
-        .ok_or_else(|| {
-            BackupOpError::NoBackup(
-                backup.map_or_else(|| format!("verified for {target}"), |id| id.to_string()),
-            )
-        })?
-    };
-    let dir = PathBuf::from(&info.dir);
-    let dbs: Vec<Artifact> = info
-        .artifacts
-        .iter()
-        .map(artifact_of)
-        .filter(|a| a.kind == ArtifactKind::Database && database.is_none_or(|d| d == a.name))
-        .collect();
-    if dbs.is_empty() {
-        return Err(BackupOpError::Refused(format!(
-            "backup {} has no database{}",
-            info.id,
-            database.map(|d| format!(" named {d}")).unwrap_or_default()
-        )));
-    }
-
-    // Inspection copy: nothing live is touched.
+    let info = pick(core, &env, backup)?;
     if let Some(to) = to {
-        if dbs.len() > 1 {
-            return Err(BackupOpError::Refused(
-                "the backup has several databases: name one with `database`".into(),
-            ));
-        }
-        if to.exists() {
-            return Err(BackupOpError::Refused(format!(
-                "{} exists; restore into a new file",
-                to.display()
-            )));
-        }
-        let (a, to2, dir2) = (dbs[0].clone(), to.to_path_buf(), dir.clone());
-        tokio::task::spawn_blocking(move || restore::extract_checked(&dir2, &a, &to2))
-            .await
-            .map_err(|e| BackupOpError::Internal(e.to_string()))??;
-        return Ok(RestoreOutcome {
-            backup: info.id,
-            restored: vec![to.display().to_string()],
-            safety_copies: vec![],
-        });
+        return write_out(core, &info, &sel, to).await;
     }
-
     let _running = core.claim_env(&env.app, &env.env, "restore")?;
-    let done = restore_live(core, &env, &info, &dir, &dbs).await;
+    let done = restore_live(core, &env, &info, &sel).await;
     let subject = Subject::env(&env.app, &env.env);
     match &done {
         Ok(out) => core.emit(
@@ -427,18 +557,383 @@ pub(crate) async fn restore_env(
     done
 }
 
-/// Stops the environment, swaps the checked databases in with safety copies, restarts what ran
-/// and checks it comes up; puts the old databases back if it does not.
+/// A check of the backup's own files failed: it is marked failed before the error goes on.
+fn checked<T>(
+    core: &Core,
+    id: i64,
+    r: Result<T, homeport_backup::BackupError>,
+) -> Result<T, BackupOpError> {
+    r.map_err(|e| {
+        if e.is_damage() {
+            mark_failed(core, id, &e.to_string());
+        }
+        BackupOpError::Backup(e)
+    })
+}
+
+/// Writes the selected part of a backup out for inspection; nothing live is touched. One
+/// database goes to the file `to`; anything else into the folder `to` (new, or empty):
+/// `NAME.db` per database and each of the files under its name in the archive.
+async fn write_out(
+    core: &Core,
+    info: &BackupInfo,
+    sel: &Selection,
+    to: &Path,
+) -> Result<RestoreOutcome, BackupOpError> {
+    let dbs: Vec<&Artifact> = info
+        .artifacts
+        .iter()
+        .filter(|a| a.kind.is_database() && sel.path.is_none())
+        .filter(|a| sel.database.as_deref().is_none_or(|d| d == a.name))
+        .collect();
+    let files: Vec<&Artifact> = info
+        .artifacts
+        .iter()
+        .filter(|a| a.kind == ArtifactKind::Files && sel.database.is_none())
+        .collect();
+    if dbs.is_empty() && files.is_empty() {
+        return Err(BackupOpError::Refused(format!(
+            "backup {} has {}",
+            info.id,
+            match &sel.database {
+                Some(d) => format!("no database named {d}"),
+                None => "nothing to write out".to_owned(),
+            }
+        )));
+    }
+    let dir = PathBuf::from(&info.dir);
+    let (id, to) = (info.id, to.to_path_buf());
+    let (dbs, files): (Vec<Artifact>, Vec<Artifact>) = (
+        dbs.into_iter().cloned().collect(),
+        files.into_iter().cloned().collect(),
+    );
+    let path = sel.path.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        if files.is_empty() && dbs.len() == 1 && !to.is_dir() {
+            if to.symlink_metadata().is_ok() {
+                return Err(homeport_backup::BackupError::Archive(format!(
+                    "{} exists; restore into a new file",
+                    to.display()
+                )));
+            }
+            restore::extract_checked(&dir, &dbs[0], &to)?;
+            return Ok(vec![to.display().to_string()]);
+        }
+        let empty = std::fs::read_dir(&to).map(|mut d| d.next().is_none());
+        match empty {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(homeport_backup::BackupError::Archive(format!(
+                    "{} is not empty; write the backup out into a new or empty folder",
+                    to.display()
+                )));
+            }
+            Err(_) if to.symlink_metadata().is_ok() => {
+                return Err(homeport_backup::BackupError::Archive(format!(
+                    "{} exists and is not a folder; write the backup out into a new or empty folder",
+                    to.display()
+                )));
+            }
+            Err(_) => homeport_fs::create_private_dir(&to)
+                .map_err(|e| homeport_backup::BackupError::Io(to.clone(), e))?,
+        }
+        let mut out = Vec::new();
+        for a in &dbs {
+            let dest = to.join(format!("{}.db", a.name));
+            restore::extract_checked(&dir, a, &dest)?;
+            out.push(dest.display().to_string());
+        }
+        for a in &files {
+            let tar = to.join(".files.tar");
+            let r = restore::extract_checked(&dir, a, &tar).and_then(|()| {
+                let index = homeport_backup::read_index(&tar)?;
+                let mut wrote = Vec::new();
+                for e in index.iter().filter(|e| {
+                    path.as_deref()
+                        .is_none_or(|p| p == e.label || Path::new(p) == e.path.as_path())
+                }) {
+                    let dest = to.join(&e.label);
+                    homeport_backup::unpack_entry(&tar, &e.label, &dest)?;
+                    wrote.push(format!("{} (from {})", dest.display(), e.path.display()));
+                }
+                Ok(wrote)
+            });
+            let _ = std::fs::remove_file(&tar);
+            out.extend(r?);
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| BackupOpError::Internal(e.to_string()))?;
+    Ok(RestoreOutcome {
+        backup: info.id,
+        restored: checked(core, id, written)?,
+        safety_copies: vec![],
+        safety_backup: None,
+    })
+}
+
+/// Checks the parts of a backup and stages each beside what it replaces: nothing live changes.
+/// Returns what to swap in: (part, staged copy).
+async fn stage(
+    core: &Core,
+    info: &BackupInfo,
+    parts: Vec<Part>,
+    tar: PathBuf,
+) -> Result<Vec<(Part, PathBuf)>, BackupOpError> {
+    let dir = PathBuf::from(&info.dir);
+    let staged = tokio::task::spawn_blocking(move || {
+        let mut done: Vec<(Part, PathBuf)> = Vec::new();
+        for part in parts {
+            let r = match &part {
+                Part::Database { artifact, live } => {
+                    let tmp = sidecar(live, ".from-backup");
+                    // A copy left by a restore that crashed: made again from the backup.
+                    let _ = std::fs::remove_file(&tmp);
+                    restore::extract_checked(&dir, artifact, &tmp).map(|()| tmp)
+                }
+                Part::Files {
+                    artifact,
+                    label,
+                    live,
+                } => restore::stage_files(&dir, artifact, &tar, label, live),
+            };
+            match r {
+                Ok(p) => done.push((part, p)),
+                Err(e) => {
+                    for (_, p) in &done {
+                        remove_any(p);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(done)
+    })
+    .await
+    .map_err(|e| BackupOpError::Internal(e.to_string()))?;
+    checked(core, info.id, staged)
+}
+
+fn sidecar(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn remove_any(p: &Path) {
+    if p.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+        let _ = std::fs::remove_dir_all(p);
+    } else {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// A safety backup of what `parts` would replace, as it is now (with the services stopped):
+/// catalogued with trigger `safety`. `None` when nothing exists yet to keep.
+async fn keep_safety_copy(
+    core: &Core,
+    env: &EnvSpec,
+    parts: &[Part],
+) -> Result<Option<BackupInfo>, BackupOpError> {
+    let dbs: Vec<(String, PathBuf)> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Database { artifact, live } if live.exists() => {
+                Some((artifact.name.clone(), live.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let files: Vec<PathBuf> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Files { live, .. } if live.symlink_metadata().is_ok() => Some(live.clone()),
+            _ => None,
+        })
+        .collect();
+    if dbs.is_empty() && files.is_empty() {
+        return Ok(None);
+    }
+    let root = safety_root(core, env);
+    let compress = env.backup.compress;
+    let time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let (set, damaged) = tokio::task::spawn_blocking(move || {
+        let mut set = SetBuilder::new(&root, compress)?;
+        let mut damaged = false;
+        for (name, live) in &dbs {
+            set.add_database_as_is(name, live)?;
+            damaged |= homeport_backup::integrity_check(live).is_err();
+        }
+        if !files.is_empty() {
+            set.add_files(&files)?;
+        }
+        Ok::<_, homeport_backup::BackupError>((set.commit()?, damaged))
+    })
+    .await
+    .map_err(|e| BackupOpError::Internal(e.to_string()))??;
+    let info = catalogue(core, env, time, BackupTrigger::Safety, set, !damaged)?;
+    Ok(Some(info))
+}
+
+/// Puts the parts of a (safety) backup back with the services stopped.
+async fn put_back(info: &BackupInfo, parts: Vec<Part>) -> Result<(), BackupOpError> {
+    let dir = PathBuf::from(&info.dir);
+    tokio::task::spawn_blocking(move || {
+        let tar = dir.join(".put-back.tar");
+        let r = parts.iter().try_for_each(|p| match p {
+            Part::Database { artifact, live } => restore::put_back_database(&dir, artifact, live),
+            Part::Files {
+                artifact,
+                label,
+                live,
+            } => restore::stage_files(&dir, artifact, &tar, label, live)
+                .and_then(|staged| restore::swap_path(&staged, live)),
+        });
+        let _ = std::fs::remove_file(&tar);
+        r
+    })
+    .await
+    .map_err(|e| BackupOpError::Internal(e.to_string()))?
+    .map_err(Into::into)
+}
+
+/// The parts of a safety backup that stand for `parts` (the same names and labels).
+fn safety_parts(safety: &BackupInfo, parts: &[Part]) -> Result<Vec<Part>, BackupOpError> {
+    let dir = Path::new(&safety.dir);
+    let tar = dir.join(".index.tar");
+    let index = match safety
+        .artifacts
+        .iter()
+        .find(|a| a.kind == ArtifactKind::Files)
+    {
+        Some(a) => {
+            let r = restore::extract_checked(dir, a, &tar)
+                .and_then(|()| homeport_backup::read_index(&tar))
+                .map(|i| (a.clone(), i));
+            let _ = std::fs::remove_file(&tar);
+            Some(r?)
+        }
+        None => None,
+    };
+    let mut out = Vec::new();
+    for p in parts {
+        match p {
+            Part::Database { artifact, live } => {
+                if let Some(a) = safety.artifacts.iter().find(|a| a.name == artifact.name) {
+                    out.push(Part::Database {
+                        artifact: a.clone(),
+                        live: live.clone(),
+                    });
+                }
+            }
+            Part::Files { live, .. } => {
+                if let Some((a, index)) = &index
+                    && let Some(e) = index.iter().find(|e| &e.path == live)
+                {
+                    out.push(Part::Files {
+                        artifact: a.clone(),
+                        label: e.label.clone(),
+                        live: live.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Swaps staged copies in, in order. If one fails, the ones already swapped are put back from
+/// the safety copy, so the environment never runs on a mix of restored and live data.
+async fn swap_all(
+    staged: Vec<(Part, PathBuf)>,
+    safety: Option<&BackupInfo>,
+) -> Result<Vec<Part>, BackupOpError> {
+    let (swapped, failure) = tokio::task::spawn_blocking(move || {
+        let mut done: Vec<Part> = Vec::new();
+        let mut failure = None;
+        let mut rest = staged.iter();
+        for (part, copy) in rest.by_ref() {
+            let r = match part {
+                Part::Database { live, .. } => {
+                    let r = restore::replace_database(copy, live);
+                    let _ = std::fs::remove_file(copy);
+                    r
+                }
+                Part::Files { live, .. } => restore::swap_path(copy, live),
+            };
+            match r {
+                Ok(()) => done.push(part.clone()),
+                Err(e) => {
+                    remove_any(copy);
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        for (_, copy) in rest {
+            remove_any(copy);
+        }
+        (done, failure)
+    })
+    .await
+    .map_err(|e| BackupOpError::Internal(e.to_string()))?;
+    let Some(e) = failure else { return Ok(swapped) };
+    // Databases that did not exist before have no safety copy: what the restore put there goes.
+    let undone = match safety {
+        Some(s) => {
+            let back = safety_parts(s, &swapped)?;
+            for p in swapped
+                .iter()
+                .filter(|p| !back.iter().any(|b| b.live() == p.live()))
+            {
+                remove_any(p.live());
+            }
+            put_back(s, back).await
+        }
+        None => {
+            for p in &swapped {
+                remove_any(p.live());
+            }
+            Ok(())
+        }
+    };
+    Err(match undone {
+        Ok(()) => BackupOpError::Backup(e),
+        Err(u) => BackupOpError::Refused(format!(
+            "{e}; putting back what was already restored failed too: {u}"
+        )),
+    })
+}
+
+/// Stops the environment, swaps the checked parts in after a safety copy, restarts what ran and
+/// checks it comes up; puts the safety copy back if it does not.
 async fn restore_live(
     core: &Core,
     env: &EnvSpec,
     info: &BackupInfo,
-    dir: &Path,
-    dbs: &[Artifact],
+    sel: &Selection,
 ) -> Result<RestoreOutcome, BackupOpError> {
-    // Check every artifact before anything stops.
-    let staged = stage_restore(env, dir, dbs).await?;
     let env_target = Target::Env(env.app.clone(), env.env.clone());
+    let work = backups_root(core).join(&env.app).join(&env.env);
+    std::fs::create_dir_all(&work).map_err(|e| BackupOpError::Internal(e.to_string()))?;
+    let tar = work.join(format!(".restoring-{}.tar", info.id));
+    let _ = std::fs::remove_file(&tar);
+    // Check every part and stage it before anything stops.
+    let staged = match parts(env, info, sel, &tar) {
+        Ok(parts) => stage(core, info, parts, tar.clone()).await,
+        Err(BackupOpError::Backup(b)) => {
+            if b.is_damage() {
+                mark_failed(core, info.id, &b.to_string());
+            }
+            Err(BackupOpError::Backup(b))
+        }
+        Err(e) => Err(e),
+    };
+    let _ = std::fs::remove_file(&tar);
+    let staged = staged?;
+    let parts: Vec<Part> = staged.iter().map(|(p, _)| p.clone()).collect();
+
     let were_up: Vec<_> = core
         .supervisor()
         .status()
@@ -448,28 +943,66 @@ async fn restore_live(
         .map(|s| s.key)
         .collect();
     let _ = core.supervisor().stop(&env_target).await;
-    let safety_dir = safety_dir(core, env);
-    let swapped = match swap_in(staged, safety_dir.clone()).await {
+    let safety = match keep_safety_copy(core, env, &parts).await {
         Ok(s) => s,
         Err(e) => {
+            for (_, copy) in &staged {
+                remove_any(copy);
+            }
             restart(core, &were_up).await;
-            return Err(e);
+            return Err(BackupOpError::Refused(format!(
+                "the safety copy of what the restore would replace could not be made, so nothing was restored: {e}"
+            )));
         }
     };
+    if let Err(e) = swap_all(staged, safety.as_ref()).await {
+        restart(core, &were_up).await;
+        return Err(e);
+    }
+    let copies: Vec<String> = safety
+        .as_ref()
+        .map(|s| {
+            s.artifacts
+                .iter()
+                .map(|a| Path::new(&s.dir).join(&a.file).display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
 
-    // Start what ran before and check it comes up; otherwise put the old databases back.
-    if let Some(why) = start_and_check(core, &were_up).await {
+    // Start what ran before and check it comes up; otherwise put the old state back.
+    if let Some(why) = start_and_check(core, &were_up, env.health_deadline).await {
         let _ = core.supervisor().stop(&env_target).await;
-        let rollback = match put_back(swapped).await {
-            Ok(()) => match start_and_check(core, &were_up).await {
+        let back = match &safety {
+            Some(s) => match safety_parts(s, &parts) {
+                Ok(b) => {
+                    for p in parts
+                        .iter()
+                        .filter(|p| !b.iter().any(|x| x.live() == p.live()))
+                    {
+                        remove_any(p.live());
+                    }
+                    put_back(s, b).await
+                }
+                Err(e) => Err(e),
+            },
+            None => {
+                for p in &parts {
+                    remove_any(p.live());
+                }
+                Ok(())
+            }
+        };
+        let rollback = match back {
+            Ok(()) => match start_and_check(core, &were_up, env.health_deadline).await {
                 None => "the previous database is back in place and its services run".to_owned(),
                 Some(w) => format!(
                     "the previous database is back in place, but its services did not come up: {w}"
                 ),
             },
             Err(e) => format!(
-                "putting the previous database back failed too: {e}; safety copies are in {}",
-                safety_dir.display()
+                "putting the previous database back failed too: {e}; the safety copy is backup {} ({})",
+                safety.as_ref().map_or(0, |s| s.id),
+                copies.join(", ")
             ),
         };
         return Err(BackupOpError::RestoreFailed {
@@ -478,157 +1011,107 @@ async fn restore_live(
             rollback,
         });
     }
+    let _ = prune(core, env);
     Ok(RestoreOutcome {
         backup: info.id,
-        restored: swapped
+        restored: parts
             .iter()
-            .map(|(l, _)| l.display().to_string())
+            .map(|p| p.live().display().to_string())
             .collect(),
-        safety_copies: swapped
-            .iter()
-            .filter_map(|(_, s)| s.as_ref().map(|p| p.display().to_string()))
-            .collect(),
+        safety_copies: copies,
+        safety_backup: safety.map(|s| s.id),
     })
 }
 
-/// A database to put in place: the artifact, the live path, the checked copy beside it.
-type Staged = Vec<(Artifact, PathBuf, PathBuf)>;
-/// What was swapped: the live path and its safety copy (None: it did not exist before).
-type Swapped = Vec<(PathBuf, Option<PathBuf>)>;
-
-fn safety_dir(core: &Core, env: &EnvSpec) -> PathBuf {
-    let stamp = humantime::format_rfc3339_millis(SystemTime::now())
-        .to_string()
-        .replace(':', "-");
-    backups_root(core)
-        .join(&env.app)
-        .join(&env.env)
-        .join("safety")
-        .join(stamp)
-}
-
-/// Checks each artifact and extracts it beside its live database; nothing live changes.
-async fn stage_restore(
-    env: &EnvSpec,
-    dir: &Path,
-    dbs: &[Artifact],
-) -> Result<Staged, BackupOpError> {
-    let staged: Staged = dbs
-        .iter()
-        .map(|a| {
-            let live = env.databases.get(&a.name).cloned().ok_or_else(|| {
-                BackupOpError::Refused(format!(
-                    "{}/{} no longer has a database named {}",
-                    env.app, env.env, a.name
-                ))
-            })?;
-            let mut tmp = live.as_os_str().to_owned();
-            tmp.push(".from-backup");
-            Ok((a.clone(), live, PathBuf::from(tmp)))
-        })
-        .collect::<Result<_, BackupOpError>>()?;
-    let (s2, d2) = (staged.clone(), dir.to_path_buf());
-    let checked = tokio::task::spawn_blocking(move || {
-        s2.iter().try_for_each(|(a, _, tmp)| {
-            // A copy left by a restore that crashed: made again from the backup.
-            let _ = std::fs::remove_file(tmp);
-            restore::extract_checked(&d2, a, tmp)
-        })
-    })
-    .await
-    .map_err(|e| BackupOpError::Internal(e.to_string()))?;
-    if let Err(e) = checked {
-        for (_, _, tmp) in &staged {
-            let _ = std::fs::remove_file(tmp);
-        }
-        return Err(e.into());
-    }
-    Ok(staged)
-}
-
-/// With the services stopped: a safety copy of each live database, then the staged copy in its
-/// place. If one fails, the ones already swapped are put back, so the environment never runs
-/// on a mix of restored and live databases.
-async fn swap_in(staged: Staged, safety_dir: PathBuf) -> Result<Swapped, BackupOpError> {
-    tokio::task::spawn_blocking(move || {
-        let mut done: Swapped = Vec::new();
-        let mut failure = None;
-        for (a, live, tmp) in &staged {
-            let step = restore::safety_copy(live, &safety_dir.join(format!("{}.db", a.name)))
-                .and_then(|safety| {
-                    restore::replace_database(tmp, live)?;
-                    Ok(safety)
-                });
-            match step {
-                Ok(safety) => done.push((live.clone(), safety)),
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        for (_, _, tmp) in &staged {
-            let _ = std::fs::remove_file(tmp);
-        }
-        match failure {
-            None => Ok(done),
-            Some(e) => {
-                let undone = put_back_blocking(&done);
-                Err(match undone {
-                    Ok(()) => BackupOpError::Backup(e),
-                    Err(u) => BackupOpError::Refused(format!(
-                        "{e}; putting back the databases already restored failed too: {u}"
-                    )),
-                })
-            }
-        }
-    })
-    .await
-    .map_err(|e| BackupOpError::Internal(e.to_string()))?
-}
-
-fn put_back_blocking(swapped: &Swapped) -> Result<(), homeport_backup::BackupError> {
-    for (live, safety) in swapped {
-        match safety {
-            Some(s) => restore::replace_database(s, live)?,
-            // It did not exist before the restore: remove what the restore put there.
-            None => {
-                let _ = std::fs::remove_file(live);
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn put_back(swapped: Swapped) -> Result<(), BackupOpError> {
-    tokio::task::spawn_blocking(move || put_back_blocking(&swapped))
-        .await
-        .map_err(|e| BackupOpError::Internal(e.to_string()))?
-        .map_err(Into::into)
-}
-
-/// For a failed deploy: puts the pre-deploy backup's databases back while the environment's
-/// services are stopped. Unlike a user's restore it never undoes itself because of how the
-/// services then run — the point is to get the old schema back under the old release.
-pub(crate) async fn restore_for_deploy(
+/// For a failed deploy: writes the pre-deploy backup's databases into the live ones in place,
+/// under whatever runs on them (nothing stops), keeping the databases as they were just before
+/// in a safety backup, and says per database which rows that discarded. Unlike a user's
+/// restore it never undoes itself because of how the services then run — the point is to get
+/// the old schema back under the old release.
+pub(crate) async fn restore_in_place(
     core: &Core,
     env: &EnvSpec,
     backup: i64,
-) -> Result<(), BackupOpError> {
+) -> Result<Vec<Discarded>, BackupOpError> {
     let info = core
         .store()
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .backup(backup)?
         .ok_or_else(|| BackupOpError::NoBackup(backup.to_string()))?;
-    let dbs: Vec<Artifact> = info
-        .artifacts
-        .iter()
-        .map(artifact_of)
-        .filter(|a| a.kind == ArtifactKind::Database)
+    let sel = Selection::default();
+    let parts: Vec<Part> = parts(env, &info, &sel, Path::new("/nonexistent"))?
+        .into_iter()
+        .filter(|p| matches!(p, Part::Database { .. }))
         .collect();
-    let staged = stage_restore(env, Path::new(&info.dir), &dbs).await?;
-    swap_in(staged, safety_dir(core, env)).await.map(drop)
+    let staged = stage(core, &info, parts, PathBuf::new()).await?;
+    let root = safety_root(core, env);
+    let compress = env.backup.compress;
+    let time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let done = tokio::task::spawn_blocking(move || {
+        let mut set = SetBuilder::new(&root, compress)?;
+        let mut found = Vec::new();
+        let result = (|| {
+            for (part, copy) in &staged {
+                let Part::Database { artifact, live } = part else {
+                    continue;
+                };
+                let plain = set.plain_path(&artifact.name);
+                restore::restore_in_place(copy, live, Duration::from_secs(30), || {
+                    homeport_backup::backup_database(live, &plain, BackupMethod::BackupApi)
+                })?;
+                let tables = homeport_backup::diff::discarded_rows(&plain, copy)?;
+                let a = set.add_database_copy(&artifact.name)?;
+                found.push((artifact.name.clone(), live.clone(), tables, a.file));
+            }
+            Ok::<_, homeport_backup::BackupError>(())
+        })();
+        for (_, copy) in &staged {
+            let _ = std::fs::remove_file(copy);
+        }
+        result?;
+        Ok::<_, homeport_backup::BackupError>((set.commit()?, found))
+    })
+    .await
+    .map_err(|e| BackupOpError::Internal(e.to_string()))??;
+    let (set, found) = done;
+    let dir = set.dir.clone();
+    let safety = catalogue(core, env, time, BackupTrigger::Safety, set, true)?;
+    let _ = prune(core, env);
+    Ok(found
+        .into_iter()
+        .map(|(database, live, tables, file)| {
+            let tables: Option<Vec<TableRows>> = tables.map(|t| {
+                t.into_iter()
+                    .map(|r| TableRows {
+                        table: r.table,
+                        rows: r.rows,
+                    })
+                    .collect()
+            });
+            Discarded {
+                database,
+                path: live.display().to_string(),
+                rows: tables.as_ref().map(|t| t.iter().map(|r| r.rows).sum()),
+                tables: tables.unwrap_or_default(),
+                backup: Some(safety.id),
+                copy: dir.join(file).display().to_string(),
+            }
+        })
+        .collect())
+}
+
+/// Removes what a crash mid-restore left beside an environment's live data: staged copies, and
+/// a folder swap half done.
+pub(crate) fn sweep_leftovers(env: &EnvSpec) {
+    for db in env.databases.values() {
+        for suffix in [".from-backup", ".restoring"] {
+            let _ = std::fs::remove_file(sidecar(db, suffix));
+        }
+    }
+    for f in &env.files {
+        restore::repair_swap(f);
+    }
 }
 
 async fn restart(core: &Core, keys: &[homeport_types::ServiceKey]) {
@@ -640,10 +1123,12 @@ async fn restart(core: &Core, keys: &[homeport_types::ServiceKey]) {
     }
 }
 
-/// Starts `keys` and waits (up to a minute) until each is ready; the reason if one is not.
-async fn start_and_check(core: &Core, keys: &[homeport_types::ServiceKey]) -> Option<String> {
+/// Starts `keys` and waits (up to `deadline`) until each is ready; the reason if one is not.
+async fn start_and_check(
+    core: &Core,
+    keys: &[homeport_types::ServiceKey],
+    deadline: Duration,
+) -> Option<String> {
     restart(core, keys).await;
-    crate::wait_ready(core, keys, Duration::from_secs(60))
-        .await
-        .err()
+    crate::wait_ready(core, keys, deadline).await.err()
 }

@@ -588,7 +588,7 @@ async fn activate(
         }
         if restore_db
             && let Some(id) = backup
-            && let Err(e) = crate::backups::restore_for_deploy(core, env, id).await
+            && let Err(e) = crate::backups::restore_in_place(core, env, id).await
         {
             errors.push(format!("restoring the database: {e}"));
         }

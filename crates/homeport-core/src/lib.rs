@@ -348,13 +348,7 @@ impl Core {
     fn sweep_leftovers(&self) {
         let config = self.config();
         for env in &config.envs {
-            for db in env.databases.values() {
-                for suffix in [".from-backup", ".restoring"] {
-                    let mut p = db.as_os_str().to_owned();
-                    p.push(suffix);
-                    let _ = std::fs::remove_file(std::path::PathBuf::from(p));
-                }
-            }
+            backups::sweep_leftovers(env);
         }
         for app in &config.apps {
             let builds = config
@@ -399,15 +393,22 @@ impl Core {
         backups::verify(self, id).await
     }
 
-    /// Restores an environment's databases from a backup (see `backups::restore_env`).
+    /// Restores an environment's databases and files from a backup, or only `database` or
+    /// only the file `path`; with `to`, writes them out there instead (see
+    /// `backups::restore_env`).
     pub async fn restore(
         &self,
         target: &Target,
         backup: Option<i64>,
         database: Option<&str>,
+        path: Option<&str>,
         to: Option<&std::path::Path>,
     ) -> Result<homeport_types::RestoreOutcome, BackupOpError> {
-        backups::restore_env(self, target, backup, database, to).await
+        let sel = backups::Selection {
+            database: database.map(str::to_owned),
+            path: path.map(str::to_owned),
+        };
+        backups::restore_env(self, target, backup, sel, to).await
     }
 
     pub async fn autostart(&self) -> Vec<ActionOutcome> {

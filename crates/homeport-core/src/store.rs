@@ -79,6 +79,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_by_subject ON events(subject, id);
     CREATE INDEX events_by_kind ON events(kind, id);
 "#,
+    // Why a backup's last check failed; a failed backup is never restored by default nor kept
+    // by retention.
+    r#"
+    ALTER TABLE backups ADD COLUMN problem TEXT;
+"#,
 ];
 
 /// One row of the events table as stored; [`Row::event`] reads it.
@@ -185,6 +190,7 @@ fn backup_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<homeport_types::BackupI
         size: r.get::<_, i64>(6)?.max(0) as u64,
         duration_ms: r.get::<_, i64>(7)?.max(0) as u64,
         verified,
+        problem: r.get(10)?,
         artifacts,
     })
 }
@@ -397,9 +403,9 @@ impl Store {
     pub fn add_backup(&self, b: &homeport_types::BackupInfo) -> rusqlite::Result<i64> {
         let artifacts = serde_json::to_string(&b.artifacts).unwrap_or_default();
         self.conn.execute(
-            "INSERT INTO backups (app, env, time, trigger, dir, size, duration_ms, verified, artifacts)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![b.app, b.env, b.time, b.trigger.as_str(), b.dir, b.size as i64, b.duration_ms as i64, b.verified, artifacts],
+            "INSERT INTO backups (app, env, time, trigger, dir, size, duration_ms, verified, artifacts, problem)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![b.app, b.env, b.time, b.trigger.as_str(), b.dir, b.size as i64, b.duration_ms as i64, b.verified, artifacts, b.problem],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -411,7 +417,7 @@ impl Store {
     ) -> rusqlite::Result<Vec<homeport_types::BackupInfo>> {
         let (app, e) = env.unwrap_or(("", ""));
         let mut stmt = self.conn.prepare(
-            "SELECT id, app, env, time, trigger, dir, size, duration_ms, verified, artifacts FROM backups
+            "SELECT id, app, env, time, trigger, dir, size, duration_ms, verified, artifacts, problem FROM backups
              WHERE (?1 = '' OR (app = ?1 AND env = ?2)) ORDER BY time DESC, id DESC",
         )?;
         let rows = stmt.query_map(params![app, e], backup_row)?;
@@ -421,18 +427,19 @@ impl Store {
     pub fn backup(&self, id: i64) -> rusqlite::Result<Option<homeport_types::BackupInfo>> {
         self.conn
             .query_row(
-                "SELECT id, app, env, time, trigger, dir, size, duration_ms, verified, artifacts FROM backups WHERE id = ?1",
+                "SELECT id, app, env, time, trigger, dir, size, duration_ms, verified, artifacts, problem FROM backups WHERE id = ?1",
                 params![id],
                 backup_row,
             )
             .optional()
     }
 
-    pub fn set_backup_verified(&self, id: i64, verified: bool) -> rusqlite::Result<()> {
+    /// Records the outcome of a check: verified, or failed with why.
+    pub fn set_backup_checked(&self, id: i64, problem: Option<&str>) -> rusqlite::Result<()> {
         self.conn
             .execute(
-                "UPDATE backups SET verified = ?2 WHERE id = ?1",
-                params![id, verified],
+                "UPDATE backups SET verified = ?2, problem = ?3 WHERE id = ?1",
+                params![id, problem.is_none(), problem],
             )
             .map(drop)
     }
@@ -601,6 +608,34 @@ mod tests {
                 .recent_events(&"b".parse().map_err(|e| format!("{e}"))?, &[], 10)?
                 .is_empty()
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_backup_catalogued_by_an_earlier_agent_reads_as_sqlite_and_unfailed()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&path)?;
+            for step in &MIGRATIONS[..5] {
+                conn.execute_batch(step)?;
+            }
+            conn.pragma_update(None, "user_version", 5)?;
+            conn.execute_batch(
+                r#"INSERT INTO backups (app, env, time, trigger, dir, size, duration_ms, verified, artifacts)
+                   VALUES ('a', 'p', '2026-01-01T00:00:00Z', 'manual', '/x', 10, 1, 1,
+                   '[{"name":"main","kind":"database","file":"main.db.zst","size":10,"sha256":"00","compressed":true}]');"#,
+            )?;
+        }
+        let store = Store::open(&path)?;
+        let b = store.backup(1)?.ok_or("no backup")?;
+        assert_eq!(b.artifacts[0].kind, homeport_types::ArtifactKind::Sqlite);
+        assert!(b.verified && b.problem.is_none());
+        store.set_backup_checked(1, Some("checksum mismatch"))?;
+        let b = store.backup(1)?.ok_or("no backup")?;
+        assert!(!b.verified);
+        assert_eq!(b.problem.as_deref(), Some("checksum mismatch"));
         Ok(())
     }
 

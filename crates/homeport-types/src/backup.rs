@@ -12,6 +12,9 @@ pub enum BackupTrigger {
     Manual,
     Scheduled,
     PreDeploy,
+    /// What a restore replaced, kept before it was replaced (a safety copy): restoring it undoes
+    /// the restore. Kept by its own retention and never picked by a plain `restore`.
+    Safety,
 }
 
 impl BackupTrigger {
@@ -20,6 +23,7 @@ impl BackupTrigger {
             BackupTrigger::Manual => "manual",
             BackupTrigger::Scheduled => "scheduled",
             BackupTrigger::PreDeploy => "pre_deploy",
+            BackupTrigger::Safety => "safety",
         }
     }
 }
@@ -51,6 +55,11 @@ pub struct BackupInfo {
     pub duration_ms: u64,
     /// Its checksums and integrity were checked (when taken, or by the last `verify`).
     pub verified: bool,
+    /// Why its last check failed (a checksum mismatch, a damaged copy, a missing file): a failed
+    /// backup is never picked by a plain `restore` and never kept by retention in place of a
+    /// good one.
+    #[serde(default)]
+    pub problem: Option<String>,
     pub dir: String,
     pub artifacts: Vec<BackupArtifact>,
 }
@@ -85,9 +94,14 @@ pub struct RestoreRequest {
     pub target: Target,
     /// The backup; default: the newest verified one.
     pub backup: Option<i64>,
-    /// Only this database; default: every database in the backup.
+    /// Only this database; default: everything in the backup.
     pub database: Option<String>,
-    /// Restore into this new file for inspection instead of replacing the live database.
+    /// Only this one of the environment's `files` (its path, or its name in the archive);
+    /// default: everything in the backup.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Write the backup out here for inspection instead of replacing anything live: a new file
+    /// when one database is restored, else a new (or empty) folder.
     pub to: Option<String>,
 }
 
@@ -95,10 +109,13 @@ pub struct RestoreRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestoreOutcome {
     pub backup: i64,
-    /// Databases put in place (or the file written, with `to`).
+    /// Databases and files put in place (or what was written, with `to`).
     pub restored: Vec<String>,
-    /// Safety copies of the databases that were replaced.
+    /// Safety copies of what was replaced (files of the safety backup).
     pub safety_copies: Vec<String>,
+    /// The safety copy's id in the catalogue: restoring it undoes this restore.
+    #[serde(default)]
+    pub safety_backup: Option<i64>,
 }
 
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -114,8 +131,17 @@ pub struct VerifyOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ArtifactKind {
-    /// A copy of one SQLite database.
-    Database,
+    /// A copy of one SQLite database (written `database` by earlier agents). The alias is left
+    /// out of this crate's own tests, where ts-rs, which cannot read it, derives the TypeScript.
+    #[cfg_attr(not(test), serde(alias = "database"))]
+    Sqlite,
     /// An archive of the environment's `files`.
     Files,
+}
+
+impl ArtifactKind {
+    /// It holds a database (of any engine), named in the environment's `databases`.
+    pub fn is_database(self) -> bool {
+        !matches!(self, ArtifactKind::Files)
+    }
 }

@@ -73,6 +73,34 @@ pub struct DeployRecord {
     pub diagnostics: Option<String>,
 }
 
+/// Data a deploy's rollback discarded from one database by putting its pre-deploy backup back,
+/// and where the database as it was just before is kept.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discarded {
+    /// The database's name in the environment's `databases`.
+    pub database: String,
+    /// The live database's path.
+    pub path: String,
+    /// Rows it held before the rollback that it no longer holds (new or changed since the
+    /// backup); `None` when the database was too large to compare.
+    pub rows: Option<u64>,
+    /// The same, per table (only tables that lost rows).
+    pub tables: Vec<TableRows>,
+    /// The safety backup that holds the database as it was just before (see `homeport backups`).
+    pub backup: Option<i64>,
+    /// The file of that backup holding this database.
+    pub copy: String,
+}
+
+/// Rows of one table.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRows {
+    pub table: String,
+    pub rows: u64,
+}
+
 /// One line of a deploy's live stream (NDJSON from `POST /api/v1/deploy`).
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -712,6 +712,7 @@ pub(super) fn resolve_backup(
     out.keep_daily = r.keep_daily.unwrap_or(out.keep_daily);
     out.keep_weekly = r.keep_weekly.unwrap_or(out.keep_weekly);
     out.keep_monthly = r.keep_monthly.unwrap_or(out.keep_monthly);
+    out.keep_safety = r.keep_safety.unwrap_or(out.keep_safety);
     out.compress = r.compress.unwrap_or(out.compress);
     out
 }

@@ -476,8 +476,39 @@ pub(super) fn check_cwds(tree: &Tree, config: &Config, origins: &Origins, sink: 
     }
 }
 
+/// What makes two database paths the same file: the file itself (device and inode) when it
+/// exists, else its path with every symbolic link on the way resolved — so a folder symlink,
+/// or macOS's /tmp (which is /private/tmp), cannot hide that two environments share one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum FileIdentity {
+    Inode(u64, u64),
+    Path(std::path::PathBuf),
+}
+
+fn file_identity(path: &Path) -> FileIdentity {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        return FileIdentity::Inode(m.dev(), m.ino());
+    }
+    // The deepest folder that exists, resolved; the rest as written.
+    let mut rest = Vec::new();
+    let mut up = Some(path);
+    while let Some(p) = up {
+        if let Ok(real) = std::fs::canonicalize(p) {
+            let mut out = real;
+            out.extend(rest.iter().rev());
+            return FileIdentity::Path(out);
+        }
+        if let Some(name) = p.file_name() {
+            rest.push(name.to_owned());
+        }
+        up = p.parent();
+    }
+    FileIdentity::Path(path.to_path_buf())
+}
+
 pub(super) fn check_databases(tree: &Tree, config: &Config, sink: &mut Sink<'_>) {
-    let mut owners: BTreeMap<&Path, Vec<Claim>> = BTreeMap::new();
+    let mut owners: BTreeMap<FileIdentity, Vec<(Claim, &Path)>> = BTreeMap::new();
     for app in &tree.apps {
         for env in &app.envs {
             let Some(spec) = config
@@ -496,22 +527,37 @@ pub(super) fn check_databases(tree: &Tree, config: &Config, sink: &mut Sink<'_>)
                             why,
                         );
                     }
-                    owners.entry(path.as_path()).or_default().push((
-                        format!("{}/{}", spec.app, spec.env),
-                        format!("{}.databases.{name}", env.path),
-                        raw.span(),
+                    owners.entry(file_identity(path)).or_default().push((
+                        (
+                            format!("{}/{}", spec.app, spec.env),
+                            format!("{}.databases.{name}", env.path),
+                            raw.span(),
+                        ),
+                        path.as_path(),
                     ));
                 }
             }
         }
     }
-    for (path, users) in owners {
-        let envs: BTreeSet<&str> = users.iter().map(|u| u.0.as_str()).collect();
+    for users in owners.values() {
+        let envs: BTreeSet<&str> = users.iter().map(|u| u.0.0.as_str()).collect();
         if envs.len() < 2 {
             continue;
         }
-        for (who, field, span) in &users {
-            let others: Vec<&str> = envs.iter().copied().filter(|e| e != who).collect();
+        for ((who, field, span), path) in users {
+            let others: Vec<String> = users
+                .iter()
+                .filter(|((e, _, _), _)| e != who)
+                .map(|((e, _, _), p)| {
+                    if p == path {
+                        e.clone()
+                    } else {
+                        format!("{e} (as {})", p.display())
+                    }
+                })
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
             sink.push(Some(span.clone()), field, format!("database {} of {who} is also written by {}; environments must not share a database", path.display(), others.join(", ")));
         }
     }
