@@ -149,7 +149,7 @@ pub fn read_index(tar_path: &Path) -> Result<Vec<FileEntry>, BackupError> {
 /// to `dest`, which must not exist: modes and times kept, nothing written outside `dest`.
 pub fn unpack_entry(tar_path: &Path, label: &str, dest: &Path) -> Result<(), BackupError> {
     if dest.symlink_metadata().is_ok() {
-        return Err(BackupError::Archive(format!(
+        return Err(BackupError::Refused(format!(
             "{} exists; files are restored into a new place",
             dest.display()
         )));
@@ -206,7 +206,7 @@ pub fn unpack_entry(tar_path: &Path, label: &str, dest: &Path) -> Result<(), Bac
     if found {
         Ok(())
     } else {
-        Err(BackupError::Archive(format!(
+        Err(BackupError::Refused(format!(
             "{} has nothing named {label}",
             tar_path.display()
         )))
@@ -248,7 +248,7 @@ mod tests {
         assert_eq!(fs::read_to_string(dir.path().join("note2.txt"))?, "n");
         assert!(matches!(
             unpack_entry(&tar, "nothing", &dir.path().join("x")),
-            Err(BackupError::Archive(_))
+            Err(BackupError::Refused(_))
         ));
         Ok(())
     }

@@ -66,8 +66,13 @@ pub enum BackupError {
     Write(PathBuf, String),
     #[error("{0}: {1}")]
     Io(PathBuf, #[source] io::Error),
+    /// The archive is damaged (unreadable, or an entry that would leave its folder).
     #[error("{0}")]
     Archive(String),
+    /// What was asked cannot be done as asked (a place that exists, a name the backup lacks);
+    /// the backup itself is fine.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl BackupError {

@@ -611,7 +611,7 @@ async fn write_out(
     let written = tokio::task::spawn_blocking(move || {
         if files.is_empty() && dbs.len() == 1 && !to.is_dir() {
             if to.symlink_metadata().is_ok() {
-                return Err(homeport_backup::BackupError::Archive(format!(
+                return Err(homeport_backup::BackupError::Refused(format!(
                     "{} exists; restore into a new file",
                     to.display()
                 )));
@@ -623,13 +623,13 @@ async fn write_out(
         match empty {
             Ok(true) => {}
             Ok(false) => {
-                return Err(homeport_backup::BackupError::Archive(format!(
+                return Err(homeport_backup::BackupError::Refused(format!(
                     "{} is not empty; write the backup out into a new or empty folder",
                     to.display()
                 )));
             }
             Err(_) if to.symlink_metadata().is_ok() => {
-                return Err(homeport_backup::BackupError::Archive(format!(
+                return Err(homeport_backup::BackupError::Refused(format!(
                     "{} exists and is not a folder; write the backup out into a new or empty folder",
                     to.display()
                 )));
