@@ -771,3 +771,81 @@ fn after_a_deploy_killed_past_its_switch_the_release_current_names_is_what_runs(
     .expect("deploys");
     assert_eq!(deploys[0].result, homeport_types::DeployResult::Interrupted);
 }
+
+#[test]
+fn each_release_records_the_apps_version_shown_by_status_releases_and_the_api() {
+    let (mut env, src) = setup("");
+    env.start_agent();
+    // No tag yet: the version is the short commit.
+    assert!(
+        deploy(&env, &["deploy", "shop", "--env", "beta"])
+            .status
+            .success()
+    );
+    let first = current(&env, "beta").expect("beta release");
+    let short = first.rsplit('-').next().expect("short commit").to_owned();
+    src.git(&["tag", "v1.4.2"]);
+    assert!(deploy(&env, &["deploy", "shop"]).status.success());
+    src.commit("next");
+    src.git(&["tag", "-a", "v1.5.0-rc1", "-m", "rc"]);
+    src.commit("after the rc");
+    src.commit("and another");
+    src.commit("and a third");
+    assert!(
+        deploy(&env, &["deploy", "shop", "--env", "beta"])
+            .status
+            .success()
+    );
+
+    let apps = env.block_on(env.client().apps()).expect("apps");
+    let versions: Vec<(String, Option<String>)> = apps[0]
+        .envs
+        .iter()
+        .map(|e| (e.env.clone(), e.version.clone()))
+        .collect();
+    assert!(
+        versions.contains(&("production".into(), Some("1.4.2".into())))
+            && versions.contains(&("beta".into(), Some("1.5.0-rc1+3".into()))),
+        "{versions:?}"
+    );
+
+    let status = stdout(&env.cli(&["status"]));
+    assert!(
+        status.contains("shop: production 1.4.2 · beta 1.5.0-rc1+3"),
+        "{status}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&env.cli(&["status", "--json"]))).expect("status json");
+    assert_eq!(json["apps"][0]["name"], "shop");
+    assert!(
+        json["apps"][0]["envs"]
+            .as_array()
+            .expect("envs")
+            .iter()
+            .any(|e| e["env"] == "beta" && e["version"] == "1.5.0-rc1+3"),
+        "{json}"
+    );
+
+    let releases = stdout(&env.cli(&["releases", "shop"]));
+    let line = |id: &str| {
+        releases
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("no {id} in {releases}"))
+            .to_owned()
+    };
+    assert!(line(&first).contains(&format!("  {short}  ")), "{releases}");
+    let beta = current(&env, "beta").expect("beta");
+    assert!(
+        line(&beta).contains("  1.5.0-rc1+3  ") && line(&beta).contains("← beta"),
+        "{releases}"
+    );
+    let body = raw_get_json(
+        agent_port(&env),
+        "/api/v1/releases?app=shop",
+        read(&env.data.join("token")).trim(),
+    );
+    let api: Vec<homeport_types::ReleaseInfo> = serde_json::from_str(&body).expect("releases");
+    let versions: Vec<&str> = api.iter().map(|r| r.version.as_str()).collect();
+    assert_eq!(versions, ["1.5.0-rc1+3", "1.4.2", short.as_str()]);
+}

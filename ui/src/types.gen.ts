@@ -326,9 +326,17 @@ export type AppInfo = { name: string,
  */
 deployable: boolean, envs: Array<EnvRelease>, };
 
-export type EnvRelease = { env: string, current: string | null, };
+export type EnvRelease = { env: string, current: string | null, 
+/**
+ * The app's version in the current release (its nearest tag, else the short commit).
+ */
+version: string | null, };
 
-export type ReleaseInfo = { id: string, commit: string, branch: string, dirty: boolean, time: string, 
+export type ReleaseInfo = { id: string, 
+/**
+ * The app's version: its nearest tag (`1.5.0-rc1+3`), else the short commit.
+ */
+version: string, commit: string, branch: string, dirty: boolean, time: string, 
 /**
  * Environments whose `current` is this release.
  */

@@ -77,8 +77,9 @@ pub async fn releases(config_path: &Path, app: &str) -> Result<(), Failure> {
             format!("  ← {}", r.current_in.join(", "))
         };
         outln!(
-            "{}  {}{}  {}{live}",
+            "{}  {}  {}{}  {}{live}",
             r.id,
+            r.version,
             &r.commit[..r.commit.len().min(10)],
             if r.dirty { " dirty" } else { "" },
             r.time

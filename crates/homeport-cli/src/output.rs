@@ -17,6 +17,24 @@ pub fn verdict_line(v: &homeport_types::Verdict) -> String {
     )
 }
 
+/// One line per app with a release somewhere: each environment's version, production first
+/// ("shop: production 1.4.2 · beta 1.5.0-rc1+3"), then what stops its automatic updates.
+pub fn versions(apps: &[homeport_types::AppInfo]) -> String {
+    let mut out = String::new();
+    for a in apps {
+        let mut envs: Vec<&homeport_types::EnvRelease> = a.envs.iter().collect();
+        envs.sort_by_key(|e| (!is_production(&e.env), e.env.clone()));
+        let shown: Vec<String> = envs
+            .iter()
+            .filter_map(|e| Some(format!("{} {}", e.env, e.version.as_deref()?)))
+            .collect();
+        if !shown.is_empty() {
+            out.push_str(&format!("{}: {}\n", a.name, shown.join(" · ")));
+        }
+    }
+    out
+}
+
 /// Production first, then by name: what matters most is at the top.
 pub fn ordered(services: &[ServiceStatus]) -> Vec<&ServiceStatus> {
     let mut v: Vec<&ServiceStatus> = services.iter().collect();

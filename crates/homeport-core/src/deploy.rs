@@ -421,6 +421,11 @@ async fn pipeline(
                     commit: info.commit.clone(),
                     branch: info.branch.clone(),
                     dirty,
+                    version: Some(if dirty {
+                        format!("{}-dirty", info.version)
+                    } else {
+                        info.version.clone()
+                    }),
                     time: now(),
                     steps: app
                         .test
@@ -750,6 +755,7 @@ pub(crate) fn releases(core: &Core, app: &str) -> Result<Vec<ReleaseInfo>, Deplo
                 .filter(|(_, c)| c.as_deref() == Some(&m.id))
                 .map(|(e, _)| e.clone())
                 .collect(),
+            version: m.version(),
             id: m.id,
             commit: m.commit,
             branch: m.branch,
@@ -773,9 +779,19 @@ pub(crate) fn apps(core: &Core) -> Vec<homeport_types::AppInfo> {
                 .envs
                 .iter()
                 .filter(|e| e.app == a.name)
-                .map(|e| homeport_types::EnvRelease {
-                    env: e.env.clone(),
-                    current: homeport_deploy::current(&current_link(core, &a.name, &e.env)),
+                .map(|e| {
+                    let current = homeport_deploy::current(&current_link(core, &a.name, &e.env));
+                    let version = current.as_ref().and_then(|r| {
+                        homeport_deploy::read_manifest(
+                            &app_dir(core, &a.name).join("releases").join(r),
+                        )
+                        .map(|m| m.version())
+                    });
+                    homeport_types::EnvRelease {
+                        env: e.env.clone(),
+                        current,
+                        version,
+                    }
                 })
                 .collect(),
         })

@@ -11,6 +11,8 @@ pub struct SourceInfo {
     pub short: String,
     pub branch: String,
     pub dirty: bool,
+    /// What people call this revision: the nearest tag ([`version`]).
+    pub version: String,
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<String, DeployError> {
@@ -35,12 +37,45 @@ pub fn resolve(source: &Path) -> Result<SourceInfo, DeployError> {
     let commit = git(source, &["rev-parse", "HEAD"])?;
     let branch = git(source, &["rev-parse", "--abbrev-ref", "HEAD"])?;
     let dirty = !git(source, &["status", "--porcelain"])?.is_empty();
+    let short: String = commit.chars().take(7).collect();
     Ok(SourceInfo {
-        short: commit.chars().take(7).collect(),
+        version: version(source, &commit).unwrap_or_else(|| short.clone()),
+        short,
         commit,
         branch,
         dirty,
     })
+}
+
+/// The version of `commit` from the nearest tag reachable from it: `1.4.2` on the tag itself,
+/// `1.5.0-rc1+3` three commits past `v1.5.0-rc1`; `None` when no tag is reachable (callers fall
+/// back to the short commit).
+pub fn version(source: &Path, commit: &str) -> Option<String> {
+    let described = git(
+        source,
+        &["describe", "--tags", "--long", "--abbrev=7", commit],
+    )
+    .ok()?;
+    Some(version_from_describe(&described))
+}
+
+/// `TAG-N-gHASH` (as `git describe --long` writes it; the tag may contain `-`) as a version:
+/// the tag without a leading `v` before a digit, and `+N` when N commits came after it.
+fn version_from_describe(described: &str) -> String {
+    let mut parts = described.rsplitn(3, '-');
+    let (_hash, count, tag) = (parts.next(), parts.next(), parts.next());
+    let (Some(count), Some(tag)) = (count.and_then(|c| c.parse::<u32>().ok()), tag) else {
+        return described.to_owned();
+    };
+    let tag = match tag.strip_prefix('v') {
+        Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => rest,
+        _ => tag,
+    };
+    if count == 0 {
+        tag.to_owned()
+    } else {
+        format!("{tag}+{count}")
+    }
 }
 
 /// A clean checkout of `commit` in `dir` (a detached worktree of `source`).
@@ -142,4 +177,21 @@ pub fn fast_forward(source: &Path) -> Result<u32, DeployError> {
         git(source, &["merge", "--ff-only", "--quiet", "@{u}"])?;
     }
     Ok(behind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_from_describe;
+
+    #[test]
+    fn versions_read_like_tags_with_the_commits_since() {
+        assert_eq!(version_from_describe("v1.4.2-0-gabcdef1"), "1.4.2");
+        assert_eq!(
+            version_from_describe("v1.5.0-rc1-3-g1a2b3c4"),
+            "1.5.0-rc1+3"
+        );
+        assert_eq!(version_from_describe("release-2-5-g1a2b3c4"), "release-2+5");
+        assert_eq!(version_from_describe("vintage-0-g1a2b3c4"), "vintage");
+        assert_eq!(version_from_describe("odd"), "odd");
+    }
 }

@@ -58,6 +58,10 @@ pub struct Manifest {
     pub commit: String,
     pub branch: String,
     pub dirty: bool,
+    /// The app's version ([`git::version`], else the short commit); releases staged before
+    /// versions were recorded have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// RFC 3339 UTC.
     pub time: String,
     /// The test and build commands that ran.
@@ -66,6 +70,16 @@ pub struct Manifest {
 }
 
 pub const MANIFEST: &str = "manifest.json";
+
+impl Manifest {
+    /// The recorded version, or for a release staged before versions were recorded, the short
+    /// commit (what `git describe` falls back to as well).
+    pub fn version(&self) -> String {
+        self.version
+            .clone()
+            .unwrap_or_else(|| self.commit.chars().take(7).collect())
+    }
+}
 
 /// A new release id: UTC time to the millisecond (deploys of one app run one at a time, so it
 /// is unique even when the same commit is deployed twice), then the short commit (and `-dirty`).
@@ -297,6 +311,7 @@ mod tests {
             commit: "c".into(),
             branch: "main".into(),
             dirty: false,
+            version: None,
             time: "t".into(),
             steps: vec![],
             artifacts: vec![],

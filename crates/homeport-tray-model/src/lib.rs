@@ -256,8 +256,17 @@ impl TrayModel {
                     .max()
                     .unwrap_or(Mark::Down)
                     .glyph();
+                let release = extras
+                    .apps
+                    .iter()
+                    .find(|i| i.name == *app)
+                    .and_then(|i| i.envs.iter().find(|e| e.env == *env));
+                let version = release
+                    .and_then(|e| e.version.as_deref())
+                    .map(|v| format!(" {v}"))
+                    .unwrap_or_default();
                 env_items.push(MenuItem::Submenu {
-                    label: format!("{worst} {env}"),
+                    label: format!("{worst} {env}{version}"),
                     items,
                 });
             }
@@ -747,6 +756,7 @@ mod tests {
                 .map(|e| homeport_types::EnvRelease {
                     env: (*e).into(),
                     current: None,
+                    version: None,
                 })
                 .collect(),
         }
@@ -830,5 +840,21 @@ mod tests {
         let m = TrayModel::build(&s, &up_to_date, TrayPrefs::default());
         assert!(!m.actions().any(|a| matches!(a, MenuAction::Update { .. })));
         assert!(labels(&m.menu).contains(&"Source up to date".to_owned()));
+    }
+
+    #[test]
+    fn each_environment_shows_the_version_it_runs() {
+        let up = |env, name| svc("shop", env, name, ServiceState::Healthy, Health::Healthy);
+        let s = snapshot(vec![up("production", "web"), up("beta", "web")]);
+        let mut info = app_info("shop", true, &["production", "beta"]);
+        info.envs[0].version = Some("1.4.2".into());
+        info.envs[1].version = Some("1.5.0-rc1+3".into());
+        let extras = Extras {
+            apps: vec![info],
+            ..Extras::default()
+        };
+        let all = labels(&TrayModel::build(&s, &extras, TrayPrefs::default()).menu);
+        assert!(all.contains(&"● production 1.4.2".to_owned()), "{all:?}");
+        assert!(all.contains(&"● beta 1.5.0-rc1+3".to_owned()), "{all:?}");
     }
 }

@@ -136,6 +136,9 @@ pub struct AppInfo {
 pub struct EnvRelease {
     pub env: String,
     pub current: Option<String>,
+    /// The app's version in the current release (its nearest tag, else the short commit).
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 /// A release of an app.
@@ -143,6 +146,9 @@ pub struct EnvRelease {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseInfo {
     pub id: String,
+    /// The app's version: its nearest tag (`1.5.0-rc1+3`), else the short commit.
+    #[serde(default)]
+    pub version: String,
     pub commit: String,
     pub branch: String,
     pub dirty: bool,
