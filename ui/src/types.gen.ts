@@ -132,7 +132,7 @@ previous: string | null, error: string | null, } | { "type": "backup_finished", 
 /**
  * How many problems in all.
  */
-problems: number, } | { "type": "agent_started", version: string, pid: number, } | { "type": "agent_stopping" });
+problems: number, } | { "type": "agent_started", version: string, pid: number, } | { "type": "agent_stopping" } | { "type": "host", host: string, state: HostState, reason: string | null, });
 
 export type EventKind = { "type": "state", from: ServiceState, to: ServiceState, pid: number | null, exit: ExitReason | null, 
 /**
@@ -154,7 +154,7 @@ previous: string | null, error: string | null, } | { "type": "backup_finished", 
 /**
  * How many problems in all.
  */
-problems: number, } | { "type": "agent_started", version: string, pid: number, } | { "type": "agent_stopping" };
+problems: number, } | { "type": "agent_started", version: string, pid: number, } | { "type": "agent_stopping" } | { "type": "host", host: string, state: HostState, reason: string | null, };
 
 export type ConfigChange = { "kind": "port", app: string, env: string, service: string, port: number, } | { "kind": "database", app: string, env: string, name: string, path: string, } | { "kind": "agent", key: AgentOption, value: number, };
 
@@ -341,3 +341,48 @@ version: string, commit: string, branch: string, dirty: boolean, time: string,
  * Environments whose `current` is this release.
  */
 current_in: Array<string>, };
+
+export type HostState = "connecting" | "connected" | "agent_down" | "unreachable";
+
+export type HostInfo = { name: string, 
+/**
+ * What `ssh` is given: `user@host`, with `:port` when not 22, or a name of ssh_config.
+ */
+destination: string, os: string, arch: string, state: HostState, 
+/**
+ * Since when it is in that state (RFC 3339 UTC).
+ */
+since: string, 
+/**
+ * Why it is not connected, in words.
+ */
+reason: string | null, 
+/**
+ * The host agent's version, once it answered.
+ */
+version: string | null, 
+/**
+ * The host agent's verdict, while connected.
+ */
+overall: Verdict | null, };
+
+export type Preflight = { version: string, os: string, arch: string, 
+/**
+ * Free bytes where releases are kept.
+ */
+free_bytes: number | null, 
+/**
+ * Programs the environment's build steps or services run that the agent's PATH does not
+ * find, each with what needs it.
+ */
+missing: Array<MissingTool>, 
+/**
+ * The agent's PATH, where it looked.
+ */
+path: string, };
+
+export type MissingTool = { program: string, 
+/**
+ * `build`, `test`, `migrate` or the service (`shop/production/web`).
+ */
+needed_by: string, };

@@ -10,8 +10,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    BackupTrigger, DeployKind, DeployResult, ExitReason, Health, ServiceKey, ServiceState,
-    StepStatus, Target,
+    BackupTrigger, DeployKind, DeployResult, ExitReason, Health, HostState, ServiceKey,
+    ServiceState, StepStatus, Target,
 };
 
 /// Something that happened, to whom, and when.
@@ -221,6 +221,13 @@ pub enum EventKind {
     AgentStarted { version: String, pid: u32 },
     /// The agent is stopping on request.
     AgentStopping,
+    /// The connection to another host changed: connected, its agent down, or unreachable
+    /// (`reason` says why, in words).
+    Host {
+        host: String,
+        state: HostState,
+        reason: Option<String>,
+    },
 }
 
 impl EventKind {
@@ -240,6 +247,7 @@ impl EventKind {
             EventKind::ConfigRejected { .. } => "config_rejected",
             EventKind::AgentStarted { .. } => "agent_started",
             EventKind::AgentStopping => "agent_stopping",
+            EventKind::Host { .. } => "host",
         }
     }
 }

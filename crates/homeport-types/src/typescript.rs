@@ -24,7 +24,7 @@ fn generate() -> String {
         ConfigApplied, BackupTrigger, ArtifactKind, BackupArtifact, BackupInfo, EnvBackups,
         BackupRequest, RestoreRequest, RestoreOutcome, VerifyOutcome, DeployKind, DeployResult,
         StepStatus, DeployRequest, StepRecord, DeployRecord, DeployEvent, AppInfo, EnvRelease,
-        ReleaseInfo,
+        ReleaseInfo, HostState, HostInfo, Preflight, MissingTool,
     ];
     let mut out = String::from(
         "// Generated from crates/homeport-types by its `typescript` test; do not edit.\n\
