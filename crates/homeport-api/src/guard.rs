@@ -23,6 +23,9 @@ use crate::error;
 pub const SESSION_COOKIE: &str = "homeport_session";
 /// The header that carries a session's secret.
 pub const SESSION_HEADER: &str = "x-homeport-session";
+/// Set by another host's agent that relays a request of one of its browser sessions (see
+/// `relay.rs`): with the token, it gets a browser session's rights here, not the token's.
+pub const RELAYED_HEADER: &str = "x-homeport-relayed";
 /// Origins of the tray app's own windows, which load the bundled dashboard through Tauri's asset
 /// protocol (`tauri://localhost` on Linux and macOS, `http(s)://tauri.localhost` on Windows).
 /// A web page cannot claim them (another Tauri app on this computer can: so they get no session,
@@ -64,6 +67,9 @@ const MAX_TICKETS: usize = 16;
 pub enum Principal {
     /// `Authorization: Bearer TOKEN`: the CLI, the tray (and the tray's window).
     Token,
+    /// The token, sent by another host's agent on behalf of a browser session of its own
+    /// ([`RELAYED_HEADER`]): what a session may do, no more.
+    Relayed,
     /// The session cookie and its secret: the dashboard in a browser. It may not make sign-in
     /// links, nor point the agent at files outside the environments' own folders.
     Session {
@@ -121,7 +127,11 @@ impl Guard {
             .and_then(|v| v.strip_prefix("Bearer "));
         if let Some(t) = bearer {
             return if constant_time_eq(t.as_bytes(), self.token.as_bytes()) {
-                Ok(Principal::Token)
+                Ok(if req.headers().contains_key(RELAYED_HEADER) {
+                    Principal::Relayed
+                } else {
+                    Principal::Token
+                })
             } else {
                 Err(Refusal::Unauthorized("wrong API token"))
             };

@@ -34,6 +34,9 @@
 //!   step events ending with the record; `GET /api/v1/releases?app=`, `GET /api/v1/deploys?app=&env=`
 //! - `POST /api/v1/sessions` → a one-time sign-in link; `GET /login?ticket=…` → session cookie
 //! - `POST /api/v1/agent/stop` `{"keep_services", "restart"}` → the agent stops after answering
+//! - `GET /api/v1/hosts` → other hosts and their connections; `POST /api/v1/hosts/reload`;
+//!   `/api/v1/hosts/NAME/api/v1/…` → the same API of the agent on NAME, relayed through the SSH
+//!   connection this agent holds (see `relay.rs`)
 //! - `GET /metrics` → Prometheus text
 //! - `/`, `/assets/…` → the dashboard (ui/dist), under a strict Content-Security-Policy
 
@@ -43,6 +46,7 @@ mod errors;
 pub mod guard;
 mod metrics;
 mod pages;
+mod relay;
 mod routes;
 mod stream;
 
@@ -112,6 +116,12 @@ pub fn router(core: CoreHandle, token: &str, addr: SocketAddr, ui_dir: Option<Pa
         .route("/api/v1/update-check", get(routes::update_check))
         .route("/api/v1/deploys", get(routes::deploys))
         .route("/api/v1/agent/stop", post(routes::agent_stop))
+        .route("/api/v1/hosts", get(relay::list))
+        .route("/api/v1/hosts/reload", post(relay::reload))
+        .route(
+            "/api/v1/hosts/{name}/{*rest}",
+            axum::routing::any(relay::relay),
+        )
         .route("/api/v1/{action}", post(routes::act))
         .route("/metrics", get(metrics::metrics))
         .fallback(|| async { errors::ApiError::not_found("no such route") })

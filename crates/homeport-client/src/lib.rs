@@ -62,31 +62,70 @@ impl Client {
         }
     }
 
+    /// A client of an agent reached through a Unix socket that leads to its `addr`: the local
+    /// end of an SSH forward to another host's agent. The Host header names `addr`, as that
+    /// agent expects of every request.
+    pub fn over_unix_socket(socket: &Path, addr: &str, token: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .unix_socket(socket.to_path_buf())
+            .build()
+            .unwrap_or_default();
+        Self {
+            http,
+            base: format!("http://{addr}"),
+            token: token.to_owned(),
+        }
+    }
+
+    /// This agent's way to another host `name` (enrolled with `homeport host add`): every call
+    /// of the returned client goes to the agent there, through this agent, which holds the SSH
+    /// connection and adds that agent's credential.
+    pub fn via_host(&self, name: &str) -> Self {
+        Self {
+            http: self.http.clone(),
+            base: format!("{}/api/v1/hosts/{name}", self.base),
+            token: self.token.clone(),
+        }
+    }
+
+    /// The hosts this agent reaches, and how each connection is.
+    pub async fn hosts(&self) -> Result<Vec<homeport_types::HostInfo>, ClientError> {
+        self.json(self.http.get(format!("{}/api/v1/hosts", self.base)))
+            .await
+    }
+
+    /// Asks the agent to read the enrolled hosts again (after `homeport host add|remove`).
+    pub async fn reload_hosts(&self) -> Result<Vec<homeport_types::HostInfo>, ClientError> {
+        self.json(self.http.post(format!("{}/api/v1/hosts/reload", self.base)))
+            .await
+    }
+
+    /// What a deploy of `app/env` needs on this agent's machine, and what is missing.
+    pub async fn preflight(
+        &self,
+        app: &str,
+        env: &str,
+    ) -> Result<homeport_types::Preflight, ClientError> {
+        self.json(
+            self.http
+                .get(format!("{}/api/v1/preflight", self.base))
+                .query(&[("app", app), ("env", env)]),
+        )
+        .await
+    }
+
     /// A client of the agent whose data folder is `data_dir`.
     pub fn discover(data_dir: &Path) -> Result<Self, ClientError> {
-        let ep_path = data_dir.join(files::ENDPOINT);
-        let ep: AgentEndpoint = match std::fs::read(&ep_path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-                ClientError::NotRunning(format!("unreadable {}: {e}", ep_path.display()))
-            })?,
-            Err(_) => return Err(ClientError::NotRunning(format!("no {}", ep_path.display()))),
-        };
-        // agent.json outlives a killed agent, and another program may have taken its port since:
-        // never send the token unless an agent holds the lock.
-        if let Ok(lock) = std::fs::OpenOptions::new()
-            .write(true)
-            .open(data_dir.join(files::LOCK))
-            && lock.try_lock().is_ok()
-        {
-            return Err(ClientError::NotRunning(format!(
-                "{} is left from an agent that has exited",
-                ep_path.display()
-            )));
-        }
+        let ep = running_endpoint(data_dir)?;
         let token_path = data_dir.join(files::TOKEN);
         let token = std::fs::read_to_string(&token_path)
             .map_err(|e| ClientError::Io(token_path.display().to_string(), e))?;
         Ok(Self::new(&ep.addr, token.trim()))
+    }
+
+    /// The HTTP client (for a relay that forwards requests as they come).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     pub fn base_url(&self) -> &str {
@@ -350,6 +389,31 @@ impl Client {
     ) -> Result<T, ClientError> {
         Ok(self.send(req).await?.json().await?)
     }
+}
+
+/// Where the agent whose data folder is `data_dir` listens, when one runs there (it holds
+/// the folder's lock).
+pub fn running_endpoint(data_dir: &Path) -> Result<AgentEndpoint, ClientError> {
+    let ep_path = data_dir.join(files::ENDPOINT);
+    let ep: AgentEndpoint = match std::fs::read(&ep_path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+            ClientError::NotRunning(format!("unreadable {}: {e}", ep_path.display()))
+        })?,
+        Err(_) => return Err(ClientError::NotRunning(format!("no {}", ep_path.display()))),
+    };
+    // agent.json outlives a killed agent, and another program may have taken its port since:
+    // never send the token unless an agent holds the lock.
+    if let Ok(lock) = std::fs::OpenOptions::new()
+        .write(true)
+        .open(data_dir.join(files::LOCK))
+        && lock.try_lock().is_ok()
+    {
+        return Err(ClientError::NotRunning(format!(
+            "{} is left from an agent that has exited",
+            ep_path.display()
+        )));
+    }
+    Ok(ep)
 }
 
 /// What a subscriber learns.

@@ -27,6 +27,7 @@ mod backups;
 mod claims;
 mod deploy;
 mod detail;
+mod hosts;
 mod lifecycle;
 mod logs;
 mod proxy;
@@ -50,6 +51,7 @@ use tokio::sync::mpsc;
 pub use backups::BackupOpError;
 pub use deploy::DeployRefused;
 pub use homeport_supervisor::NotFound;
+pub use hosts::HostUnavailable;
 pub use logs::{LogCursor, LogError};
 pub use settings::{Editor, SettingsError};
 pub use store::Store;
@@ -89,6 +91,8 @@ pub struct Core {
     /// Events the recorder has written, against [`Hub::records_sent`].
     written: Arc<std::sync::atomic::AtomicU64>,
     lifecycle: lifecycle::Lifecycle,
+    /// The connections to other hosts (see `hosts.rs`).
+    hosts: hosts::Hosts,
 }
 
 /// The one handle the API, CLI and tray use.
@@ -156,6 +160,7 @@ impl Core {
             router: Mutex::new(None),
             interrupted: Mutex::new(Vec::new()),
             lifecycle: lifecycle::Lifecycle::default(),
+            hosts: hosts::Hosts::default(),
         });
         core.emit(
             Subject::Agent,
@@ -288,6 +293,7 @@ impl Core {
         }
         *self.router.lock().unwrap_or_else(PoisonError::into_inner) = router;
         *self.proxies.lock().unwrap_or_else(PoisonError::into_inner) = proxies;
+        self.reload_hosts();
     }
 
     /// Starts a deploy (or promote, rollback, update): checks it, takes the app's lock, and
