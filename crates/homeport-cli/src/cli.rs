@@ -5,17 +5,16 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use clap_complete::ArgValueCandidates;
-use homeport_types::Target;
 
 use crate::style::ColorWhen;
-use crate::targets::{complete_apps, complete_targets};
+use crate::targets::{HostTarget, complete_apps, complete_targets};
 
 #[derive(Parser)]
 #[command(
     name = "homeport",
     version,
     about = "Run your own apps in production on your own computer",
-    after_help = "TARGET is APP, APP/ENV, APP/ENV/SERVICE or `all`. \
+    after_help = "TARGET is APP, APP/ENV, APP/ENV/SERVICE or `all`, on another host HOST:TARGET. \
                   Exit codes: 0 success, 1 failed, 2 bad usage or config, 3 agent not running, \
                   4 no service matches."
 )]
@@ -26,6 +25,9 @@ pub struct Cli {
     /// When to colour the output (NO_COLOR in the environment means never for `auto`)
     #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
     pub color: ColorWhen,
+    /// Act on the agent of another host (see `homeport host`) [default: $HOMEPORT_HOST, else this computer]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub host: Option<String>,
     #[command(subcommand)]
     pub command: Cmd,
 }
@@ -45,7 +47,7 @@ pub enum Cmd {
     Status {
         /// Only these services (APP, APP/ENV or APP/ENV/SERVICE)
         #[arg(add = ArgValueCandidates::new(complete_targets))]
-        target: Option<Target>,
+        target: Option<HostTarget>,
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
@@ -54,7 +56,7 @@ pub enum Cmd {
     Show {
         /// The service, APP/ENV/SERVICE (APP or APP/ENV when it names only one)
         #[arg(add = ArgValueCandidates::new(complete_targets))]
-        target: Target,
+        target: HostTarget,
         /// Print JSON instead of text
         #[arg(long)]
         json: bool,
@@ -63,25 +65,25 @@ pub enum Cmd {
     Start {
         /// What to start: APP, APP/ENV, APP/ENV/SERVICE, or `all`
         #[arg(add = ArgValueCandidates::new(complete_targets))]
-        target: Target,
+        target: HostTarget,
     },
     /// Stop services, dependents first
     Stop {
         /// What to stop: APP, APP/ENV, APP/ENV/SERVICE, or `all`
         #[arg(add = ArgValueCandidates::new(complete_targets))]
-        target: Target,
+        target: HostTarget,
     },
     /// Stop, then start services
     Restart {
         /// What to restart: APP, APP/ENV, APP/ENV/SERVICE, or `all`
         #[arg(add = ArgValueCandidates::new(complete_targets))]
-        target: Target,
+        target: HostTarget,
     },
     /// Show log lines of services; without a target, follow every service
     Logs {
         /// Whose lines: APP, APP/ENV or APP/ENV/SERVICE [default: all, followed]
         #[arg(add = ArgValueCandidates::new(complete_targets))]
-        target: Option<Target>,
+        target: Option<HostTarget>,
         /// Keep printing new lines as they come
         #[arg(short, long)]
         follow: bool,
@@ -105,20 +107,20 @@ pub enum Cmd {
         action: Option<BackupAction>,
         /// The environment to back up, APP/ENV
         #[arg(add = ArgValueCandidates::new(complete_targets))]
-        target: Option<Target>,
+        target: Option<HostTarget>,
     },
     /// List backups (and the safety copies restores kept): ID, time, size, trigger, state
     Backups {
         /// Only these environments' backups (APP or APP/ENV) [default: all]
         #[arg(add = ArgValueCandidates::new(complete_targets))]
-        target: Option<Target>,
+        target: Option<HostTarget>,
     },
     /// Put an environment's databases and files back from a backup (default: the newest
     /// verified one)
     Restore {
         /// The environment to restore, APP/ENV
         #[arg(add = ArgValueCandidates::new(complete_targets))]
-        target: Target,
+        target: HostTarget,
         /// Backup ID (see `homeport backups`) [default: the newest verified one]
         backup: Option<i64>,
         /// Only this database of the backup
@@ -208,6 +210,29 @@ pub enum Cmd {
         #[command(subcommand)]
         command: HostsCmd,
     },
+    /// Other hosts (a second computer, a VPS) running Homeport, reached through your OpenSSH
+    Host {
+        #[command(subcommand)]
+        command: HostCmd,
+    },
+    /// Write units that run an environment's services without Homeport (systemd, launchd)
+    Export {
+        /// The format
+        #[arg(value_enum)]
+        format: crate::export::Format,
+        /// The environment, APP/ENV
+        #[arg(add = ArgValueCandidates::new(complete_targets))]
+        target: String,
+        /// Write the files into this folder instead of printing them
+        #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+        out: Option<PathBuf>,
+    },
+    /// Answers another computer's Homeport over SSH (run by it, not by hand)
+    #[command(hide = true)]
+    Remote {
+        #[command(subcommand)]
+        command: RemoteCmd,
+    },
     /// Work with the config file
     Config {
         #[command(subcommand)]
@@ -276,8 +301,99 @@ impl Cmd {
                 | Cmd::Shim { .. }
                 | Cmd::Autostart { .. }
                 | Cmd::Import { .. }
+                | Cmd::Host { .. }
+                | Cmd::Remote { .. }
         )
     }
+
+    /// Whether the command acts on an agent that `--host` may name instead of this
+    /// computer's.
+    pub fn takes_host(&self) -> bool {
+        matches!(
+            self,
+            Cmd::Status { .. }
+                | Cmd::Show { .. }
+                | Cmd::Start { .. }
+                | Cmd::Stop { .. }
+                | Cmd::Restart { .. }
+                | Cmd::Logs { .. }
+                | Cmd::Backup { .. }
+                | Cmd::Backups { .. }
+                | Cmd::Restore { .. }
+                | Cmd::Deploy { .. }
+                | Cmd::Promote { .. }
+                | Cmd::Rollback { .. }
+                | Cmd::Update { .. }
+                | Cmd::Releases { .. }
+        )
+    }
+
+    /// The host a target or app argument names (`vps:shop`), if any.
+    pub fn target_host(&self) -> Option<String> {
+        let from_app = |a: &str| crate::targets::split_host(a).0;
+        match self {
+            Cmd::Status { target, .. }
+            | Cmd::Logs { target, .. }
+            | Cmd::Backups { target }
+            | Cmd::Backup { target, .. } => target.as_ref().and_then(|t| t.host.clone()),
+            Cmd::Show { target, .. }
+            | Cmd::Start { target }
+            | Cmd::Stop { target }
+            | Cmd::Restart { target }
+            | Cmd::Restore { target, .. } => target.host.clone(),
+            Cmd::Deploy { app, .. }
+            | Cmd::Promote { app, .. }
+            | Cmd::Rollback { app, .. }
+            | Cmd::Update { app, .. }
+            | Cmd::Releases { app } => from_app(app),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum HostCmd {
+    /// Enrol a host: pin its SSH host key, install homeport there, run its agent, check it answers
+    Add {
+        /// The name you will use for it (`--host NAME`, `NAME:app/env`, `host = "NAME"`)
+        name: String,
+        /// How ssh reaches it: user@host, user@host:port, or a Host name of your ~/.ssh/config
+        destination: String,
+        /// Pin only this host key (SHA256:… as `ssh-keygen -lf` prints it); anything else is refused
+        #[arg(long, value_name = "SHA256")]
+        fingerprint: Option<String>,
+        /// Pin the host key it shows without asking (first contact)
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// List enrolled hosts and how the connection to each is
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a host: its record and pinned key here (Homeport on the host is left as it is)
+    Remove {
+        /// The host to forget
+        name: String,
+    },
+    /// Connect to a host and check everything: key, system, version, agent, disk, PATH
+    Check {
+        /// The host to check
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RemoteCmd {
+    /// Print this host's Homeport facts as JSON (version, folders, the agent)
+    Hello {
+        /// Include the API token (read over SSH by the computer that asked)
+        #[arg(long)]
+        token: bool,
+    },
+    /// Merge app and environment tables from stdin into this host's config, then check it
+    MergeConfig,
 }
 
 #[derive(Subcommand)]

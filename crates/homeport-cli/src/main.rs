@@ -19,11 +19,14 @@ mod completions;
 mod config;
 mod dashboard;
 mod deploy;
+mod export;
+mod host;
 mod hosts;
 mod import;
 mod logs;
 mod output;
 mod progress;
+mod remote;
 mod service;
 mod show;
 mod status;
@@ -61,6 +64,9 @@ impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Self {
         let code = match &e {
             ClientError::NotRunning(_) => 3,
+            // Another host that is not enrolled, or cannot be reached now.
+            ClientError::Api { kind, .. } if kind == "unknown_host" => 2,
+            ClientError::Api { kind, .. } if kind.starts_with("host_") => 3,
             ClientError::Api { status: 404, .. } => 4,
             ClientError::Api { status: 400, .. } => 2,
             _ => 1,
@@ -97,7 +103,14 @@ fn main() -> ExitCode {
         }
     };
     let explicit_config = cli.config.is_some() || std::env::var_os("HOMEPORT_CONFIG").is_some();
-    match runtime.block_on(run(cli.command, config_path, explicit_config)) {
+    let outcome = match choose_host(cli.host.as_deref(), &cli.command) {
+        Ok(host) => {
+            let _ = HOST.set(host);
+            runtime.block_on(run(cli.command, config_path, explicit_config))
+        }
+        Err(f) => Err(f),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             if !f.message.is_empty() {
@@ -144,11 +157,11 @@ async fn run(cmd: Cmd, config_path: PathBuf, explicit_config: bool) -> Result<()
         Cmd::Config {
             command: ConfigCmd::Check,
         } => config::check(path),
-        Cmd::Status { target, json } => status::run(path, target, json).await,
-        Cmd::Show { target, json } => show::run(path, &target, json).await,
-        Cmd::Start { target } => act::run(path, Action::Start, &target).await,
-        Cmd::Stop { target } => act::run(path, Action::Stop, &target).await,
-        Cmd::Restart { target } => act::run(path, Action::Restart, &target).await,
+        Cmd::Status { target, json } => status::run(path, target.map(|t| t.target), json).await,
+        Cmd::Show { target, json } => show::run(path, &target.target, json).await,
+        Cmd::Start { target } => act::run(path, Action::Start, &target.target).await,
+        Cmd::Stop { target } => act::run(path, Action::Stop, &target.target).await,
+        Cmd::Restart { target } => act::run(path, Action::Restart, &target.target).await,
         Cmd::Logs {
             target,
             follow,
@@ -159,7 +172,7 @@ async fn run(cmd: Cmd, config_path: PathBuf, explicit_config: bool) -> Result<()
         } => {
             // Without a target, like `pm2 logs`: everything, followed.
             let follow = follow || (target.is_none() && !no_follow);
-            logs::run(path, target, follow, lines, since, grep).await
+            logs::run(path, target.map(|t| t.target), follow, lines, since, grep).await
         }
         Cmd::Dashboard { print } => dashboard::run(path, print).await,
         Cmd::Backup {
@@ -169,22 +182,46 @@ async fn run(cmd: Cmd, config_path: PathBuf, explicit_config: bool) -> Result<()
         Cmd::Backup {
             action: None,
             target,
-        } => backup::take(path, target).await,
-        Cmd::Backups { target } => backup::list(path, target).await,
+        } => backup::take(path, target.map(|t| t.target)).await,
+        Cmd::Backups { target } => backup::list(path, target.map(|t| t.target)).await,
         Cmd::Restore {
             target,
             backup,
             db,
             path: file,
             to,
-        } => backup::restore(path, target, backup, db, file, to).await,
-        Cmd::Deploy { app, env } => deploy::run(path, app, env, DeployKind::Deploy, None).await,
-        Cmd::Promote { app, from, to } => {
-            deploy::run(path, app, to, DeployKind::Promote, Some(from)).await
+        } => backup::restore(path, target.target, backup, db, file, to).await,
+        Cmd::Deploy { app, env } => {
+            deploy::run(path, bare(&app), env, DeployKind::Deploy, None).await
         }
-        Cmd::Rollback { app, release, env } => deploy::rollback(path, app, env, release).await,
-        Cmd::Update { app, env, check } => deploy::update(path, app, env, check).await,
-        Cmd::Releases { app } => deploy::releases(path, &app).await,
+        Cmd::Promote { app, from, to } => {
+            deploy::run(path, bare(&app), to, DeployKind::Promote, Some(from)).await
+        }
+        Cmd::Rollback { app, release, env } => {
+            deploy::rollback(path, bare(&app), env, release).await
+        }
+        Cmd::Update { app, env, check } => deploy::update(path, bare(&app), env, check).await,
+        Cmd::Releases { app } => deploy::releases(path, &bare(&app)).await,
+        Cmd::Host { command } => match command {
+            HostCmd::Add {
+                name,
+                destination,
+                fingerprint,
+                yes,
+            } => host::add(path, &name, &destination, fingerprint, yes).await,
+            HostCmd::List { json } => host::list(path, json).await,
+            HostCmd::Remove { name } => host::remove(path, &name).await,
+            HostCmd::Check { name } => host::check(path, &name).await,
+        },
+        Cmd::Remote { command } => match command {
+            RemoteCmd::Hello { token } => remote::hello(path, token),
+            RemoteCmd::MergeConfig => remote::merge_config(path),
+        },
+        Cmd::Export {
+            format,
+            target,
+            out,
+        } => export::run(path, format, &target, out.as_deref()),
         Cmd::Service { command } => match command {
             ServiceCmd::Install => service::install(path).await,
             ServiceCmd::Uninstall => service::uninstall(path).await,
@@ -228,11 +265,62 @@ async fn run(cmd: Cmd, config_path: PathBuf, explicit_config: bool) -> Result<()
     }
 }
 
-/// A client of the agent that the config file's data folder names.
+/// The host this run acts on (`--host`, a `HOST:` target, or `$HOMEPORT_HOST`); `None`: this
+/// computer.
+static HOST: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Which host the command acts on. `$HOMEPORT_HOST` applies to the commands that act on an
+/// agent and is ignored by the others; `--host` given to one of the others is a mistake.
+fn choose_host(flag: Option<&str>, cmd: &Cmd) -> Result<Option<String>, Failure> {
+    let prefix = cmd.target_host();
+    if let Some(h) = flag.or(prefix.as_deref()) {
+        homeport_remote::check_name(h).map_err(|e| Failure::new(2, e))?;
+    }
+    match (flag, prefix) {
+        (Some(a), Some(b)) if a != b => Err(Failure::new(
+            2,
+            format!("the target names host {b} and --host names {a}: give one of them"),
+        )),
+        (Some(_), _) if !cmd.takes_host() => Err(Failure::new(
+            2,
+            "--host applies to commands that act on an agent (status, logs, start, deploy…);              this one works on this computer",
+        )),
+        (Some(a), _) => Ok(Some(a.to_owned())),
+        (None, Some(b)) => Ok(Some(b)),
+        (None, None) => Ok(std::env::var("HOMEPORT_HOST")
+            .ok()
+            .filter(|h| !h.is_empty() && cmd.takes_host())),
+    }
+}
+
+/// The host this run acts on, if not this computer.
+pub fn host() -> Option<&'static str> {
+    HOST.get().and_then(Option::as_deref)
+}
+
+/// An app argument without its `HOST:` prefix.
+fn bare(app: &str) -> String {
+    targets::split_host(app).1
+}
+
+/// A client of the agent that the config file's data folder names, or, with a host chosen, of
+/// that host's agent through this one (which holds the SSH connection).
 fn client(config_path: &Path) -> Result<Client, Failure> {
-    Ok(Client::discover(&homeport_config::agent_data_dir(
-        config_path,
-    ))?)
+    let local = Client::discover(&homeport_config::agent_data_dir(config_path)).map_err(|e| {
+        match (host(), e) {
+            (Some(h), ClientError::NotRunning(why)) => Failure::new(
+                3,
+                format!(
+                    "this computer's agent is not running ({why}); it holds the connection to {h}:                      start it with `homeport agent --detach` (or the tray), then try again"
+                ),
+            ),
+            (_, e) => e.into(),
+        }
+    })?;
+    Ok(match host() {
+        Some(h) => local.via_host(h),
+        None => local,
+    })
 }
 
 /// How long `homeport agent` waits for services to stop on SIGTERM before it gives up on them.

@@ -46,7 +46,8 @@ pub async fn run(config_path: &Path, target: Option<Target>, json: bool) -> Resu
         )
     } else {
         format!(
-            "{}\n{}{}",
+            "{}{}\n{}{}",
+            crate::host().map(|h| format!("{h} · ")).unwrap_or_default(),
             output::verdict_line(&report.overall),
             output::versions(&apps),
             output::status_table(

@@ -7,6 +7,40 @@ use homeport_types::{ServiceKey, Target};
 
 use crate::Failure;
 
+/// A target as typed, with the host it is on when it names one: `vps:shop/production`
+/// (`homeport host add vps …` enrolled it). Without a host: this computer, or `--host`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostTarget {
+    pub host: Option<String>,
+    pub target: Target,
+}
+
+impl std::str::FromStr for HostTarget {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (host, rest) = match s.split_once(':') {
+            Some((h, t)) => {
+                homeport_remote::check_name(h)?;
+                (Some(h.to_owned()), t)
+            }
+            None => (None, s),
+        };
+        let target = rest
+            .parse::<Target>()
+            .map_err(|e| format!("{e} (or HOST:APP/ENV for a target on another host)"))?;
+        Ok(Self { host, target })
+    }
+}
+
+/// `vps:shop` as an app argument: (host, app).
+pub fn split_host(app: &str) -> (Option<String>, String) {
+    match app.split_once(':') {
+        Some((h, a)) => (Some(h.to_owned()), a.to_owned()),
+        None => (None, app.to_owned()),
+    }
+}
+
 /// Every target string the services make possible: `all`, apps, `app/env`, `app/env/service`.
 pub fn names(keys: &[ServiceKey]) -> Vec<String> {
     let mut out = vec!["all".to_owned()];
@@ -151,6 +185,20 @@ mod tests {
             Some("blog/production/server")
         );
         assert_eq!(suggest("zzzzzz", &keys()), None, "nothing near");
+    }
+
+    #[test]
+    fn a_target_may_name_its_host() {
+        let t: HostTarget = "vps:shop/production"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.host.as_deref(), Some("vps"));
+        assert_eq!(t.target.to_string(), "shop/production");
+        let t: HostTarget = "shop".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((t.host, t.target.to_string()), (None, "shop".to_owned()));
+        assert!("v/ps:shop".parse::<HostTarget>().is_err());
+        assert!("vps:".parse::<HostTarget>().is_err());
+        assert_eq!(split_host("vps:shop"), (Some("vps".into()), "shop".into()));
     }
 
     #[test]
