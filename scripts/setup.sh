@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 need_pkgs=(build-essential pkg-config git ca-certificates)
 # The portable process backend names a port's holder through lsof (the tests run it too).
 need_pkgs+=(lsof)
+# Remote hosts: the tests start their own sshd (openssh-server) on a loopback port and ship
+# releases with rsync; systemd-analyze checks the units `homeport export systemd` writes.
+need_pkgs+=(openssh-client openssh-server rsync systemd)
 # The tray app (src-tauri) links WebKitGTK and the AppIndicator library.
 need_pkgs+=(libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev)
 # --browser: Chromium for the dashboard tests; for the tray test a virtual display, a session bus,
@@ -37,7 +40,23 @@ if ((${#missing[@]})); then
     sudo_cmd=()
     [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
     "${sudo_cmd[@]}" apt-get update -qq
+    # Packages that bring a system service (openssh-server's sshd on port 22, Caddy) must not
+    # start it: a policy-rc.d that says "no" while they install, when the system has none.
+    policy=/usr/sbin/policy-rc.d made_policy=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee "$policy" >/dev/null
+        "${sudo_cmd[@]}" chmod 755 "$policy"
+        made_policy=1
+    fi
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}"
+    ((made_policy)) && "${sudo_cmd[@]}" rm -f "$policy"
+    if [[ " ${missing[*]} " == *" openssh-server "* ]]; then
+        # The tests run sshd themselves; the system's stays disabled and stopped.
+        if command -v systemctl >/dev/null; then
+            "${sudo_cmd[@]}" systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+        fi
+        "${sudo_cmd[@]}" update-rc.d ssh disable >/dev/null 2>&1 || true
+    fi
     if [[ " ${missing[*]} " == *" caddy "* ]] && command -v systemctl >/dev/null; then
         "${sudo_cmd[@]}" systemctl disable --now caddy >/dev/null 2>&1 || true
     fi

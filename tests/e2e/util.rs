@@ -54,6 +54,8 @@ pub struct TestEnv {
     rt: tokio::runtime::Runtime,
     /// The `homeport` binary the agent and CLI run as.
     bin: PathBuf,
+    /// Variables the agent and CLI get besides the test's own (`SSH_AUTH_SOCK`).
+    extra_env: Vec<(String, std::ffi::OsString)>,
 }
 
 impl TestEnv {
@@ -102,7 +104,13 @@ impl TestEnv {
             agent: None,
             rt,
             bin: homeport_bin(),
+            extra_env: Vec::new(),
         }
+    }
+
+    /// Gives the agent and CLI `key` (started from now on).
+    pub fn set_env(&mut self, key: &str, value: impl Into<std::ffi::OsString>) {
+        self.extra_env.push((key.to_owned(), value.into()));
     }
 
     /// Runs the agent and CLI as `bin` instead of the built `homeport`.
@@ -130,6 +138,9 @@ impl TestEnv {
             .env_remove("HOMEPORT_CONFIG")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null());
+        for (k, v) in &self.extra_env {
+            c.env(k, v);
+        }
         c
     }
 
@@ -481,7 +492,7 @@ impl OtherUser {
 
 /// A copy of the fixture binary that any user may run. The build's own copy may sit where
 /// another user cannot reach it (CI keeps its cargo target under root's 0700 home).
-fn shared_fixture_bin() -> &'static Path {
+pub fn shared_fixture_bin() -> &'static Path {
     static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     COPY.get_or_init(|| {
         use std::os::unix::fs::PermissionsExt;

@@ -1,0 +1,469 @@
+//! Other hosts over real OpenSSH: enrolment with a pinned host key, the host's agent reached
+//! through this computer's agent (`--host`, `HOST:target`), a changed key refused, an
+//! unreachable host shown as such, the host's agent killed and back.
+
+use std::os::unix::fs::PermissionsExt;
+
+use homeport_types::HostState;
+
+use crate::sshd::SshHost;
+use crate::util::*;
+
+/// The host's own config: its agent on a free port, no router (several test hosts share this
+/// machine's loopback), and `services` below.
+fn host_config(services: &str) -> String {
+    format!("[agent]\nport = 0\nrouter_port = 0\n\n{services}")
+}
+
+/// A local test environment whose `ssh` authenticates with the host's test key (through the
+/// test's ssh-agent, as a desktop session's agent would).
+fn local_env(host: &SshHost) -> TestEnv {
+    let mut env = TestEnv::new("");
+    env.set_env("SSH_AUTH_SOCK", &host.auth_sock);
+    env
+}
+
+fn enrol(env: &TestEnv, host: &SshHost, name: &str) -> String {
+    let out = env.cli(&[
+        "host",
+        "add",
+        name,
+        &host.destination(),
+        "--fingerprint",
+        &host.fingerprint(),
+    ]);
+    assert!(
+        out.status.success(),
+        "host add: {}\n{}\n--- sshd ---\n{}",
+        stdout(&out),
+        stderr(&out),
+        host.sshd_log()
+    );
+    stdout(&out)
+}
+
+/// A web service of the host, from the fixture (a copy the host's user can run).
+fn web_service(port: u16) -> String {
+    format!(
+        "[apps.shop.env.production]\nautostart = true\n\
+         services.web = {{ command = \"{} --port {{port}} --lines 2\", port = {port}, health = \"/health\" }}\n",
+        shared_fixture_bin().display()
+    )
+}
+
+fn host_info(env: &TestEnv, name: &str) -> Option<homeport_types::HostInfo> {
+    env.block_on(env.client().hosts())
+        .ok()?
+        .into_iter()
+        .find(|h| h.name == name)
+}
+
+#[test]
+fn a_host_is_enrolled_with_its_key_pinned_and_a_changed_key_is_refused() {
+    let Some(mut host) = SshHost::start("enrol") else {
+        return;
+    };
+    host.write_config(&host_config(""));
+    let env = local_env(&host);
+    let dest = host.destination();
+
+    // First contact without a terminal, a fingerprint or --yes: nothing happens.
+    let out = env.cli(&["host", "add", "vps", &dest]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--fingerprint"), "{}", stderr(&out));
+    assert!(!env.data.join("hosts/vps").exists());
+
+    // A fingerprint that is not the host's: refused, nothing pinned or installed.
+    let wrong = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let out = env.cli(&["host", "add", "vps", &dest, "--fingerprint", wrong]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&host.fingerprint())
+            && err.contains(wrong)
+            && err.contains("nothing was pinned"),
+        "{err}"
+    );
+    assert!(!env.data.join("hosts/vps").exists());
+    assert!(!host.home.join(".local/lib/homeport").exists());
+
+    // The right one: pinned, installed, the agent runs there and answers.
+    let said = enrol(&env, &host, "vps");
+    assert!(said.contains(&host.fingerprint()), "{said}");
+    assert!(said.contains("Copied homeport and homeport-shim"), "{said}");
+    assert!(said.contains("The agent on vps answers"), "{said}");
+    let pinned = read(&env.data.join("hosts/vps/known_hosts"));
+    assert!(pinned.starts_with("homeport-vps ssh-ed25519 "), "{pinned}");
+    for f in ["hosts/vps/known_hosts", "hosts/vps/host.json"] {
+        let mode = std::fs::metadata(env.data.join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    let record = read(&env.data.join("hosts/vps/host.json"));
+    assert!(
+        !record.contains("token"),
+        "the host's token is never written here"
+    );
+    let bin = host.home.join(".local/lib/homeport/homeport");
+    assert!(bin.exists() && host.home.join(".local/lib/homeport/homeport-shim").exists());
+    let pid = host.agent_pid().expect("an agent runs on the host");
+    let owner = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        owner
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.contains(&host.uid.to_string())),
+        "the host's agent runs as the host's user"
+    );
+    // The unit is written (this machine has no systemd user instance: the agent runs detached,
+    // and `host add` said so).
+    let unit = read(&host.home.join(".config/systemd/user/homeport.service"));
+    assert!(unit.contains("Environment=\"PATH="), "{unit}");
+    assert!(said.contains("runs detached now"), "{said}");
+
+    let out = env.cli(&["host", "check", "vps"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("the same as here"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Enrolling again is an upgrade: the same files are left, the agent is restarted on them.
+    let again = enrol(&env, &host, "vps");
+    assert!(again.contains("these very files"), "{again}");
+    assert!(again.contains("Restarted the agent"), "{again}");
+    let out = env.cli(&["host", "add", "vps", "someone@127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("host remove vps"), "{}", stderr(&out));
+
+    // The host gets another key: refused, with both fingerprints, and nothing is run there.
+    let old = host.fingerprint();
+    host.replace_host_key();
+    let new = host.fingerprint();
+    assert_ne!(old, new);
+    let out = env.cli(&["host", "check", "vps"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("CHANGED") && err.contains(&old) && err.contains(&new),
+        "{err}"
+    );
+    let out = env.cli(&["host", "add", "vps", &dest, "--yes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "--yes never overrides a pinned key"
+    );
+    assert!(stderr(&out).contains("CHANGED"), "{}", stderr(&out));
+    assert_eq!(
+        read(&env.data.join("hosts/vps/known_hosts")),
+        pinned,
+        "the pin is unchanged"
+    );
+
+    let out = env.cli(&["host", "remove", "vps"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!env.data.join("hosts/vps").exists());
+    let out = env.cli(&["host", "list"]);
+    assert!(
+        stdout(&out).contains("No hosts enrolled"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_hosts_services_are_run_from_here_through_the_agent() {
+    let Some(host) = SshHost::start("remote status") else {
+        return;
+    };
+    let port = free_port();
+    host.write_config(&host_config(&web_service(port)));
+    let mut env = local_env(&host);
+    enrol(&env, &host, "vps");
+    env.start_agent();
+    env.wait_until("this agent is connected to vps", || {
+        host_info(&env, "vps").filter(|h| h.state == HostState::Connected)
+    });
+
+    // --host, HOMEPORT_HOST and HOST:target all reach the host's agent.
+    let out = env.cli(&["--host", "vps", "status", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: homeport_types::StatusReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report.snapshot.agent.config_path,
+        host.config_path().display().to_string(),
+        "the host's agent answered"
+    );
+    let web = service(&report.snapshot, "shop/production/web");
+    assert!(web.pid.is_some());
+    let out = env
+        .command_with(&["status"])
+        .env("HOMEPORT_HOST", "vps")
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("shop/production/web"),
+        "{}",
+        stdout(&out)
+    );
+    let local = env.cli(&["status"]);
+    assert!(
+        !stdout(&local).contains("shop/production/web"),
+        "without a host: this computer"
+    );
+
+    // Logs.
+    let out = env.cli(&["logs", "vps:shop/production/web", "-n", "50"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("listening on 127.0.0.1"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Stop and start; the verdict this agent keeps of the host follows.
+    let out = env.cli(&["stop", "vps:shop/production"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("stopped"));
+    env.wait_until("this agent's view of vps says web is stopped", || {
+        let h = host_info(&env, "vps")?;
+        h.overall.filter(|v| v.reason.contains("stopped"))
+    });
+    let out = env.cli(&["--host", "vps", "start", "shop"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let h = env.wait_until("vps is healthy again", || {
+        host_info(&env, "vps").filter(|h| {
+            h.overall
+                .as_ref()
+                .is_some_and(|v| v.level == homeport_types::Level::Healthy)
+        })
+    });
+    assert_eq!(h.version.as_deref(), Some(env!("CARGO_PKG_VERSION")));
+
+    // A host nobody enrolled, and a target that names two hosts.
+    let out = env.cli(&["--host", "nope", "status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("homeport host add nope"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.cli(&["--host", "other", "status", "vps:shop"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // The token of the host is in this agent's memory only: not in its files.
+    for entry in walk(&env.data) {
+        let text = std::fs::read(&entry).unwrap_or_default();
+        let token = read(&host.data().join("token"));
+        assert!(
+            !token.trim().is_empty() && !String::from_utf8_lossy(&text).contains(token.trim()),
+            "{} holds the host's token",
+            entry.display()
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_host_and_a_restarted_host_agent_are_told_and_recovered() {
+    let Some(mut host) = SshHost::start("unreachable") else {
+        return;
+    };
+    let port = free_port();
+    host.write_config(&host_config(&web_service(port)));
+    let mut env = local_env(&host);
+    enrol(&env, &host, "vps");
+    env.start_agent();
+    env.wait_until("connected", || {
+        host_info(&env, "vps").filter(|h| h.state == HostState::Connected)
+    });
+    let web_pid = {
+        let out = env.cli(&["--host", "vps", "status", "--json"]);
+        let r: homeport_types::StatusReport = serde_json::from_slice(&out.stdout).unwrap();
+        service(&r.snapshot, "shop/production/web").pid.unwrap()
+    };
+
+    // The host's agent is killed: this agent says so, the CLI says so, services keep running.
+    let agent = host.agent_pid().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    env.wait_until("vps's agent is down, and why", || {
+        host_info(&env, "vps").filter(|h| {
+            h.state == HostState::AgentDown
+                && h.reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("no agent runs"))
+        })
+    });
+    let out = env.cli(&["--host", "vps", "status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("agent down since"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(alive(web_pid), "services outlive their agent");
+
+    // Started again there (as systemd would): re-adopted, and this agent connects again.
+    let out = host
+        .as_user(host.home.join(".local/bin/homeport"))
+        .args(["agent", "--detach"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.wait_until("connected again", || {
+        host_info(&env, "vps").filter(|h| h.state == HostState::Connected)
+    });
+    let out = env.cli(&["--host", "vps", "status", "--json"]);
+    let r: homeport_types::StatusReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        service(&r.snapshot, "shop/production/web").pid,
+        Some(web_pid),
+        "the running service was re-adopted, not restarted"
+    );
+
+    // The network goes: unreachable, since when, and why; the CLI fails fast with that.
+    host.stop_sshd();
+    let h = env.wait_until("vps is unreachable", || {
+        host_info(&env, "vps").filter(|h| h.state == HostState::Unreachable)
+    });
+    let reason = h.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("cannot reach") || reason.contains("ended"),
+        "{reason}"
+    );
+    assert!(h.since.ends_with('Z'), "{h:?}");
+    let out = env.cli(&["--host", "vps", "status"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("unreachable since"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.cli(&["host", "list"]);
+    assert!(
+        stdout(&out).contains("unreachable since"),
+        "{}",
+        stdout(&out)
+    );
+    // The outage is recorded as events.
+    let events = env
+        .block_on(
+            env.client()
+                .event_history(&homeport_types::Target::All, &["host"], 20),
+        )
+        .unwrap();
+    assert!(events.iter().any(|e| matches!(
+        &e.kind,
+        homeport_types::EventKind::Host {
+            state: HostState::Unreachable,
+            ..
+        }
+    )));
+
+    // Back: connected again without anyone asking.
+    host.start_sshd();
+    env.wait_until("connected after the outage", || {
+        host_info(&env, "vps").filter(|h| h.state == HostState::Connected)
+    });
+    let out = env.cli(&["--host", "vps", "status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => out.extend(walk(&p)),
+            Ok(t) if t.is_file() => out.push(p),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn exported_systemd_units_pass_systemd_analyze_verify() {
+    let env = TestEnv::new(
+        r#"
+[apps.shop.env.production]
+env = { GREETING = "50% off" }
+secret_env = { API_KEY = "s3cr3t" }
+
+[apps.shop.env.production.services.db]
+command = ["@FIXTURE@", "--port", "{port}"]
+port = @P0@
+
+[apps.shop.env.production.services.web]
+command = "@FIXTURE@ --port {port} --say 'my shop'"
+port = @P1@
+depends_on = ["db"]
+health = "/health"
+restart = { policy = "always", max_failures = 3, window = "1m" }
+"#,
+    );
+    let out_dir = env.dir.path().join("units");
+    let out = env.cli(&[
+        "export",
+        "systemd",
+        "shop/production",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let web = read(&out_dir.join("shop-production-web.service"));
+    assert!(web.contains("After=shop-production-db.service"), "{web}");
+    assert!(!web.contains("s3cr3t"));
+    let secrets = out_dir.join("shop-production-web.env");
+    assert_eq!(
+        std::fs::metadata(&secrets).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let units: Vec<std::path::PathBuf> = [
+        "shop-production.target",
+        "shop-production-db.service",
+        "shop-production-web.service",
+    ]
+    .iter()
+    .map(|f| out_dir.join(f))
+    .collect();
+    let verify = |files: &[std::path::PathBuf]| {
+        let runtime = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(runtime.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::process::Command::new("systemd-analyze")
+            .args(["--user", "verify"])
+            .args(files)
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .output()
+            .expect("systemd-analyze (Debian's systemd package; scripts/setup.sh installs it)")
+    };
+    let out = verify(&units);
+    assert!(
+        out.status.success() && stderr(&out).trim().is_empty(),
+        "systemd-analyze verify: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    // The check can fail: a unit with a mistake is reported.
+    let broken = out_dir.join("shop-production-broken.service");
+    std::fs::write(&broken, web.replace("Restart=always", "Restart=sometimes")).unwrap();
+    let out = verify(&[broken]);
+    assert!(
+        !stderr(&out).trim().is_empty(),
+        "systemd-analyze noticed nothing in a broken unit"
+    );
+
+    // Printed instead of written: the secret stays out of the terminal.
+    let out = env.cli(&["export", "systemd", "shop/production"]);
+    assert!(stdout(&out).contains("# ---- shop-production-web.service ----"));
+    assert!(!stdout(&out).contains("s3cr3t"));
+    let out = env.cli(&["export", "launchd", "shop/nope"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+}
