@@ -402,15 +402,13 @@ async fn running_status(data: &Path) -> Result<StatusSnapshot, Failure> {
     Ok(homeport_client::Client::discover(data)?.status().await?)
 }
 
-/// Waits until the agent with `pid` has exited and released its lock.
-async fn wait_exited(data: &Path, pid: u32, limit: Duration) -> Result<(), Failure> {
+/// Waits until the agent with `pid` has exited (and so released its lock). Not the lock alone:
+/// the agent lets go of it before its process has finished exiting.
+async fn wait_exited(pid: u32, limit: Duration) -> Result<(), Failure> {
     let deadline = Instant::now() + limit;
     loop {
-        let lock_free = std::fs::OpenOptions::new()
-            .write(true)
-            .open(data.join(homeport_types::files::LOCK))
-            .is_ok_and(|f| f.try_lock().is_ok());
-        if lock_free || !crate::uninstall::alive(pid) {
+        // A zombie has exited: only its parent has yet to reap it.
+        if !crate::uninstall::alive(pid) || homeport_platform::is_zombie(pid) {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -428,7 +426,6 @@ async fn wait_exited(data: &Path, pid: u32, limit: Duration) -> Result<(), Failu
 
 /// `homeport agent stop [--keep-services]`.
 pub async fn stop(config_path: &Path, keep_services: bool) -> Result<(), Failure> {
-    let data = homeport_config::agent_data_dir(config_path);
     let client = crate::client(config_path)?;
     let before = client.status().await?;
     let reply = client
@@ -447,7 +444,7 @@ pub async fn stop(config_path: &Path, keep_services: bool) -> Result<(), Failure
         )
     };
     let spinner = Spinner::start(&what);
-    wait_exited(&data, reply.pid, SHUTDOWN_LIMIT + Duration::from_secs(10)).await?;
+    wait_exited(reply.pid, SHUTDOWN_LIMIT + Duration::from_secs(10)).await?;
     spinner.finish();
     let up = before.services.iter().filter(|s| s.state.is_up()).count();
     if keep_services {
@@ -494,7 +491,7 @@ pub async fn restart(config_path: &Path) -> Result<(), Failure> {
         })
         .await?;
     let spinner = Spinner::start(&format!("restarting the agent (pid {})", reply.pid));
-    wait_exited(&data, reply.pid, Duration::from_secs(30)).await?;
+    wait_exited(reply.pid, Duration::from_secs(30)).await?;
     let new_pid = match &reply.restarted_by {
         // The service manager starts the new agent; wait for it to answer.
         Some(_) => {
