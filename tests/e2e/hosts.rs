@@ -188,17 +188,22 @@ fn a_hosts_services_are_run_from_here_through_the_agent() {
         host_info(&env, "vps").filter(|h| h.state == HostState::Connected)
     });
 
-    // --host, HOMEPORT_HOST and HOST:target all reach the host's agent.
-    let out = env.cli(&["--host", "vps", "status", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report: homeport_types::StatusReport = serde_json::from_slice(&out.stdout).unwrap();
+    // --host, HOMEPORT_HOST and HOST:target all reach the host's agent (whose autostart may
+    // still be starting web).
+    let report = env.wait_until("the host's agent runs web", || {
+        let out = env.cli(&["--host", "vps", "status", "--json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let r: homeport_types::StatusReport = serde_json::from_slice(&out.stdout).unwrap();
+        service(&r.snapshot, "shop/production/web")
+            .pid
+            .is_some()
+            .then_some(r)
+    });
     assert_eq!(
         report.snapshot.agent.config_path,
         host.config_path().display().to_string(),
         "the host's agent answered"
     );
-    let web = service(&report.snapshot, "shop/production/web");
-    assert!(web.pid.is_some());
     let out = env
         .command_with(&["status"])
         .env("HOMEPORT_HOST", "vps")
