@@ -665,7 +665,9 @@ fn an_expensive_log_search_stops_at_its_budget() {
     big_log(&env);
     env.start_agent();
     let port = agent_port(&env);
-    let (code, body) = raw_http(port, &grep_request(port, &token(&env)));
+    // The budget is CPU time: on a machine busy with other work, the wall time it takes is
+    // many times that, so the answer is waited for well beyond the usual deadline.
+    let (code, body) = raw_http_within(port, &grep_request(port, &token(&env)), DEADLINE * 10);
     assert_eq!(code, 422, "{body}");
     assert!(body.contains("narrow it"), "{body}");
 }

@@ -390,8 +390,13 @@ pub fn backend() -> homeport_platform::Backend {
 
 /// Sends a raw HTTP/1.1 request and returns the status code and body.
 pub fn raw_http(port: u16, request: &str) -> (u16, String) {
+    raw_http_within(port, request, DEADLINE)
+}
+
+/// [`raw_http`] for an answer that may take up to `patience` between two reads.
+pub fn raw_http_within(port: u16, request: &str, patience: Duration) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    s.set_read_timeout(Some(patience)).expect("timeout");
     s.write_all(request.as_bytes()).expect("write");
     let mut resp = String::new();
     let _ = s.read_to_string(&mut resp);
