@@ -284,11 +284,11 @@ fn an_unreachable_host_and_a_restarted_host_agent_are_told_and_recovered() {
     env.wait_until("connected", || {
         host_info(&env, "vps").filter(|h| h.state == HostState::Connected)
     });
-    let web_pid = {
+    let web_pid = env.wait_until("the host's agent runs web", || {
         let out = env.cli(&["--host", "vps", "status", "--json"]);
-        let r: homeport_types::StatusReport = serde_json::from_slice(&out.stdout).unwrap();
-        service(&r.snapshot, "shop/production/web").pid.unwrap()
-    };
+        let r: homeport_types::StatusReport = serde_json::from_slice(&out.stdout).ok()?;
+        service(&r.snapshot, "shop/production/web").pid
+    });
 
     // The host's agent is killed: this agent says so, the CLI says so, services keep running.
     let agent = host.agent_pid().unwrap();
