@@ -157,6 +157,20 @@ async fn act(app: &AppHandle, action: MenuAction) -> Result<(), String> {
             let req = request(name, "production".into(), DeployKind::Update, None);
             deploy(app, &client, req).await
         }
+        MenuAction::ResumeUpdates { app: name, env } => {
+            let outcome = client.resume_updates(&name, &env).await;
+            if let Err(e) = &outcome {
+                notify::show(
+                    app,
+                    Notice::action_failed(
+                        "resume automatic updates of",
+                        &format!("{name}/{env}"),
+                        &e.to_string(),
+                    ),
+                );
+            }
+            outcome.map(drop).map_err(|e| e.to_string())
+        }
         MenuAction::Quit
         | MenuAction::ToggleStartAtLogin
         | MenuAction::TogglePauseNotifications

@@ -219,7 +219,10 @@ async fn watch(app: AppHandle) {
                             deploying.remove(id);
                             refresh_apps = true;
                         }
-                        EventKind::ConfigApplied { .. } => refresh_apps = true,
+                        EventKind::ConfigApplied { .. }
+                        | EventKind::AutoUpdateFinished { .. }
+                        | EventKind::AutoUpdateRefused { .. }
+                        | EventKind::AutoUpdatesResumed => refresh_apps = true,
                         _ => {}
                     }
                 }

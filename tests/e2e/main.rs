@@ -15,4 +15,5 @@ mod security;
 mod sshd;
 mod supervision;
 mod terminal;
+mod updates;
 mod util;

@@ -5,7 +5,7 @@ import { invoke, isTauri } from '@tauri-apps/api/core';
 
 // The wire types are generated from crates/homeport-types (types.gen.ts), so they cannot drift.
 import type {
-  Action, ActionOutcome, AppInfo, BackupInfo, ConfigApplied, ConfigChange, ConfigPreview,
+  Action, ActionOutcome, AppInfo, AutoUpdateState, BackupInfo, ConfigApplied, ConfigChange, ConfigPreview,
   ConfigView, DeployEvent, DeployKind, DeployRecord, EnvBackups, Event, LogEntry,
   RestoreOutcome, ServiceKey, StatusReport, Verdict, VerifyOutcome,
 } from './types.gen';
@@ -125,6 +125,7 @@ export const verifyBackup = (id: number) => call<VerifyOutcome>('POST', `api/v1/
 export const restore = (target: string, backup: number) => call<RestoreOutcome>('POST', 'api/v1/restore', { target, backup });
 
 export const apps = () => call<AppInfo[]>('GET', 'api/v1/apps');
+export const resumeUpdates = (app: string, env: string) => call<AutoUpdateState>('POST', 'api/v1/auto-update/resume', { app, env });
 export const deploys = (app: string) => call<DeployRecord[]>('GET', `api/v1/deploys?app=${encodeURIComponent(app)}`);
 
 /** Starts a deploy and calls `onEvent` for each step and output line as it happens; resolves

@@ -132,7 +132,31 @@ previous: string | null, error: string | null, } | { "type": "backup_finished", 
 /**
  * How many problems in all.
  */
-problems: number, } | { "type": "agent_started", version: string, pid: number, } | { "type": "agent_stopping" } | { "type": "host", host: string, state: HostState, reason: string | null, });
+problems: number, } | { "type": "auto_update_started", commit: string, commits: number, } | { "type": "auto_update_finished", 
+/**
+ * Its deploy in the history, when one began.
+ */
+id: number | null, result: DeployResult, 
+/**
+ * The commit it rolled out or tried to.
+ */
+commit: string, 
+/**
+ * That commit's version, when a release was staged.
+ */
+version: string | null, commits: number, 
+/**
+ * The short commit the environment ran before (still running when it failed).
+ */
+previous: string | null, 
+/**
+ * The step that failed.
+ */
+step: string | null, error: string | null, 
+/**
+ * This failure paused the environment's automatic updates.
+ */
+paused: boolean, } | { "type": "auto_update_refused", reason: string, } | { "type": "auto_updates_resumed" } | { "type": "agent_started", version: string, pid: number, } | { "type": "agent_stopping" } | { "type": "host", host: string, state: HostState, reason: string | null, });
 
 export type EventKind = { "type": "state", from: ServiceState, to: ServiceState, pid: number | null, exit: ExitReason | null, 
 /**
@@ -154,7 +178,31 @@ previous: string | null, error: string | null, } | { "type": "backup_finished", 
 /**
  * How many problems in all.
  */
-problems: number, } | { "type": "agent_started", version: string, pid: number, } | { "type": "agent_stopping" } | { "type": "host", host: string, state: HostState, reason: string | null, };
+problems: number, } | { "type": "auto_update_started", commit: string, commits: number, } | { "type": "auto_update_finished", 
+/**
+ * Its deploy in the history, when one began.
+ */
+id: number | null, result: DeployResult, 
+/**
+ * The commit it rolled out or tried to.
+ */
+commit: string, 
+/**
+ * That commit's version, when a release was staged.
+ */
+version: string | null, commits: number, 
+/**
+ * The short commit the environment ran before (still running when it failed).
+ */
+previous: string | null, 
+/**
+ * The step that failed.
+ */
+step: string | null, error: string | null, 
+/**
+ * This failure paused the environment's automatic updates.
+ */
+paused: boolean, } | { "type": "auto_update_refused", reason: string, } | { "type": "auto_updates_resumed" } | { "type": "agent_started", version: string, pid: number, } | { "type": "agent_stopping" } | { "type": "host", host: string, state: HostState, reason: string | null, };
 
 export type ConfigChange = { "kind": "port", app: string, env: string, service: string, port: number, } | { "kind": "database", app: string, env: string, name: string, path: string, } | { "kind": "agent", key: AgentOption, value: number, };
 
@@ -330,7 +378,11 @@ export type EnvRelease = { env: string, current: string | null,
 /**
  * The app's version in the current release (its nearest tag, else the short commit).
  */
-version: string | null, };
+version: string | null, 
+/**
+ * Automatic updates, when the environment has them (`auto_update = { ... }`).
+ */
+auto_update: AutoUpdateState | null, };
 
 export type ReleaseInfo = { id: string, 
 /**
@@ -386,3 +438,41 @@ export type MissingTool = { program: string,
  * `build`, `test`, `migrate` or the service (`shop/production/web`).
  */
 needed_by: string, };
+
+export type AutoUpdateState = { 
+/**
+ * How often the upstream is checked, as written (`"1h"`).
+ */
+every: string, 
+/**
+ * The daily UTC window updates may start in (`"02:00-05:00"`), when there is one.
+ */
+window: string | null, 
+/**
+ * Paused after failures in a row: nothing updates until someone resumes.
+ */
+paused: boolean, 
+/**
+ * Automatic updates that failed in a row.
+ */
+failures: number, 
+/**
+ * The commit whose update failed, not tried again until the upstream moves or someone
+ * deploys by hand.
+ */
+failed_commit: string | null, 
+/**
+ * Why the last check could not update (a dirty or diverged checkout), until one can.
+ */
+refused: string | null, 
+/**
+ * What the last check found to do and is waiting for: the window, or a new commit after
+ * a failed one.
+ */
+waiting: string | null, 
+/**
+ * When the upstream was last checked (RFC 3339 UTC).
+ */
+last_check: string | null, };
+
+export type ResumeRequest = { app: string, env: string, };

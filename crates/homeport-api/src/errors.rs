@@ -6,7 +6,9 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use homeport_core::{BackupOpError, DeployRefused, LogError, NotFound, SettingsError};
+use homeport_core::{
+    AutoUpdateError, BackupOpError, DeployRefused, LogError, NotFound, SettingsError,
+};
 use homeport_types::Problem;
 use serde::de::DeserializeOwned;
 
@@ -117,6 +119,19 @@ impl From<SettingsError> for ApiError {
             SettingsError::Edit(_) => Self::not_found(message),
             SettingsError::Io(..) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "io", message),
             SettingsError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
+        }
+    }
+}
+
+impl From<AutoUpdateError> for ApiError {
+    fn from(e: AutoUpdateError) -> Self {
+        let message = e.to_string();
+        match e {
+            AutoUpdateError::NotFound(_) => Self::not_found(message),
+            AutoUpdateError::NotConfigured(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "not_configured", message)
+            }
+            AutoUpdateError::Store(_) => Self::internal(message),
         }
     }
 }

@@ -114,6 +114,7 @@ pub fn router(core: CoreHandle, token: &str, addr: SocketAddr, ui_dir: Option<Pa
         .route("/api/v1/releases", get(routes::releases))
         .route("/api/v1/apps", get(routes::apps))
         .route("/api/v1/update-check", get(routes::update_check))
+        .route("/api/v1/auto-update/resume", post(routes::resume_updates))
         .route("/api/v1/deploys", get(routes::deploys))
         .route("/api/v1/agent/stop", post(routes::agent_stop))
         .route("/api/v1/hosts", get(relay::list))

@@ -429,6 +429,13 @@ pub async fn update_check(
     }
 }
 
+pub async fn resume_updates(
+    State(st): State<AppState>,
+    Body(req): Body<homeport_types::ResumeRequest>,
+) -> Reply<homeport_types::AutoUpdateState> {
+    Ok(Json(st.core.resume_updates(&req.app, &req.env)?))
+}
+
 pub async fn apps(State(st): State<AppState>) -> Json<Vec<AppInfo>> {
     Json(st.core.apps())
 }

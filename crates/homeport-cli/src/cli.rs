@@ -178,6 +178,12 @@ pub enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// Automatic updates of an environment (`auto_update` in the config)
+    #[command(name = "auto-update")]
+    AutoUpdate {
+        #[command(subcommand)]
+        command: AutoUpdateCmd,
+    },
     /// List an app's releases and which environments run them
     Releases {
         /// The app whose releases to list
@@ -467,6 +473,19 @@ pub enum HostsCmd {
         /// Do not ask
         #[arg(long)]
         yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AutoUpdateCmd {
+    /// Resume automatic updates paused after failed updates in a row
+    Resume {
+        /// The app
+        #[arg(add = ArgValueCandidates::new(complete_apps))]
+        app: String,
+        /// The environment whose updates to resume
+        #[arg(long, default_value = "production")]
+        env: String,
     },
 }
 

@@ -69,6 +69,25 @@ pub async fn update(
     Ok(())
 }
 
+pub async fn resume_updates(config_path: &Path, app: &str, env: &str) -> Result<(), Failure> {
+    let state = client(config_path)?.resume_updates(app, env).await?;
+    let window = state
+        .window
+        .map(|w| format!(" within {w} UTC"))
+        .unwrap_or_default();
+    outln!(
+        "Automatic updates of {app}/{env} resumed: the upstream is checked now, then every {}{window}",
+        state.every
+    )?;
+    if let Some(c) = state.failed_commit {
+        outln!(
+            "{} failed last and is not tried again until the upstream moves; deploy it by hand to retry it",
+            &c[..c.len().min(7)]
+        )?;
+    }
+    Ok(())
+}
+
 pub async fn releases(config_path: &Path, app: &str) -> Result<(), Failure> {
     for r in client(config_path)?.releases(app).await? {
         let live = if r.current_in.is_empty() {

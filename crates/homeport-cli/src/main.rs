@@ -222,6 +222,9 @@ async fn run(cmd: Cmd, config_path: PathBuf, explicit_config: bool) -> Result<()
             target,
             out,
         } => export::run(path, format, &target, out.as_deref()),
+        Cmd::AutoUpdate {
+            command: AutoUpdateCmd::Resume { app, env },
+        } => deploy::resume_updates(path, &bare(&app), &env).await,
         Cmd::Service { command } => match command {
             ServiceCmd::Install => service::install(path).await,
             ServiceCmd::Uninstall => service::uninstall(path).await,

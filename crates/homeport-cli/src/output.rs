@@ -31,6 +31,18 @@ pub fn versions(apps: &[homeport_types::AppInfo]) -> String {
         if !shown.is_empty() {
             out.push_str(&format!("{}: {}\n", a.name, shown.join(" · ")));
         }
+        for e in envs {
+            let Some(u) = &e.auto_update else { continue };
+            let target = format!("{}/{}", a.name, e.env);
+            if u.paused {
+                out.push_str(&format!(
+                    "{target}: automatic updates paused after {} failed updates in a row; resume with `homeport auto-update resume {} --env {}`\n",
+                    u.failures, a.name, e.env
+                ));
+            } else if let Some(why) = &u.refused {
+                out.push_str(&format!("{target}: not updated automatically: {why}\n"));
+            }
+        }
     }
     out
 }

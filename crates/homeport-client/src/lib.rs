@@ -163,6 +163,22 @@ impl Client {
         self.json(req).await
     }
 
+    /// Lifts the pause of an environment's automatic updates.
+    pub async fn resume_updates(
+        &self,
+        app: &str,
+        env: &str,
+    ) -> Result<homeport_types::AutoUpdateState, ClientError> {
+        let req = self
+            .http
+            .post(format!("{}/api/v1/auto-update/resume", self.base))
+            .json(&homeport_types::ResumeRequest {
+                app: app.to_owned(),
+                env: env.to_owned(),
+            });
+        self.json(req).await
+    }
+
     pub async fn verify_backup(&self, id: i64) -> Result<VerifyOutcome, ClientError> {
         self.json(
             self.http

@@ -19,8 +19,9 @@ mod raw;
 pub use diag::{Diagnostic, Diagnostics};
 pub use load::{load, load_str, migrate_argv};
 pub use model::{
-    AgentSettings, AppSpec, BackupSchedule, BackupSettings, CommandSpec, Config, EnvSpec,
-    HealthCheck, HealthProbe, RestartMode, RestartPolicy, ServiceSpec, SlotSpec,
+    AgentSettings, AppSpec, AutoUpdate, BackupSchedule, BackupSettings, CommandSpec, Config,
+    EnvSpec, HealthCheck, HealthProbe, RestartMode, RestartPolicy, ServiceSpec, SlotSpec,
+    UpdateWindow,
 };
 pub use paths::{agent_data_dir, default_config_path, default_data_dir, expand_home};
 pub use raw::parse_signal;

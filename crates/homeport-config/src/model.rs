@@ -83,6 +83,44 @@ pub struct EnvSpec {
     pub web: Option<String>,
     /// After a blue-green switch, how long requests and WebSockets on the old instance may run.
     pub drain: Duration,
+    /// Deploy the app's upstream commits to this environment by themselves
+    /// (`auto_update = { every = "1h", window = "02:00-05:00" }`); off when absent.
+    pub auto_update: Option<AutoUpdate>,
+}
+
+/// How an environment keeps itself current with its app's upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoUpdate {
+    /// How often the upstream is fetched and checked (default one hour).
+    pub every: Duration,
+    /// When updates may start; any time when absent.
+    pub window: Option<UpdateWindow>,
+}
+
+/// A daily window of UTC time, `start` to `end` in seconds after midnight; it wraps past
+/// midnight when `end` is earlier than `start` (`22:00-04:00`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdateWindow {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl UpdateWindow {
+    /// Whether `secs` (after midnight UTC) is inside the window.
+    pub fn contains(&self, secs: u32) -> bool {
+        if self.start <= self.end {
+            (self.start..self.end).contains(&secs)
+        } else {
+            secs >= self.start || secs < self.end
+        }
+    }
+}
+
+impl std::fmt::Display for UpdateWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hm = |s: u32| format!("{:02}:{:02}", s / 3600, s % 3600 / 60);
+        write!(f, "{}-{}", hm(self.start), hm(self.end))
+    }
 }
 
 /// When and how an environment is backed up (`backup = { ... }`).

@@ -43,8 +43,10 @@ pub(crate) const ENV_KEYS: &[&str] = &[
     "hostnames",
     "web",
     "drain",
+    "auto_update",
     "services",
 ];
+pub(crate) const AUTO_UPDATE_KEYS: &[&str] = &["every", "window"];
 pub(crate) const BACKUP_KEYS: &[&str] = &[
     "every",
     "at",
@@ -122,6 +124,13 @@ pub(crate) struct RawEnv {
     pub hostnames: Vec<Spanned<String>>,
     pub web: Option<Spanned<String>>,
     pub drain: Option<Dur>,
+    pub auto_update: Option<Spanned<RawAutoUpdate>>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct RawAutoUpdate {
+    pub every: Option<Dur>,
+    pub window: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -685,3 +685,45 @@ restart = { policy = "always", max_failures = "unlimited" }
             .contains("\"lots\"")
     );
 }
+
+#[test]
+fn automatic_updates_are_opt_in_per_environment_with_a_utc_window() {
+    let cfg = load(
+        r#"[apps.a.env.beta]
+auto_update = { every = "30m", window = "22:00-04:30" }
+[apps.a.env.prod]
+auto_update = {}
+[apps.a.env.dev]
+"#,
+    )
+    .unwrap_or_else(|d| panic!("{d:#?}"));
+    let env = |name: &str| cfg.envs.iter().find(|e| e.env == name).expect("env");
+    let beta = env("beta").auto_update.expect("beta updates itself");
+    assert_eq!(beta.every, Duration::from_secs(30 * 60));
+    let w = beta.window.expect("a window");
+    assert_eq!(w.to_string(), "22:00-04:30");
+    assert!(w.contains(23 * 3600) && w.contains(3600) && !w.contains(12 * 3600));
+    assert!(!w.contains(4 * 3600 + 30 * 60), "the end is outside");
+    let prod = env("prod").auto_update.expect("prod updates itself");
+    assert_eq!((prod.every, prod.window), (Duration::from_secs(3600), None));
+    assert_eq!(env("dev").auto_update, None, "off unless asked for");
+
+    let diags = errors(
+        "[apps.a.env.p]\nauto_update = { window = \"2am-5am\", evry = \"1h\" }\n[apps.a.env.q]\nauto_update = { window = \"02:00-02:00\" }\n",
+    );
+    assert!(
+        find(&diags, "apps.a.env.p.auto_update.evry")
+            .help
+            .as_deref()
+            == Some("did you mean `every`?"),
+        "{diags:#?}"
+    );
+    let bad = find(&diags, "apps.a.env.p.auto_update.window");
+    assert!(bad.message.contains("HH:MM-HH:MM"), "{bad:?}");
+    assert_eq!(bad.line, 2);
+    assert!(
+        find(&diags, "apps.a.env.q.auto_update.window")
+            .message
+            .contains("same time")
+    );
+}

@@ -71,6 +71,14 @@ impl Claims {
         })
     }
 
+    /// Whether someone holds `scope` now.
+    pub(crate) fn held(&self, scope: &Scope) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(scope)
+    }
+
     /// Takes `scope` for `what`, waiting while another holds it.
     pub(crate) async fn claim(self: &Arc<Self>, scope: Scope, what: &str) -> Claim {
         loop {

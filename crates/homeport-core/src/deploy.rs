@@ -791,6 +791,7 @@ pub(crate) fn apps(core: &Core) -> Vec<homeport_types::AppInfo> {
                         env: e.env.clone(),
                         current,
                         version,
+                        auto_update: None,
                     }
                 })
                 .collect(),

@@ -35,6 +35,7 @@ pub mod routing;
 pub mod runtime;
 mod settings;
 mod store;
+mod updates;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -55,6 +56,7 @@ pub use hosts::HostUnavailable;
 pub use logs::{LogCursor, LogError};
 pub use settings::{Editor, SettingsError};
 pub use store::Store;
+pub use updates::AutoUpdateError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
@@ -93,6 +95,8 @@ pub struct Core {
     lifecycle: lifecycle::Lifecycle,
     /// The connections to other hosts (see `hosts.rs`).
     hosts: hosts::Hosts,
+    /// The automatic updates' scheduler: its wake-up and the updates it runs.
+    updates: updates::Updates,
 }
 
 /// The one handle the API, CLI and tray use.
@@ -161,6 +165,7 @@ impl Core {
             interrupted: Mutex::new(Vec::new()),
             lifecycle: lifecycle::Lifecycle::default(),
             hosts: hosts::Hosts::default(),
+            updates: updates::Updates::default(),
         });
         core.emit(
             Subject::Agent,
@@ -231,6 +236,7 @@ impl Core {
             tracing::warn!("removed {swept} unfinished backup file(s) left by a crash");
         }
         tokio::spawn(backups::scheduler(Arc::clone(self)));
+        tokio::spawn(updates::scheduler(Arc::clone(self)));
         let config = self.config();
         let router = if routing::wanted(&config) {
             routing::build(self, &config)
@@ -328,9 +334,31 @@ impl Core {
             .map_err(|e| DeployRefused::Invalid(e.to_string()))
     }
 
-    /// Every app with its environments' current releases.
+    /// Every app with its environments' current releases, versions and automatic updates.
     pub fn apps(&self) -> Vec<homeport_types::AppInfo> {
-        deploy::apps(self)
+        let mut apps = deploy::apps(self);
+        let config = self.config();
+        for a in &mut apps {
+            for e in &mut a.envs {
+                if let Some(spec) = config
+                    .envs
+                    .iter()
+                    .find(|x| x.app == a.name && x.env == e.env)
+                {
+                    e.auto_update = updates::state(self, spec);
+                }
+            }
+        }
+        apps
+    }
+
+    /// Lifts the pause of an environment's automatic updates (`APP/ENV`) and checks at once.
+    pub fn resume_updates(
+        &self,
+        app: &str,
+        env: &str,
+    ) -> Result<homeport_types::AutoUpdateState, AutoUpdateError> {
+        updates::resume(self, app, env)
     }
 
     pub fn releases(&self, app: &str) -> Result<Vec<homeport_types::ReleaseInfo>, DeployRefused> {

@@ -84,6 +84,22 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE backups ADD COLUMN problem TEXT;
 "#,
+    // Automatic updates per environment: failures in a row, the pause they lead to, the commit
+    // not to retry, and what the last check found.
+    r#"
+    CREATE TABLE auto_updates (
+        app           TEXT NOT NULL,
+        env           TEXT NOT NULL,
+        failures      INTEGER NOT NULL DEFAULT 0,
+        paused        INTEGER NOT NULL DEFAULT 0,
+        failed_commit TEXT,
+        failed_deploy INTEGER,
+        refused       TEXT,
+        waiting       TEXT,
+        last_check    TEXT,
+        PRIMARY KEY (app, env)
+    );
+"#,
 ];
 
 /// One row of the events table as stored; [`Row::event`] reads it.
@@ -516,6 +532,60 @@ impl Store {
     }
 
     /// Marks deploys that were running when an agent died; returns their (app, env).
+    /// An environment's automatic updates as the last check left them (all clear when never).
+    pub(crate) fn auto_update(
+        &self,
+        app: &str,
+        env: &str,
+    ) -> rusqlite::Result<crate::updates::Streak> {
+        self.conn
+            .query_row(
+                "SELECT failures, paused, failed_commit, failed_deploy, refused, waiting, last_check
+                 FROM auto_updates WHERE app = ?1 AND env = ?2",
+                params![app, env],
+                |r| {
+                    Ok(crate::updates::Streak {
+                        failures: r.get::<_, i64>(0)?.max(0) as u32,
+                        paused: r.get::<_, i64>(1)? != 0,
+                        failed_commit: r.get(2)?,
+                        failed_deploy: r.get(3)?,
+                        refused: r.get(4)?,
+                        waiting: r.get(5)?,
+                        last_check: r.get(6)?,
+                    })
+                },
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
+    }
+
+    pub(crate) fn save_auto_update(
+        &self,
+        app: &str,
+        env: &str,
+        s: &crate::updates::Streak,
+    ) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT INTO auto_updates
+                (app, env, failures, paused, failed_commit, failed_deploy, refused, waiting, last_check)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (app, env) DO UPDATE SET failures = ?3, paused = ?4, failed_commit = ?5,
+                failed_deploy = ?6, refused = ?7, waiting = ?8, last_check = ?9",
+            params![
+                app,
+                env,
+                s.failures,
+                s.paused,
+                s.failed_commit,
+                s.failed_deploy,
+                s.refused,
+                s.waiting,
+                s.last_check
+            ],
+        )?;
+        Ok(())
+    }
+
     pub fn interrupt_running_deploys(&self) -> rusqlite::Result<Vec<(String, String)>> {
         let envs: Vec<(String, String)> = self
             .conn

@@ -119,6 +119,23 @@ pub fn fetch_behind(source: &Path) -> Result<(u32, u32), DeployError> {
     Ok((behind, ahead))
 }
 
+/// The commit the upstream of the checkout's branch is at (as of the last fetch).
+pub fn upstream_commit(source: &Path) -> Result<String, DeployError> {
+    git(source, &["rev-parse", "@{u}"])
+}
+
+/// How many commits `to` has that `from` lacks (all of `to`'s history when `from` is empty).
+pub fn count_new(source: &Path, from: &str, to: &str) -> Result<u32, DeployError> {
+    let range = if from.is_empty() {
+        to.to_owned()
+    } else {
+        format!("{from}..{to}")
+    };
+    git(source, &["rev-list", "--count", &range])?
+        .parse()
+        .map_err(|e| DeployError::Git(format!("git rev-list --count {range}: {e}")))
+}
+
 /// Refuses, with what to do instead, a checkout whose branch tracks nothing (git would say only
 /// "fatal: no upstream configured").
 fn require_upstream(source: &Path) -> Result<(), DeployError> {

@@ -60,6 +60,11 @@ pub enum MenuAction {
     Update {
         app: String,
     },
+    /// Resume an environment's automatic updates, paused after failures in a row.
+    ResumeUpdates {
+        app: String,
+        env: String,
+    },
     OpenDashboard,
     OpenDashboardInBrowser,
     Settings,
@@ -106,6 +111,7 @@ impl MenuAction {
             MenuAction::Deploy { app, env } => format!("deploy:{app}/{env}"),
             MenuAction::Promote { app, from, to } => format!("promote:{app}/{from}/{to}"),
             MenuAction::Update { app } => format!("update:{app}"),
+            MenuAction::ResumeUpdates { app, env } => format!("resume-updates:{app}/{env}"),
             MenuAction::OpenDashboard => "dashboard".into(),
             MenuAction::OpenDashboardInBrowser => "dashboard-browser".into(),
             MenuAction::Settings => "settings".into(),
@@ -231,6 +237,11 @@ impl TrayModel {
                         ],
                     });
                 }
+                let release = extras
+                    .apps
+                    .iter()
+                    .find(|i| i.name == *app)
+                    .and_then(|i| i.envs.iter().find(|e| e.env == *env));
                 items.push(MenuItem::Separator);
                 if services.iter().any(|s| s.url.is_some()) {
                     items.push(b.item(
@@ -250,17 +261,29 @@ impl TrayModel {
                     "Backup now",
                     true,
                 ));
+                if let Some(u) = release.and_then(|e| e.auto_update.as_ref())
+                    && u.paused
+                {
+                    items.push(MenuItem::Separator);
+                    items.push(MenuItem::Label(format!(
+                        "Automatic updates paused after {} failures",
+                        u.failures
+                    )));
+                    items.push(b.item(
+                        MenuAction::ResumeUpdates {
+                            app: (*app).into(),
+                            env: (*env).into(),
+                        },
+                        "Resume automatic updates",
+                        true,
+                    ));
+                }
                 let worst = services
                     .iter()
                     .map(|s| Mark::of(s.state, s.health))
                     .max()
                     .unwrap_or(Mark::Down)
                     .glyph();
-                let release = extras
-                    .apps
-                    .iter()
-                    .find(|i| i.name == *app)
-                    .and_then(|i| i.envs.iter().find(|e| e.env == *env));
                 let version = release
                     .and_then(|e| e.version.as_deref())
                     .map(|v| format!(" {v}"))
@@ -757,6 +780,7 @@ mod tests {
                     env: (*e).into(),
                     current: None,
                     version: None,
+                    auto_update: None,
                 })
                 .collect(),
         }
@@ -856,5 +880,48 @@ mod tests {
         let all = labels(&TrayModel::build(&s, &extras, TrayPrefs::default()).menu);
         assert!(all.contains(&"● production 1.4.2".to_owned()), "{all:?}");
         assert!(all.contains(&"● beta 1.5.0-rc1+3".to_owned()), "{all:?}");
+    }
+
+    #[test]
+    fn paused_automatic_updates_say_so_with_a_resume_item() {
+        let s = snapshot(vec![svc(
+            "shop",
+            "beta",
+            "web",
+            ServiceState::Healthy,
+            Health::Healthy,
+        )]);
+        let mut info = app_info("shop", true, &["beta"]);
+        info.envs[0].auto_update = Some(homeport_types::AutoUpdateState {
+            every: "1h".into(),
+            window: None,
+            paused: true,
+            failures: 2,
+            failed_commit: Some("9f8e7d6".into()),
+            refused: None,
+            waiting: None,
+            last_check: None,
+        });
+        let extras = Extras {
+            apps: vec![info.clone()],
+            ..Extras::default()
+        };
+        let m = TrayModel::build(&s, &extras, TrayPrefs::default());
+        let resume = MenuAction::ResumeUpdates {
+            app: "shop".into(),
+            env: "beta".into(),
+        };
+        assert_eq!(m.action(&resume.id()), Some(&resume));
+        assert!(labels(&m.menu).contains(&"Automatic updates paused after 2 failures".to_owned()));
+
+        if let Some(u) = info.envs[0].auto_update.as_mut() {
+            u.paused = false;
+        }
+        let extras = Extras {
+            apps: vec![info],
+            ..Extras::default()
+        };
+        let m = TrayModel::build(&s, &extras, TrayPrefs::default());
+        assert_eq!(m.action(&resume.id()), None, "nothing to resume");
     }
 }

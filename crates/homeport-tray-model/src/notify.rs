@@ -89,6 +89,61 @@ impl Notice {
         }
     }
 
+    /// An automatic update of `target` ended ("shop/beta updated to 1a2b3c4 (3 commits)", or
+    /// "shop/beta: update to 1a2b3c4 failed at the health gate; 9f8e7d6 still serves"). One that
+    /// never began (a deploy by hand came first) is not news.
+    #[allow(clippy::too_many_arguments)]
+    pub fn auto_update(
+        target: &str,
+        result: DeployResult,
+        commit: &str,
+        version: Option<&str>,
+        commits: u32,
+        previous: Option<&str>,
+        step: Option<&str>,
+        error: Option<&str>,
+        paused: bool,
+    ) -> Option<Self> {
+        let short: String = commit.chars().take(7).collect();
+        match result {
+            DeployResult::Succeeded => Some(Notice {
+                summary: format!(
+                    "{target} updated to {short} ({commits} commit{})",
+                    plural(u64::from(commits))
+                ),
+                body: match version {
+                    Some(v) => format!("Version {v} is live."),
+                    None => "It is live.".into(),
+                },
+                urgency: Urgency::Normal,
+                screen: Screen::Deploys,
+            }),
+            DeployResult::Failed => {
+                let at = step.map(|s| format!(" at the {s}")).unwrap_or_default();
+                let serves = match previous {
+                    Some(p) => format!("; {p} still serves"),
+                    None => String::new(),
+                };
+                let mut body = format!("{}.", error.unwrap_or("no reason given"));
+                body.push_str(&format!(
+                    " {short} is not tried again until the upstream moves."
+                ));
+                if paused {
+                    body.push_str(&format!(
+                        " Automatic updates of {target} are paused after failures in a row; resume them from the tray menu or the dashboard."
+                    ));
+                }
+                Some(Notice {
+                    summary: format!("{target}: update to {short} failed{at}{serves}"),
+                    body,
+                    urgency: Urgency::Critical,
+                    screen: Screen::Deploys,
+                })
+            }
+            DeployResult::Running | DeployResult::Interrupted => None,
+        }
+    }
+
     /// A backup was made, with its size and time.
     pub fn backup_done(
         target: &str,
@@ -169,6 +224,8 @@ struct Track {
 #[derive(Debug, Default)]
 pub struct Notifier {
     tracks: HashMap<ServiceKey, Track>,
+    /// Environments updating themselves: their deploy is told by the update's own notice.
+    auto_updating: std::collections::HashSet<String>,
 }
 
 impl Notifier {
@@ -211,6 +268,48 @@ impl Notifier {
                 t.health_detail = message.clone();
                 health_notice(t, k, now).into_iter().collect()
             }
+            (_, EventKind::AutoUpdateStarted { .. }) => {
+                self.auto_updating.insert(target);
+                vec![]
+            }
+            (_, EventKind::DeployFinished { .. }) if self.auto_updating.contains(&target) => {
+                vec![]
+            }
+            (
+                _,
+                EventKind::AutoUpdateFinished {
+                    result,
+                    commit,
+                    version,
+                    commits,
+                    previous,
+                    step,
+                    error,
+                    paused,
+                    ..
+                },
+            ) => {
+                self.auto_updating.remove(&target);
+                Notice::auto_update(
+                    &target,
+                    *result,
+                    commit,
+                    version.as_deref(),
+                    *commits,
+                    previous.as_deref(),
+                    step.as_deref(),
+                    error.as_deref(),
+                    *paused,
+                )
+                .into_iter()
+                .collect()
+            }
+            (_, EventKind::AutoUpdateRefused { reason }) => vec![Notice {
+                summary: format!("{target} was not updated automatically"),
+                body: reason.clone(),
+                urgency: Urgency::Normal,
+                screen: Screen::Deploys,
+            }],
             (
                 _,
                 EventKind::DeployFinished {
@@ -742,5 +841,67 @@ mod tests {
             "/h/homeport.toml:12: apps.a.env.p.services.web.port: port 80000 is out of range. Nothing changed."
         );
         assert_eq!(human_size(3 * 1024 * 1024 / 2), "1.5 MB");
+    }
+
+    #[test]
+    fn an_automatic_update_is_one_notice_not_two() {
+        let mut n = Notifier::new();
+        let now = Instant::now();
+        let started = env_event(EventKind::AutoUpdateStarted {
+            commit: "1a2b3c4d5e6f".into(),
+            commits: 3,
+        });
+        assert!(n.on_event(&started, now).is_empty());
+        let deploy_done = env_event(EventKind::DeployFinished {
+            id: 4,
+            kind: DeployKind::Update,
+            result: DeployResult::Succeeded,
+            release: Some("r3".into()),
+            previous: Some("r2".into()),
+            error: None,
+        });
+        assert!(
+            n.on_event(&deploy_done, now).is_empty(),
+            "the update's own notice tells it"
+        );
+        let finished = |result, paused| {
+            env_event(EventKind::AutoUpdateFinished {
+                id: Some(4),
+                result,
+                commit: "1a2b3c4d5e6f".into(),
+                version: Some("1.5.0".into()),
+                commits: 3,
+                previous: Some("9f8e7d6".into()),
+                step: (result == DeployResult::Failed).then(|| "health gate".into()),
+                error: (result == DeployResult::Failed)
+                    .then(|| "web is unhealthy; switched back to r2".into()),
+                paused,
+            })
+        };
+        let ok = n.on_event(&finished(DeployResult::Succeeded, false), now);
+        assert_eq!(ok.len(), 1);
+        assert_eq!(
+            ok[0].summary,
+            "clauset/production updated to 1a2b3c4 (3 commits)"
+        );
+        assert_eq!(ok[0].body, "Version 1.5.0 is live.");
+        // Once the update is told, a deploy by hand is told as before.
+        assert_eq!(n.on_event(&deploy_done, now).len(), 1);
+
+        n.on_event(&started, now);
+        let bad = n.on_event(&finished(DeployResult::Failed, true), now);
+        assert_eq!(
+            bad[0].summary,
+            "clauset/production: update to 1a2b3c4 failed at the health gate; 9f8e7d6 still serves"
+        );
+        assert!(bad[0].body.contains("paused"), "{}", bad[0].body);
+        assert_eq!(bad[0].urgency, Urgency::Critical);
+        let refused = n.on_event(
+            &env_event(EventKind::AutoUpdateRefused {
+                reason: "/src has uncommitted changes".into(),
+            }),
+            now,
+        );
+        assert_eq!(refused[0].body, "/src has uncommitted changes");
     }
 }

@@ -139,6 +139,41 @@ pub struct EnvRelease {
     /// The app's version in the current release (its nearest tag, else the short commit).
     #[serde(default)]
     pub version: Option<String>,
+    /// Automatic updates, when the environment has them (`auto_update = { ... }`).
+    #[serde(default)]
+    pub auto_update: Option<AutoUpdateState>,
+}
+
+/// Where an environment's automatic updates stand.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoUpdateState {
+    /// How often the upstream is checked, as written (`"1h"`).
+    pub every: String,
+    /// The daily UTC window updates may start in (`"02:00-05:00"`), when there is one.
+    pub window: Option<String>,
+    /// Paused after failures in a row: nothing updates until someone resumes.
+    pub paused: bool,
+    /// Automatic updates that failed in a row.
+    pub failures: u32,
+    /// The commit whose update failed, not tried again until the upstream moves or someone
+    /// deploys by hand.
+    pub failed_commit: Option<String>,
+    /// Why the last check could not update (a dirty or diverged checkout), until one can.
+    pub refused: Option<String>,
+    /// What the last check found to do and is waiting for: the window, or a new commit after
+    /// a failed one.
+    pub waiting: Option<String>,
+    /// When the upstream was last checked (RFC 3339 UTC).
+    pub last_check: Option<String>,
+}
+
+/// Body of `POST /api/v1/auto-update/resume`.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeRequest {
+    pub app: String,
+    pub env: String,
 }
 
 /// A release of an app.

@@ -217,6 +217,32 @@ pub enum EventKind {
         /// How many problems in all.
         problems: usize,
     },
+    /// An environment's automatic update began: its app's upstream has `commits` commits up to
+    /// `commit` that the environment does not run. Its deploy's events follow.
+    AutoUpdateStarted { commit: String, commits: u32 },
+    /// An automatic update ended.
+    AutoUpdateFinished {
+        /// Its deploy in the history, when one began.
+        id: Option<i64>,
+        result: DeployResult,
+        /// The commit it rolled out or tried to.
+        commit: String,
+        /// That commit's version, when a release was staged.
+        version: Option<String>,
+        commits: u32,
+        /// The short commit the environment ran before (still running when it failed).
+        previous: Option<String>,
+        /// The step that failed.
+        step: Option<String>,
+        error: Option<String>,
+        /// This failure paused the environment's automatic updates.
+        paused: bool,
+    },
+    /// The upstream has new commits, but the environment cannot be updated automatically (a
+    /// dirty or diverged checkout); told once per reason.
+    AutoUpdateRefused { reason: String },
+    /// Someone resumed an environment's paused automatic updates.
+    AutoUpdatesResumed,
     /// The agent started (or restarted and re-adopted its services).
     AgentStarted { version: String, pid: u32 },
     /// The agent is stopping on request.
@@ -245,6 +271,10 @@ impl EventKind {
             EventKind::RestoreFailed { .. } => "restore_failed",
             EventKind::ConfigApplied { .. } => "config_applied",
             EventKind::ConfigRejected { .. } => "config_rejected",
+            EventKind::AutoUpdateStarted { .. } => "auto_update_started",
+            EventKind::AutoUpdateFinished { .. } => "auto_update_finished",
+            EventKind::AutoUpdateRefused { .. } => "auto_update_refused",
+            EventKind::AutoUpdatesResumed => "auto_updates_resumed",
             EventKind::AgentStarted { .. } => "agent_started",
             EventKind::AgentStopping => "agent_stopping",
             EventKind::Host { .. } => "host",

@@ -121,6 +121,7 @@ pub(super) fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>
                     .collect(),
                 web: web_service(env),
                 drain: env.raw.drain.map_or(Duration::from_secs(30), |d| d.0),
+                auto_update: resolve_auto_update(env.raw.auto_update.as_ref(), &env.path, sink),
             };
             if let Some(m) = &app.raw.migrate
                 && let Err(e) = migrate_argv(m.get_ref(), &env_spec, &release)
@@ -662,6 +663,63 @@ pub(super) fn resolve_service(
         slot: None,
     };
     ok.then_some(spec)
+}
+
+/// `auto_update = { every = "1h", window = "02:00-05:00" }`: `every` at least a second,
+/// `window` two UTC times of day.
+pub(super) fn resolve_auto_update(
+    raw: Option<&Spanned<RawAutoUpdate>>,
+    env_path: &str,
+    sink: &mut Sink<'_>,
+) -> Option<AutoUpdate> {
+    let raw = raw?;
+    let span = raw.span();
+    let field = format!("{env_path}.auto_update");
+    let r = raw.get_ref();
+    let every = r.every.map_or(Duration::from_secs(3600), |d| d.0);
+    if every < Duration::from_secs(1) {
+        sink.push(
+            Some(span.clone()),
+            &format!("{field}.every"),
+            "check the upstream at most once a second",
+        );
+        return None;
+    }
+    let time = |t: &str| {
+        t.trim()
+            .split_once(':')
+            .and_then(|(h, m)| Some((h.parse::<u32>().ok()?, m.parse::<u32>().ok()?)))
+            .filter(|(h, m)| *h < 24 && *m < 60)
+            .map(|(h, m)| h * 3600 + m * 60)
+    };
+    let window = match &r.window {
+        None => None,
+        Some(w) => {
+            match w
+                .split_once('-')
+                .and_then(|(a, b)| Some((time(a)?, time(b)?)))
+            {
+                Some((start, end)) if start != end => Some(UpdateWindow { start, end }),
+                Some(_) => {
+                    sink.push(
+                    Some(span.clone()),
+                    &format!("{field}.window"),
+                    format!("{w:?} starts and ends at the same time; leave `window` out to allow any time"),
+                );
+                    return None;
+                }
+                None => {
+                    sink.push(
+                    Some(span.clone()),
+                    &format!("{field}.window"),
+                    format!("{w:?} is not a window; expected HH:MM-HH:MM (UTC), e.g. \"02:00-05:00\""),
+                );
+                    return None;
+                }
+            }
+        }
+    };
+    Some(AutoUpdate { every, window })
 }
 
 pub(super) fn resolve_backup(
