@@ -65,6 +65,15 @@ test('a deploy from the dashboard shows its steps live and lands in the history'
   const row = page.locator('article[data-app="shop"] [data-deploy]').first();
   await row.getByText('succeeded').waitFor();
   await shot(page, 'deploys');
+  // The app's version (no tag yet: the short commit) is next to the environment, here and on
+  // the overview.
+  const head = execFileSync('git', ['-C', src, 'rev-parse', '--short=7', 'HEAD']).toString().trim();
+  const production = page.locator('article[data-app="shop"] [data-env="production"]');
+  assert.equal(await production.locator('.version').textContent(), head);
+  await page.goto(`${agent.base}/#/`);
+  await page.locator('[data-env="shop/production"] .env-head .version').filter({ hasText: head }).waitFor();
+  await page.goto(`${agent.base}/#/deploys`);
+  await production.locator('.version').waitFor();
 });
 
 test('a bad release fails, says it switched back, and keeps diagnostics', async () => {
