@@ -496,6 +496,14 @@ autostart = true
         .wait_service("a/prod/quiet", "runs", |s| s.state == ServiceState::Running)
         .pid
         .expect("pid");
+    // Only once it sleeps: while a program starts, the loader holds its libraries open on
+    // descriptor 3 for a moment, which a look too early takes for an inherited one.
+    env.wait_until("the service sleeps", || {
+        std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<libc::c_long>().ok())
+            .filter(|n| *n == libc::SYS_clock_nanosleep || *n == libc::SYS_nanosleep)
+    });
     let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("fd dir")
         .flatten()

@@ -315,6 +315,15 @@ fn the_service_starts_clean_signals_default_no_stray_descriptors() {
     for backend in backends() {
         let mut shim = Shim::start(backend);
         let pid = shim.start_service("exec sleep 1000");
+        // Only once `sleep` sleeps: while a program starts, the loader and its locale setup
+        // hold files open on descriptor 3 for a moment (libc.so.6, /etc/ld.so.cache, locale
+        // files), which a look too early takes for an inherited one.
+        wait_until("the service sleeps", || {
+            std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<libc::c_long>().ok())
+                .is_some_and(|n| n == libc::SYS_clock_nanosleep || n == libc::SYS_nanosleep)
+        });
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
         let field = |k: &str| {
             status
