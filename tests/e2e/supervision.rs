@@ -654,3 +654,98 @@ autostart = true
         (!alive(shim as u32)).then_some(())
     });
 }
+
+#[test]
+fn a_log_holder_still_starting_when_the_agent_dies_is_re_adopted_not_lost() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@", "--port", "{port}"]
+port = @P0@
+"#,
+    );
+    // A log holder that is slow to start (a loaded machine): it waits for this test's word
+    // before it becomes the real one.
+    let bin = env.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    std::fs::copy(homeport_bin(), bin.join("homeport")).expect("copy homeport");
+    let gate = env.dir.path().join("gate");
+    let script = format!(
+        "#!/bin/sh\nexec '{fixture}' --gate '{gate}' '{real}' \"$@\"\n",
+        fixture = fixture_bin().display(),
+        gate = gate.display(),
+        real = homeport_bin().with_file_name("homeport-shim").display()
+    );
+    let wrapper = bin.join("homeport-shim");
+    std::fs::write(&wrapper, script).expect("write the wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod the wrapper");
+    env.use_binary(bin.join("homeport"));
+    env.start_agent();
+
+    // The agent starts the service: its log holder exists and has been told to start it (the
+    // gate says so once the request waits on its stdin), but has not begun to run. Then the
+    // agent dies.
+    let mut start = env
+        .command_with(&["start", "a/prod/web"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("homeport start");
+    let waiting = env.dir.path().join("gate.waiting");
+    env.wait_until("the log holder is spawned and told to start", || {
+        waiting.exists().then_some(())
+    });
+    env.kill_agent_hard();
+    let _ = start.wait();
+
+    // The log holder goes on once the next agent is looking for it (or, if that agent does not
+    // look, once it is up).
+    let log = env.dir.path().join("agent.log");
+    let release = std::thread::spawn({
+        let gate = gate.clone();
+        move || {
+            let deadline = std::time::Instant::now() + DEADLINE;
+            while std::time::Instant::now() < deadline {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if text.contains("has not answered yet")
+                    || text.matches("listening on http://").count() > 1
+                {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            std::fs::write(&gate, "").expect("open the gate");
+        }
+    });
+    env.start_agent();
+    release.join().expect("the gate opened");
+
+    // The one copy that runs is the one the agent knows, started once, and a stop ends it.
+    let svc = env.wait_service("a/prod/web", "is re-adopted", |s| {
+        s.state == ServiceState::Running
+    });
+    let pid = svc.pid.expect("pid");
+    let holder = env.wait_until("the service listens", || {
+        backend().port_holder(env.ports[0]).and_then(|h| h.pid)
+    });
+    assert_eq!(
+        holder, pid,
+        "the port is held by the service the agent knows"
+    );
+    let log = read(&env.log_file("a", "prod", "web"));
+    assert_eq!(
+        log.matches("listening on").count(),
+        1,
+        "started once:\n{log}"
+    );
+    let out = env.cli(&["stop", "a/prod/web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!alive(pid));
+    env.wait_until("the port is free", || {
+        backend().port_holder(env.ports[0]).is_none().then_some(())
+    });
+}

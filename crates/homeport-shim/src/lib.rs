@@ -7,6 +7,8 @@
 //! leaves behind, and reports how it ended. Because the shim, not the agent, holds the pipes, an
 //! agent that is killed or upgraded loses no log line and does not take production down: the
 //! shim listens on `RUN_DIR/ctl.sock`, and the next agent connects there and asks what runs.
+//! The agent binds that socket before it starts the shim and passes the listener as stdout, so
+//! the shim is reachable from the moment it exists (run by hand, it binds the socket itself).
 //! The same idea as containerd's shim or conmon.
 //!
 //! The shim outlives a service's crash: the agent decides about a restart and, if it says so,

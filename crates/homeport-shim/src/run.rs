@@ -179,6 +179,10 @@ impl Shim {
         }
         let backend = Backend::current();
         backend.close_inherited_fds();
+        // The agent binds the control socket before it starts us and hands the listener over
+        // as stdout (an agent of an earlier version, or a test, passes /dev/null: then we bind
+        // it ourselves below). Taken first, before stdout is pointed at /dev/null.
+        let inherited = inherited_listener()?;
         // The control connection arrives as stdin; move it above stderr so that 0 is always
         // /dev/null, as a service's stdin is.
         // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor we own, or -1.
@@ -189,9 +193,11 @@ impl Shim {
         // SAFETY: the kernel just gave us this descriptor.
         let ctl = unsafe { UnixStream::from_raw_fd(ctl_fd) };
         let null = std::fs::File::open("/dev/null")?;
-        // SAFETY: dup2 onto stdin, which this process owns.
-        if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
-            return Err(io::Error::last_os_error());
+        for fd in [0, 1] {
+            // SAFETY: dup2 onto stdin and stdout, which this process owns.
+            if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
         // Descendants that the service orphans (double-forked daemons, children of a crashed
         // parent) become ours instead of init's, where the backend can: we reap them and stop
@@ -218,10 +224,16 @@ impl Shim {
             install(sig, ignore, libc::SA_RESTART)?;
         }
 
-        // Bound by its short relative name, so the run folder's path may be of any length.
         std::env::set_current_dir(run_dir)?;
-        let _ = std::fs::remove_file(SOCKET);
-        let listener = UnixListener::bind(SOCKET)?;
+        let listener = match inherited {
+            Some(l) => l,
+            None => {
+                // Bound by its short relative name, so the run folder's path may be of any
+                // length.
+                let _ = std::fs::remove_file(SOCKET);
+                UnixListener::bind(SOCKET)?
+            }
+        };
         listener.set_nonblocking(true)?;
         ctl.set_nonblocking(true)?;
         let me = std::process::id();
@@ -319,11 +331,13 @@ impl Shim {
             // Reap on every pass: a wake byte may be consumed before the exit it announces can
             // be collected, and subreaper orphans exit without a word.
             self.reap();
-            if ready(1) {
-                self.accept();
-            }
+            // The connection we have first: what a dead agent sent before it died (a start) is
+            // done before a new agent's connection replaces it, and `fds[2]` describes this one.
             if ready(2) {
                 self.on_ctl(fds[2].revents);
+            }
+            if ready(1) {
+                self.accept();
             }
             self.progress();
             self.flush_ctl();
@@ -782,6 +796,37 @@ impl Shim {
         let _ = std::fs::remove_file(SOCKET);
         Ok(())
     }
+}
+
+/// The listening Unix socket the agent passed as stdout, if it passed one.
+fn inherited_listener() -> io::Result<Option<UnixListener>> {
+    let mut listening: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt into an int of the size given; on anything but a socket it fails.
+    let rc = unsafe {
+        libc::getsockopt(
+            1,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&raw mut listening).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 || listening == 0 {
+        return Ok(None);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor we own, or -1.
+    let fd = unsafe { libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this descriptor, a listening socket.
+    let listener = unsafe { UnixListener::from_raw_fd(fd) };
+    // A listening socket of another family is not ours to serve on.
+    if listener.local_addr().is_err() {
+        return Ok(None);
+    }
+    Ok(Some(listener))
 }
 
 fn prefix(stamp: &Stamp, tag: &str) -> String {

@@ -163,6 +163,12 @@ pub async fn start_shim(
         let _ = fs::remove_file(run_dir.join(f));
     }
     let shim_log = fs::File::create(run_dir.join("shim.log")).map_err(SpawnError::Shim)?;
+    // The control socket is bound here, before the shim exists, and handed to it: from the
+    // moment there is a shim, a new agent that looks in the run folder reaches it (its
+    // connection waits until the shim accepts). A shim that bound the socket itself would be
+    // invisible while it starts — to an agent that replaced a killed one just then, the run
+    // folder would look empty, and a second shim's socket would cut the first one off.
+    let listener = bind_control_socket(run_dir).await?;
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(SpawnError::Shim)?;
     // No code runs between fork and exec in this multi-threaded process (where only
     // async-signal-safe calls would be allowed): the shim moves itself into a session of its own
@@ -173,9 +179,10 @@ pub async fn start_shim(
         .env(BACKEND_ENV, backend.name())
         .env(homeport_fs::inherit::ENV, homeport_fs::inherit::env_value())
         .stdin(Stdio::from(OwnedFd::from(theirs)))
-        .stdout(Stdio::null())
+        .stdout(Stdio::from(OwnedFd::from(listener)))
         .stderr(shim_log);
-    // The command (and with it our copy of the shim's end) is dropped right after the spawn.
+    // The command (and with it our copies of the shim's end and of the listener) is dropped
+    // right after the spawn: the shim alone holds them.
     let child = tokio::process::Command::from(cmd)
         .spawn()
         .map_err(SpawnError::Shim)?;
@@ -231,7 +238,20 @@ pub async fn adopt(run_dir: &Path, patience: Duration) -> Found {
             frames: Frames::default(),
         };
         if proc.send(&ToShim::Hello).await.is_ok() {
-            match tokio::time::timeout(patience + Duration::from_secs(5), proc.recv()).await {
+            // A shim answers at once, unless it is still starting (its socket waits for it) or
+            // ending a run (it answers when the run has ended).
+            let answer = match tokio::time::timeout(Duration::from_secs(1), proc.recv()).await {
+                Ok(answer) => Ok(answer),
+                Err(_) => {
+                    tracing::info!(
+                        run = %run_dir.display(),
+                        "its log holder has not answered yet; waiting up to {}",
+                        humantime::format_duration(patience + Duration::from_secs(5))
+                    );
+                    tokio::time::timeout(patience + Duration::from_secs(5), proc.recv()).await
+                }
+            };
+            match answer {
                 Ok(Some(FromShim::Running { pid, .. })) => {
                     proc.pid = Some(pid);
                     return Found::Alive(proc);
@@ -267,32 +287,91 @@ pub async fn adopt(run_dir: &Path, patience: Duration) -> Found {
     }
 }
 
-/// Connects to a shim's control socket. A socket's path is limited to about 100 bytes, and a
-/// run folder may be deeper: then the connection goes through a short symlink in the temp
-/// folder (connect follows it; the 0700 run folder still decides who may reach the socket).
-pub async fn connect(path: &Path) -> io::Result<UnixStream> {
-    const SHORT_ENOUGH: usize = 100;
-    if path.as_os_str().len() < SHORT_ENOUGH {
-        return UnixStream::connect(path).await;
+/// Binds `RUN_DIR/ctl.sock` for a shim about to start. A socket that still accepts connections
+/// is never replaced: a shim holds it (stuck, since it did not answer a new agent), and
+/// unlinking it would leave that shim and its service running where no agent can reach them.
+async fn bind_control_socket(
+    run_dir: &Path,
+) -> Result<std::os::unix::net::UnixListener, SpawnError> {
+    let path = run_dir.join(SOCKET);
+    if connect(&path).await.is_ok() {
+        return Err(SpawnError::Shim(io::Error::other(format!(
+            "a log holder of an earlier agent still holds {} but does not answer; end it \
+             (`lsof {}` names it) and start the service again",
+            path.display(),
+            path.display()
+        ))));
     }
-    let mut n = 0u32;
-    let link = loop {
-        let candidate = std::env::temp_dir().join(format!(
-            "homeport-{}-{}-{n}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos())
-        ));
-        match std::os::unix::fs::symlink(path, &candidate) {
-            Ok(()) => break candidate,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 100 => n += 1,
-            Err(e) => return Err(e),
-        }
+    let bind = || {
+        let short = ShortPath::new(&path)?;
+        let _ = fs::remove_file(short.path());
+        std::os::unix::net::UnixListener::bind(short.path())
     };
-    let result = UnixStream::connect(&link).await;
-    let _ = fs::remove_file(&link);
-    result
+    bind().map_err(|e| SpawnError::Prepare(path.clone(), e))
+}
+
+/// Connects to a shim's control socket.
+pub async fn connect(path: &Path) -> io::Result<UnixStream> {
+    let short = ShortPath::new(path)?;
+    UnixStream::connect(short.path()).await
+}
+
+/// A socket's path short enough for the kernel. A socket's path is limited to about 100 bytes
+/// and a run folder may be deeper: then the socket is reached through a short symlink to its
+/// folder in the temp folder, removed on drop (the 0700 run folder still decides who may reach
+/// the socket).
+struct ShortPath {
+    path: PathBuf,
+    link: Option<PathBuf>,
+}
+
+impl ShortPath {
+    fn new(path: &Path) -> io::Result<ShortPath> {
+        const SHORT_ENOUGH: usize = 100;
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(io::Error::other(format!(
+                "{} names no socket",
+                path.display()
+            )));
+        };
+        if path.as_os_str().len() < SHORT_ENOUGH {
+            return Ok(ShortPath {
+                path: path.to_path_buf(),
+                link: None,
+            });
+        }
+        let mut n = 0u32;
+        let link = loop {
+            let candidate = std::env::temp_dir().join(format!(
+                "homeport-{}-{}-{n}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos())
+            ));
+            match std::os::unix::fs::symlink(dir, &candidate) {
+                Ok(()) => break candidate,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+                Err(e) => return Err(e),
+            }
+        };
+        Ok(ShortPath {
+            path: link.join(name),
+            link: Some(link),
+        })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ShortPath {
+    fn drop(&mut self) {
+        if let Some(link) = &self.link {
+            let _ = fs::remove_file(link);
+        }
+    }
 }
 
 /// The spec a running shim was started with.
@@ -338,22 +417,35 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_socket_deeper_than_the_path_limit_is_reached() -> io::Result<()> {
+    async fn a_socket_deeper_than_the_path_limit_is_bound_reached_and_never_taken_over()
+    -> io::Result<()> {
         let dir = tempfile::tempdir()?;
-        let short = dir.path().join(SOCKET);
-        let listener = std::os::unix::net::UnixListener::bind(&short)?;
-        // A deep run folder whose socket is (through a link) the short one.
         let deep = dir.path().join("x".repeat(60)).join("y".repeat(60));
         fs::create_dir_all(&deep)?;
         let path = deep.join(SOCKET);
-        std::os::unix::fs::symlink(&short, &path)?;
         assert!(path.as_os_str().len() > 110);
+        let listener = bind_control_socket(&deep)
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        assert!(path.exists(), "bound in the run folder itself");
         let mut ours = connect(&path).await?;
         let (mut theirs, _) = listener.accept()?;
         ours.write_all(b"hi").await?;
         let mut got = [0u8; 2];
         std::io::Read::read_exact(&mut theirs, &mut got)?;
         assert_eq!(&got, b"hi");
+
+        // While someone holds the socket, a second log holder's socket does not replace it.
+        let refused = bind_control_socket(&deep).await;
+        assert!(
+            matches!(&refused, Err(SpawnError::Shim(e)) if e.to_string().contains("still holds")),
+            "{refused:?}"
+        );
+        // Once nobody does, its file is stale and is replaced.
+        drop(listener);
+        let again = bind_control_socket(&deep).await;
+        assert!(again.is_ok(), "{again:?}");
+
         let leftover = fs::read_dir(std::env::temp_dir())?
             .flatten()
             .filter(|e| {
@@ -362,7 +454,7 @@ mod tests {
                     .starts_with(&format!("homeport-{}-", std::process::id()))
             })
             .count();
-        assert_eq!(leftover, 0, "the symlink is removed");
+        assert_eq!(leftover, 0, "the symlinks are removed");
         Ok(())
     }
 }
