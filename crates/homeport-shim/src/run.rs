@@ -798,21 +798,40 @@ impl Shim {
     }
 }
 
-/// The listening Unix socket the agent passed as stdout, if it passed one.
+/// The listening Unix socket the agent passed as stdout, if it passed one: a Unix stream socket
+/// with no peer. (Not `SO_ACCEPTCONN`, which macOS's getsockopt does not answer.)
 fn inherited_listener() -> io::Result<Option<UnixListener>> {
-    let mut listening: libc::c_int = 0;
+    // SAFETY: fstat into a zeroed struct we own.
+    let is_socket = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(1, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+    };
+    if !is_socket {
+        return Ok(None);
+    }
+    let mut kind: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt into an int of the size given; on anything but a socket it fails.
+    // SAFETY: getsockopt into an int of the size given.
     let rc = unsafe {
         libc::getsockopt(
             1,
             libc::SOL_SOCKET,
-            libc::SO_ACCEPTCONN,
-            (&raw mut listening).cast(),
+            libc::SO_TYPE,
+            (&raw mut kind).cast(),
             &mut len,
         )
     };
-    if rc != 0 || listening == 0 {
+    if rc != 0 || kind != libc::SOCK_STREAM {
+        return Ok(None);
+    }
+    // A connected socket has a peer; a listening one does not (ENOTCONN on Linux and macOS).
+    // SAFETY: getpeername into a zeroed sockaddr_storage of the size given.
+    let connected = unsafe {
+        let mut addr: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        libc::getpeername(1, (&raw mut addr).cast(), &mut len) == 0
+    };
+    if connected {
         return Ok(None);
     }
     // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor we own, or -1.
@@ -820,9 +839,9 @@ fn inherited_listener() -> io::Result<Option<UnixListener>> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: the kernel just gave us this descriptor, a listening socket.
+    // SAFETY: the kernel just gave us this descriptor, a stream socket.
     let listener = unsafe { UnixListener::from_raw_fd(fd) };
-    // A listening socket of another family is not ours to serve on.
+    // One of another family (TCP) is not ours to serve on.
     if listener.local_addr().is_err() {
         return Ok(None);
     }

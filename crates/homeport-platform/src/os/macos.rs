@@ -8,7 +8,11 @@
 //!   are now;
 //! - `sys/proc_info.h` (xnu, `bsd/sys/`): `struct proc_bsdinfo` and `PROC_PIDTBSDINFO` (3), as
 //!   the `libc` crate declares them; `pbi_status` is the kernel's `p_stat`, `SZOMB` (5) for a
-//!   zombie; `PROC_PIDTBSDINFO` answers for zombies too;
+//!   zombie;
+//! - `proc_info.c` (xnu, `bsd/kern/`, `proc_pidinfo_internal` and `proc_pidbsdinfo`):
+//!   `PROC_PIDTBSDINFO` answers for a zombie only when its `arg` is non-zero (else ESRCH, and
+//!   `proc_pidinfo` returns 0); `pbi_start_tvsec`/`pbi_start_tvusec` are the process's
+//!   `p_start`; `pbi_pgid` is filled only while the process has a session (a zombie's may be 0);
 //! - `sysctlbyname(3)`: `kern.bootsessionuuid` is a NUL-terminated string, new at each boot.
 
 use std::mem::{MaybeUninit, size_of};
@@ -21,11 +25,12 @@ fn bsdinfo(pid: u32) -> Option<libc::proc_bsdinfo> {
     let mut info = MaybeUninit::<libc::proc_bsdinfo>::zeroed();
     let size = size_of::<libc::proc_bsdinfo>() as libc::c_int;
     // SAFETY: the buffer is a proc_bsdinfo of `size` bytes, which PROC_PIDTBSDINFO fills.
+    // `arg` 1: zombies answer too, so that `is_zombie` can see them (as /proc does on Linux).
     let n = unsafe {
         libc::proc_pidinfo(
             pid,
             libc::PROC_PIDTBSDINFO,
-            0,
+            1,
             info.as_mut_ptr().cast(),
             size,
         )
