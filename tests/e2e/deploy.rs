@@ -849,3 +849,128 @@ fn each_release_records_the_apps_version_shown_by_status_releases_and_the_api() 
     let versions: Vec<&str> = api.iter().map(|r| r.version.as_str()).collect();
     assert_eq!(versions, ["1.5.0-rc1+3", "1.4.2", short.as_str()]);
 }
+
+// Which binary a process runs is read from /proc.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_deploy_killed_while_its_new_release_starts_leaves_one_copy_and_a_free_port_to_stop() {
+    let mut env = TestEnv::new(&config(""));
+    let src = Source::new(env.dir.path());
+    // Log holders that, once `armed` exists, are slow to start (a loaded machine): each waits
+    // for this test's word before it becomes the real one.
+    let bin = env.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    std::fs::copy(homeport_bin(), bin.join("homeport")).expect("copy homeport");
+    let armed = env.dir.path().join("armed");
+    let gate = env.dir.path().join("gate");
+    let script = format!(
+        "#!/bin/sh\n[ -e '{armed}' ] || exec '{real}' \"$@\"\nexec '{fixture}' --gate '{gate}' '{real}' \"$@\"\n",
+        armed = armed.display(),
+        fixture = fixture_bin().display(),
+        gate = gate.display(),
+        real = homeport_bin().with_file_name("homeport-shim").display()
+    );
+    let wrapper = bin.join("homeport-shim");
+    std::fs::write(&wrapper, script).expect("write the wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod the wrapper");
+    env.use_binary(bin.join("homeport"));
+    env.start_agent();
+    assert!(deploy(&env, &["deploy", "shop"]).status.success());
+    let old = current(&env, "production").expect("old");
+
+    // The next deploy stops the old release, switches, and starts the new one: its log holder
+    // exists and has been told to start it, but has not begun to run. Then the agent dies.
+    src.commit("second");
+    std::fs::write(&armed, "").expect("arm the gate");
+    let mut running = env
+        .command_with(&["deploy", "shop"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("deploy");
+    let waiting = env.dir.path().join("gate.waiting");
+    env.wait_until(
+        "the new release's log holder is spawned and told to start",
+        || waiting.exists().then_some(()),
+    );
+    std::fs::remove_file(&armed).expect("disarm the gate");
+    let new = current(&env, "production").expect("new");
+    assert_ne!(new, old, "the deploy switched before it restarted");
+    env.kill_agent_hard();
+    let _ = running.wait();
+
+    // The held-back log holder goes on once the next agent is looking for it (or, if that
+    // agent does not look, once it is up).
+    let log = env.dir.path().join("agent.log");
+    let release = std::thread::spawn({
+        let gate = gate.clone();
+        move || {
+            let deadline = std::time::Instant::now() + DEADLINE;
+            while std::time::Instant::now() < deadline {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if text.contains("has not answered yet")
+                    || text.matches("listening on http://").count() > 1
+                {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            std::fs::write(&gate, "").expect("open the gate");
+        }
+    });
+    env.start_agent();
+    release.join().expect("the gate opened");
+
+    // One copy runs: the release `current` names, the one the agent knows, holding the port.
+    // (The agent restarts the environment after an interrupted deploy, so the pid may change
+    // once before it settles; a copy left running beside it never lets this hold.)
+    let releases = env.data.join("apps/shop/releases");
+    let copies = || -> Vec<(u32, PathBuf)> {
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .flatten()
+            .filter_map(|e| {
+                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+                let exe = std::fs::read_link(e.path().join("exe")).ok()?;
+                exe.starts_with(&releases).then_some((pid, exe))
+            })
+            .collect()
+    };
+    let exe = env.wait_until(
+        "one copy of the app runs, healthy, known to the agent and holding the port",
+        || {
+            let s = env.status();
+            let svc = service(&s, "shop/production/web");
+            let pid = svc.pid.filter(|_| svc.state == ServiceState::Healthy)?;
+            let running = copies();
+            let holder = backend().port_holder(env.ports[0]).and_then(|h| h.pid);
+            (running.len() == 1 && running[0].0 == pid && holder == Some(pid))
+                .then(|| running[0].1.clone())
+        },
+    );
+    assert!(
+        exe.to_string_lossy().contains(&new),
+        "runs {} but current is {new}",
+        exe.display()
+    );
+    let port = agent_port(&env);
+    let token = read(&env.data.join("token"));
+    let deploys: Vec<homeport_types::DeployRecord> = serde_json::from_str(&raw_get_json(
+        port,
+        "/api/v1/deploys?app=shop",
+        token.trim(),
+    ))
+    .expect("deploys");
+    assert_eq!(deploys[0].result, homeport_types::DeployResult::Interrupted);
+
+    // And a stop leaves nothing behind.
+    let out = env.cli(&["stop", "shop/production/web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.wait_until("no copy of the app runs and the port is free", || {
+        (copies().is_empty() && backend().port_holder(env.ports[0]).is_none()).then_some(())
+    });
+}
