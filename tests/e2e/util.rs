@@ -39,8 +39,18 @@ pub fn fixture_bin() -> PathBuf {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("local addr").port()
+    free_ports(1)[0]
+}
+
+/// `n` different ports nobody listens on right now. Each is held until all are chosen: a port
+/// let go at once may be the kernel's next answer to another bind of port 0.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
 }
 
 pub struct TestEnv {
@@ -63,7 +73,8 @@ impl TestEnv {
     pub fn new(config: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
-        let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+        let mut ports = free_ports(5);
+        let router_port = ports.pop().expect("five ports");
         let mut text = config
             .replace("@FIXTURE@", &fixture_bin().display().to_string())
             .replace("@DATA@", &data.display().to_string())
@@ -71,7 +82,6 @@ impl TestEnv {
         for (i, p) in ports.iter().enumerate() {
             text = text.replace(&format!("@P{i}@"), &p.to_string());
         }
-        let router_port = free_port();
         // A test's own [agent] lines come first, so they win over these defaults.
         let (agent_extra, text) = match text.strip_prefix("[agent]\n") {
             Some(rest) => match rest.split_once("\n\n") {
