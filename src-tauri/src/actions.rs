@@ -187,6 +187,7 @@ fn request(app: String, env: String, kind: DeployKind, from_env: Option<String>)
         kind,
         from_env,
         release: None,
+        git_ref: None,
     }
 }
 

@@ -25,7 +25,7 @@ fn run_deploy(agent: &Agent, req: DeployRequest) -> Res<DeployRecord> {
         let mut events = Box::pin(client.deploy(&req).await?);
         while let Some(ev) = events.next().await {
             if let DeployEvent::Done { record } = ev? {
-                return Ok(record);
+                return Ok(*record);
             }
         }
         Err("the deploy stream ended early".into())
@@ -93,7 +93,7 @@ pub fn run(bins: &Bins, runs: usize) -> Res<Vec<Row>> {
         .local_addr()?
         .port();
     let body = format!(
-        "[apps.b]\nsource = \"{}\"\nbuild = [\"sh build.sh\"]\nartifacts = [\"out\"]\nkeep_releases = 3\n[apps.b.env.p]\ndatabases = {{ main = \"{}\" }}\n[apps.b.env.p.services.web]\ncommand = [\"{{release}}/out/app\", \"--port\", \"{{port}}\", \"--db\", \"{{db.main}}\"]\nport = {port}\nhealth = {{ http = \"/health\", interval = \"100ms\" }}\n",
+        "[apps.b]\nsource = \"{}\"\nbuild = [\"sh build.sh\"]\nartifacts = [\"out\"]\nkeep_releases = 3\n[apps.b.env.p]\nhealth_stable = \"0s\"\ndatabases = {{ main = \"{}\" }}\n[apps.b.env.p.services.web]\ncommand = [\"{{release}}/out/app\", \"--port\", \"{{port}}\", \"--db\", \"{{db.main}}\"]\nport = {port}\nhealth = {{ http = \"/health\", interval = \"100ms\" }}\n",
         src.display(),
         db.display()
     );
@@ -105,6 +105,7 @@ pub fn run(bins: &Bins, runs: usize) -> Res<Vec<Row>> {
         kind,
         from_env: None,
         release: None,
+        git_ref: None,
     };
     let overhead_steps = [
         "resolve source",

@@ -22,6 +22,7 @@ artifacts = ["out"]
 
 [apps.shop.env.production]
 health_deadline = "10s"
+health_stable = "1s"
 [apps.shop.env.production.services.web]
 command = ["{release}/out/run.sh", "--port", "{port}"]
 port = ${port}

@@ -78,6 +78,7 @@ migrate = "{{release}}/out/app --db {{db.main}} --sql-file {{release}}/out/migra
 [apps.shop.env.production]
 databases = {{ main = "@HOME@/production.db" }}
 health_deadline = "10s"
+health_stable = "1s"
 
 [apps.shop.env.production.services.web]
 command = ["{{release}}/out/run.sh", "--port", "{{port}}", "--db", "{{db.main}}"]
@@ -87,6 +88,7 @@ restart = {{ policy = "on-failure", max_failures = 2 }}
 
 [apps.shop.env.beta]
 databases = {{ main = "@HOME@/beta.db" }}
+health_stable = "1s"
 
 [apps.shop.env.beta.services.web]
 command = ["{{release}}/out/run.sh", "--port", "{{port}}", "--db", "{{db.main}}"]
@@ -229,7 +231,7 @@ fn a_release_that_fails_its_health_gate_is_rolled_back_with_diagnostics() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("switched back to") && err.contains("diagnostics saved"),
+        err.contains("switched back to") && err.contains("homeport deploys shop "),
         "{err}"
     );
     assert_eq!(
@@ -262,6 +264,9 @@ fn a_failed_migration_restores_the_database() {
     env.start_agent();
     assert!(deploy(&env, &["deploy", "shop"]).status.success());
     let good = current(&env, "production").expect("good");
+    let before = env.wait_service("shop/production/web", "runs", |s| {
+        s.state == ServiceState::Healthy
+    });
     src.write(
         "migrate.sql",
         "CREATE TABLE half_done(x); INSERT INTO no_such_table VALUES (1);\n",
@@ -270,9 +275,16 @@ fn a_failed_migration_restores_the_database() {
     let out = deploy(&env, &["deploy", "shop"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
-        stderr(&out).contains("restored the database from before the deploy"),
+        stderr(&out).contains(
+            "the previous release kept running; the database from before the deploy was put back in place, without stopping it"
+        ),
         "{}",
         stderr(&out)
+    );
+    assert_eq!(
+        service(&env.status(), "shop/production/web").pid,
+        before.pid,
+        "the old release never stopped"
     );
     let db = env.dir.path().join("production.db");
     let half: i64 = rusqlite::Connection::open(&db)
@@ -609,6 +621,7 @@ keep_releases = 4
 [apps.shop.env.production]
 autostart = true
 health_deadline = "10s"
+health_stable = "1s"
 
 [apps.shop.env.production.services.web]
 command = ["{release}/out/run.sh", "--port", "{port}"]
@@ -687,6 +700,31 @@ health = { http = "/health", interval = "100ms" }
         1,
         "{states:?}"
     );
+    // Started by hand, only the live instance runs; status shows the public port and which
+    // instance serves it.
+    assert!(env.cli(&["stop", "shop/production"]).status.success());
+    let out = env.cli(&["start", "shop/production"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = env.status();
+    let running: Vec<_> = status
+        .services
+        .iter()
+        .filter(|s| s.state != ServiceState::Stopped)
+        .map(|s| s.key.service.clone())
+        .collect();
+    assert_eq!(running.len(), 1, "{running:?}");
+    let table = stdout(&env.cli(&["status"]));
+    assert!(
+        table.contains(&format!("{public} live")) && table.contains(&format!("{public} idle")),
+        "{table}"
+    );
+    let live: Vec<_> = status
+        .services
+        .iter()
+        .filter(|s| s.instance.as_ref().is_some_and(|i| i.live))
+        .map(|s| s.key.service.clone())
+        .collect();
+    assert_eq!(live, running, "the live instance is the one running");
 }
 
 #[test]
@@ -701,7 +739,9 @@ fn a_migrated_release_that_fails_its_health_gate_gets_the_old_schema_and_release
     let out = deploy(&env, &["deploy", "shop"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
-        stderr(&out).contains("restored the database from before the deploy"),
+        stderr(&out).contains(
+            "put the database from before the deploy back (the previous release needs its schema)"
+        ),
         "{}",
         stderr(&out)
     );
@@ -973,4 +1013,297 @@ fn a_deploy_killed_while_its_new_release_starts_leaves_one_copy_and_a_free_port_
     env.wait_until("no copy of the app runs and the port is free", || {
         (copies().is_empty() && backend().port_holder(env.ports[0]).is_none()).then_some(())
     });
+}
+
+/// The id in a failed deploy's "homeport deploys APP ID" line.
+fn deploy_id(err: &str) -> String {
+    err.split("homeport deploys shop ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no `homeport deploys shop ID` in:\n{err}"))
+        .to_owned()
+}
+
+#[test]
+fn a_release_that_crashes_seconds_after_it_is_ready_fails_the_gate_and_is_rolled_back() {
+    // Production keeps the default stability window.
+    let (mut env, src) = setup("");
+    let text = read(&env.config).replacen("health_stable = \"1s\"\n", "", 1);
+    std::fs::write(&env.config, text).expect("config");
+    env.start_agent();
+    let out = deploy(&env, &["deploy", "shop"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("stayed ready for 10s"),
+        "the default window is 10 s:\n{}",
+        stdout(&out)
+    );
+    let good = current(&env, "production").expect("good");
+    // Ready at once, then it exits 3 s after it started.
+    src.write("flags", "--crash-after 3000 --exit-code 3");
+    src.commit("a release that crashes after 3 s");
+    let out = deploy(&env, &["deploy", "shop"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("web exited (exit code 3)") && err.contains("into the 10s stability window"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("switched back to {good}")), "{err}");
+    assert!(
+        !err.contains("restarting in") && !err.contains("backing_off"),
+        "no word about a release already rolled back restarting:\n{err}"
+    );
+    assert_eq!(current(&env, "production"), Some(good.clone()));
+    let svc = env.wait_service("shop/production/web", "serves the old release", |s| {
+        s.state == ServiceState::Healthy
+    });
+    let exe = std::fs::read_link(format!("/proc/{}/exe", svc.pid.expect("pid")))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    assert!(exe.is_empty() || exe.contains(&good), "runs {exe}");
+    // History says it failed, and `homeport deploys` shows why.
+    let id = deploy_id(&err);
+    let shown = env.cli(&["deploys", "shop", &id]);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let shown = stdout(&shown);
+    assert!(
+        shown.contains("deploy ") && shown.contains("failed") && shown.contains("health gate"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("diagnostics:") && shown.contains("== shop/production/web"),
+        "{shown}"
+    );
+    let list = stdout(&env.cli(&["deploys", "shop"]));
+    assert!(
+        list.contains("failed") && list.contains("succeeded"),
+        "{list}"
+    );
+}
+
+/// POSTs one item to the fixture on `port`; the status code.
+fn post_item(port: u16, body: &str) -> u16 {
+    raw_http(
+        port,
+        &format!(
+            "POST /items HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .0
+}
+
+fn items(db: &Path) -> i64 {
+    rusqlite::Connection::open(db)
+        .and_then(|c| c.query_row("SELECT COUNT(*) FROM items", [], |r| r.get(0)))
+        .expect("count items")
+}
+
+#[test]
+fn writes_acknowledged_during_a_failed_gate_are_reported_with_the_copy_that_keeps_them() {
+    let (mut env, src) = setup("");
+    src.write(
+        "migrate.sql",
+        "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, body TEXT);\n",
+    );
+    src.commit("items");
+    env.start_agent();
+    assert!(deploy(&env, &["deploy", "shop"]).status.success());
+    let good = current(&env, "production").expect("good");
+    let port = env.ports[0];
+    for i in 0..2 {
+        assert_eq!(post_item(port, &format!("before {i}")), 201);
+    }
+    // A window long enough that only the crash below ends it.
+    env.stop_agent();
+    let text = read(&env.config).replacen("health_stable = \"1s\"", "health_stable = \"10m\"", 1);
+    std::fs::write(&env.config, text).expect("config");
+    env.start_agent();
+    assert_eq!(
+        env.cli(&["start", "shop/production"]).status.code(),
+        Some(0)
+    );
+    let old = env.wait_service("shop/production/web", "runs", |s| s.state.is_ready());
+
+    let crash = env.dir.path().join("crash-now");
+    src.write(
+        "migrate.sql",
+        "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, body TEXT); CREATE TABLE IF NOT EXISTS v2(x);\n",
+    );
+    src.write("flags", &format!("--crash-when {}", crash.display()));
+    src.commit("a release that crashes when told");
+    let running = env
+        .command_with(&["deploy", "shop"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("deploy");
+    // The new release serves, inside its stability window: three writes acknowledged.
+    env.wait_until("the new release serves", || {
+        let s = env.status();
+        let web = service(&s, "shop/production/web");
+        (current(&env, "production").is_some_and(|c| c != good)
+            && web.state.is_ready()
+            && web.pid != old.pid)
+            .then_some(())
+    });
+    for i in 0..3 {
+        assert_eq!(post_item(port, &format!("during {i}")), 201);
+    }
+    let db = env.dir.path().join("production.db");
+    assert_eq!(items(&db), 5);
+    std::fs::write(&crash, "").expect("crash");
+    let out = running.wait_with_output().expect("deploy");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let (text, err) = (stdout(&out), stderr(&out));
+    // The old release needs the old schema: the backup came back, and what it discarded is told.
+    assert_eq!(current(&env, "production"), Some(good));
+    assert_eq!(items(&db), 2, "the database from before the deploy");
+    // The three items, and the row the new release itself wrote when it started.
+    assert!(
+        text.contains("4 rows written since the backup are not in it (1 in hits, 3 in items)"),
+        "{text}\n{err}"
+    );
+    assert!(
+        err.contains(
+            "4 rows written since the backup were discarded from main (kept in safety backup"
+        ),
+        "{err}"
+    );
+    let id = deploy_id(&err);
+    let port_api = agent_port(&env);
+    let token = read(&env.data.join("token"));
+    let detail: homeport_types::DeployDetail = serde_json::from_str(&raw_get_json(
+        port_api,
+        &format!("/api/v1/deploys/{id}"),
+        token.trim(),
+    ))
+    .expect("deploy detail");
+    let d = &detail.record.discarded[0];
+    assert_eq!((d.database.as_str(), d.rows), ("main", Some(4)));
+    assert!(Path::new(&d.copy).exists(), "{}", d.copy);
+    // The copy really holds them: written out, it has all five rows.
+    let safety = d.backup.expect("a safety backup");
+    let out_db = env.dir.path().join("kept.db");
+    let out = env.cli(&[
+        "restore",
+        "shop/production",
+        &safety.to_string(),
+        "--to",
+        &out_db.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let kept = if out_db.is_dir() {
+        std::fs::read_dir(&out_db)
+            .expect("dir")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "db"))
+            .expect("a database in the folder")
+    } else {
+        out_db.clone()
+    };
+    assert_eq!(items(&kept), 5, "the copy keeps every acknowledged write");
+    env.wait_service("shop/production/web", "serves the old release again", |s| {
+        s.state == ServiceState::Healthy
+    });
+}
+
+#[test]
+fn a_dependency_that_never_gets_ready_is_named_with_its_last_probe_within_the_deadline() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.shop]
+source = "@HOME@/src"
+build = ["sh build.sh"]
+artifacts = ["out"]
+
+[apps.shop.env.production]
+health_deadline = "3s"
+health_stable = "1s"
+
+[apps.shop.env.production.services.api]
+command = ["{release}/out/run.sh", "--port", "{port}", "--fail-health"]
+port = @P0@
+health = { http = "/health", interval = "100ms", start_period = "0s", retries = 1000 }
+
+[apps.shop.env.production.services.front]
+command = ["{release}/out/run.sh", "--port", "{port}"]
+port = @P1@
+depends_on = ["api"]
+health = { http = "/health", interval = "100ms" }
+"#,
+    );
+    let _src = Source::new(env.dir.path());
+    env.start_agent();
+    let began = std::time::Instant::now();
+    let out = deploy(&env, &["deploy", "shop"]);
+    let took = began.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("api was not ready within 3s: its last health check:")
+            && err.contains("503")
+            && err.contains("(front waits for it)"),
+        "{err}"
+    );
+    assert!(!err.contains("front was not ready"), "{err}");
+    // The environment's deadline, not a fixed minute: well under 60 s even on a busy machine.
+    assert!(took < std::time::Duration::from_secs(50), "{took:?}");
+}
+
+#[test]
+fn a_migration_that_fails_before_changing_anything_never_stops_the_old_release() {
+    let (mut env, src) = setup("");
+    env.start_agent();
+    assert!(deploy(&env, &["deploy", "shop"]).status.success());
+    let before = env.wait_service("shop/production/web", "runs", |s| {
+        s.state == ServiceState::Healthy
+    });
+    src.write("migrate.sql", "INSERT INTO no_such_table VALUES (1);\n");
+    src.commit("a migration that fails at its first statement");
+    let out = deploy(&env, &["deploy", "shop"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("the database had not changed, so nothing was restored"),
+        "{}",
+        stderr(&out)
+    );
+    let after = env.status();
+    let web = service(&after, "shop/production/web");
+    assert_eq!(web.pid, before.pid, "the old release never stopped");
+    assert_eq!(web.state, ServiceState::Healthy);
+}
+
+#[test]
+fn a_deploy_of_a_tag_builds_that_commit() {
+    let (mut env, src) = setup("");
+    src.git(&["tag", "v1"]);
+    let v1 = String::from_utf8(
+        Command::new("git")
+            .arg("-C")
+            .arg(&src.dir)
+            .args(["rev-parse", "--short=7", "v1"])
+            .output()
+            .expect("git")
+            .stdout,
+    )
+    .expect("utf8");
+    src.commit("after v1");
+    env.start_agent();
+    let out = deploy(&env, &["deploy", "shop", "--ref", "v1"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        current(&env, "production").is_some_and(|r| r.ends_with(v1.trim())),
+        "{:?} is v1 ({v1})",
+        current(&env, "production")
+    );
+    let out = deploy(&env, &["deploy", "shop", "--ref", "no-such-thing"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no-such-thing names no branch, tag or commit"),
+        "{}",
+        stderr(&out)
+    );
 }

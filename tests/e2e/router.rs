@@ -213,6 +213,7 @@ keep_releases = 20
 [apps.shop.env.production]
 autostart = true
 health_deadline = "20s"
+health_stable = "1s"
 drain = "10s"
 
 [apps.shop.env.production.services.web]

@@ -210,6 +210,25 @@ restart = { policy = "on-failure", backoff_min = "10ms", max_failures = 100 }
         unhealthy >= 2,
         "each restart follows an unhealthy verdict: {unhealthy}, {svc:?}"
     );
+    // The restart says why: the health check, not the exit status of the agent's own stop.
+    let said: Vec<String> = db
+        .prepare(
+            "SELECT message FROM events WHERE service = 'a/prod/sick' AND to_state = 'backing_off'",
+        )
+        .and_then(|mut q| {
+            q.query_map([], |r| r.get::<_, Option<String>>(0))?
+                .map(|m| m.map(Option::unwrap_or_default))
+                .collect()
+        })
+        .expect("query");
+    assert!(
+        !said.is_empty()
+            && said
+                .iter()
+                .all(|m| m.starts_with("health check failed 2 times: ")
+                    && m.contains("; restarting in")),
+        "{said:?}"
+    );
 }
 
 #[test]

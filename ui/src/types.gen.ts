@@ -27,7 +27,19 @@ restarts: number, last_exit: ExitReason | null,
 /**
  * Human-readable detail of the current state ("waiting for db", "port 8080 is held by ...").
  */
-message: string | null, cpu_percent: number | null, rss_bytes: number | null, port: number | null, url: string | null, autostart: boolean, 
+message: string | null, cpu_percent: number | null, rss_bytes: number | null, 
+/**
+ * Its main port; of a blue-green instance, the service's public port.
+ */
+port: number | null, 
+/**
+ * Named extra ports (`ports = { admin = 9001 }`).
+ */
+ports: { [key in string]: number }, 
+/**
+ * Set for the two instances of a blue-green service.
+ */
+instance: Instance | null, url: string | null, autostart: boolean, 
 /**
  * The service's current log file (`DATA/logs/APP/ENV/SERVICE.log`).
  */
@@ -128,7 +140,11 @@ release: string | null,
 /**
  * The release live before it (still serving when it failed).
  */
-previous: string | null, error: string | null, } | { "type": "backup_finished", id: number, trigger: BackupTrigger, size: number, duration_ms: number, verified: boolean, } | { "type": "backup_failed", trigger: BackupTrigger, error: string, } | { "type": "restore_finished", backup: number, restored: Array<string>, safety_copies: Array<string>, } | { "type": "restore_failed", backup: number | null, error: string, } | { "type": "config_applied", restarted: Array<ServiceKey>, needs_agent_restart: boolean, } | { "type": "config_rejected", file: string, line: number, column: number, field: string, message: string, 
+previous: string | null, error: string | null, 
+/**
+ * Data its rollback discarded, and where it is kept (see [`crate::Discarded`]).
+ */
+discarded: Array<Discarded>, } | { "type": "backup_finished", id: number, trigger: BackupTrigger, size: number, duration_ms: number, verified: boolean, } | { "type": "backup_failed", trigger: BackupTrigger, error: string, } | { "type": "restore_finished", backup: number, restored: Array<string>, safety_copies: Array<string>, } | { "type": "restore_failed", backup: number | null, error: string, } | { "type": "config_applied", restarted: Array<ServiceKey>, needs_agent_restart: boolean, } | { "type": "config_rejected", file: string, line: number, column: number, field: string, message: string, 
 /**
  * How many problems in all.
  */
@@ -174,7 +190,11 @@ release: string | null,
 /**
  * The release live before it (still serving when it failed).
  */
-previous: string | null, error: string | null, } | { "type": "backup_finished", id: number, trigger: BackupTrigger, size: number, duration_ms: number, verified: boolean, } | { "type": "backup_failed", trigger: BackupTrigger, error: string, } | { "type": "restore_finished", backup: number, restored: Array<string>, safety_copies: Array<string>, } | { "type": "restore_failed", backup: number | null, error: string, } | { "type": "config_applied", restarted: Array<ServiceKey>, needs_agent_restart: boolean, } | { "type": "config_rejected", file: string, line: number, column: number, field: string, message: string, 
+previous: string | null, error: string | null, 
+/**
+ * Data its rollback discarded, and where it is kept (see [`crate::Discarded`]).
+ */
+discarded: Array<Discarded>, } | { "type": "backup_finished", id: number, trigger: BackupTrigger, size: number, duration_ms: number, verified: boolean, } | { "type": "backup_failed", trigger: BackupTrigger, error: string, } | { "type": "restore_finished", backup: number, restored: Array<string>, safety_copies: Array<string>, } | { "type": "restore_failed", backup: number | null, error: string, } | { "type": "config_applied", restarted: Array<ServiceKey>, needs_agent_restart: boolean, } | { "type": "config_rejected", file: string, line: number, column: number, field: string, message: string, 
 /**
  * How many problems in all.
  */
@@ -352,9 +372,17 @@ from_env: string | null,
 /**
  * Rollback: the release to go back to (default: the one live before the current one).
  */
-release: string | null, };
+release: string | null, 
+/**
+ * Deploy: the branch, tag or commit to build (default: what the source has checked out).
+ */
+git_ref: string | null, };
 
-export type StepRecord = { name: string, ok: boolean, ms: number, detail: string | null, };
+export type StepRecord = { name: string, ok: boolean, ms: number, detail: string | null, 
+/**
+ * The last lines a failed command step wrote.
+ */
+output: Array<string>, };
 
 export type DeployRecord = { id: number, app: string, env: string, kind: DeployKind, release: string | null, 
 /**
@@ -364,7 +392,15 @@ previous: string | null, commit: string | null, started: string, finished: strin
 /**
  * Step output, the last log lines of each service and their exits, when it failed.
  */
-diagnostics: string | null, };
+diagnostics: string | null, 
+/**
+ * How long it took in all, once finished.
+ */
+ms: number | null, 
+/**
+ * Data its rollback discarded from each database, and where it is kept.
+ */
+discarded: Array<Discarded>, };
 
 export type DeployEvent = { "type": "step", name: string, status: StepStatus, ms: number | null, detail: string | null, } | { "type": "output", step: string, line: string, } | { "type": "done", record: DeployRecord, };
 
@@ -476,3 +512,52 @@ waiting: string | null,
 last_check: string | null, };
 
 export type ResumeRequest = { app: string, env: string, };
+
+export type Discarded = { 
+/**
+ * The database's name in the environment's `databases`.
+ */
+database: string, 
+/**
+ * The live database's path.
+ */
+path: string, 
+/**
+ * Rows it held before the rollback that it no longer holds (new or changed since the
+ * backup); `None` when the database was too large to compare.
+ */
+rows: number | null, 
+/**
+ * The same, per table (only tables that lost rows).
+ */
+tables: Array<TableRows>, 
+/**
+ * The safety backup that holds the database as it was just before (see `homeport backups`).
+ */
+backup: number | null, 
+/**
+ * The file of that backup holding this database.
+ */
+copy: string, };
+
+export type TableRows = { table: string, rows: number, };
+
+export type DeployDetail = { record: DeployRecord, 
+/**
+ * `[step] line`, oldest first (the newest lines, when there were very many).
+ */
+output: Array<string>, };
+
+export type Instance = { 
+/**
+ * `blue` or `green`.
+ */
+colour: string, 
+/**
+ * It is the one requests go to.
+ */
+live: boolean, 
+/**
+ * Its own port (the public one is the service's `port`).
+ */
+port: number, };

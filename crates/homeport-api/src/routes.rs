@@ -412,6 +412,16 @@ pub async fn deploys(
     Ok(Json(st.core.deploys(&p.app, p.env.as_deref())?))
 }
 
+pub async fn deploy_detail(
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+) -> Reply<homeport_types::DeployDetail> {
+    st.core
+        .deploy_detail(id)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no deploy {id} (see `homeport deploys`)")))
+}
+
 pub async fn update_check(
     State(st): State<AppState>,
     Query(p): Query<AppParams>,

@@ -142,6 +142,17 @@ pub enum Cmd {
         /// The environment to roll it out to
         #[arg(long, default_value = "production")]
         env: String,
+        /// Build this branch, tag or commit of the source (clean, whatever is checked out)
+        #[arg(long = "ref", value_name = "BRANCH|TAG|COMMIT")]
+        git_ref: Option<String>,
+    },
+    /// Deploy history (of every app, or of APP), or one deploy's steps, output and diagnostics
+    Deploys {
+        /// Only this app's deploys
+        #[arg(add = ArgValueCandidates::new(complete_apps))]
+        app: Option<String>,
+        /// One deploy, by its ID in the history
+        id: Option<i64>,
     },
     /// Roll out the release another environment runs, without building
     Promote {
@@ -327,6 +338,7 @@ impl Cmd {
                 | Cmd::Backups { .. }
                 | Cmd::Restore { .. }
                 | Cmd::Deploy { .. }
+                | Cmd::Deploys { .. }
                 | Cmd::Promote { .. }
                 | Cmd::Rollback { .. }
                 | Cmd::Update { .. }
@@ -352,6 +364,7 @@ impl Cmd {
             | Cmd::Rollback { app, .. }
             | Cmd::Update { app, .. }
             | Cmd::Releases { app } => from_app(app),
+            Cmd::Deploys { app: Some(app), .. } => from_app(app),
             _ => None,
         }
     }

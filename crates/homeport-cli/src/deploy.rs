@@ -1,9 +1,13 @@
-//! `homeport deploy|promote|rollback|update APP`, `homeport releases APP`.
+//! `homeport deploy|promote|rollback|update APP`, `homeport releases APP`,
+//! `homeport deploys [APP] [ID]`.
 
 use std::path::Path;
 
 use futures_util::StreamExt;
-use homeport_types::{DeployEvent, DeployKind, DeployRequest, DeployResult, StepStatus};
+use homeport_types::{
+    DeployDetail, DeployEvent, DeployKind, DeployRecord, DeployRequest, DeployResult, Discarded,
+    StepStatus,
+};
 
 use crate::progress::{self, Spinner};
 use crate::style::{bad, dim, ok, paint};
@@ -15,6 +19,7 @@ pub async fn run(
     env: String,
     kind: DeployKind,
     from_env: Option<String>,
+    git_ref: Option<String>,
 ) -> Result<(), Failure> {
     stream(
         config_path,
@@ -24,6 +29,7 @@ pub async fn run(
             kind,
             from_env,
             release: None,
+            git_ref,
         },
     )
     .await
@@ -43,6 +49,7 @@ pub async fn rollback(
             kind: DeployKind::Rollback,
             from_env: None,
             release,
+            git_ref: None,
         },
     )
     .await
@@ -55,7 +62,7 @@ pub async fn update(
     check: bool,
 ) -> Result<(), Failure> {
     if !check {
-        return run(config_path, app, env, DeployKind::Update, None).await;
+        return run(config_path, app, env, DeployKind::Update, None, None).await;
     }
     let (behind, ahead) = client(config_path)?.update_check(&app).await?;
     match (behind, ahead) {
@@ -107,9 +114,47 @@ pub async fn releases(config_path: &Path, app: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// What a rollback discarded, one line per database: how many rows, where they are kept, and
+/// how to get them out.
+fn discarded_lines(app: &str, env: &str, d: &[Discarded]) -> Vec<String> {
+    d.iter()
+        .map(|d| {
+            let rows = match d.rows {
+                Some(0) => "no rows written since the backup were lost".to_owned(),
+                Some(n) => {
+                    let tables: Vec<String> = d
+                        .tables
+                        .iter()
+                        .map(|t| format!("{} in {}", t.rows, t.table))
+                        .collect();
+                    format!(
+                        "{n} row{} written since the backup are not in it ({})",
+                        if n == 1 { "" } else { "s" },
+                        tables.join(", ")
+                    )
+                }
+                None => "what was written since the backup is not in it (too large to count)"
+                    .to_owned(),
+            };
+            let kept = match d.backup {
+                Some(id) if d.rows != Some(0) => format!(
+                    "; kept in {} (safety backup {id}: `homeport restore {app}/{env} {id} --to FILE` writes it out)",
+                    d.copy
+                ),
+                _ => String::new(),
+            };
+            format!(
+                "database {} ({}) was put back as it was before the deploy: {rows}{kept}",
+                d.database, d.path
+            )
+        })
+        .collect()
+}
+
 /// Runs a deploy and prints its steps as they happen: on a terminal, the running step with a
 /// spinner and its time so far, each finished step as a line with its duration; into a pipe,
-/// the same lines without the spinner.
+/// the same lines without the spinner. The last line says how it ended, how long it took and
+/// where its record is.
 async fn stream(config_path: &Path, req: DeployRequest) -> Result<(), Failure> {
     let mut events = Box::pin(client(config_path)?.deploy(&req).await?);
     let live = progress::live();
@@ -159,33 +204,177 @@ async fn stream(config_path: &Path, req: DeployRequest) -> Result<(), Failure> {
                 if let Some(s) = spinner.take() {
                     s.finish();
                 }
-                if record.result == DeployResult::Succeeded {
-                    outln!(
-                        "{} {}/{}: {} is live",
-                        record.kind.as_str(),
-                        record.app,
-                        record.env,
-                        paint(&record.release.unwrap_or_default(), ok())
-                    )?;
-                    return Ok(());
-                }
-                return Err(Failure::new(
-                    1,
-                    format!(
-                        "{} of {}/{} failed: {}{}",
-                        record.kind.as_str(),
-                        record.app,
-                        record.env,
-                        record.error.unwrap_or_default(),
-                        if record.diagnostics.is_some() {
-                            " (diagnostics saved with the deploy)"
-                        } else {
-                            ""
-                        }
-                    ),
-                ));
+                return finished(&record);
             }
         };
     }
     Err(Failure::new(1, "the agent ended the deploy stream early"))
+}
+
+fn took(r: &DeployRecord) -> String {
+    r.ms.map(|ms| format!(" in {}", progress::duration(ms)))
+        .unwrap_or_default()
+}
+
+/// The end of a deploy as the person who started it reads it.
+fn finished(r: &DeployRecord) -> Result<(), Failure> {
+    let what = format!("{} of {}/{}", r.kind.as_str(), r.app, r.env);
+    for line in discarded_lines(&r.app, &r.env, &r.discarded) {
+        outln!("{line}")?;
+    }
+    if r.result == DeployResult::Succeeded {
+        outln!(
+            "{what}: {} is live (took{})",
+            paint(r.release.as_deref().unwrap_or_default(), ok()),
+            took(r).trim_start_matches(" in")
+        )?;
+        return Ok(());
+    }
+    Err(Failure::new(
+        1,
+        format!(
+            "{what} failed{}: {}\nsteps, output and diagnostics: homeport deploys {} {}",
+            took(r).replacen(" in", " after", 1),
+            r.error.as_deref().unwrap_or("it did not finish"),
+            r.app,
+            r.id
+        ),
+    ))
+}
+
+/// `homeport deploys [APP] [ID]`: the history (of every app, or of one), or one deploy with its
+/// steps, output and diagnostics.
+pub async fn deploys(
+    config_path: &Path,
+    app: Option<String>,
+    id: Option<i64>,
+) -> Result<(), Failure> {
+    let c = client(config_path)?;
+    if let Some(id) = id {
+        let d = c.deploy_detail(id).await?;
+        if let Some(app) = &app
+            && &d.record.app != app
+        {
+            return Err(Failure::new(
+                4,
+                format!(
+                    "deploy {id} is of {}, not {app}: homeport deploys {} {id}",
+                    d.record.app, d.record.app
+                ),
+            ));
+        }
+        return detail(&d);
+    }
+    let list = c.deploys(app.as_deref()).await?;
+    if list.is_empty() {
+        outln!("no deploys yet")?;
+        return Ok(());
+    }
+    let mut table = comfy_table::Table::new();
+    table
+        .load_style(comfy_table::presets::NOTHING)
+        .force_no_tty()
+        .set_header([
+            "ID",
+            "STARTED",
+            "ENVIRONMENT",
+            "WHAT",
+            "RESULT",
+            "TOOK",
+            "RELEASE",
+        ]);
+    for r in &list {
+        table.add_row([
+            r.id.to_string(),
+            r.started.clone(),
+            format!("{}/{}", r.app, r.env),
+            r.kind.as_str().to_owned(),
+            r.result.as_str().to_owned(),
+            r.ms.map(progress::duration).unwrap_or_default(),
+            r.release.clone().unwrap_or_default(),
+        ]);
+    }
+    outln!("{}", table.trim_fmt())?;
+    outln!(
+        "{}",
+        paint(
+            "one deploy's steps, output and diagnostics: homeport deploys APP ID",
+            dim()
+        )
+    )?;
+    Ok(())
+}
+
+fn detail(d: &DeployDetail) -> Result<(), Failure> {
+    let r = &d.record;
+    let result = match r.result {
+        DeployResult::Succeeded => paint("succeeded", ok()),
+        DeployResult::Running => paint("running", dim()),
+        other => paint(other.as_str(), bad()),
+    };
+    outln!(
+        "{} {} of {}/{}: {result}{}",
+        r.kind.as_str(),
+        r.id,
+        r.app,
+        r.env,
+        took(r)
+    )?;
+    outln!(
+        "  started {}{}",
+        r.started,
+        r.finished
+            .as_deref()
+            .map(|f| format!(", finished {f}"))
+            .unwrap_or_default()
+    )?;
+    if let Some(rel) = &r.release {
+        outln!(
+            "  release {rel}{}{}",
+            r.commit
+                .as_deref()
+                .map(|c| format!(" (commit {})", &c[..c.len().min(10)]))
+                .unwrap_or_default(),
+            r.previous
+                .as_deref()
+                .map(|p| format!("; before it: {p}"))
+                .unwrap_or_default()
+        )?;
+    }
+    if let Some(e) = &r.error {
+        outln!("{} {e}", paint("error:", bad()))?;
+    }
+    for line in discarded_lines(&r.app, &r.env, &r.discarded) {
+        outln!("{} {line}", paint("data:", bad()))?;
+    }
+    outln!("\nsteps:")?;
+    for s in &r.steps {
+        let (mark, style) = if s.ok { ("✔", ok()) } else { ("✘", bad()) };
+        outln!(
+            "  {} {} {}{}",
+            paint(mark, style),
+            s.name,
+            paint(&format!("({})", progress::duration(s.ms)), dim()),
+            s.detail
+                .as_deref()
+                .map(|d| format!(" — {d}"))
+                .unwrap_or_default()
+        )?;
+        for l in &s.output {
+            outln!("      {l}")?;
+        }
+    }
+    if !d.output.is_empty() {
+        outln!("\noutput:")?;
+        for l in &d.output {
+            outln!("  {l}")?;
+        }
+    }
+    if let Some(diag) = &r.diagnostics {
+        outln!("\ndiagnostics:")?;
+        for l in diag.lines() {
+            outln!("  {l}")?;
+        }
+    }
+    Ok(())
 }

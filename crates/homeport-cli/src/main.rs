@@ -191,11 +191,12 @@ async fn run(cmd: Cmd, config_path: PathBuf, explicit_config: bool) -> Result<()
             path: file,
             to,
         } => backup::restore(path, target.target, backup, db, file, to).await,
-        Cmd::Deploy { app, env } => {
-            deploy::run(path, bare(&app), env, DeployKind::Deploy, None).await
+        Cmd::Deploy { app, env, git_ref } => {
+            deploy::run(path, bare(&app), env, DeployKind::Deploy, None, git_ref).await
         }
+        Cmd::Deploys { app, id } => deploy::deploys(path, app.map(|a| bare(&a)), id).await,
         Cmd::Promote { app, from, to } => {
-            deploy::run(path, bare(&app), to, DeployKind::Promote, Some(from)).await
+            deploy::run(path, bare(&app), to, DeployKind::Promote, Some(from), None).await
         }
         Cmd::Rollback { app, release, env } => {
             deploy::rollback(path, bare(&app), env, release).await

@@ -2,6 +2,19 @@
 
 use homeport_types::{EnvBackups, Health, LogEntry, ServiceStatus, Stream};
 
+/// A service's ports: the main one and the named ones; of a blue-green instance, the service's
+/// public port and whether this instance is the one it serves.
+fn ports(s: &ServiceStatus) -> Option<String> {
+    let main = s.port.map(|p| match &s.instance {
+        Some(i) if i.live => format!("{p} live"),
+        Some(_) => format!("{p} idle"),
+        None => p.to_string(),
+    });
+    let named = s.ports.iter().map(|(n, p)| format!("{n} {p}"));
+    let all: Vec<String> = main.into_iter().chain(named).collect();
+    (!all.is_empty()).then(|| all.join(", "))
+}
+
 /// The agent's verdict, as the tray and the dashboard show it: "Healthy: production healthy";
 /// the level word in its colour on a terminal.
 pub fn verdict_line(v: &homeport_types::Verdict) -> String {
@@ -109,7 +122,7 @@ pub fn status_table(services: &[&ServiceStatus], width: Option<u16>) -> String {
             ),
             Cell::new(s.cpu_percent.map_or_else(dash, |c| format!("{c:.1}%"))),
             Cell::new(s.rss_bytes.map_or_else(dash, bytes)),
-            Cell::new(s.port.map_or_else(dash, |p| p.to_string())),
+            Cell::new(ports(s).unwrap_or_else(dash)),
             Cell::new(s.message.clone().unwrap_or_default()),
         ]);
         row.max_height(1);

@@ -240,6 +240,15 @@ impl Client {
         .await
     }
 
+    /// One deploy with its steps' output.
+    pub async fn deploy_detail(
+        &self,
+        id: i64,
+    ) -> Result<homeport_types::DeployDetail, ClientError> {
+        self.json(self.http.get(format!("{}/api/v1/deploys/{id}", self.base)))
+            .await
+    }
+
     /// The configured apps: which can deploy, and what each environment runs.
     pub async fn apps(&self) -> Result<Vec<homeport_types::AppInfo>, ClientError> {
         self.json(self.http.get(format!("{}/api/v1/apps", self.base)))

@@ -17,7 +17,7 @@ mod paths;
 mod raw;
 
 pub use diag::{Diagnostic, Diagnostics};
-pub use load::{load, load_str, migrate_argv};
+pub use load::{StepEnv, install_argv, load, load_str, migrate_argv, step_env};
 pub use model::{
     AgentSettings, AppSpec, AutoUpdate, BackupSchedule, BackupSettings, CommandSpec, Config,
     EnvSpec, HealthCheck, HealthProbe, RestartMode, RestartPolicy, ServiceSpec, SlotSpec,

@@ -57,6 +57,16 @@ pub struct AppSpec {
     pub keep_releases: u32,
     /// Build the working tree as it is (labelled dirty) instead of the committed revision.
     pub allow_dirty: bool,
+    /// Variables for the test, build, install and migrate steps, as written.
+    pub step_env: BTreeMap<String, String>,
+    /// Command lines run inside a new release's folder, at its final path, before it is
+    /// complete (a virtualenv, dependencies); `{release}` and `{app}`, see [`install_argv`].
+    ///
+    /// [`install_argv`]: crate::install_argv
+    pub install: Vec<String>,
+    /// The release before a deploy runs on the schema its migration leaves (expand/contract
+    /// migrations): a failed deploy rolls back the code and keeps the data.
+    pub backward_compatible_migrations: bool,
 }
 
 /// One environment of one app.
@@ -74,6 +84,16 @@ pub struct EnvSpec {
     pub backup: BackupSettings,
     /// How long a deploy waits for the environment to be healthy.
     pub health_deadline: Duration,
+    /// How long, once healthy, every service must stay up and healthy (no restart, no failed
+    /// health check) before a deploy counts as succeeded.
+    pub health_stable: Duration,
+    /// The environment's variables as written (`env`, `secret_env`) and its `env_file`: what
+    /// a migration gets, through [`step_env`].
+    ///
+    /// [`step_env`]: crate::step_env
+    pub vars: BTreeMap<String, String>,
+    pub secret_vars: BTreeMap<String, String>,
+    pub env_file: Option<PathBuf>,
     /// Put the pre-deploy backup back when a deploy that ran a migration fails.
     pub restore_on_failure: bool,
     /// Names the router sends to this environment besides `ENV.APP.localhost` (and

@@ -27,6 +27,9 @@ pub(crate) const APP_KEYS: &[&str] = &[
     "migrate",
     "keep_releases",
     "allow_dirty",
+    "step_env",
+    "install",
+    "backward_compatible_migrations",
 ];
 pub(crate) const ENV_KEYS: &[&str] = &[
     "autostart",
@@ -39,6 +42,7 @@ pub(crate) const ENV_KEYS: &[&str] = &[
     "files",
     "backup",
     "health_deadline",
+    "health_stable",
     "restore_on_failure",
     "hostnames",
     "web",
@@ -119,6 +123,7 @@ pub(crate) struct RawEnv {
     pub files: Vec<Spanned<String>>,
     pub backup: Option<Spanned<RawBackup>>,
     pub health_deadline: Option<Dur>,
+    pub health_stable: Option<Dur>,
     pub restore_on_failure: Option<bool>,
     #[serde(default)]
     pub hostnames: Vec<Spanned<String>>,
@@ -145,6 +150,11 @@ pub(crate) struct RawApp {
     pub migrate: Option<Spanned<String>>,
     pub keep_releases: Option<u32>,
     pub allow_dirty: Option<bool>,
+    #[serde(default)]
+    pub step_env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub install: Vec<Spanned<String>>,
+    pub backward_compatible_migrations: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

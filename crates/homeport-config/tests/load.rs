@@ -418,6 +418,63 @@ command = "~/bin/app"
 }
 
 #[test]
+fn a_relative_command_says_where_it_was_looked_for() {
+    let diags = errors(
+        r#"[apps.a.env.p.services.rel]
+command = "bin/server --port 1"
+"#,
+    );
+    let rel = find(&diags, "apps.a.env.p.services.rel.command");
+    assert!(
+        rel.message.contains("does not exist")
+            && rel
+                .message
+                .contains("a relative path in `command` is taken from the config file's folder"),
+        "{rel}"
+    );
+}
+
+#[test]
+fn the_health_gate_waits_for_stability_by_default_and_steps_get_their_environment() {
+    let cfg = load(
+        r#"[apps.a]
+step_env = { CARGO_TERM_COLOR = "never" }
+install = ["python3 -m venv {release}/venv"]
+[apps.a.env.prod]
+env = { DATABASE_URL = "sqlite:///{data_dir}/a.db", WEB = "http://127.0.0.1:{port}" }
+[apps.a.env.beta]
+health_stable = "0s"
+"#,
+    )
+    .expect("loads");
+    let prod = cfg.envs.iter().find(|e| e.env == "prod").expect("prod");
+    let beta = cfg.envs.iter().find(|e| e.env == "beta").expect("beta");
+    assert_eq!(prod.health_stable, std::time::Duration::from_secs(10));
+    assert!(beta.health_stable.is_zero());
+    let vars = homeport_config::step_env(prod, std::path::Path::new("/r"));
+    let url = vars
+        .vars
+        .iter()
+        .find(|(k, _)| k == "DATABASE_URL")
+        .expect("url");
+    assert_eq!(url.1, format!("sqlite:///{}/a.db", prod.data_dir.display()));
+    assert_eq!(
+        vars.skipped,
+        ["WEB"],
+        "a per-service placeholder has no value for a step"
+    );
+    let diags = errors(
+        r#"[apps.a]
+install = ["make {port}"]
+"#,
+    );
+    assert!(
+        find(&diags, "apps.a.install").message.contains("{port}"),
+        "{diags:#?}"
+    );
+}
+
+#[test]
 fn backups_are_configured_per_environment() {
     let cfg = load(
         r#"[apps.a.env.prod]

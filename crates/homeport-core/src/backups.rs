@@ -1130,5 +1130,5 @@ async fn start_and_check(
     deadline: Duration,
 ) -> Option<String> {
     restart(core, keys).await;
-    crate::wait_ready(core, keys, deadline).await.err()
+    crate::deploy::wait_ready(core, keys, deadline).await.err()
 }

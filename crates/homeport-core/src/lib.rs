@@ -83,11 +83,8 @@ pub struct Core {
     /// Who holds an app (a deploy), an environment (a backup, restore or a deploy's
     /// activation) or the config file (an edit).
     claims: Arc<claims::Claims>,
-    /// Environments whose deploy an earlier agent did not finish: restarted after autostart, so
-    /// what runs is the release `current` names (re-adopted processes may run the other one).
-    interrupted: Mutex<Vec<(String, String)>>,
-    /// The proxies of blue-green services.
-    proxies: Mutex<Vec<Arc<proxy::Proxy>>>,
+    /// The deploy pipeline's state: blue-green switches, deploys an earlier agent left.
+    deploys: deploy::Deploys,
     /// The HTTP router, when the config wants one (names, or a blue-green web service).
     router: Mutex<Option<homeport_router::Router>>,
     /// Events the recorder has written, against [`Hub::records_sent`].
@@ -160,9 +157,8 @@ impl Core {
             _recorder: recorder,
             written,
             claims: Arc::default(),
-            proxies: Mutex::new(Vec::new()),
+            deploys: deploy::Deploys::default(),
             router: Mutex::new(None),
-            interrupted: Mutex::new(Vec::new()),
             lifecycle: lifecycle::Lifecycle::default(),
             hosts: hosts::Hosts::default(),
             updates: updates::Updates::default(),
@@ -225,10 +221,7 @@ impl Core {
                 "{} deploy(s) were interrupted when the agent stopped; their environments restart on the release `current` names",
                 envs.len()
             );
-            *self
-                .interrupted
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = envs;
+            self.deploys.set_interrupted(envs);
         }
         let swept = homeport_backup::sweep_partials(&backups::backups_root(self));
         self.sweep_leftovers();
@@ -298,7 +291,7 @@ impl Core {
             }
         }
         *self.router.lock().unwrap_or_else(PoisonError::into_inner) = router;
-        *self.proxies.lock().unwrap_or_else(PoisonError::into_inner) = proxies;
+        self.deploys.set_switches(proxies);
         self.reload_hosts();
     }
 
@@ -365,6 +358,7 @@ impl Core {
         deploy::releases(self, app)
     }
 
+    /// The newest deploys of `app` (every app when empty) and environment, newest first.
     pub fn deploys(
         &self,
         app: &str,
@@ -375,6 +369,19 @@ impl Core {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .deploys(app, env, 100)?)
+    }
+
+    /// One deploy with everything its steps wrote.
+    pub fn deploy_detail(
+        &self,
+        id: i64,
+    ) -> Result<Option<homeport_types::DeployDetail>, BackupOpError> {
+        Ok(self
+            .store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .deploy(id)?
+            .map(|(record, output)| homeport_types::DeployDetail { record, output }))
     }
 
     /// Removes what a crash mid-restore or mid-deploy left: staged and half-copied databases
@@ -449,9 +456,8 @@ impl Core {
         let mut out = self.supervisor.autostart(START_WAIT).await;
         // Of a blue-green service, only the active instance runs.
         let active: Vec<ServiceKey> = self
-            .proxies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+            .deploys
+            .switches()
             .iter()
             .filter(|p| p.autostart)
             .map(|p| p.active())
@@ -465,16 +471,11 @@ impl Core {
                 out.extend(o);
             }
         }
-        let interrupted = std::mem::take(
-            &mut *self
-                .interrupted
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
+        let interrupted = self.deploys.take_interrupted();
         for (app, env) in interrupted {
             // The deploy meant the environment to run: all of its services (of a blue-green
             // service, the active instance), on the release `current` names.
-            let active: Vec<ServiceKey> = self.all_proxies().iter().map(|p| p.active()).collect();
+            let active: Vec<ServiceKey> = self.deploys.live_instances();
             let keys: Vec<ServiceKey> = self
                 .config()
                 .services
@@ -505,20 +506,7 @@ impl Core {
     }
 
     pub(crate) fn all_proxies(&self) -> Vec<Arc<proxy::Proxy>> {
-        self.proxies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    pub(crate) fn proxies_of(&self, app: &str, env: &str) -> Vec<Arc<proxy::Proxy>> {
-        self.proxies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .filter(|p| p.app == app && p.env == env)
-            .cloned()
-            .collect()
+        self.deploys.switches()
     }
 
     pub fn status(&self) -> StatusSnapshot {
@@ -584,6 +572,21 @@ impl Core {
         // An environment's web service is opened by its name, through the router.
         let config = self.config();
         for s in &mut services {
+            // A blue-green instance: the service's public port, and whether it is the live one.
+            if let Some((p, live)) = self.deploys.instance(&s.key) {
+                s.instance = Some(homeport_types::Instance {
+                    colour: s
+                        .key
+                        .service
+                        .rsplit('@')
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    live,
+                    port: p.port_of(&s.key),
+                });
+                s.port = Some(p.public_port);
+            }
             let web = config
                 .envs
                 .iter()
@@ -613,11 +616,23 @@ impl Core {
         action: Action,
         target: &Target,
     ) -> Result<Vec<ActionOutcome>, NotFound> {
-        match action {
-            Action::Start => self.supervisor.start(target, START_WAIT).await,
-            Action::Stop => self.supervisor.stop(target).await,
-            Action::Restart => self.supervisor.restart(target, START_WAIT).await,
+        if action == Action::Stop {
+            return self.supervisor.stop(target).await;
         }
+        // Of a blue-green service only the live instance runs; the other one starts when named.
+        let keys: Vec<ServiceKey> = self
+            .supervisor
+            .resolve(target)?
+            .into_iter()
+            .filter(|k| {
+                *target == Target::Service(k.clone())
+                    || self.deploys.instance(k).is_none_or(|(_, live)| live)
+            })
+            .collect();
+        Ok(match action {
+            Action::Restart => self.supervisor.restart_keys(&keys, START_WAIT).await,
+            _ => self.supervisor.start_only(&keys, START_WAIT).await,
+        })
     }
 
     /// Stops every service; the agent is exiting on request. Followers and event streams end
@@ -649,40 +664,18 @@ impl Core {
     }
 }
 
-/// Waits until every service in `keys` is ready (healthy, or running without a health check).
-/// Fails at once, naming it, when one goes down (failed, crashed, exited, stopped, backing off),
-/// or when `deadline` passes.
-pub(crate) async fn wait_ready(
-    core: &Core,
-    keys: &[ServiceKey],
-    deadline: Duration,
-) -> Result<(), String> {
-    let end = tokio::time::Instant::now() + deadline;
-    loop {
-        let status = core.supervisor().status();
-        let mine: Vec<_> = status.iter().filter(|s| keys.contains(&s.key)).collect();
-        // Unhealthy is not yet down: a slow starter may pass within the deadline (a liveness
-        // restart shows as backing off).
-        let down = |s: &&&homeport_types::ServiceStatus| {
-            s.state.is_settled_down() || s.state == homeport_types::ServiceState::BackingOff
-        };
-        if let Some(bad) = mine.iter().find(down) {
-            let why = bad
-                .message
-                .as_ref()
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default();
-            return Err(format!("{} is {}{why}", bad.key, bad.state));
-        }
-        if mine.iter().all(|s| s.state.is_ready()) {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > end {
-            return Err(format!(
-                "not ready within {}",
-                humantime::format_duration(deadline)
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// A size in words: `12.3 MiB`.
+pub(crate) fn human_size(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
     }
 }

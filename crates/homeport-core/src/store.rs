@@ -100,6 +100,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (app, env)
     );
 "#,
+    // A deploy's output (JSON lines), what its rollback discarded (JSON), and how long it took.
+    r#"
+    ALTER TABLE deploys ADD COLUMN output TEXT;
+    ALTER TABLE deploys ADD COLUMN discarded TEXT;
+    ALTER TABLE deploys ADD COLUMN ms INTEGER;
+"#,
 ];
 
 /// One row of the events table as stored; [`Row::event`] reads it.
@@ -467,37 +473,94 @@ impl Store {
     }
 
     /// Records a deploy (insert when `id` is 0, else update); returns its id.
-    pub fn save_deploy(&self, d: &homeport_types::DeployRecord) -> rusqlite::Result<i64> {
+    pub fn save_deploy(
+        &self,
+        d: &homeport_types::DeployRecord,
+        output: &[&String],
+    ) -> rusqlite::Result<i64> {
         let steps = serde_json::to_string(&d.steps).unwrap_or_default();
+        let output = serde_json::to_string(output).unwrap_or_default();
+        let discarded = serde_json::to_string(&d.discarded).unwrap_or_default();
+        let ms = d.ms.map(|m| m as i64);
         if d.id == 0 {
             self.conn.execute(
-                "INSERT INTO deploys (app, env, kind, release, previous, commit_sha, started, finished, result, error, steps, diagnostics)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![d.app, d.env, d.kind.as_str(), d.release, d.previous, d.commit, d.started, d.finished, d.result.as_str(), d.error, steps, d.diagnostics],
+                "INSERT INTO deploys (app, env, kind, release, previous, commit_sha, started, finished, result, error, steps, diagnostics, output, discarded, ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                params![d.app, d.env, d.kind.as_str(), d.release, d.previous, d.commit, d.started, d.finished, d.result.as_str(), d.error, steps, d.diagnostics, output, discarded, ms],
             )?;
             Ok(self.conn.last_insert_rowid())
         } else {
             self.conn.execute(
-                "UPDATE deploys SET release = ?2, previous = ?3, commit_sha = ?4, finished = ?5, result = ?6, error = ?7, steps = ?8, diagnostics = ?9 WHERE id = ?1",
-                params![d.id, d.release, d.previous, d.commit, d.finished, d.result.as_str(), d.error, steps, d.diagnostics],
+                "UPDATE deploys SET release = ?2, previous = ?3, commit_sha = ?4, finished = ?5, result = ?6, error = ?7, steps = ?8, diagnostics = ?9, output = ?10, discarded = ?11, ms = ?12 WHERE id = ?1",
+                params![d.id, d.release, d.previous, d.commit, d.finished, d.result.as_str(), d.error, steps, d.diagnostics, output, discarded, ms],
             )?;
             Ok(d.id)
         }
     }
 
-    /// Deploys of an app (and environment), newest first.
+    /// One deploy and its output.
+    pub fn deploy(
+        &self,
+        id: i64,
+    ) -> rusqlite::Result<Option<(homeport_types::DeployRecord, Vec<String>)>> {
+        let Some(record) = self.deploys_where("id = ?1", params![id], 1)?.pop() else {
+            return Ok(None);
+        };
+        let output: Option<String> = self.conn.query_row(
+            "SELECT output FROM deploys WHERE id = ?1",
+            params![id],
+            |r| r.get(0),
+        )?;
+        let output = output
+            .map(|o| {
+                serde_json::from_str(&o).unwrap_or_else(|e| {
+                    tracing::warn!("state.db: the output of deploy {id} cannot be read ({e})");
+                    Vec::new()
+                })
+            })
+            .unwrap_or_default();
+        Ok(Some((record, output)))
+    }
+
+    /// Releases of an app that passed a health gate in some environment.
+    pub fn succeeded_releases(
+        &self,
+        app: &str,
+    ) -> rusqlite::Result<std::collections::BTreeSet<String>> {
+        self.conn
+            .prepare(
+                "SELECT DISTINCT release FROM deploys WHERE app = ?1 AND result = 'succeeded' AND release IS NOT NULL",
+            )?
+            .query_map(params![app], |r| r.get(0))?
+            .collect()
+    }
+
+    /// Deploys of an app (all apps with `""`) and environment, newest first.
     pub fn deploys(
         &self,
         app: &str,
         env: Option<&str>,
         limit: usize,
     ) -> rusqlite::Result<Vec<homeport_types::DeployRecord>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, app, env, kind, release, previous, commit_sha, started, finished, result, error, steps, diagnostics
-             FROM deploys WHERE (?1 = '' OR app = ?1) AND (?2 = '' OR env = ?2) ORDER BY id DESC LIMIT ?3",
-        )?;
+        self.deploys_where(
+            "(?1 = '' OR app = ?1) AND (?2 = '' OR env = ?2)",
+            params![app, env.unwrap_or("")],
+            limit,
+        )
+    }
+
+    fn deploys_where(
+        &self,
+        filter: &str,
+        args: &[&dyn rusqlite::ToSql],
+        limit: usize,
+    ) -> rusqlite::Result<Vec<homeport_types::DeployRecord>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT id, app, env, kind, release, previous, commit_sha, started, finished, result, error, steps, diagnostics, discarded, ms
+             FROM deploys WHERE {filter} ORDER BY id DESC LIMIT {limit}"
+        ))?;
         // A value this agent cannot read is said in the log, naming the deploy.
-        let rows = stmt.query_map(params![app, env.unwrap_or(""), limit as i64], |r| {
+        let rows = stmt.query_map(args, |r| {
             let id: i64 = r.get(0)?;
             let kind: String = r.get(3)?;
             let result: String = r.get(9)?;
@@ -526,6 +589,18 @@ impl Store {
                     Vec::new()
                 }),
                 diagnostics: r.get(12)?,
+                discarded: r
+                    .get::<_, Option<String>>(13)?
+                    .map(|d| {
+                        serde_json::from_str(&d).unwrap_or_else(|e| {
+                            tracing::warn!(
+                                "state.db: what deploy {id} discarded cannot be read ({e})"
+                            );
+                            Vec::new()
+                        })
+                    })
+                    .unwrap_or_default(),
+                ms: r.get::<_, Option<i64>>(14)?.map(|m| m.max(0) as u64),
             })
         })?;
         rows.collect()

@@ -386,6 +386,7 @@ async fn start(core: &Arc<Core>, app: &str, env: &str, found: Found, running: Op
         kind: DeployKind::Update,
         from_env: None,
         release: None,
+        git_ref: None,
     };
     let key = (app.to_owned(), env.to_owned());
     core.updates
@@ -442,7 +443,7 @@ async fn start(core: &Arc<Core>, app: &str, env: &str, found: Found, running: Op
 async fn finish_of(mut rx: tokio::sync::mpsc::Receiver<DeployEvent>) -> Option<DeployRecord> {
     while let Some(ev) = rx.recv().await {
         if let DeployEvent::Done { record } = ev {
-            return Some(record);
+            return Some(*record);
         }
     }
     None

@@ -78,6 +78,34 @@ fn version_from_describe(described: &str) -> String {
     }
 }
 
+/// The commit a branch, tag or commit (or a remote branch, `origin/main`) names in the source.
+pub fn resolve_ref(source: &Path, r: &str) -> Result<SourceInfo, DeployError> {
+    let commit = git(
+        source,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            &format!("{r}^{{commit}}"),
+        ],
+    )
+    .map_err(|_| {
+        DeployError::Git(format!(
+            "{r} names no branch, tag or commit in {} (see `git -C {0} log --oneline --all`)",
+            source.display()
+        ))
+    })?;
+    let short: String = commit.chars().take(7).collect();
+    Ok(SourceInfo {
+        version: version(source, &commit).unwrap_or_else(|| short.clone()),
+        short,
+        commit,
+        branch: r.to_owned(),
+        dirty: false,
+    })
+}
+
 /// A clean checkout of `commit` in `dir` (a detached worktree of `source`).
 pub fn worktree(source: &Path, commit: &str, dir: &Path) -> Result<(), DeployError> {
     git(

@@ -2,26 +2,34 @@
 //!
 //! - [`git`]: the source checkout — commit, branch, dirty flag, a clean worktree of a commit,
 //!   fetching and fast-forwarding its upstream.
-//! - [`run_step`]: one test or build command, its output line by line.
-//! - [`stage`]: copies the declared artifacts into `releases/<id>/` with a manifest (commit,
-//!   time, checksums, steps). Built in `<id>.partial` and renamed when complete, so a release
-//!   directory is always whole.
+//! - [`run_step`]: one test, build, install or migrate command, its output line by line as it
+//!   comes, stdout and stderr in the order they were written.
+//! - [`stage`]: copies the declared artifacts into `releases/<id>/`; [`complete`] then makes it
+//!   a release: identical files shared with earlier releases, every file read-only, and last a
+//!   manifest (commit, time, checksums, steps). A folder without a manifest is not a release
+//!   ([`list`] skips it, [`sweep_partials`] removes it), so a crash never leaves half a release
+//!   that anything uses.
+//! - [`Objects`]: the app's store of release files by checksum, so identical files across
+//!   releases are one file on disk (hard links).
 //! - [`switch`]: points an environment's `current` at a release atomically — a new symlink is
 //!   renamed over the old one, never unlink-then-link.
-//! - [`prune`]: which releases to delete, never the protected ones.
+//! - [`prune`]: which releases to delete, failed ones first, never the protected ones.
 //!
 //! The mechanics only: it depends on no other Homeport crate. The pipeline that strings these
 //! together with backups, the supervisor's restarts, health gates and rollback is in
-//! homeport-core (`deploy.rs`), the one crate that owns all of those.
+//! homeport-core (`deploy/`), the one crate that owns all of those.
 
 pub mod git;
+mod objects;
+
+pub use objects::Objects;
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -64,7 +72,7 @@ pub struct Manifest {
     pub version: Option<String>,
     /// RFC 3339 UTC.
     pub time: String,
-    /// The test and build commands that ran.
+    /// The test, build and install commands that ran.
     pub steps: Vec<String>,
     pub artifacts: Vec<ArtifactEntry>,
 }
@@ -92,7 +100,14 @@ pub fn release_id(short_commit: &str, dirty: bool) -> String {
     )
 }
 
-/// Runs one step in `dir`; each output line goes to `line`. Errors if it does not exit 0.
+/// How long the output of a step that has exited is still read: a process it left behind may
+/// hold the pipe open forever.
+const OUTPUT_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// Runs one step in `dir`, with `env` added to the agent's environment; each output line goes
+/// to `line` as it is written. stdout and stderr share one pipe, so their lines arrive in the
+/// order the step wrote them (a program that buffers its stdout when it is not a terminal still
+/// writes it late). Errors if it does not exit 0.
 pub fn run_step(
     argv: &[String],
     dir: &Path,
@@ -104,37 +119,62 @@ pub fn run_step(
         status: "empty command".into(),
     })?;
     let shown = argv.join(" ");
-    let mut child = homeport_fs::inherit::restore(&mut Command::new(program))
-        .args(args)
+    let (reader, writer) = io::pipe().map_err(io_err(dir))?;
+    let mut cmd = Command::new(program);
+    homeport_fs::inherit::restore(&mut cmd);
+    cmd.args(args)
         .current_dir(dir)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| DeployError::Step {
-            step: shown.clone(),
-            status: format!("cannot run it: {e}"),
-        })?;
-    let stderr = child.stderr.take();
-    let err_thread = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        if let Some(e) = stderr {
-            for l in BufReader::new(e).lines().map_while(Result::ok) {
-                out.push(l);
+        .stdout(writer.try_clone().map_err(io_err(dir))?)
+        .stderr(writer);
+    let spawned = cmd.spawn();
+    // The command holds our copies of the pipe's write end: without this the output never ends.
+    drop(cmd);
+    let mut child = spawned.map_err(|e| DeployError::Step {
+        step: shown.clone(),
+        status: format!("cannot run it: {e}"),
+    })?;
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(reader);
+        loop {
+            let mut buf = Vec::new();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    if tx.send(buf).is_err() {
+                        return;
+                    }
+                }
             }
         }
-        out
     });
-    if let Some(out) = child.stdout.take() {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            line(&l);
+    let mut exited = None;
+    let mut stop_reading_at: Option<Instant> = None;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                line(text.trim_end_matches(['\n', '\r']));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if exited.is_none()
+            && let Some(status) = child.try_wait().map_err(io_err(dir))?
+        {
+            exited = Some(status);
+            stop_reading_at = Some(Instant::now() + OUTPUT_AFTER_EXIT);
+        }
+        if stop_reading_at.is_some_and(|t| Instant::now() > t) {
+            break;
         }
     }
-    for l in err_thread.join().unwrap_or_default() {
-        line(&l);
-    }
-    let status = child.wait().map_err(io_err(dir))?;
+    let status = match exited {
+        Some(s) => s,
+        None => child.wait().map_err(io_err(dir))?,
+    };
     if status.success() {
         Ok(())
     } else {
@@ -145,14 +185,18 @@ pub fn run_step(
     }
 }
 
-/// Copies `artifacts` from `build_dir` into `releases/<manifest.id>/` and writes the manifest.
-/// Fails, leaving nothing, if an artifact is missing or a copy fails (a full disk).
+/// Copies `artifacts` from `build_dir` into `releases/<manifest.id>/` — each file from the
+/// app's store when an identical one is there — and returns the folder. It is not a release
+/// until [`complete`]; on failure nothing is left. Artifacts are built in `<id>.partial` and
+/// renamed, so steps run in the release afterwards ([`complete`]'s caller's `install`) see its
+/// final path.
 pub fn stage(
     build_dir: &Path,
     artifacts: &[String],
     releases: &Path,
-    mut manifest: Manifest,
-) -> Result<Manifest, DeployError> {
+    objects: &Objects,
+    manifest: &mut Manifest,
+) -> Result<PathBuf, DeployError> {
     for a in artifacts {
         if !build_dir.join(a).exists() {
             return Err(DeployError::MissingArtifact(
@@ -167,21 +211,15 @@ pub fn stage(
         fs::create_dir_all(&work).map_err(io_err(&work))?;
         manifest.artifacts.clear();
         for a in artifacts {
-            let (size, sha256) = copy_tree(&build_dir.join(a), &work.join(a))?;
+            let (size, sha256) = copy_tree(&build_dir.join(a), &work.join(a), objects)?;
             manifest.artifacts.push(ArtifactEntry {
                 path: a.clone(),
                 size,
                 sha256,
             });
         }
-        let body = serde_json::to_vec_pretty(&manifest)
-            .map_err(|e| DeployError::Io(work.clone(), io::Error::other(e)))?;
-        homeport_fs::atomic_write(&work.join(MANIFEST), &body, 0o644).map_err(io_err(&work))?;
         fs::rename(&work, &final_dir).map_err(io_err(&final_dir))?;
-        fs::File::open(releases)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(releases))?;
-        Ok(manifest)
+        Ok(final_dir.clone())
     })();
     if result.is_err() {
         let _ = fs::remove_dir_all(&work);
@@ -189,15 +227,35 @@ pub fn stage(
     result
 }
 
-fn owner_only(meta: &fs::Metadata) -> fs::Permissions {
-    use std::os::unix::fs::PermissionsExt;
-    fs::Permissions::from_mode(meta.permissions().mode() & 0o700)
+/// Makes a staged folder a release: files that steps run in it added (a virtualenv, say) are
+/// shared with identical ones of earlier releases, every file becomes read-only (a release never
+/// changes; what an app writes belongs in its data folder), and the manifest is written last.
+/// Returns how many bytes the store saved.
+pub fn complete(dir: &Path, objects: &Objects, manifest: &Manifest) -> Result<u64, DeployError> {
+    let saved = objects.absorb_tree(dir)?;
+    let body = serde_json::to_vec_pretty(manifest)
+        .map_err(|e| DeployError::Io(dir.to_path_buf(), io::Error::other(e)))?;
+    homeport_fs::atomic_write(&dir.join(MANIFEST), &body, 0o400).map_err(io_err(dir))?;
+    if let Some(parent) = dir.parent() {
+        homeport_fs::sync_dir(parent).map_err(io_err(parent))?;
+    }
+    Ok(saved)
 }
 
-/// Copies a file or folder (keeping symlinks, and the owner's part of each mode: a release is in
-/// the agent's data folder, where nothing is for other users), returning total size and
-/// checksum.
-fn copy_tree(src: &Path, dest: &Path) -> Result<(u64, String), DeployError> {
+/// Removes a folder that did not become a release.
+pub fn discard(dir: &Path) {
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// A release's files: only their owner may read and run them, nobody may write them.
+fn release_mode(mode: u32) -> u32 {
+    mode & 0o500
+}
+
+/// Copies a file or folder (keeping symlinks), returning total size and checksum. Files come
+/// from `objects` (a hard link) when an identical one is there, and are added to it otherwise.
+fn copy_tree(src: &Path, dest: &Path, objects: &Objects) -> Result<(u64, String), DeployError> {
+    use std::os::unix::fs::PermissionsExt;
     let meta = fs::symlink_metadata(src).map_err(io_err(src))?;
     if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent).map_err(io_err(parent))?;
@@ -212,32 +270,40 @@ fn copy_tree(src: &Path, dest: &Path) -> Result<(u64, String), DeployError> {
     }
     if meta.is_dir() {
         fs::create_dir_all(dest).map_err(io_err(dest))?;
-        fs::set_permissions(dest, owner_only(&meta)).map_err(io_err(dest))?;
+        // Folders stay writable by their owner: install steps add to them.
+        fs::set_permissions(
+            dest,
+            fs::Permissions::from_mode(meta.permissions().mode() & 0o700 | 0o700),
+        )
+        .map_err(io_err(dest))?;
         let mut entries: Vec<_> = fs::read_dir(src).map_err(io_err(src))?.flatten().collect();
         entries.sort_by_key(|e| e.file_name());
         let mut total = 0;
         let mut h = Sha256::new();
         for e in entries {
-            let (size, sum) = copy_tree(&e.path(), &dest.join(e.file_name()))?;
+            let (size, sum) = copy_tree(&e.path(), &dest.join(e.file_name()), objects)?;
             total += size;
             h.update(format!("{} {sum}\n", e.file_name().to_string_lossy()));
         }
         return Ok((total, homeport_fs::hex(&h.finalize())));
     }
-    fs::copy(src, dest).map_err(io_err(dest))?;
-    fs::set_permissions(dest, owner_only(&meta)).map_err(io_err(dest))?;
-    let mut f = fs::File::open(dest).map_err(io_err(dest))?;
-    f.sync_all().map_err(io_err(dest))?;
+    let sha = sha256_file(src)?;
+    objects.place(src, &sha, release_mode(meta.permissions().mode()), dest)?;
+    Ok((meta.len(), sha))
+}
+
+pub(crate) fn sha256_file(path: &Path) -> Result<String, DeployError> {
+    let mut f = fs::File::open(path).map_err(io_err(path))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).map_err(io_err(dest))?;
+        let n = f.read(&mut buf).map_err(io_err(path))?;
         if n == 0 {
             break;
         }
         h.update(&buf[..n]);
     }
-    Ok((meta.len(), homeport_fs::hex(&h.finalize())))
+    Ok(homeport_fs::hex(&h.finalize()))
 }
 
 pub fn read_manifest(release_dir: &Path) -> Option<Manifest> {
@@ -279,11 +345,22 @@ pub fn current(current: &Path) -> Option<String> {
         .map(|n| n.to_string_lossy().into_owned())
 }
 
-/// Ids to delete beyond the newest `keep`, never one in `protected`.
-pub fn prune(all: &[Manifest], keep: usize, protected: &BTreeSet<String>) -> Vec<String> {
-    let mut newest_first: Vec<&Manifest> = all.iter().collect();
-    newest_first.sort_by(|a, b| b.id.cmp(&a.id));
-    newest_first
+/// Ids to delete so that at most `keep` releases remain besides the protected ones: releases
+/// that once passed a health gate (`good`) are kept before those that never did, newest first
+/// within each, and a protected one is never deleted.
+pub fn prune(
+    all: &[Manifest],
+    keep: usize,
+    protected: &BTreeSet<String>,
+    good: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut ranked: Vec<&Manifest> = all.iter().collect();
+    ranked.sort_by(|a, b| {
+        good.contains(&b.id)
+            .cmp(&good.contains(&a.id))
+            .then(b.id.cmp(&a.id))
+    });
+    ranked
         .iter()
         .skip(keep)
         .filter(|m| !protected.contains(&m.id))
@@ -291,10 +368,15 @@ pub fn prune(all: &[Manifest], keep: usize, protected: &BTreeSet<String>) -> Vec
         .collect()
 }
 
-/// Removes half-staged releases a crash left.
-pub fn sweep_partials(releases: &Path) {
+/// Removes what a crash left of releases being made: `.partial` folders, and folders that never
+/// got their manifest. `keep` (a release being made right now) is left alone.
+pub fn sweep_partials(releases: &Path, keep: Option<&str>) {
     for e in fs::read_dir(releases).into_iter().flatten().flatten() {
-        if e.file_name().to_string_lossy().ends_with(".partial") {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if keep == Some(name.as_str()) || !e.path().is_dir() {
+            continue;
+        }
+        if name.ends_with(".partial") || !e.path().join(MANIFEST).exists() {
             let _ = fs::remove_dir_all(e.path());
         }
     }
@@ -329,7 +411,14 @@ mod tests {
         fs::set_permissions(build.join("out/app"), fs::Permissions::from_mode(0o755))?;
         fs::write(build.join("out/static/index.html"), "hi")?;
         let releases = dir.path().join("releases");
-        let m = stage(&build, &["out".into()], &releases, manifest("r1"))?;
+        let objects = Objects::new(&dir.path().join("objects"));
+        let mut m = manifest("r1");
+        let staged = stage(&build, &["out".into()], &releases, &objects, &mut m)?;
+        assert!(
+            list(&releases).is_empty(),
+            "not a release before it is complete"
+        );
+        complete(&staged, &objects, &m)?;
         assert_eq!(m.artifacts.len(), 1);
         assert_eq!(m.artifacts[0].size, 12);
         let mode = fs::metadata(releases.join("r1/out/app"))?
@@ -337,8 +426,8 @@ mod tests {
             .mode();
         assert_eq!(
             mode & 0o777,
-            0o700,
-            "still executable by its owner, by no one else"
+            0o500,
+            "still runnable by its owner, by no one else, and written by nobody"
         );
         assert_eq!(read_manifest(&releases.join("r1")), Some(m));
 
@@ -346,10 +435,75 @@ mod tests {
             &build,
             &["out".into(), "missing".into()],
             &releases,
-            manifest("r2"),
+            &objects,
+            &mut manifest("r2"),
         );
         assert!(matches!(err, Err(DeployError::MissingArtifact(..))));
         assert!(!releases.join("r2").exists() && !releases.join("r2.partial").exists());
+        Ok(())
+    }
+
+    #[test]
+    fn identical_files_of_two_releases_are_one_file() -> Result<(), Box<dyn std::error::Error>> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir()?;
+        let build = dir.path().join("build");
+        fs::create_dir_all(build.join("out"))?;
+        fs::write(build.join("out/big"), vec![7u8; 100_000])?;
+        fs::write(build.join("out/version"), "1")?;
+        let releases = dir.path().join("releases");
+        let objects = Objects::new(&dir.path().join("objects"));
+        let mut ids = Vec::new();
+        for (i, version) in ["1", "2"].iter().enumerate() {
+            fs::write(build.join("out/version"), version)?;
+            let mut m = manifest(&format!("r{i}"));
+            let staged = stage(&build, &["out".into()], &releases, &objects, &mut m)?;
+            // A file an install step made in the release, the same in both.
+            fs::write(staged.join("venv.cfg"), "home = /usr/bin")?;
+            complete(&staged, &objects, &m)?;
+            ids.push(m.id);
+        }
+        let ino = |id: &str, f: &str| fs::metadata(releases.join(id).join(f)).map(|m| m.ino());
+        assert_eq!(ino("r0", "out/big")?, ino("r1", "out/big")?);
+        assert_eq!(ino("r0", "venv.cfg")?, ino("r1", "venv.cfg")?);
+        assert_ne!(ino("r0", "out/version")?, ino("r1", "out/version")?);
+        assert_eq!(fs::read_to_string(releases.join("r1/out/version"))?, "2");
+        // Once a release is gone, what only it used leaves the store.
+        fs::remove_dir_all(releases.join("r0"))?;
+        assert_eq!(objects.collect_garbage(), 1, "the old version file");
+        fs::remove_dir_all(releases.join("r1"))?;
+        assert_eq!(objects.collect_garbage(), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn step_output_arrives_in_the_order_it_was_written() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let script = "echo out1; echo err1 >&2; echo out2; echo err2 >&2; exit 3";
+        let mut lines = Vec::new();
+        let r = run_step(
+            &["sh".into(), "-c".into(), script.into()],
+            dir.path(),
+            &[("X".into(), "y".into())],
+            |l| lines.push(l.to_owned()),
+        );
+        assert_eq!(lines, ["out1", "err1", "out2", "err2"]);
+        assert!(matches!(r, Err(DeployError::Step { .. })));
+        Ok(())
+    }
+
+    #[test]
+    fn a_step_that_leaves_a_process_holding_its_output_still_ends()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut lines = Vec::new();
+        run_step(
+            &["sh".into(), "-c".into(), "sleep 30 & echo done".into()],
+            dir.path(),
+            &[],
+            |l| lines.push(l.to_owned()),
+        )?;
+        assert_eq!(lines, ["done"]);
         Ok(())
     }
 
@@ -376,12 +530,17 @@ mod tests {
     }
 
     #[test]
-    fn pruning_keeps_the_newest_and_the_protected() {
+    fn pruning_keeps_good_releases_before_failed_ones_and_the_protected() {
         let all: Vec<Manifest> = ["r1", "r2", "r3", "r4", "r5"]
             .iter()
             .map(|i| manifest(i))
             .collect();
+        let none = BTreeSet::new();
         let protected: BTreeSet<String> = ["r1".to_owned()].into();
-        assert_eq!(prune(&all, 2, &protected), ["r3", "r2"]);
+        assert_eq!(prune(&all, 2, &protected, &none), ["r3", "r2"]);
+        // r5, r4 and r3 failed their gates: the good ones are kept first.
+        let good: BTreeSet<String> = ["r1".to_owned(), "r2".to_owned()].into();
+        assert_eq!(prune(&all, 2, &none, &good), ["r5", "r4", "r3"]);
+        assert_eq!(prune(&all, 3, &none, &good), ["r4", "r3"]);
     }
 }

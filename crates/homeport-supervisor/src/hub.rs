@@ -21,6 +21,11 @@ pub struct ServiceSnapshot {
     pub restarts: u64,
     pub last_exit: Option<ExitReason>,
     pub message: Option<String>,
+    /// Failed health checks since the agent started (not counting those while it boots): a
+    /// deploy's gate fails when this moves during its stability window.
+    pub probe_failures: u64,
+    /// What the last failed health check said, until one passes.
+    pub last_probe_failure: Option<String>,
 }
 
 impl Default for ServiceSnapshot {
@@ -34,6 +39,8 @@ impl Default for ServiceSnapshot {
             restarts: 0,
             last_exit: None,
             message: None,
+            probe_failures: 0,
+            last_probe_failure: None,
         }
     }
 }

@@ -353,6 +353,26 @@ impl Supervisor {
             .collect()
     }
 
+    /// Starts exactly these services and what they depend on (see [`Supervisor::start`]).
+    pub async fn start_only(&self, keys: &[ServiceKey], timeout: Duration) -> Vec<ActionOutcome> {
+        let keys = self.with_dependencies(keys);
+        self.start_keys(&keys, timeout).await
+    }
+
+    /// Failed health checks of a service since the agent started (see
+    /// [`ServiceSnapshot::probe_failures`]).
+    pub fn probe_failures(&self, key: &ServiceKey) -> u64 {
+        self.hub.snapshot().get(key).map_or(0, |s| s.probe_failures)
+    }
+
+    /// What the service's last failed health check said, until one passes.
+    pub fn last_probe_failure(&self, key: &ServiceKey) -> Option<String> {
+        self.hub
+            .snapshot()
+            .get(key)
+            .and_then(|s| s.last_probe_failure.clone())
+    }
+
     async fn start_keys(&self, keys: &[ServiceKey], timeout: Duration) -> Vec<ActionOutcome> {
         let mut waits = Vec::new();
         for (k, tx) in self.senders(keys) {
@@ -524,6 +544,8 @@ fn status_of(
         cpu_percent: usage.map(|u| u.0),
         rss_bytes: usage.map(|u| u.1),
         port: spec.port,
+        ports: spec.ports.clone(),
+        instance: None,
         url: spec.url(),
         autostart: spec.autostart,
         log_file: None,

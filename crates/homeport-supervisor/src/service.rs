@@ -25,6 +25,9 @@ use crate::shim::{SPEC_FILE, ShimCommand, ShimSpec};
 use homeport_shim::proto::FromShim;
 
 const FIRST_BOOT_PROBE: Duration = Duration::from_millis(50);
+/// Until its first passing check, a service is probed at least this often, whatever its
+/// `interval`: a slow starter is found ready within this of being ready, not an interval late.
+const BOOT_PROBE_MAX: Duration = Duration::from_millis(250);
 
 /// How waiting for dependencies ended.
 enum Wait {
@@ -228,7 +231,7 @@ impl ServiceTask {
                     None => return,
                 },
                 msg = recv(self.proc.as_mut()), if self.proc.is_some() => match msg {
-                    Some(FromShim::Exited(e)) => self.on_exit(crate::shim::exit_reason(e), false).await,
+                    Some(FromShim::Exited(e)) => self.on_exit(crate::shim::exit_reason(e), None).await,
                     Some(_) => {}
                     None => self.on_shim_gone().await,
                 },
@@ -437,7 +440,7 @@ impl ServiceTask {
         }
         self.apply(Input::Stop, None);
         let exit = self.terminate().await;
-        self.on_exit(exit, false).await;
+        self.on_exit(exit, None).await;
     }
 
     /// Has the shim send the stop signal to the group and SIGKILL after the grace period, and
@@ -484,7 +487,7 @@ impl ServiceTask {
         if self.running() {
             tracing::warn!(service = %self.spec.key, "its log holder died; stopping what is left of it");
             self.on_shim_vanished().await;
-            self.on_exit(ExitReason::Lost, false).await;
+            self.on_exit(ExitReason::Lost, None).await;
         } else {
             self.proc = None;
         }
@@ -498,8 +501,10 @@ impl ServiceTask {
         }
     }
 
-    /// The service ended (`exit`): record how, then follow the restart policy.
-    async fn on_exit(&mut self, exit: ExitReason, forced: bool) {
+    /// The service ended (`exit`): record how, then follow the restart policy. `forced` says
+    /// why the agent ended it itself (its health check failed), which is what a person needs to
+    /// read rather than the exit status of the stop.
+    async fn on_exit(&mut self, exit: ExitReason, forced: Option<String>) {
         if let Some(p) = self.probe.take() {
             p.abort();
         }
@@ -517,13 +522,16 @@ impl ServiceTask {
             self.apply(Input::Exited(AfterExit::stay_down(exit.success())), None);
             return;
         }
-        let decision = self.tracker.on_exit(Instant::now(), uptime, exit, forced);
+        let decision = self
+            .tracker
+            .on_exit(Instant::now(), uptime, exit, forced.is_some());
+        let cause = forced.unwrap_or_else(|| exit.to_string());
         let (input, msg) = match decision {
             Decision::Restart(delay) => {
                 self.backoff_until =
                     (!delay.is_zero()).then(|| tokio::time::Instant::now() + delay);
                 let msg = format!(
-                    "{exit}; restarting in {}",
+                    "{cause}; restarting in {}",
                     humantime::format_duration(delay)
                 );
                 (Input::Exited(AfterExit::Restart), msg)
@@ -532,7 +540,7 @@ impl ServiceTask {
                 self.release_shim().await;
                 let p = &self.spec.restart;
                 let msg = format!(
-                    "{exit}; gave up after {} failures within {}",
+                    "{cause}; gave up after {} failures within {}",
                     p.max_failures.unwrap_or_default(),
                     humantime::format_duration(p.window)
                 );
@@ -540,10 +548,7 @@ impl ServiceTask {
             }
             Decision::StayDown => {
                 self.release_shim().await;
-                (
-                    Input::Exited(AfterExit::stay_down(exit.success())),
-                    exit.to_string(),
-                )
+                (Input::Exited(AfterExit::stay_down(exit.success())), cause)
             }
         };
         tracing::info!(service = %self.spec.key, "{msg}");
@@ -565,6 +570,7 @@ impl ServiceTask {
         match result {
             Ok(()) => {
                 self.consecutive_failures = 0;
+                self.snap.last_probe_failure = None;
                 if self.snap.health != Health::Healthy {
                     self.set_health(Health::Healthy, None);
                 }
@@ -579,32 +585,42 @@ impl ServiceTask {
                     .started
                     .is_some_and(|s| s.elapsed() < check.start_period)
                     && self.snap.health == Health::Unknown;
+                self.snap.last_probe_failure = Some(reason.clone());
                 if !booting {
                     self.consecutive_failures += 1;
+                    self.snap.probe_failures += 1;
                     if self.consecutive_failures >= check.retries {
                         let msg = format!(
                             "health check failed {} times: {reason}",
                             self.consecutive_failures
                         );
                         self.set_health(Health::Unhealthy, Some(reason));
-                        self.apply(Input::HealthFailed, Some(msg));
+                        self.apply(Input::HealthFailed, Some(msg.clone()));
                         if self.spec.restart.mode != RestartMode::Never {
                             tracing::warn!(service = %self.spec.key, "unhealthy; restarting it");
                             let exit = self.terminate().await;
-                            self.on_exit(exit, true).await;
+                            self.on_exit(exit, Some(msg)).await;
                             return;
                         }
+                    } else {
+                        if self.snap.state == ServiceState::Starting {
+                            self.snap.message = Some(format!("starting: {reason}"));
+                        }
+                        // Counted where a deploy's gate looks, before the service is unhealthy.
+                        self.hub.publish(&self.spec.key, self.snap.clone(), None);
                     }
                 } else {
-                    self.publish_message(Some(format!("starting: {reason}")));
+                    self.snap.message = Some(format!("starting: {reason}"));
+                    self.hub.publish(&self.spec.key, self.snap.clone(), None);
                 }
             }
         }
         if self.snap.health == Health::Healthy {
             self.schedule_probe(check.interval);
         } else {
-            let delay = self.boot_delay.min(check.interval);
-            self.boot_delay = (self.boot_delay * 2).min(check.interval);
+            let most = check.interval.min(BOOT_PROBE_MAX);
+            let delay = self.boot_delay.min(most);
+            self.boot_delay = (self.boot_delay * 2).min(most);
             self.schedule_probe(delay);
         }
     }

@@ -503,6 +503,8 @@ mod tests {
             cpu_percent: None,
             rss_bytes: None,
             port: Some(8080),
+            ports: Default::default(),
+            instance: None,
             url: Some("http://127.0.0.1:8080/".into()),
             autostart: env == "production",
             log_file: None,

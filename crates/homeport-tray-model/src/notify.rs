@@ -54,7 +54,8 @@ pub struct Notice {
 }
 
 impl Notice {
-    /// A deploy, promote, rollback or update of `target` ended.
+    /// A deploy, promote, rollback or update of `target` ended. Data its rollback discarded is
+    /// always told, with where it is kept.
     pub fn deploy(
         target: &str,
         kind: DeployKind,
@@ -62,7 +63,25 @@ impl Notice {
         release: Option<&str>,
         previous: Option<&str>,
         error: Option<&str>,
+        discarded: &[homeport_types::Discarded],
     ) -> Self {
+        let kept: String = discarded
+            .iter()
+            .filter(|d| d.rows != Some(0))
+            .map(|d| match d.rows {
+                Some(n) => format!(
+                    " {n} row{} of {} written since the backup {} kept in {}.",
+                    if n == 1 { "" } else { "s" },
+                    d.database,
+                    if n == 1 { "is" } else { "are" },
+                    d.copy
+                ),
+                None => format!(
+                    " What {} held before the rollback is kept in {}.",
+                    d.database, d.copy
+                ),
+            })
+            .collect();
         let what = capitalise(&format!("{} of {target}", kind.as_str()));
         if result == DeployResult::Succeeded {
             Notice {
@@ -82,7 +101,7 @@ impl Notice {
             };
             Notice {
                 summary: format!("{what} failed"),
-                body: format!("{error}.{serving}"),
+                body: format!("{error}.{serving}{kept}"),
                 urgency: Urgency::Critical,
                 screen: Screen::Deploys,
             }
@@ -318,6 +337,7 @@ impl Notifier {
                     release,
                     previous,
                     error,
+                    discarded,
                     ..
                 },
             ) => {
@@ -328,6 +348,7 @@ impl Notifier {
                     release.as_deref(),
                     previous.as_deref(),
                     error.as_deref(),
+                    discarded,
                 )]
             }
             // A deploy's own backup is told by the deploy's notice.
@@ -766,6 +787,7 @@ mod tests {
                 release: Some("r2".into()),
                 previous: Some("r1".into()),
                 error: error.map(str::to_owned),
+                discarded: vec![],
             })
         };
         let ok = n.on_event(&finished(DeployResult::Succeeded, None), now);
@@ -779,6 +801,31 @@ mod tests {
         assert_eq!(bad[0].body, "health check failed. r1 is still serving.");
         assert_eq!(bad[0].urgency, Urgency::Critical);
         assert_eq!(bad[0].screen, Screen::Deploys);
+        // What a rollback discarded is told with where it is kept.
+        let lost = env_event(EventKind::DeployFinished {
+            id: 2,
+            kind: DeployKind::Deploy,
+            result: DeployResult::Failed,
+            release: Some("r2".into()),
+            previous: Some("r1".into()),
+            error: Some("health gate failed".into()),
+            discarded: vec![homeport_types::Discarded {
+                database: "main".into(),
+                path: "/srv/main.db".into(),
+                rows: Some(3),
+                tables: vec![],
+                backup: Some(9),
+                copy: "/data/backups/safety/x/main.db.zst".into(),
+            }],
+        });
+        let told = n.on_event(&lost, now);
+        assert!(
+            told[0].body.ends_with(
+                "3 rows of main written since the backup are kept in /data/backups/safety/x/main.db.zst."
+            ),
+            "{}",
+            told[0].body
+        );
 
         let done = |trigger| {
             env_event(EventKind::BackupFinished {
@@ -859,6 +906,7 @@ mod tests {
             release: Some("r3".into()),
             previous: Some("r2".into()),
             error: None,
+            discarded: vec![],
         });
         assert!(
             n.on_event(&deploy_done, now).is_empty(),

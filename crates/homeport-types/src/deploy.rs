@@ -41,6 +41,9 @@ pub struct DeployRequest {
     /// Rollback: the release to go back to (default: the one live before the current one).
     #[serde(default)]
     pub release: Option<String>,
+    /// Deploy: the branch, tag or commit to build (default: what the source has checked out).
+    #[serde(default)]
+    pub git_ref: Option<String>,
 }
 
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -50,6 +53,9 @@ pub struct StepRecord {
     pub ok: bool,
     pub ms: u64,
     pub detail: Option<String>,
+    /// The last lines a failed command step wrote.
+    #[serde(default)]
+    pub output: Vec<String>,
 }
 
 /// A deploy, promote, rollback or update, as state.db keeps it.
@@ -71,6 +77,21 @@ pub struct DeployRecord {
     pub steps: Vec<StepRecord>,
     /// Step output, the last log lines of each service and their exits, when it failed.
     pub diagnostics: Option<String>,
+    /// How long it took in all, once finished.
+    #[serde(default)]
+    pub ms: Option<u64>,
+    /// Data its rollback discarded from each database, and where it is kept.
+    #[serde(default)]
+    pub discarded: Vec<Discarded>,
+}
+
+/// One deploy with everything its steps wrote (`GET /api/v1/deploys/{id}`).
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployDetail {
+    pub record: DeployRecord,
+    /// `[step] line`, oldest first (the newest lines, when there were very many).
+    pub output: Vec<String>,
 }
 
 /// Data a deploy's rollback discarded from one database by putting its pre-deploy backup back,
@@ -117,7 +138,7 @@ pub enum DeployEvent {
         line: String,
     },
     Done {
-        record: DeployRecord,
+        record: Box<DeployRecord>,
     },
 }
 

@@ -180,6 +180,9 @@ pub enum EventKind {
         /// The release live before it (still serving when it failed).
         previous: Option<String>,
         error: Option<String>,
+        /// Data its rollback discarded, and where it is kept (see [`crate::Discarded`]).
+        #[serde(default)]
+        discarded: Vec<crate::Discarded>,
     },
     /// A backup of an environment was made and verified.
     BackupFinished {
@@ -314,6 +317,7 @@ mod tests {
                 release: Some("r2".into()),
                 previous: Some("r1".into()),
                 error: Some("health gate: web is crashed".into()),
+                discarded: vec![],
             },
         };
         let json = serde_json::to_value(&ev)?;

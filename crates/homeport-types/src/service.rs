@@ -89,12 +89,31 @@ pub struct ServiceStatus {
     pub message: Option<String>,
     pub cpu_percent: Option<f32>,
     pub rss_bytes: Option<u64>,
+    /// Its main port; of a blue-green instance, the service's public port.
     pub port: Option<u16>,
+    /// Named extra ports (`ports = { admin = 9001 }`).
+    #[serde(default)]
+    pub ports: std::collections::BTreeMap<String, u16>,
+    /// Set for the two instances of a blue-green service.
+    #[serde(default)]
+    pub instance: Option<Instance>,
     pub url: Option<String>,
     pub autostart: bool,
     /// The service's current log file (`DATA/logs/APP/ENV/SERVICE.log`).
     #[serde(default)]
     pub log_file: Option<String>,
+}
+
+/// One of the two instances of a blue-green service.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// `blue` or `green`.
+    pub colour: String,
+    /// It is the one requests go to.
+    pub live: bool,
+    /// Its own port (the public one is the service's `port`).
+    pub port: u16,
 }
 
 /// Everything about one service, for its detail view. Secret values are masked.

@@ -25,7 +25,7 @@ fn generate() -> String {
         BackupRequest, RestoreRequest, RestoreOutcome, VerifyOutcome, DeployKind, DeployResult,
         StepStatus, DeployRequest, StepRecord, DeployRecord, DeployEvent, AppInfo, EnvRelease,
         ReleaseInfo, HostState, HostInfo, Preflight, MissingTool,
-        AutoUpdateState, ResumeRequest,
+        AutoUpdateState, ResumeRequest, Discarded, TableRows, DeployDetail, Instance,
     ];
     let mut out = String::from(
         "// Generated from crates/homeport-types by its `typescript` test; do not edit.\n\

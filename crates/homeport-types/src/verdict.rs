@@ -184,6 +184,8 @@ mod tests {
             cpu_percent: None,
             rss_bytes: None,
             port: None,
+            ports: Default::default(),
+            instance: None,
             url: None,
             autostart: env == PRODUCTION,
             log_file: None,

@@ -5,7 +5,7 @@
 mod parse;
 mod resolve;
 
-pub use resolve::migrate_argv;
+pub use resolve::{StepEnv, install_argv, migrate_argv, step_env};
 mod validate;
 
 use std::fs;

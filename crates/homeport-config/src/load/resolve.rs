@@ -18,6 +18,8 @@ pub(super) const DEFAULT_AGENT_PORT: u16 = 7747;
 pub(super) const DEFAULT_ROUTER_PORT: u16 = 7780;
 const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 const DEFAULT_LOG_KEEP: u32 = 5;
+/// How long a deployed release must stay up and healthy before its deploy counts as succeeded.
+const DEFAULT_HEALTH_STABLE: Duration = Duration::from_secs(10);
 
 /// Where in the file each resolved value came from, for validation messages.
 pub(super) struct Origins {
@@ -112,6 +114,14 @@ pub(super) fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>
                     .raw
                     .health_deadline
                     .map_or(Duration::from_secs(60), |d| d.0),
+                health_stable: env.raw.health_stable.map_or(DEFAULT_HEALTH_STABLE, |d| d.0),
+                vars: env.raw.env.clone(),
+                secret_vars: env.raw.secret_env.clone(),
+                env_file: env
+                    .raw
+                    .env_file
+                    .as_ref()
+                    .map(|f| expand_home(f.get_ref(), base)),
                 restore_on_failure: env.raw.restore_on_failure.unwrap_or(true),
                 hostnames: env
                     .raw
@@ -208,6 +218,11 @@ pub(super) fn resolve_app(app: &AppNode, base: &Path, sink: &mut Sink<'_>) -> Ap
     };
     let test = steps(&r.test, "test");
     let build = steps(&r.build, "build");
+    for line in &r.install {
+        if let Err(e) = install_argv(line.get_ref(), app.name.get_ref(), Path::new("/release")) {
+            sink.push(Some(line.span()), &format!("{path}.install"), e);
+        }
+    }
     let artifacts = r
         .artifacts
         .iter()
@@ -244,6 +259,9 @@ pub(super) fn resolve_app(app: &AppNode, base: &Path, sink: &mut Sink<'_>) -> Ap
         migrate: r.migrate.as_ref().map(|m| m.get_ref().clone()),
         keep_releases: r.keep_releases.unwrap_or(5).max(1),
         allow_dirty: r.allow_dirty.unwrap_or(false),
+        step_env: r.step_env.clone(),
+        install: r.install.iter().map(|l| l.get_ref().clone()).collect(),
+        backward_compatible_migrations: r.backward_compatible_migrations.unwrap_or(false),
     }
 }
 
@@ -568,13 +586,18 @@ pub(super) fn resolve_service(
             .map(CommandSpec::Argv),
     };
 
-    // `~/bin/app` means the home folder, as it would in a shell.
+    // `~/bin/app` means the home folder, as it would in a shell; `bin/app` and `./app` are
+    // taken from the config file's folder, like every other relative path in the file.
+    let mut relative = false;
     let command = command.map(|c| match c {
         CommandSpec::Argv(mut argv) => {
-            if let Some(first) = argv.first_mut()
-                && (first.starts_with("~/") || first == "~")
-            {
-                *first = expand_home(first, base).display().to_string();
+            if let Some(first) = argv.first_mut() {
+                if first.starts_with("~/") || first == "~" {
+                    *first = expand_home(first, base).display().to_string();
+                } else if first.contains('/') && !Path::new(first.as_str()).is_absolute() {
+                    relative = true;
+                    *first = normalize(&base.join(first.as_str())).display().to_string();
+                }
             }
             CommandSpec::Argv(argv)
         }
@@ -584,6 +607,14 @@ pub(super) fn resolve_service(
         && let Some(program) = argv.first()
         && let Err(why) = check_program(program, release, &env_spec.data_dir)
     {
+        let why = if relative {
+            format!(
+                "{why} (a relative path in `command` is taken from the config file's folder, {}; write an absolute path, `~/…`, or `{{release}}/…`)",
+                base.display()
+            )
+        } else {
+            why
+        };
         sink.push(Some(cmd_span.clone()), &format!("{p}.command"), why);
     }
 
@@ -1034,4 +1065,92 @@ pub fn migrate_argv(line: &str, env: &EnvSpec, release: &Path) -> Result<Vec<Str
         release,
     };
     words.iter().map(|w| ph.expand(w)).collect()
+}
+
+/// An app's `install` command line for a release in `release`: split into words, then `{release}`
+/// and `{app}` filled in (`{{` and `}}` for literal braces). It runs once per release, whatever
+/// environment it goes to, so environment placeholders are refused.
+pub fn install_argv(line: &str, app: &str, release: &Path) -> Result<Vec<String>, String> {
+    let words = shlex::split(line)
+        .filter(|w| !w.is_empty())
+        .ok_or_else(|| format!("cannot split {line:?} into words (check its quotes)"))?;
+    words
+        .iter()
+        .map(|w| {
+            let mut out = String::with_capacity(w.len());
+            let mut rest = w.as_str();
+            while let Some(i) = rest.find(['{', '}']) {
+                out.push_str(&rest[..i]);
+                let tail = &rest[i..];
+                if tail.starts_with("{{") || tail.starts_with("}}") {
+                    out.push_str(&tail[..1]);
+                    rest = &tail[2..];
+                } else if tail.starts_with('}') {
+                    return Err("unmatched `}`; write `}}` for a literal brace".into());
+                } else {
+                    let end = tail
+                        .find('}')
+                        .ok_or("unclosed `{`; write `{{` for a literal brace")?;
+                    match &tail[1..end] {
+                        "release" => out.push_str(&release.display().to_string()),
+                        "app" => out.push_str(app),
+                        other => {
+                            return Err(format!(
+                                "uses {{{other}}}, which `install` does not know: it runs once per release, for every environment (it knows {{release}} and {{app}})"
+                            ));
+                        }
+                    }
+                    rest = &tail[end + 1..];
+                }
+            }
+            out.push_str(rest);
+            Ok(out)
+        })
+        .collect()
+}
+
+/// The environment's own variables for a step that runs for it (a migration).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepEnv {
+    /// `HOMEPORT_APP`, `HOMEPORT_ENV`, `HOMEPORT_DATA_DIR`, `HOMEPORT_RELEASE`, then the
+    /// environment's `env` and `secret_env` with their placeholders filled in for `release`.
+    pub vars: Vec<(String, String)>,
+    /// Variables left out because they use a per-service placeholder (`{port}`, `{service}`).
+    pub skipped: Vec<String>,
+    /// The environment's `env_file`, read by whoever runs the step.
+    pub env_file: Option<PathBuf>,
+}
+
+/// What a step run for environment `env` with the release in `release` gets besides the
+/// agent's own environment (see [`StepEnv`]).
+pub fn step_env(env: &EnvSpec, release: &Path) -> StepEnv {
+    let ports = BTreeMap::new();
+    let ph = Placeholders {
+        per_service: false,
+        env,
+        service: "",
+        port: None,
+        ports: &ports,
+        release,
+    };
+    let mut out = StepEnv {
+        vars: vec![
+            ("HOMEPORT_APP".to_owned(), env.app.clone()),
+            ("HOMEPORT_ENV".to_owned(), env.env.clone()),
+            (
+                "HOMEPORT_DATA_DIR".to_owned(),
+                env.data_dir.display().to_string(),
+            ),
+            ("HOMEPORT_RELEASE".to_owned(), release.display().to_string()),
+        ],
+        skipped: vec![],
+        env_file: env.env_file.clone(),
+    };
+    for (k, v) in env.vars.iter().chain(&env.secret_vars) {
+        match ph.expand(v) {
+            Ok(v) => out.vars.push((k.clone(), v)),
+            Err(_) => out.skipped.push(k.clone()),
+        }
+    }
+    out
 }
