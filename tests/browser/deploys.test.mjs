@@ -84,9 +84,9 @@ test('a bad release fails, says it switched back, and keeps diagnostics', async 
   await page.getByRole('dialog').getByRole('button', { name: 'Deploy shop to production' }).click();
   await page.getByRole('status').filter({ hasText: 'switched back' }).waitFor({ timeout: 60000 });
   const row = page.locator('article[data-app="shop"] [data-deploy]').first();
-  await row.getByText('failed').waitFor();
+  await row.getByText('failed', { exact: true }).waitFor();
   await row.getByText('steps').click();
-  assert.match(await row.locator('pre').textContent(), /== shop\/production\/web/);
+  assert.match(await row.locator('pre').last().textContent(), /== shop\/production\/web/);
   const web = (await agent.status()).services[0];
   assert.equal(web.state, 'healthy', 'the previous release serves');
   await shot(page, 'deploys-failed');

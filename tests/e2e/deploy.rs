@@ -1307,3 +1307,167 @@ fn a_deploy_of_a_tag_builds_that_commit() {
         stderr(&out)
     );
 }
+
+#[test]
+fn an_interpreted_app_gets_a_working_virtualenv_in_each_release_stored_once() {
+    use std::os::unix::fs::MetadataExt;
+    let mut env = TestEnv::new(
+        r#"
+[apps.shop]
+source = "@HOME@/src"
+build = ["sh build.sh"]
+artifacts = ["out"]
+install = ["python3 -m venv {release}/venv"]
+# A console script of the virtualenv: it names the interpreter by the path the venv was made at.
+migrate = "{release}/venv/bin/pip --version"
+
+[apps.shop.env.production]
+databases = { main = "@HOME@/production.db" }
+health_stable = "1s"
+
+[apps.shop.env.production.services.web]
+command = ["{release}/out/run.sh", "--port", "{port}"]
+port = @P0@
+health = { http = "/health", interval = "100ms" }
+"#,
+    );
+    let src = Source::new(env.dir.path());
+    env.start_agent();
+    let out = deploy(&env, &["deploy", "shop"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("▸ install"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("pip "),
+        "the venv's pip runs:\n{}",
+        stdout(&out)
+    );
+    let first = current(&env, "production").expect("first");
+    src.commit("second");
+    let out = deploy(&env, &["deploy", "shop"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("shared with earlier releases"),
+        "{}",
+        stdout(&out)
+    );
+    let second = current(&env, "production").expect("second");
+    assert_ne!(first, second);
+    let releases = env.data.join("apps/shop/releases");
+    let pip_init = |id: &str| {
+        let lib = releases.join(id).join("venv/lib");
+        let py = std::fs::read_dir(&lib)
+            .expect("venv/lib")
+            .flatten()
+            .next()
+            .expect("pythonX.Y")
+            .path();
+        py.join("site-packages/pip/__init__.py")
+    };
+    let ino = |p: PathBuf| std::fs::metadata(&p).map(|m| m.ino()).expect("pip");
+    assert_eq!(
+        ino(pip_init(&first)),
+        ino(pip_init(&second)),
+        "the same file in two releases is one file"
+    );
+    let script = read(&releases.join(&second).join("venv/bin/pip"));
+    assert!(
+        script.starts_with(&format!("#!{}", releases.join(&second).display())),
+        "the script names its own release: {}",
+        script.lines().next().unwrap_or_default()
+    );
+}
+
+#[test]
+fn a_failed_blue_green_deploy_that_migrated_never_takes_the_old_instance_down() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let env = TestEnv::new(
+        r#"
+[apps.shop]
+source = "@HOME@/src"
+build = ["sh build.sh"]
+artifacts = ["out"]
+migrate = "{release}/out/app --db {db.main} --sql-file {release}/out/migrate.sql"
+
+[apps.shop.env.production]
+autostart = true
+databases = { main = "@HOME@/production.db" }
+health_deadline = "5s"
+health_stable = "1s"
+
+[apps.shop.env.production.services.web]
+command = ["{release}/out/run.sh", "--port", "{port}", "--db", "{db.main}"]
+strategy = "blue-green"
+port = @P0@
+ports = { blue = @P1@, green = @P2@ }
+health = { http = "/health", interval = "100ms" }
+"#,
+    );
+    let src = Source::new(env.dir.path());
+    let mut env = env;
+    env.start_agent();
+    let out = env.cli(&["deploy", "shop"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let good = current(&env, "production").expect("good");
+    let public = env.ports[0];
+    let live = env.wait_until("one instance serves", || {
+        env.status()
+            .services
+            .into_iter()
+            .find(|s| s.instance.as_ref().is_some_and(|i| i.live) && s.state.is_ready())
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let client = {
+        let (stop, ok, failed) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let good = std::panic::catch_unwind(|| {
+                    raw_http(
+                        public,
+                        "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    )
+                    .0 == 200
+                })
+                .unwrap_or(false);
+                if good {
+                    ok.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed)
+                };
+            }
+        })
+    };
+    src.write(
+        "migrate.sql",
+        "CREATE TABLE IF NOT EXISTS hits (id INTEGER PRIMARY KEY, at TEXT NOT NULL); CREATE TABLE v2_schema(x);\n",
+    );
+    src.write("flags", "--fail-health");
+    src.commit("a migration and a release that cannot serve");
+    let out = env.cli(&["deploy", "shop"]);
+    stop.store(true, Ordering::Relaxed);
+    client.join().expect("client");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("put the database from before the deploy back"),
+        "{}",
+        stderr(&out)
+    );
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert!(ok > 10, "the client kept asking: {ok}");
+    assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
+    let now = service(&env.status(), &live.key.to_string()).clone();
+    assert_eq!(now.pid, live.pid, "the old instance never stopped");
+    assert_eq!(current(&env, "production"), Some(good));
+    let v2: i64 = rusqlite::Connection::open(env.dir.path().join("production.db"))
+        .and_then(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'v2_schema'",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .expect("query");
+    assert_eq!(v2, 0, "the old schema is back");
+}
