@@ -1471,3 +1471,90 @@ health = { http = "/health", interval = "100ms" }
         .expect("query");
     assert_eq!(v2, 0, "the old schema is back");
 }
+
+#[test]
+fn with_backward_compatible_migrations_a_failed_gate_keeps_every_write() {
+    let (mut env, src) = setup("backward_compatible_migrations = true");
+    src.write(
+        "migrate.sql",
+        "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, body TEXT);\n",
+    );
+    src.commit("items");
+    env.start_agent();
+    assert!(deploy(&env, &["deploy", "shop"]).status.success());
+    let good = current(&env, "production").expect("good");
+    let port = env.ports[0];
+    env.stop_agent();
+    let text = read(&env.config).replacen("health_stable = \"1s\"", "health_stable = \"10m\"", 1);
+    std::fs::write(&env.config, text).expect("config");
+    env.start_agent();
+    assert!(env.cli(&["start", "shop/production"]).status.success());
+    let old = env.wait_service("shop/production/web", "runs again", |s| s.state.is_ready());
+    let crash = env.dir.path().join("crash-now");
+    src.write(
+        "migrate.sql",
+        "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, body TEXT); ALTER TABLE items ADD COLUMN tag TEXT;\n",
+    );
+    src.write("flags", &format!("--crash-when {}", crash.display()));
+    src.commit("an additive migration and a release that crashes when told");
+    let running = env
+        .command_with(&["deploy", "shop"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("deploy");
+    env.wait_until("the new release serves", || {
+        let s = env.status();
+        let web = service(&s, "shop/production/web");
+        (current(&env, "production").is_some_and(|c| c != good)
+            && web.state.is_ready()
+            && web.pid != old.pid)
+            .then_some(())
+    });
+    for i in 0..3 {
+        assert_eq!(post_item(port, &format!("during {i}")), 201);
+    }
+    std::fs::write(&crash, "").expect("crash");
+    let out = running.wait_with_output().expect("deploy");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("the database keeps the migration and every write since"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(current(&env, "production"), Some(good));
+    let db = env.dir.path().join("production.db");
+    assert_eq!(items(&db), 3, "every acknowledged write is still there");
+    env.wait_service(
+        "shop/production/web",
+        "serves the old release on the new schema",
+        |s| s.state == ServiceState::Healthy,
+    );
+}
+
+#[test]
+fn a_failed_build_keeps_its_last_lines_with_the_deploy() {
+    let (mut env, src) = setup("");
+    src.write("fail-build", "");
+    src.commit("break the build");
+    env.start_agent();
+    let out = deploy(&env, &["deploy", "shop"]);
+    assert_eq!(out.status.code(), Some(1));
+    let id = deploy_id(&stderr(&out));
+    let shown = stdout(&env.cli(&["deploys", "shop", &id]));
+    let build = shown
+        .split_once("build (")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("no build step in:\n{shown}"));
+    assert!(
+        build.lines().take(4).any(|l| l.trim() == "the build broke"),
+        "the step's own last lines:\n{shown}"
+    );
+    let other = env.cli(&["deploys", "nope", &id]);
+    assert_eq!(other.status.code(), Some(4));
+    assert!(
+        stderr(&other).contains(&format!("deploy {id} is of shop, not nope")),
+        "{}",
+        stderr(&other)
+    );
+}
