@@ -52,6 +52,50 @@ pub fn started_at(pid: u32) -> Option<SystemTime> {
     )
 }
 
+/// `PROC_PIDTASKINFO` (`sys/proc_info.h`): `pti_total_user` and `pti_total_system` are in
+/// Mach absolute time units (nanoseconds on Intel, 125/3 ns per unit on Apple silicon), turned
+/// into time with `mach_timebase_info`; `pti_resident_size` is bytes.
+#[allow(deprecated)] // libc's Mach bindings point to the mach2 crate; these two calls are stable.
+pub fn usage(pid: u32) -> Option<crate::Usage> {
+    static TIMEBASE: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+    let (numer, denom) = *TIMEBASE.get_or_init(|| {
+        let mut tb = libc::mach_timebase_info { numer: 0, denom: 0 };
+        // SAFETY: fills the struct it is given.
+        let rc = unsafe { libc::mach_timebase_info(&mut tb) };
+        if rc == 0 && tb.denom != 0 {
+            (u64::from(tb.numer), u64::from(tb.denom))
+        } else {
+            (1, 1)
+        }
+    });
+    let mark = start_mark(pid)?;
+    let pid_c = libc::c_int::try_from(pid).ok()?;
+    let mut info = MaybeUninit::<libc::proc_taskinfo>::zeroed();
+    let size = size_of::<libc::proc_taskinfo>() as libc::c_int;
+    // SAFETY: the buffer is a proc_taskinfo of `size` bytes, which PROC_PIDTASKINFO fills.
+    let n = unsafe {
+        libc::proc_pidinfo(
+            pid_c,
+            libc::PROC_PIDTASKINFO,
+            0,
+            info.as_mut_ptr().cast(),
+            size,
+        )
+    };
+    if n != size {
+        return None;
+    }
+    // SAFETY: a full-size answer initialised the whole struct (and zeroed() did before).
+    let info = unsafe { info.assume_init() };
+    let units = u128::from(info.pti_total_user.saturating_add(info.pti_total_system));
+    let nanos = units * u128::from(numer) / u128::from(denom);
+    Some(crate::Usage {
+        mark,
+        cpu: Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)),
+        rss: info.pti_resident_size,
+    })
+}
+
 pub fn is_zombie(pid: u32) -> bool {
     bsdinfo(pid).is_some_and(|i| i.pbi_status == libc::SZOMB)
 }
