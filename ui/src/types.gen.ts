@@ -561,3 +561,79 @@ live: boolean,
  * Its own port (the public one is the service's `port`).
  */
 port: number, };
+
+export type MetricsResolution = "raw" | "1m" | "10m" | "1h";
+
+export type MetricsReport = { target: Target, 
+/**
+ * Unix seconds: the range covered.
+ */
+from: number, to: number, resolution: MetricsResolution, 
+/**
+ * Seconds between points (the sampling interval for `raw`).
+ */
+step: number, 
+/**
+ * How often the agent samples, in seconds; 0 when sampling is off.
+ */
+sample_every: number, services: Array<ServiceMetrics>, 
+/**
+ * Uptime of the environments the target covers.
+ */
+envs: Array<EnvUptime>, 
+/**
+ * What happened in the range, oldest first: restarts, deploys, rollbacks, backups,
+ * restores, health flips, the agent starting.
+ */
+annotations: Array<Annotation>, };
+
+export type ServiceMetrics = { key: ServiceKey, 
+/**
+ * Percent of the counted time it was up over the range (see docs/metrics.md); `null`
+ * when it was never meant to run in it.
+ */
+uptime: number | null, points: MetricPoints, };
+
+export type MetricPoints = { 
+/**
+ * Unix seconds at the start of each point's window.
+ */
+t: Array<number>, 
+/**
+ * CPU, percent of one core: the average over the window and its highest sample.
+ */
+cpu: Array<number | null>, cpu_max: Array<number | null>, 
+/**
+ * Resident memory of the service's processes, bytes: average and highest.
+ */
+rss: Array<number | null>, rss_max: Array<number | null>, 
+/**
+ * Health probe latency of the probes that passed, milliseconds: average and slowest.
+ */
+latency: Array<number | null>, latency_max: Array<number | null>, 
+/**
+ * Percent of the window's counted time it was up.
+ */
+up: Array<number | null>, };
+
+export type EnvUptime = { app: string, env: string, 
+/**
+ * Percent of the counted time no service of it was down; `null` when nothing ran.
+ */
+uptime: number | null, up_secs: number, down_secs: number, t: Array<number>, up: Array<number | null>, };
+
+export type Annotation = { 
+/**
+ * RFC 3339, as the event has it.
+ */
+time: string, 
+/**
+ * Unix seconds (with a fraction), for the chart.
+ */
+at: number, subject: Subject, kind: AnnotationKind, 
+/**
+ * One line a person reads: "exit code 3; restarted", "deploy of r42 went live".
+ */
+label: string, };
+
+export type AnnotationKind = "restart" | "crash" | "stop" | "deploy" | "deploy_failed" | "rollback" | "backup" | "backup_failed" | "restore" | "restore_failed" | "unhealthy" | "healthy" | "agent_started";

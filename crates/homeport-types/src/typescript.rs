@@ -26,6 +26,8 @@ fn generate() -> String {
         StepStatus, DeployRequest, StepRecord, DeployRecord, DeployEvent, AppInfo, EnvRelease,
         ReleaseInfo, HostState, HostInfo, Preflight, MissingTool,
         AutoUpdateState, ResumeRequest, Discarded, TableRows, DeployDetail, Instance,
+        MetricsResolution, MetricsReport, ServiceMetrics, MetricPoints, EnvUptime, Annotation,
+        AnnotationKind,
     ];
     let mut out = String::from(
         "// Generated from crates/homeport-types by its `typescript` test; do not edit.\n\
