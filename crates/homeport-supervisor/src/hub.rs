@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
+use homeport_metrics::Stat;
 use homeport_types::{Event, ExitReason, Health, ServiceKey, ServiceState};
 use tokio::sync::{broadcast, mpsc};
 
@@ -54,6 +55,9 @@ pub struct Hub {
     /// than a brief queue (events are rare: a few per state change).
     record: Option<mpsc::UnboundedSender<Event>>,
     sent: std::sync::atomic::AtomicU64,
+    /// Latency of the health probes that passed since the metrics sampler last took them, in
+    /// microseconds, per service. A lock of its own: probes never wait on the snapshot's.
+    probes: Mutex<BTreeMap<ServiceKey, Stat>>,
 }
 
 impl Hub {
@@ -64,6 +68,7 @@ impl Hub {
             events,
             record,
             sent: std::sync::atomic::AtomicU64::new(0),
+            probes: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -91,6 +96,23 @@ impl Hub {
             self.sent.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
         let _ = self.events.send(ev);
+    }
+
+    /// A health probe of `key` passed and took `latency`: recorded where the probe ran, so the
+    /// figure is the probe's own time and not the sampler's.
+    pub fn record_probe(&self, key: &ServiceKey, latency: std::time::Duration) {
+        let us = i64::try_from(latency.as_micros()).unwrap_or(i64::MAX);
+        self.probes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default()
+            .add(us);
+    }
+
+    /// The probe latencies recorded since the last call, per service.
+    pub fn take_probes(&self) -> BTreeMap<ServiceKey, Stat> {
+        std::mem::take(&mut *self.probes.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Forgets a service that the config no longer names.

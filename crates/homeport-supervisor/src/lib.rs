@@ -24,6 +24,7 @@ mod process;
 mod restart;
 mod service;
 pub mod shim;
+pub mod usage;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -80,7 +81,8 @@ pub struct Supervisor {
     /// The lock is held only to look up or swap handles, never across an await.
     services: RwLock<BTreeMap<ServiceKey, Handle>>,
     hub: Arc<Hub>,
-    sampler: Sampler,
+    /// Who belongs to each service's group, and the readings `status` compares against.
+    usage: Mutex<StatusUsage>,
     shim: Arc<shim::ShimCommand>,
     backend: Backend,
     http: reqwest::Client,
@@ -104,7 +106,7 @@ impl Supervisor {
             config: RwLock::new(Arc::clone(&config)),
             services: RwLock::new(BTreeMap::new()),
             hub,
-            sampler: Sampler::default(),
+            usage: Mutex::default(),
             shim,
             backend: Backend::current(),
             http: health::client(),
@@ -479,7 +481,7 @@ impl Supervisor {
         seen.into_iter().collect()
     }
 
-    /// Status of every service, with CPU and memory sampled now (at most once per second).
+    /// Status of every service, with CPU and memory read now (at most once per second).
     pub fn status(&self) -> Vec<ServiceStatus> {
         self.status_from(&self.hub.snapshot())
     }
@@ -487,7 +489,11 @@ impl Supervisor {
     /// Status built from a hub snapshot (see [`Hub::subscribe`]).
     pub fn status_from(&self, snaps: &BTreeMap<ServiceKey, ServiceSnapshot>) -> Vec<ServiceStatus> {
         let pids: Vec<u32> = snaps.values().filter_map(|s| s.pid).collect();
-        let usage = self.sampler.sample(&pids);
+        let usage = self
+            .usage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .read(&pids);
         let data = self.config().agent.data_dir.clone();
         self.read_services()
             .values()
@@ -501,6 +507,25 @@ impl Supervisor {
                 status.log_file = Some(log_path(&data, &h.spec.key).display().to_string());
                 status
             })
+            .collect()
+    }
+
+    /// CPU and memory of every running service, measured against `meter`'s previous reading
+    /// (the caller's own, so its intervals are exactly its own). Reads a few small files per
+    /// service: call it off the async workers.
+    pub fn sample(&self, meter: &mut usage::Meter) -> BTreeMap<ServiceKey, usage::ServiceUsage> {
+        let snaps = self.hub.snapshot();
+        let pids: Vec<u32> = snaps.values().filter_map(|s| s.pid).collect();
+        let readings = self
+            .usage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .groups
+            .read(&pids);
+        let by_pid = meter.measure(&readings, false);
+        snaps
+            .iter()
+            .filter_map(|(k, s)| Some((k.clone(), *by_pid.get(&s.pid?)?)))
             .collect()
     }
 
@@ -523,7 +548,7 @@ fn log_path(data: &Path, k: &ServiceKey) -> PathBuf {
 fn status_of(
     spec: &ServiceSpec,
     snap: &ServiceSnapshot,
-    usage: Option<(f32, u64)>,
+    usage: Option<usage::ServiceUsage>,
 ) -> ServiceStatus {
     ServiceStatus {
         key: spec.key.clone(),
@@ -541,8 +566,8 @@ fn status_of(
         restarts: snap.restarts,
         last_exit: snap.last_exit,
         message: snap.message.clone(),
-        cpu_percent: usage.map(|u| u.0),
-        rss_bytes: usage.map(|u| u.1),
+        cpu_percent: usage.and_then(|u| u.cpu_percent),
+        rss_bytes: usage.map(|u| u.rss),
         port: spec.port,
         ports: spec.ports.clone(),
         instance: None,
@@ -635,53 +660,27 @@ async fn stop_unknown_runs(run_root: &Path, config: &Config) {
     }
 }
 
-/// CPU and memory of service processes, refreshed only when someone asks, at most once a second.
+/// What `status` shows of CPU and memory: read when someone asks, at most once a second.
 #[derive(Default)]
-struct Sampler {
-    inner: Mutex<SamplerState>,
-}
-
-#[derive(Default)]
-struct SamplerState {
-    system: Option<sysinfo::System>,
+struct StatusUsage {
+    groups: usage::Groups,
+    meter: usage::Meter,
     last: Option<Instant>,
-    cache: HashMap<u32, (f32, u64)>,
+    cache: HashMap<u32, usage::ServiceUsage>,
 }
 
-impl Sampler {
-    fn sample(&self, pids: &[u32]) -> HashMap<u32, (f32, u64)> {
-        use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate};
-        let mut st = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let fresh = st
+impl StatusUsage {
+    fn read(&mut self, pids: &[u32]) -> HashMap<u32, usage::ServiceUsage> {
+        let fresh = self
             .last
             .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
-            && pids.iter().all(|p| st.cache.contains_key(p));
-        if fresh {
-            return st.cache.clone();
+            && pids.iter().all(|p| self.cache.contains_key(p));
+        if !fresh {
+            let readings = self.groups.read(pids);
+            self.cache = self.meter.measure(&readings, true);
+            self.last = Some(Instant::now());
         }
-        let wanted: Vec<Pid> = pids.iter().map(|p| Pid::from_u32(*p)).collect();
-        if st.system.is_none() {
-            st.system = sysinfo::System::new().ok();
-        }
-        let Some(system) = st.system.as_mut() else {
-            return HashMap::new();
-        };
-        system.refresh_processes_specifics(
-            ProcessesToUpdate::Some(&wanted),
-            true,
-            ProcessRefreshKind::nothing().with_cpu().with_memory(),
-        );
-        let cache: HashMap<u32, (f32, u64)> = wanted
-            .iter()
-            .filter_map(|p| {
-                system
-                    .process(*p)
-                    .map(|proc| (p.as_u32(), (proc.cpu_usage(), proc.memory())))
-            })
-            .collect();
-        st.cache = cache.clone();
-        st.last = Some(Instant::now());
-        cache
+        self.cache.clone()
     }
 }
 

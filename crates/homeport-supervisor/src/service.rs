@@ -84,7 +84,8 @@ pub struct ServiceTask {
     backoff_until: Option<tokio::time::Instant>,
     /// Replies owed to `Start` commands that arrived while waiting for dependencies.
     waiting_start: Vec<oneshot::Sender<Result<(), String>>>,
-    probe: Option<JoinHandle<Result<(), ProbeError>>>,
+    /// A running probe; it answers with its result and how long it took.
+    probe: Option<JoinHandle<(Result<(), ProbeError>, Duration)>>,
     next_probe: Option<tokio::time::Instant>,
     consecutive_failures: u32,
     /// Until the first passing probe, probes come quickly (doubling from 50 ms up to the
@@ -246,11 +247,18 @@ impl ServiceTask {
                     self.next_probe = None;
                     if let Some(check) = check {
                         let ctx = crate::health::ProbeContext { cwd: self.spec.cwd.clone(), env: self.spec.env.clone() };
-                        self.probe = Some(tokio::spawn(async move { crate::health::probe(&check, &http, &ctx).await }));
+                        self.probe = Some(tokio::spawn(async move {
+                            let began = Instant::now();
+                            let result = crate::health::probe(&check, &http, &ctx).await;
+                            (result, began.elapsed())
+                        }));
                     }
                 }
-                r = wait_probe(self.probe.as_mut()), if self.probe.is_some() => {
+                (r, took) = wait_probe(self.probe.as_mut()), if self.probe.is_some() => {
                     self.probe = None;
+                    if r.is_ok() && self.running() {
+                        self.hub.record_probe(&self.spec.key, took);
+                    }
                     self.on_probe(r).await;
                 }
             }
@@ -711,12 +719,15 @@ async fn recv(proc: Option<&mut Proc>) -> Option<FromShim> {
 }
 
 async fn wait_probe(
-    probe: Option<&mut JoinHandle<Result<(), ProbeError>>>,
-) -> Result<(), ProbeError> {
+    probe: Option<&mut JoinHandle<(Result<(), ProbeError>, Duration)>>,
+) -> (Result<(), ProbeError>, Duration) {
     match probe {
-        Some(h) => h
-            .await
-            .unwrap_or_else(|e| Err(ProbeError::NotRun(format!("probe task failed: {e}")))),
+        Some(h) => h.await.unwrap_or_else(|e| {
+            (
+                Err(ProbeError::NotRun(format!("probe task failed: {e}"))),
+                Duration::ZERO,
+            )
+        }),
         None => std::future::pending().await,
     }
 }
