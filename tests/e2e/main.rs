@@ -10,6 +10,7 @@ mod deploy;
 mod hosts;
 mod install;
 mod logs;
+mod metrics;
 mod router;
 mod security;
 mod sshd;

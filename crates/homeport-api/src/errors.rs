@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use homeport_core::{
-    AutoUpdateError, BackupOpError, DeployRefused, LogError, NotFound, SettingsError,
+    AutoUpdateError, BackupOpError, DeployRefused, LogError, MetricsError, NotFound, SettingsError,
 };
 use homeport_types::Problem;
 use serde::de::DeserializeOwned;
@@ -102,6 +102,16 @@ impl From<LogError> for ApiError {
                 "search_budget",
                 e.to_string(),
             ),
+            e => Self::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<MetricsError> for ApiError {
+    fn from(e: MetricsError) -> Self {
+        match e {
+            MetricsError::NotFound(e) => e.into(),
+            MetricsError::Invalid(m) => Self::bad_request(m),
             e => Self::internal(e.to_string()),
         }
     }

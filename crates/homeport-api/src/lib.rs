@@ -27,6 +27,9 @@
 //!   `GET /api/v1/events/stream` → SSE `snapshot` (with `overall`), then every `event` —
 //!   service states, health, deploys and their steps, backups, restores, config edits, the
 //!   agent starting and stopping — and `resync` (a fresh snapshot) after falling behind
+//! - `GET /api/v1/metrics?target=T&range=1h|24h|7d|30d&resolution=auto|raw|1m|10m|1h` → the
+//!   history of T's services (CPU, memory, health latency, uptime) and environments' uptime, with
+//!   annotations of what happened (`MetricsReport`)
 //! - `GET /api/v1/config`, `POST /api/v1/config/preview`, `POST /api/v1/config/apply`
 //! - `GET /api/v1/backups?target=`, `POST /api/v1/backups` `{"target": "app/env"}`,
 //!   `POST /api/v1/backups/{id}/verify`, `POST /api/v1/restore`
@@ -98,6 +101,7 @@ pub fn router(core: CoreHandle, token: &str, addr: SocketAddr, ui_dir: Option<Pa
             get(routes::service_detail),
         )
         .route("/api/v1/events", get(routes::events))
+        .route("/api/v1/metrics", get(routes::metrics))
         .route("/api/v1/events/stream", get(stream::events))
         .route("/api/v1/logs", get(routes::logs))
         .route("/api/v1/logs/stream", get(stream::logs))

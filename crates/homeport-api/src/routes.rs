@@ -9,13 +9,14 @@ use futures_util::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use homeport_core::Editor;
+use homeport_core::{Editor, MetricsQuery};
 use homeport_supervisor::logfile::{Budget, LogQuery};
 use homeport_types::{
     Action, ActionOutcome, ActionRequest, AgentStopReply, AgentStopRequest, AppInfo, BackupInfo,
     BackupRequest, BackupTrigger, ConfigApplied, ConfigEdit, ConfigPreview, ConfigView,
-    DeployRecord, DeployRequest, EnvBackups, Event, LogStreamItem, ReleaseInfo, RestoreOutcome,
-    RestoreRequest, ServiceDetail, ServiceKey, SignInLink, StatusReport, Target, VerifyOutcome,
+    DeployRecord, DeployRequest, EnvBackups, Event, LogStreamItem, MetricsReport,
+    MetricsResolution, ReleaseInfo, RestoreOutcome, RestoreRequest, ServiceDetail, ServiceKey,
+    SignInLink, StatusReport, Target, VerifyOutcome,
 };
 use serde::Deserialize;
 
@@ -96,6 +97,45 @@ pub async fn events(State(st): State<AppState>, Query(p): Query<EventParams>) ->
     let core = st.core.clone();
     Ok(Json(
         tokio::task::spawn_blocking(move || core.events(&target, &kinds, limit)).await??,
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct MetricsParams {
+    target: Option<String>,
+    /// How far back: `1h` (the default), `24h`, `7d`, `30d`… up to `400d`.
+    range: Option<String>,
+    /// `raw`, `1m`, `10m`, `1h`, or `auto` (the default: the finest the range keeps).
+    resolution: Option<String>,
+}
+
+/// History of a target's services: columns of CPU, memory, health latency and uptime, the
+/// environments' uptime, and annotations of what happened.
+pub async fn metrics(
+    State(st): State<AppState>,
+    Query(p): Query<MetricsParams>,
+) -> Reply<MetricsReport> {
+    let target = target(p.target.as_deref())?;
+    let range_text = p.range.as_deref().unwrap_or("1h");
+    let range = humantime::parse_duration(range_text).map_err(|e| {
+        ApiError::bad_request(format!(
+            "range {range_text:?}: {e}; give a duration such as 1h, 24h, 7d or 30d"
+        ))
+    })?;
+    let resolution = match p.resolution.as_deref() {
+        None | Some("" | "auto") => None,
+        Some(r) => Some(MetricsResolution::parse(r).ok_or_else(|| {
+            ApiError::bad_request(format!("resolution {r:?}: give raw, 1m, 10m, 1h or auto"))
+        })?),
+    };
+    let core = st.core.clone();
+    let q = MetricsQuery {
+        target,
+        range,
+        resolution,
+    };
+    Ok(Json(
+        tokio::task::spawn_blocking(move || core.metrics(&q)).await??,
     ))
 }
 

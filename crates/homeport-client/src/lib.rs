@@ -306,6 +306,27 @@ impl Client {
         .await
     }
 
+    /// History of `target`'s services over `range` (`"1h"`, `"24h"`, `"7d"`, `"30d"`) at
+    /// `resolution` (`"raw"`, `"1m"`, `"10m"`, `"1h"`; the finest the range keeps when `None`).
+    pub async fn metrics(
+        &self,
+        target: &Target,
+        range: &str,
+        resolution: Option<&str>,
+    ) -> Result<homeport_types::MetricsReport, ClientError> {
+        let target = target.to_string();
+        self.json(
+            self.http
+                .get(format!("{}/api/v1/metrics", self.base))
+                .query(&[
+                    ("target", target.as_str()),
+                    ("range", range),
+                    ("resolution", resolution.unwrap_or("auto")),
+                ]),
+        )
+        .await
+    }
+
     /// Everything about one service (`homeport show`), secrets masked.
     pub async fn service(
         &self,

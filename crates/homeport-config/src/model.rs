@@ -38,6 +38,9 @@ pub struct AgentSettings {
     pub router_port: u16,
     /// Loopback port of the router's HTTPS listener (local CA), when wanted.
     pub https_port: Option<u16>,
+    /// How often every running service's CPU, memory and health are sampled for its history;
+    /// zero turns sampling off.
+    pub sample_every: Duration,
 }
 
 /// How an app goes from its source checkout to a release (`[apps.NAME]`).

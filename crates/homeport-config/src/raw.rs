@@ -17,6 +17,7 @@ pub(crate) const AGENT_KEYS: &[&str] = &[
     "log_keep",
     "router_port",
     "https_port",
+    "sample_every",
 ];
 pub(crate) const APP_KEYS: &[&str] = &[
     "env",
@@ -104,6 +105,7 @@ pub(crate) struct RawAgent {
     pub log_keep: Option<Spanned<i64>>,
     pub router_port: Option<Spanned<i64>>,
     pub https_port: Option<Spanned<i64>>,
+    pub sample_every: Option<Spanned<Dur>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -784,3 +784,20 @@ auto_update = {}
             .contains("same time")
     );
 }
+
+#[test]
+fn sampling_is_every_five_seconds_unless_said_and_zero_turns_it_off() {
+    let base = "[apps.a.env.prod.services.web]\ncommand = \"/bin/true\"\n";
+    let c = load(base).unwrap_or_else(|d| panic!("{d:#?}"));
+    assert_eq!(c.agent.sample_every, std::time::Duration::from_secs(5));
+    let off = load(&format!("[agent]\nsample_every = \"0s\"\n\n{base}"))
+        .unwrap_or_else(|d| panic!("{d:#?}"));
+    assert!(off.agent.sample_every.is_zero());
+    let d = errors(&format!("[agent]\nsample_every = \"2h\"\n\n{base}"));
+    let e = find(&d, "agent.sample_every");
+    assert_eq!(e.line, 2, "{e}");
+    assert!(
+        e.message.contains("from 1s to 1m") && e.message.contains("turns sampling off"),
+        "{e}"
+    );
+}

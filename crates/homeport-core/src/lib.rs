@@ -30,6 +30,7 @@ mod detail;
 mod hosts;
 mod lifecycle;
 mod logs;
+mod metrics;
 mod proxy;
 pub mod routing;
 pub mod runtime;
@@ -54,6 +55,7 @@ pub use deploy::DeployRefused;
 pub use homeport_supervisor::NotFound;
 pub use hosts::HostUnavailable;
 pub use logs::{LogCursor, LogError};
+pub use metrics::{MetricsDb, MetricsError, MetricsQuery};
 pub use settings::{Editor, SettingsError};
 pub use store::Store;
 pub use updates::AutoUpdateError;
@@ -89,6 +91,8 @@ pub struct Core {
     router: Mutex<Option<homeport_router::Router>>,
     /// Events the recorder has written, against [`Hub::records_sent`].
     written: Arc<std::sync::atomic::AtomicU64>,
+    /// Sampled history: the last hour in memory, roll-ups in state.db.
+    metrics: metrics::Metrics,
     lifecycle: lifecycle::Lifecycle,
     /// The connections to other hosts (see `hosts.rs`).
     hosts: hosts::Hosts,
@@ -147,6 +151,7 @@ impl Core {
             })
             .map_err(|e| CoreError::DataDir(data.clone(), e))?;
 
+        let metrics = metrics::Metrics::new(&config);
         let supervisor =
             Supervisor::new(Arc::new(config), Options { shim_exe, seeds }, Some(tx)).await;
         let core = Arc::new(Core {
@@ -156,6 +161,7 @@ impl Core {
             stopping: tokio::sync::watch::channel(false).0,
             _recorder: recorder,
             written,
+            metrics,
             claims: Arc::default(),
             deploys: deploy::Deploys::default(),
             router: Mutex::new(None),
@@ -230,6 +236,7 @@ impl Core {
         }
         tokio::spawn(backups::scheduler(Arc::clone(self)));
         tokio::spawn(updates::scheduler(Arc::clone(self)));
+        tokio::spawn(metrics::run(Arc::clone(self)));
         let config = self.config();
         let router = if routing::wanted(&config) {
             routing::build(self, &config)
@@ -651,9 +658,17 @@ impl Core {
         }
     }
 
-    /// Waits (up to `limit`) until every event published so far is in state.db. The agent calls
-    /// it after [`Core::shutdown`], so the last transitions (`stopped`) are never lost.
+    /// The history of `q`'s services: CPU, memory, health latency, uptime, and what happened.
+    /// Reads state.db: call it off the async workers.
+    pub fn metrics(&self, q: &MetricsQuery) -> Result<homeport_types::MetricsReport, MetricsError> {
+        metrics::report(self, q)
+    }
+
+    /// Waits (up to `limit`) until every event published so far is in state.db, and writes the
+    /// minute of metrics in progress. The agent calls it after [`Core::shutdown`], so the last
+    /// transitions (`stopped`) are never lost.
     pub fn flush_records(&self, limit: Duration) {
+        self.metrics.flush();
         let deadline = Instant::now() + limit;
         let want = self.supervisor.hub().records_sent();
         while self.written.load(std::sync::atomic::Ordering::Acquire) < want

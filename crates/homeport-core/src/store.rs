@@ -106,6 +106,26 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE deploys ADD COLUMN discarded TEXT;
     ALTER TABLE deploys ADD COLUMN ms INTEGER;
 "#,
+    // Roll-ups of sampled metrics (metrics/db.rs): one row per series (a service `APP/ENV/SVC`
+    // or an environment `APP/ENV`), resolution (seconds) and window start (unix seconds), with
+    // integer totals, extremes and counts. Written through a connection of their own.
+    r#"
+    CREATE TABLE metric_series (
+        id   INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE metric_rollups (
+        series  INTEGER NOT NULL,
+        res     INTEGER NOT NULL,
+        start   INTEGER NOT NULL,
+        cpu_sum INTEGER NOT NULL, cpu_min INTEGER NOT NULL, cpu_max INTEGER NOT NULL, cpu_n INTEGER NOT NULL,
+        rss_sum INTEGER NOT NULL, rss_min INTEGER NOT NULL, rss_max INTEGER NOT NULL, rss_n INTEGER NOT NULL,
+        lat_sum INTEGER NOT NULL, lat_min INTEGER NOT NULL, lat_max INTEGER NOT NULL, lat_n INTEGER NOT NULL,
+        up_ms   INTEGER NOT NULL,
+        down_ms INTEGER NOT NULL,
+        PRIMARY KEY (series, res, start)
+    ) WITHOUT ROWID;
+"#,
 ];
 
 /// One row of the events table as stored; [`Row::event`] reads it.
@@ -409,6 +429,72 @@ impl Store {
                 restarts: r.get(10)?,
             })
         })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let row = row?;
+            let id = row.id;
+            match row.event() {
+                Ok(ev) => out.push(ev),
+                Err(why) => tracing::warn!("state.db: event {id} is skipped: {why}"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Events a chart of `target` marks, since `since` (an RFC 3339 prefix: events whose time
+    /// sorts at or after it), newest first, at most `limit`: those of `kinds`, and of kind
+    /// `state` only those arriving in one of `states`. A service's chart also shows what
+    /// happened to its environment and app (deploys, backups), and every chart the agent's
+    /// starts.
+    pub fn chart_events(
+        &self,
+        target: &homeport_types::Target,
+        since: &str,
+        kinds: &[&str],
+        states: &[homeport_types::ServiceState],
+        limit: usize,
+    ) -> rusqlite::Result<Vec<Event>> {
+        use homeport_types::Target;
+        let (scope, parents) = match target {
+            Target::All => (String::new(), vec![]),
+            Target::App(a) => (a.clone(), vec![]),
+            Target::Env(a, e) => (format!("{a}/{e}"), vec![a.clone()]),
+            Target::Service(k) => (
+                k.to_string(),
+                vec![format!("{}/{}", k.app, k.env), k.app.clone()],
+            ),
+        };
+        let list = |v: Vec<String>| format!(",{},", v.join(","));
+        let parents = list(parents);
+        let kinds = list(kinds.iter().map(|k| (*k).to_owned()).collect());
+        let states = list(states.iter().map(|s| s.as_str().to_owned()).collect());
+        let mut stmt = self.conn.prepare(
+            "SELECT id, time, subject, kind, data, from_state, to_state, pid, exit, message, restarts FROM events
+             WHERE time >= ?1
+               AND (?2 = '' OR subject = ?2 OR substr(subject, 1, length(?2) + 1) = ?2 || '/'
+                    OR instr(?3, ',' || subject || ',') > 0 OR subject = '@agent')
+               AND instr(?4, ',' || kind || ',') > 0
+               AND (kind <> 'state' OR instr(?5, ',' || to_state || ',') > 0)
+             ORDER BY id DESC LIMIT ?6",
+        )?;
+        let rows = stmt.query_map(
+            params![since, scope, parents, kinds, states, limit as i64],
+            |r| {
+                Ok(Row {
+                    id: r.get(0)?,
+                    time: r.get(1)?,
+                    subject: r.get(2)?,
+                    kind: r.get(3)?,
+                    data: r.get(4)?,
+                    from: r.get(5)?,
+                    to: r.get(6)?,
+                    pid: r.get(7)?,
+                    exit: r.get(8)?,
+                    message: r.get(9)?,
+                    restarts: r.get(10)?,
+                })
+            },
+        )?;
         let mut out = Vec::new();
         for row in rows {
             let row = row?;

@@ -20,6 +20,9 @@ const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 const DEFAULT_LOG_KEEP: u32 = 5;
 /// How long a deployed release must stay up and healthy before its deploy counts as succeeded.
 const DEFAULT_HEALTH_STABLE: Duration = Duration::from_secs(10);
+const DEFAULT_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+const MIN_SAMPLE_EVERY: Duration = Duration::from_secs(1);
+const MAX_SAMPLE_EVERY: Duration = Duration::from_secs(60);
 
 /// Where in the file each resolved value came from, for validation messages.
 pub(super) struct Origins {
@@ -61,6 +64,7 @@ pub(super) fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>
             .https_port
             .as_ref()
             .and_then(|p| port_in_range(p, "agent.https_port", false, sink)),
+        sample_every: sample_every(tree.agent.sample_every.as_ref(), sink),
     };
     let mut envs = Vec::new();
     let mut services = Vec::new();
@@ -290,6 +294,26 @@ fn log_max_bytes(v: Option<&Spanned<i64>>, sink: &mut Sink<'_>) -> u64 {
         return DEFAULT_LOG_MAX_BYTES;
     }
     n as u64
+}
+
+fn sample_every(v: Option<&Spanned<Dur>>, sink: &mut Sink<'_>) -> Duration {
+    let Some(v) = v else {
+        return DEFAULT_SAMPLE_EVERY;
+    };
+    let d = v.get_ref().0;
+    if !d.is_zero() && !(MIN_SAMPLE_EVERY..=MAX_SAMPLE_EVERY).contains(&d) {
+        sink.push(
+            Some(v.span()),
+            "agent.sample_every",
+            format!(
+                "sample_every = \"{}\": how often each service's CPU, memory and health are \
+                 sampled for its history, from 1s to 1m (default 5s); \"0s\" turns sampling off",
+                humantime::format_duration(d)
+            ),
+        );
+        return DEFAULT_SAMPLE_EVERY;
+    }
+    d
 }
 
 fn log_keep(v: Option<&Spanned<i64>>, sink: &mut Sink<'_>) -> u32 {
