@@ -57,6 +57,14 @@ impl MetricsDb {
         })
     }
 
+    /// A transaction that holds the write lock from its start. A deferred one would read first
+    /// and then fail at once (SQLITE_BUSY, no waiting) when the event recorder committed in
+    /// between; waiting for the lock up front lets the busy timeout do its work.
+    fn write_transaction(&mut self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+        self.conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+    }
+
     fn series(&mut self, name: &str, create: bool) -> rusqlite::Result<Option<i64>> {
         if let Some(id) = self.ids.get(name) {
             return Ok(Some(*id));
@@ -89,7 +97,7 @@ impl MetricsDb {
         for (name, _) in rows {
             ids.push(self.series(name, true)?.unwrap_or_default());
         }
-        let tx = self.conn.transaction()?;
+        let tx = self.write_transaction()?;
         let mut parents: BTreeSet<(Resolution, i64, i64)> = BTreeSet::new();
         for ((_, b), id) in rows.iter().zip(ids) {
             if b.is_empty() {
@@ -136,7 +144,7 @@ impl MetricsDb {
         if self.pruned.is_some_and(|t| (0..3600).contains(&(now - t))) {
             return Ok(0);
         }
-        let tx = self.conn.transaction()?;
+        let tx = self.write_transaction()?;
         let series: Vec<i64> = tx
             .prepare("SELECT id FROM metric_series")?
             .query_map([], |r| r.get(0))?
@@ -308,6 +316,37 @@ mod tests {
             db.buckets("a/p/nothing", Resolution::Hour, 0, i64::MAX)?
                 .is_empty()
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_write_waits_for_the_event_recorder_instead_of_failing()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (dir, mut db) = open()?;
+        let path = dir.path().join("state.db");
+        let minute = rollup(&[sample(1_800_000_000, 5)], Resolution::Minute)[0];
+        db.add_minutes(&[("a/p/web".into(), minute)])?;
+        // The recorder's connection holds the write lock for a while, as a burst of events does.
+        let (held, wait) = std::sync::mpsc::channel();
+        let recorder = std::thread::spawn(move || -> rusqlite::Result<()> {
+            let mut conn = Connection::open(&path)?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO events (time, service, kind) VALUES ('2026-01-01T00:00:00Z', 'a/p/web', 'state')",
+                [],
+            )?;
+            let _ = held.send(());
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            tx.commit()
+        });
+        wait.recv()?;
+        // Reading before writing in a deferred transaction would fail here at once
+        // (SQLITE_BUSY_SNAPSHOT once the recorder commits); the write waits and succeeds.
+        db.add_minutes(&[("a/p/web".into(), minute)])?;
+        recorder.join().map_err(|_| "recorder panicked")??;
+        let b = db.buckets("a/p/web", Resolution::Minute, 0, i64::MAX)?;
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].cpu.n, 2, "both writes are in");
         Ok(())
     }
 
