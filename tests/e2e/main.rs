@@ -16,5 +16,6 @@ mod security;
 mod sshd;
 mod supervision;
 mod terminal;
+mod top;
 mod updates;
 mod util;

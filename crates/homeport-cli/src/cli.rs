@@ -61,6 +61,9 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// A live view of every service: state, CPU, memory, restarts, sparklines of the last hour,
+    /// the selected one's log; keys to start, stop and restart
+    Top,
     /// Start services (and what they depend on)
     Start {
         /// What to start: APP, APP/ENV, APP/ENV/SERVICE, or `all`

@@ -32,6 +32,7 @@ mod show;
 mod status;
 mod style;
 mod targets;
+mod top;
 mod trust;
 mod uninstall;
 
@@ -175,6 +176,7 @@ async fn run(cmd: Cmd, config_path: PathBuf, explicit_config: bool) -> Result<()
             logs::run(path, target.map(|t| t.target), follow, lines, since, grep).await
         }
         Cmd::Dashboard { print } => dashboard::run(path, print).await,
+        Cmd::Top => top::run(path).await,
         Cmd::Backup {
             action: Some(BackupAction::Verify { id }),
             ..
