@@ -19,6 +19,8 @@ function targetDir() {
 const TARGET = targetDir();
 export const HOMEPORT = process.env.HOMEPORT_BIN ?? join(TARGET, 'debug/homeport');
 export const FIXTURE = process.env.HOMEPORT_FIXTURE ?? join(TARGET, 'debug/homeport-fixture');
+/** Writes made-up history into a state.db (tests/history/main.rs). */
+export const HISTORY = process.env.HOMEPORT_HISTORY ?? join(TARGET, 'debug/homeport-history');
 
 /** Waits until `check` returns a truthy value, or fails after `ms`. */
 export async function until(what, check, ms = 20000) {

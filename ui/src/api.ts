@@ -6,8 +6,8 @@ import { invoke, isTauri } from '@tauri-apps/api/core';
 // The wire types are generated from crates/homeport-types (types.gen.ts), so they cannot drift.
 import type {
   Action, ActionOutcome, AppInfo, AutoUpdateState, BackupInfo, ConfigApplied, ConfigChange, ConfigPreview,
-  ConfigView, DeployEvent, DeployKind, DeployRecord, EnvBackups, Event, LogEntry,
-  RestoreOutcome, ServiceKey, StatusReport, Verdict, VerifyOutcome,
+  ConfigView, DeployEvent, DeployKind, DeployRecord, EnvBackups, Event, LogEntry, MetricsReport,
+  MetricsResolution, RestoreOutcome, ServiceDetail, ServiceKey, StatusReport, Verdict, VerifyOutcome,
 } from './types.gen';
 export type * from './types.gen';
 /** An event of the agent's stream (`Event` in homeport-types). */
@@ -112,6 +112,12 @@ export const setStartAtLogin = (enabled: boolean) => invoke<boolean>('set_start_
 
 export const status = () => call<StatusReport>('GET', 'api/v1/status');
 export const act = (action: Action, target: string) => call<ActionOutcome[]>('POST', `api/v1/${action}`, { target });
+export const service = (key: ServiceKey) =>
+  call<ServiceDetail>('GET', `api/v1/services/${[key.app, key.env, key.service].map(encodeURIComponent).join('/')}`);
+/** History of a target (`all`, APP, APP/ENV or APP/ENV/SERVICE) over `range` (`1h`, `24h`, `7d`,
+ *  `30d`…), at the agent's choice of resolution unless one is named. */
+export const metrics = (target: string, range: string, resolution: MetricsResolution | 'auto' = 'auto') =>
+  call<MetricsReport>('GET', `api/v1/metrics?target=${encodeURIComponent(target)}&range=${range}&resolution=${resolution}`);
 export const eventHistory = (limit = 500) => call<AgentEvent[]>('GET', `api/v1/events?limit=${limit}`);
 export const config = () => call<ConfigView>('GET', 'api/v1/config');
 export const previewConfig = (changes: ConfigChange[], revision: string) =>
