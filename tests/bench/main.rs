@@ -5,10 +5,12 @@
 //! cargo build --release --bins && target/release/homeport-bench [--idle-secs 60] [--runs 3] [--only ROW]
 //! target/release/homeport-bench --router [--secs 5]   # needs wrk and caddy: setup.sh --bench
 //! target/release/homeport-bench --slowloris             # /livez under 2,000 slow connections
+//! target/release/homeport-bench --only sampler [--sampler-secs 600]  # what sampling costs
 //! ```
 
 mod backup;
 mod deploy;
+mod metrics;
 mod router;
 mod slowloris;
 mod supervise;
@@ -41,6 +43,7 @@ fn main() -> Res<()> {
     let mut only_router = false;
     let mut only_slowloris = false;
     let mut secs = 5u64;
+    let mut sampler_secs = 600u64;
     let mut runs = 3usize;
     let mut only: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -53,6 +56,9 @@ fn main() -> Res<()> {
             "--router" => only_router = true,
             "--slowloris" => only_slowloris = true,
             "--secs" => secs = args.next().ok_or("--secs N")?.parse()?,
+            "--sampler-secs" => {
+                sampler_secs = args.next().ok_or("--sampler-secs N")?.parse()?;
+            }
             "--only" => only.push(args.next().ok_or("--only ROW")?),
             other => return Err(format!("unknown argument {other}").into()),
         }
@@ -117,6 +123,13 @@ fn main() -> Res<()> {
     }
     if want("sse") {
         rows.push(sse_throughput(&bins)?);
+    }
+    if want("history") {
+        rows.push(metrics::growth(&bins)?);
+    }
+    // Ten minutes by default: only when asked for by name.
+    if only.iter().any(|o| o == "sampler") {
+        rows.push(metrics::sampler(&bins, sampler_secs)?);
     }
     print_rows(rows);
     Ok(())

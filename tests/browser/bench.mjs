@@ -1,10 +1,12 @@
 // Benchmark: the dashboard's first render with 50 services, against a static page served by the
-// same agent in the same browser (the sign-in page), and the JS bundle's gzipped size.
+// same agent in the same browser (the sign-in page), and the JS bundle's gzipped size; then a
+// service page's charts of 30 days (written by homeport-history) against the same page's 24 hours.
 //   npm run build && cargo build --workspace --bins && node tests/browser/bench.mjs
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { Agent, browser, until, ROOT } from './harness.mjs';
+import { execFileSync } from 'node:child_process';
+import { Agent, browser, until, ROOT, HISTORY } from './harness.mjs';
 
 const RUNS = 10;
 const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -38,6 +40,45 @@ try {
   console.log(`| dashboard first render, 50 services (median of ${RUNS}) | ${s.toFixed(1)} ms (static page, first paint) | ${a.toFixed(1)} ms | ${(a / s).toFixed(2)}× | ≤ 300 ms |`);
   console.log(`| dashboard JS bundle, gzipped | – | ${(gz / 1024).toFixed(1)} KB | – | ≤ 150 KB |`);
 } finally {
-  await chrome.close();
   await agent.stop();
+}
+
+// A service page over 30 days of history: from the click on a range to its four charts drawn
+// (the API's answer, parsing, four uPlot charts), and the CPU chart's own drawing.
+const history = await Agent.start(
+  '[apps.shop.env.production.services.web]\ncommand = ["@FIXTURE@"]\nautostart = true\n',
+  (dir) => execFileSync(HISTORY, [join(dir, 'data', 'state.db'), '30', 'shop/production/web']),
+);
+try {
+  const page = await (await chrome.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  await page.goto(history.signInLink());
+  await page.getByRole('heading', { name: 'Overview' }).waitFor();
+  await page.goto(`${history.base}/#/service?target=shop/production/web`);
+  await page.locator('.charts[data-range="24h"]').waitFor();
+  const show = async (range) => {
+    await page.evaluate(() => performance.clearMarks());
+    const t0 = await page.evaluate(() => performance.now());
+    await page.getByRole('button', { name: range }).click();
+    await page.locator(`.charts[data-range="${range}"]`).waitFor();
+    await until('four charts drawn', () => page.evaluate(() => performance.getEntriesByType('mark').filter((m) => m.name.startsWith('homeport:chart-drawn:')).length >= 4));
+    return page.evaluate((t0) => {
+      const marks = performance.getEntriesByType('mark');
+      const drawn = marks.filter((m) => m.name.startsWith('homeport:chart-drawn:'));
+      const start = marks.find((m) => m.name === 'homeport:chart-start:CPU');
+      const cpu = marks.find((m) => m.name === 'homeport:chart-drawn:CPU');
+      return { total: Math.max(...drawn.map((m) => m.startTime)) - t0, chart: cpu.startTime - start.startTime, points: Number(document.querySelector('figure[data-chart="CPU"]').dataset.points) };
+    }, t0);
+  };
+  const month = [];
+  const day = [];
+  for (let i = 0; i < RUNS; i++) {
+    day.push(await show('24h'));
+    month.push(await show('30d'));
+  }
+  const m = { total: median(month.map((x) => x.total)), chart: median(month.map((x) => x.chart)) };
+  const d = { total: median(day.map((x) => x.total)), chart: median(day.map((x) => x.chart)) };
+  console.log(`| service page, 30 days of one service: click → four charts drawn (median of ${RUNS}) | 24 h on the same page: ${d.total.toFixed(1)} ms (${day[0].points} points; one chart ${d.chart.toFixed(1)} ms) | ${m.total.toFixed(1)} ms (${month[0].points} points; one chart ${m.chart.toFixed(1)} ms) | ${(m.total / d.total).toFixed(2)}× | ≤ 100 ms |`);
+} finally {
+  await chrome.close();
+  await history.stop();
 }
