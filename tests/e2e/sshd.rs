@@ -130,10 +130,11 @@ impl SshHost {
             .spawn()
             .expect("ssh-agent");
         let deadline = Instant::now() + START;
-        while !auth_sock.exists() {
+        // The socket's file appears at bind, before the agent listens: wait until it answers.
+        while std::os::unix::net::UnixStream::connect(&auth_sock).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "ssh-agent did not make its socket"
+                "ssh-agent did not listen on its socket"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
