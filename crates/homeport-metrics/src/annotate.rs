@@ -243,6 +243,7 @@ mod tests {
                     release: Some("r42".into()),
                     previous: Some("r41".into()),
                     error: None,
+                    discarded: vec![],
                 },
             ),
             ev(
@@ -255,6 +256,7 @@ mod tests {
                     release: Some("r41".into()),
                     previous: Some("r42".into()),
                     error: None,
+                    discarded: vec![],
                 },
             ),
             ev(
