@@ -53,6 +53,28 @@ pub struct Notice {
     pub screen: Screen,
 }
 
+/// Rows a rollback's restore discarded, each with the safety copy that keeps them; empty when
+/// nothing was lost.
+fn kept_text(discarded: &[homeport_types::Discarded]) -> String {
+    discarded
+        .iter()
+        .filter(|d| d.rows != Some(0))
+        .map(|d| match d.rows {
+            Some(n) => format!(
+                " {n} row{} of {} written since the backup {} kept in {}.",
+                if n == 1 { "" } else { "s" },
+                d.database,
+                if n == 1 { "is" } else { "are" },
+                d.copy
+            ),
+            None => format!(
+                " What {} held before the rollback is kept in {}.",
+                d.database, d.copy
+            ),
+        })
+        .collect()
+}
+
 impl Notice {
     /// A deploy, promote, rollback or update of `target` ended. Data its rollback discarded is
     /// always told, with where it is kept.
@@ -65,23 +87,7 @@ impl Notice {
         error: Option<&str>,
         discarded: &[homeport_types::Discarded],
     ) -> Self {
-        let kept: String = discarded
-            .iter()
-            .filter(|d| d.rows != Some(0))
-            .map(|d| match d.rows {
-                Some(n) => format!(
-                    " {n} row{} of {} written since the backup {} kept in {}.",
-                    if n == 1 { "" } else { "s" },
-                    d.database,
-                    if n == 1 { "is" } else { "are" },
-                    d.copy
-                ),
-                None => format!(
-                    " What {} held before the rollback is kept in {}.",
-                    d.database, d.copy
-                ),
-            })
-            .collect();
+        let kept = kept_text(discarded);
         let what = capitalise(&format!("{} of {target}", kind.as_str()));
         if result == DeployResult::Succeeded {
             Notice {
@@ -122,6 +128,7 @@ impl Notice {
         step: Option<&str>,
         error: Option<&str>,
         paused: bool,
+        discarded: &[homeport_types::Discarded],
     ) -> Option<Self> {
         let short: String = commit.chars().take(7).collect();
         match result {
@@ -143,7 +150,11 @@ impl Notice {
                     Some(p) => format!("; {p} still serves"),
                     None => String::new(),
                 };
-                let mut body = format!("{}.", error.unwrap_or("no reason given"));
+                let mut body = format!(
+                    "{}.{}",
+                    error.unwrap_or("no reason given"),
+                    kept_text(discarded)
+                );
                 body.push_str(&format!(
                     " {short} is not tried again until the upstream moves."
                 ));
@@ -244,7 +255,9 @@ struct Track {
 pub struct Notifier {
     tracks: HashMap<ServiceKey, Track>,
     /// Environments updating themselves: their deploy is told by the update's own notice.
-    auto_updating: std::collections::HashSet<String>,
+    /// Environments with an automatic update under way, with what its rollback discarded once
+    /// the update's own deploy has finished (told in the update's notice).
+    auto_updating: std::collections::HashMap<String, Vec<homeport_types::Discarded>>,
 }
 
 impl Notifier {
@@ -288,10 +301,13 @@ impl Notifier {
                 health_notice(t, k, now).into_iter().collect()
             }
             (_, EventKind::AutoUpdateStarted { .. }) => {
-                self.auto_updating.insert(target);
+                self.auto_updating.insert(target, Vec::new());
                 vec![]
             }
-            (_, EventKind::DeployFinished { .. }) if self.auto_updating.contains(&target) => {
+            (_, EventKind::DeployFinished { discarded, .. })
+                if self.auto_updating.contains_key(&target) =>
+            {
+                self.auto_updating.insert(target, discarded.clone());
                 vec![]
             }
             (
@@ -308,7 +324,7 @@ impl Notifier {
                     ..
                 },
             ) => {
-                self.auto_updating.remove(&target);
+                let discarded = self.auto_updating.remove(&target).unwrap_or_default();
                 Notice::auto_update(
                     &target,
                     *result,
@@ -319,6 +335,7 @@ impl Notifier {
                     step.as_deref(),
                     error.as_deref(),
                     *paused,
+                    &discarded,
                 )
                 .into_iter()
                 .collect()
@@ -936,13 +953,40 @@ mod tests {
         // Once the update is told, a deploy by hand is told as before.
         assert_eq!(n.on_event(&deploy_done, now).len(), 1);
 
+        // A failed update whose rollback put the database back says what that discarded and
+        // where it is kept, as a deploy by hand does.
         n.on_event(&started, now);
+        let rolled_back = env_event(EventKind::DeployFinished {
+            id: 5,
+            kind: DeployKind::Update,
+            result: DeployResult::Failed,
+            release: Some("r4".into()),
+            previous: Some("r3".into()),
+            error: Some("web is unhealthy".into()),
+            discarded: vec![homeport_types::Discarded {
+                database: "main".into(),
+                path: "/srv/main.db".into(),
+                rows: Some(2),
+                tables: vec![],
+                backup: Some(11),
+                copy: "/data/backups/safety/y/main.db.zst".into(),
+            }],
+        });
+        assert!(n.on_event(&rolled_back, now).is_empty());
         let bad = n.on_event(&finished(DeployResult::Failed, true), now);
+        assert_eq!(bad.len(), 1);
         assert_eq!(
             bad[0].summary,
             "clauset/production: update to 1a2b3c4 failed at the health gate; 9f8e7d6 still serves"
         );
         assert!(bad[0].body.contains("paused"), "{}", bad[0].body);
+        assert!(
+            bad[0].body.contains(
+                "2 rows of main written since the backup are kept in /data/backups/safety/y/main.db.zst."
+            ),
+            "{}",
+            bad[0].body
+        );
         assert_eq!(bad[0].urgency, Urgency::Critical);
         let refused = n.on_event(
             &env_event(EventKind::AutoUpdateRefused {
