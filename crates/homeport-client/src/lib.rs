@@ -433,7 +433,33 @@ impl Client {
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
-        Ok(self.send(req).await?.json().await?)
+        let resp = self.send(req).await?;
+        let path = resp.url().path().to_owned();
+        let body = resp.bytes().await?;
+        serde_json::from_slice(&body).map_err(|e| unreadable_answer(&path, &body, &e))
+    }
+}
+
+/// An answer this client cannot read most often comes from an agent of another version still
+/// running (the CLI was upgraded, the agent was not): say so, with the agent's version when the
+/// answer names it, and how to fix it.
+fn unreadable_answer(path: &str, body: &[u8], e: &serde_json::Error) -> ClientError {
+    let theirs = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["agent"]["version"].as_str().map(str::to_owned));
+    let ours = env!("CARGO_PKG_VERSION");
+    let who = match theirs {
+        Some(v) if v != ours => {
+            format!("the running agent is version {v} and this homeport is {ours}")
+        }
+        _ => "the running agent may be from another build of homeport than this one".to_owned(),
+    };
+    ClientError::Api {
+        status: 200,
+        kind: "unreadable_answer".into(),
+        message: format!(
+            "the agent's answer to {path} could not be read ({e}): {who}; restart the agent with `homeport agent restart`"
+        ),
     }
 }
 
@@ -667,4 +693,44 @@ pub fn open_in_browser(url: &str) -> std::io::Result<()> {
             std::thread::spawn(move || child.wait());
         })
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot run {opener}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Answers one request on a loopback port with `body` as JSON, as an agent would.
+    async fn one_answer(body: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut request = vec![0; 4096];
+            let _ = conn.read(&mut request).await.unwrap();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(answer.as_bytes()).await.unwrap();
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_agent_of_another_version_is_named_with_how_to_restart_it() {
+        // An older agent's status: no `overall`, which this client's StatusReport requires.
+        let addr = one_answer(
+            r#"{"agent":{"pid":7,"version":"0.0.1","config_path":"/h.toml","uptime_secs":3},"services":[]}"#,
+        )
+        .await;
+        let err = Client::new(&addr, "t").status_report().await.unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("/api/v1/status")
+                && message.contains("the running agent is version 0.0.1")
+                && message.contains("`homeport agent restart`"),
+            "{message}"
+        );
+    }
 }
