@@ -4,6 +4,9 @@
 #   --browser   also Chromium, Xvfb, D-Bus, dunst and X tools, for the browser and tray tests
 #   --bench     also wrk and Caddy for the router's benchmark (Caddy's system service is left
 #               disabled: the benchmark starts its own Caddy with its own Caddyfile)
+#   --databases also PostgreSQL 15, MariaDB 10.11 and Redis 7.0 for the database tests, installed
+#               without starting or enabling their system services: every test (and Homeport
+#               itself) starts its own server in its own folder on its own port
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,16 +24,21 @@ need_pkgs+=(libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3
 # The router's tests: curl as a client, certutil (libnss3-tools) for the browser's trust store.
 # The CLI's tests: tmux (a terminal to drive and capture), and bash, zsh and fish to load the
 # completion scripts.
-browser=0 bench=0
+browser=0 bench=0 databases=0
 for arg in "$@"; do
     case "$arg" in
         --browser) browser=1 ;;
         --bench) bench=1 ;;
-        *) echo "setup: unknown option $arg (--browser, --bench)" >&2; exit 2 ;;
+        --databases) databases=1 ;;
+        *) echo "setup: unknown option $arg (--browser, --bench, --databases)" >&2; exit 2 ;;
     esac
 done
 ((browser)) && need_pkgs+=(chromium xvfb x11-utils dbus dunst x11-apps imagemagick python3-xlib desktop-file-utils curl libnss3-tools tmux zsh fish)
 ((bench)) && need_pkgs+=(wrk caddy)
+# pg_dump, pg_restore and pgbench come with postgresql-15; mariadb-dump with mariadb-client;
+# redis-cli with redis-tools (redis-check-rdb is redis-server's).
+db_pkgs=(postgresql-15 mariadb-server mariadb-client redis-server redis-tools)
+((databases)) && need_pkgs+=("${db_pkgs[@]}")
 missing=()
 for p in "${need_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -40,16 +48,19 @@ if ((${#missing[@]})); then
     sudo_cmd=()
     [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
     "${sudo_cmd[@]}" apt-get update -qq
-    # Packages that bring a system service (openssh-server's sshd on port 22, Caddy) must not
-    # start it: a policy-rc.d that says "no" while they install, when the system has none.
+    # Packages that bring a system service (openssh-server's sshd on port 22, Caddy, the
+    # database servers) must not start it: a policy-rc.d that answers 101 ("action forbidden")
+    # while they install, when the system has none (container images ship one: it is left).
     policy=/usr/sbin/policy-rc.d made_policy=0
     if [[ ! -e $policy ]]; then
         printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee "$policy" >/dev/null
         "${sudo_cmd[@]}" chmod 755 "$policy"
         made_policy=1
     fi
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}"
+    status=0
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" || status=$?
     ((made_policy)) && "${sudo_cmd[@]}" rm -f "$policy"
+    ((status == 0)) || exit "$status"
     if [[ " ${missing[*]} " == *" openssh-server "* ]]; then
         # The tests run sshd themselves; the system's stays disabled and stopped.
         if command -v systemctl >/dev/null; then
@@ -57,8 +68,20 @@ if ((${#missing[@]})); then
         fi
         "${sudo_cmd[@]}" update-rc.d ssh disable >/dev/null 2>&1 || true
     fi
-    if [[ " ${missing[*]} " == *" caddy "* ]] && command -v systemctl >/dev/null; then
-        "${sudo_cmd[@]}" systemctl disable --now caddy >/dev/null 2>&1 || true
+    if command -v systemctl >/dev/null; then
+        [[ " ${missing[*]} " == *" caddy "* ]] && { "${sudo_cmd[@]}" systemctl disable --now caddy >/dev/null 2>&1 || true; }
+        for unit in postgresql mariadb redis-server; do
+            "${sudo_cmd[@]}" systemctl disable --now "$unit" >/dev/null 2>&1 || true
+        done
+    fi
+fi
+if ((databases)); then
+    # Nothing may hold the servers' default ports: a system server there would answer a test
+    # that meant to reach its own.
+    held=$(ss -Hltn 2>/dev/null | awk '{print $4}' | grep -E ':(5432|3306|6379)$' || true)
+    if [[ -n $held ]]; then
+        echo "setup: a database server is listening on $(echo $held); stop it (systemctl disable --now postgresql mariadb redis-server) so the tests run only their own" >&2
+        exit 1
     fi
 fi
 

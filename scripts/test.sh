@@ -5,7 +5,7 @@
 # of the tray app under Xvfb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh --browser
+./scripts/setup.sh --browser --databases
 
 cargo fmt --all -- --check
 # No dependency that nothing uses.
