@@ -308,6 +308,15 @@ pub enum Cmd {
         /// The service's run folder
         run_dir: PathBuf,
     },
+    /// Run or check a managed database server (the agent's command for its service)
+    #[command(hide = true)]
+    Db {
+        /// serve (initialise on first start, then run) or ping (the health check)
+        action: String,
+        /// The server, as the agent describes it
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 impl Cmd {
@@ -319,6 +328,7 @@ impl Cmd {
             Cmd::Completions { .. }
                 | Cmd::Man { .. }
                 | Cmd::Shim { .. }
+                | Cmd::Db { .. }
                 | Cmd::Autostart { .. }
                 | Cmd::Import { .. }
                 | Cmd::Host { .. }

@@ -18,6 +18,7 @@ mod cli;
 mod completions;
 mod config;
 mod dashboard;
+mod db;
 mod deploy;
 mod export;
 mod host;
@@ -91,6 +92,10 @@ fn main() -> ExitCode {
     // The shim is synchronous and small on purpose: no async runtime.
     if let Cmd::Shim { run_dir } = &cli.command {
         return ExitCode::from(homeport_supervisor::shim::run(run_dir) as u8);
+    }
+    // Before any thread: serving drops root and execs the server.
+    if let Cmd::Db { action, args } = &cli.command {
+        return db::run(action, args);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -243,7 +248,7 @@ async fn run(cmd: Cmd, config_path: PathBuf, explicit_config: bool) -> Result<()
             write,
         } => import::run(path, &file, format, app, &env, write),
         Cmd::Uninstall { data, yes } => uninstall::run(path, data, yes).await,
-        Cmd::Shim { .. } => Ok(()),
+        Cmd::Shim { .. } | Cmd::Db { .. } => Ok(()),
         Cmd::Trust { command } => match command {
             TrustCmd::Install { system, nss } => trust::run(path, trust::Op::Install, system, nss),
             TrustCmd::Uninstall { system, nss } => {
