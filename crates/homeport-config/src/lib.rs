@@ -20,7 +20,7 @@ pub use diag::{Diagnostic, Diagnostics};
 pub use load::{StepEnv, install_argv, load, load_str, migrate_argv, step_env};
 pub use model::{
     AgentSettings, AppSpec, AutoUpdate, BackupSchedule, BackupSettings, CommandSpec, Config,
-    EnvSpec, HealthCheck, HealthProbe, RestartMode, RestartPolicy, ServiceSpec, SlotSpec,
+    DbServer, EnvSpec, HealthCheck, HealthProbe, RestartMode, RestartPolicy, ServiceSpec, SlotSpec,
     UpdateWindow,
 };
 pub use paths::{agent_data_dir, default_config_path, default_data_dir, expand_home};

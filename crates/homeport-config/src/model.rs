@@ -79,7 +79,10 @@ pub struct EnvSpec {
     pub env: String,
     pub autostart: bool,
     pub data_dir: PathBuf,
+    /// SQLite databases by name.
     pub databases: BTreeMap<String, PathBuf>,
+    /// Database servers by name: run by Homeport, or external (backed up only).
+    pub servers: BTreeMap<String, DbServer>,
     /// The environment's own config files, by name: `{config.NAME}`.
     pub config_files: BTreeMap<String, PathBuf>,
     /// Files and folders archived with each backup.
@@ -143,6 +146,68 @@ impl std::fmt::Display for UpdateWindow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let hm = |s: u32| format!("{:02}:{:02}", s / 3600, s % 3600 / 60);
         write!(f, "{}-{}", hm(self.start), hm(self.end))
+    }
+}
+
+/// A database server of an environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbServer {
+    /// Run by Homeport as the service `db-NAME`.
+    Managed(homeport_db::Server),
+    /// A server Homeport does not run: backed up through its URL.
+    External {
+        engine: homeport_db::Engine,
+        /// As written (it may carry a password: never logged).
+        url: String,
+        /// A file holding the password, when the URL has none.
+        password_file: Option<PathBuf>,
+    },
+}
+
+impl DbServer {
+    pub fn engine(&self) -> homeport_db::Engine {
+        match self {
+            DbServer::Managed(s) => s.engine,
+            DbServer::External { engine, .. } => *engine,
+        }
+    }
+
+    /// How to reach it and log in.
+    pub fn conn(&self) -> Result<homeport_db::Conn, homeport_db::DbError> {
+        match self {
+            DbServer::Managed(s) => s.conn(),
+            DbServer::External {
+                engine,
+                url,
+                password_file,
+            } => {
+                let p = homeport_db::parse_url(url).map_err(homeport_db::DbError::Refused)?;
+                let password = match (&p.password, password_file) {
+                    (Some(pw), _) => Some(pw.clone()),
+                    (None, Some(f)) => Some(
+                        std::fs::read_to_string(f)
+                            .map_err(|e| homeport_db::DbError::Io(f.clone(), e))?
+                            .trim()
+                            .to_owned(),
+                    ),
+                    (None, None) => None,
+                };
+                Ok(homeport_db::Conn {
+                    engine: *engine,
+                    host: p.host,
+                    port: p.port,
+                    user: p.user,
+                    password,
+                    database: p.database,
+                    bins: homeport_db::Bins::find(*engine, None, None)?,
+                })
+            }
+        }
+    }
+
+    /// The service that runs it, if Homeport does.
+    pub fn service_name(name: &str) -> String {
+        format!("db-{name}")
     }
 }
 
@@ -225,6 +290,9 @@ pub struct ServiceSpec {
     pub data_dir: PathBuf,
     /// Set for the two instances of a `strategy = "blue-green"` service.
     pub slot: Option<SlotSpec>,
+    /// Set for the service that runs the environment's database server of this name: deploys
+    /// and restores keep it running while they stop the app's services.
+    pub database: Option<String>,
 }
 
 /// One of the two instances of a blue-green service. The agent's proxy listens on the public

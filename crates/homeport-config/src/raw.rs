@@ -52,6 +52,20 @@ pub(crate) const ENV_KEYS: &[&str] = &[
     "services",
 ];
 pub(crate) const AUTO_UPDATE_KEYS: &[&str] = &["every", "window"];
+/// Keys of a database server entry: `databases.main = { postgres = "15", port = 5433 }`.
+pub(crate) const DB_KEYS: &[&str] = &[
+    "postgres",
+    "mariadb",
+    "mysql",
+    "redis",
+    "port",
+    "dir",
+    "bin",
+    "user",
+    "database",
+    "url",
+    "password_file",
+];
 pub(crate) const BACKUP_KEYS: &[&str] = &[
     "every",
     "at",
@@ -113,7 +127,7 @@ pub(crate) struct RawEnv {
     pub autostart: Option<bool>,
     pub data_dir: Option<String>,
     #[serde(default)]
-    pub databases: BTreeMap<String, Spanned<String>>,
+    pub databases: BTreeMap<String, Spanned<RawDatabase>>,
     #[serde(default)]
     pub config_files: BTreeMap<String, String>,
     #[serde(default)]
@@ -193,6 +207,82 @@ pub(crate) struct RawService {
     pub stop_signal: Option<Spanned<Signal>>,
     pub stop_timeout: Option<Dur>,
     pub strategy: Option<Spanned<String>>,
+}
+
+/// `main = "~/app.db"` (SQLite) or a table naming a server.
+pub(crate) enum RawDatabase {
+    Path(String),
+    Server(Box<RawServerDb>),
+}
+
+/// A database server: Homeport runs it (`postgres = "15", port = 5433`) or only backs it up
+/// (`url = "postgresql://…"`).
+#[derive(Deserialize, Default)]
+pub(crate) struct RawServerDb {
+    pub postgres: Option<RawVersion>,
+    pub mariadb: Option<RawVersion>,
+    pub mysql: Option<RawVersion>,
+    pub redis: Option<RawVersion>,
+    pub port: Option<i64>,
+    pub dir: Option<String>,
+    pub bin: Option<String>,
+    pub user: Option<String>,
+    pub database: Option<String>,
+    pub url: Option<String>,
+    pub password_file: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawDatabase {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawDatabase;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    r#"a SQLite file's path, or a server such as { postgres = "15", port = 5433 }"#,
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDatabase, E> {
+                Ok(RawDatabase::Path(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawDatabase, A::Error> {
+                RawServerDb::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|s| RawDatabase::Server(Box::new(s)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A server version: `"15"`, `"10.11"` or `15`.
+pub(crate) struct RawVersion(pub String);
+
+impl<'de> Deserialize<'de> for RawVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawVersion;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a version such as "15" or "10.11""#)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawVersion, E> {
+                Ok(RawVersion(v.trim().to_owned()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawVersion, E> {
+                Ok(RawVersion(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawVersion, E> {
+                Ok(RawVersion(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawVersion, E> {
+                // 10.10 would read as 10.1: a version is text.
+                Err(E::custom(format!(
+                    "write the version in quotes (\"{v}\" as a number loses trailing zeros)"
+                )))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `command = "bin --flag"` (split like a shell would, but never run by one) or `["bin", "--flag"]`.

@@ -167,6 +167,7 @@ pub(super) fn de_table<T: DeserializeOwned>(
             Some(&"restart") if segments.len() > 1 => RESTART_KEYS,
             Some(&"backup") if segments.len() > 1 => BACKUP_KEYS,
             Some(&"auto_update") if segments.len() > 1 => AUTO_UPDATE_KEYS,
+            Some(&"databases") if segments.len() > 2 => DB_KEYS,
             _ => known,
         };
         let last = segments.last().copied().unwrap_or_default();

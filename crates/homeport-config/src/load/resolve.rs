@@ -87,7 +87,25 @@ pub(super) fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>
                 .raw
                 .databases
                 .iter()
-                .map(|(name, path)| (name.clone(), normalize(&expand_home(path.get_ref(), base))))
+                .filter_map(|(name, raw)| match raw.get_ref() {
+                    RawDatabase::Path(path) => {
+                        Some((name.clone(), normalize(&expand_home(path, base))))
+                    }
+                    RawDatabase::Server(_) => None,
+                })
+                .collect();
+            let servers: BTreeMap<String, DbServer> = env
+                .raw
+                .databases
+                .iter()
+                .filter_map(|(name, raw)| match raw.get_ref() {
+                    RawDatabase::Server(s) => {
+                        let field = format!("{}.databases.{name}", env.path);
+                        resolve_server(name, s, raw.span(), &field, &data_dir, base, sink)
+                            .map(|d| (name.clone(), d))
+                    }
+                    RawDatabase::Path(_) => None,
+                })
                 .collect();
             let release = agent
                 .data_dir
@@ -101,6 +119,7 @@ pub(super) fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>
                 autostart: env.raw.autostart.unwrap_or(false),
                 data_dir: data_dir.clone(),
                 databases,
+                servers,
                 config_files: env
                     .raw
                     .config_files
@@ -173,6 +192,8 @@ pub(super) fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>
                     }
                 }
             }
+            let servers = database_services(&env_spec, &mut services);
+            services.extend(servers);
             envs.push(env_spec);
         }
     }
@@ -397,6 +418,9 @@ impl Placeholders<'_> {
                         .ok_or_else(|| format!("uses {{{name}}} but `ports` has no `{n}`"));
                 }
                 if let Some(n) = name.strip_prefix("db.") {
+                    if let Some(server) = self.env.servers.get(n) {
+                        return server_url(server);
+                    }
                     return self.env.databases.get(n).map(|p| path(p)).ok_or_else(|| {
                         format!("uses {{{name}}} but the environment's `databases` has no `{n}`")
                     });
@@ -571,6 +595,21 @@ pub(super) fn resolve_service(
     };
 
     let cmd_span = raw.command.span();
+    let command_text = match raw.command.get_ref() {
+        RawCommand::Line(l) => l.clone(),
+        RawCommand::Argv(v) => v.join(" "),
+    };
+    if let Some(db) = server_with_password(env_spec, &command_text) {
+        sink.push(
+            Some(cmd_span.clone()),
+            &format!("{p}.command"),
+            format!(
+                "{{db.{db}}} holds the server's password, and a command line is readable by every \
+                 local user; pass it in `env` instead: env = {{ DATABASE_URL = \"{{db.{db}}}\" }}"
+            ),
+        );
+        return None;
+    }
     let command = match raw.command.get_ref() {
         RawCommand::Line(line) if raw.shell => match ph.expand_for_shell(line) {
             Ok(v) => Some(CommandSpec::Shell(v)),
@@ -658,12 +697,16 @@ pub(super) fn resolve_service(
     if let Some(port) = port {
         vars.insert("PORT".to_owned(), port.to_string());
     }
+    let mut secret_env = std::collections::BTreeSet::new();
     for (k, v) in env.raw.env.iter().chain(raw.env.iter()) {
-        if let Some(v) = expand(sink, v, cmd_span.clone(), &format!("env.{k}")) {
-            vars.insert(k.clone(), v);
+        if let Some(x) = expand(sink, v, cmd_span.clone(), &format!("env.{k}")) {
+            vars.insert(k.clone(), x);
+            // A database URL with its password is masked wherever the service is shown.
+            if server_with_password(env_spec, v).is_some() {
+                secret_env.insert(k.clone());
+            }
         }
     }
-    let mut secret_env = std::collections::BTreeSet::new();
     for (k, v) in env.raw.secret_env.iter().chain(raw.secret_env.iter()) {
         if let Some(v) = expand(sink, v, cmd_span.clone(), &format!("secret_env.{k}")) {
             vars.insert(k.clone(), v);
@@ -716,6 +759,7 @@ pub(super) fn resolve_service(
         stop_timeout: raw.stop_timeout.map_or(Duration::from_secs(10), |d| d.0),
         data_dir: env_spec.data_dir.clone(),
         slot: None,
+        database: None,
     };
     ok.then_some(spec)
 }
@@ -1076,6 +1120,13 @@ pub(super) fn normalize(p: &Path) -> PathBuf {
 /// `release`: `{release}`, `{data_dir}`, `{app}`, `{env}`, `{db.NAME}`, `{config.NAME}`. Loading
 /// the config checks it for every environment of the app, so a typo fails there, with its line.
 pub fn migrate_argv(line: &str, env: &EnvSpec, release: &Path) -> Result<Vec<String>, String> {
+    if let Some(db) = server_with_password(env, line) {
+        return Err(format!(
+            "{{db.{db}}} holds the server's password, and a command line is readable by every \
+             local user; `migrate` runs with the environment's `env`, so set it there (env = {{ \
+             DATABASE_URL = \"{{db.{db}}}\" }}) and read it in the migration"
+        ));
+    }
     let words = shlex::split(line)
         .filter(|w| !w.is_empty())
         .ok_or_else(|| format!("cannot split {line:?} into words (check its quotes)"))?;
@@ -1175,6 +1226,220 @@ pub fn step_env(env: &EnvSpec, release: &Path) -> StepEnv {
             Ok(v) => out.vars.push((k.clone(), v)),
             Err(_) => out.skipped.push(k.clone()),
         }
+    }
+    out
+}
+
+/// The `{db.NAME}` of a server: its URL. For a managed server, with the password Homeport made
+/// for it (made now if this is the first time its name is read).
+fn server_url(server: &DbServer) -> Result<String, String> {
+    match server {
+        DbServer::Managed(s) => homeport_db::password(&s.dir)
+            .map(|pw| s.url(&pw))
+            .map_err(|e| {
+                format!(
+                    "cannot read or make the password of database {} in {}: {e}",
+                    s.name,
+                    s.dir.display()
+                )
+            }),
+        DbServer::External { url, .. } => Ok(url.clone()),
+    }
+}
+
+/// The name of a server whose `{db.NAME}` (a URL with a password) `text` uses, if any.
+fn server_with_password(env: &EnvSpec, text: &str) -> Option<String> {
+    env.servers
+        .iter()
+        .filter(|(_, s)| match s {
+            DbServer::Managed(_) => true,
+            DbServer::External { url, .. } => homeport_db::parse_url(url)
+                .ok()
+                .is_some_and(|u| u.password.is_some()),
+        })
+        .map(|(n, _)| n)
+        .find(|n| text.contains(&format!("{{db.{n}}}")))
+        .cloned()
+}
+
+/// `databases.main = { postgres = "15", port = 5433 }` (or `mariadb`, `redis`): a server
+/// Homeport runs. `{ url = "postgresql://…" }`: a server it only backs up.
+fn resolve_server(
+    name: &str,
+    raw: &RawServerDb,
+    span: Range<usize>,
+    field: &str,
+    data_dir: &Path,
+    base: &Path,
+    sink: &mut Sink<'_>,
+) -> Option<DbServer> {
+    use homeport_db::Engine;
+    let engines: Vec<(Engine, &RawVersion)> = [
+        (Engine::Postgres, &raw.postgres),
+        (Engine::Mariadb, &raw.mariadb),
+        (Engine::Mariadb, &raw.mysql),
+        (Engine::Redis, &raw.redis),
+    ]
+    .into_iter()
+    .filter_map(|(e, v)| v.as_ref().map(|v| (e, v)))
+    .collect();
+    let mut fail = |msg: String| {
+        sink.push(Some(span.clone()), field, msg);
+        None
+    };
+    if let Some(url) = &raw.url {
+        if !engines.is_empty() || raw.port.is_some() || raw.dir.is_some() || raw.user.is_some() {
+            return fail(
+                "a database is either run by Homeport (postgres/mariadb/redis = VERSION, port) or \
+                 reached by `url` (backed up only), not both"
+                    .into(),
+            );
+        }
+        let parsed = match homeport_db::parse_url(url) {
+            Ok(p) => p,
+            Err(e) => return fail(format!("the url: {e}")),
+        };
+        return Some(DbServer::External {
+            engine: parsed.engine,
+            url: url.clone(),
+            password_file: raw
+                .password_file
+                .as_deref()
+                .map(|f| normalize(&expand_home(f, base))),
+        });
+    }
+    let (engine, version) = match engines.as_slice() {
+        [one] => *one,
+        [] => {
+            return fail(
+                "name the server and its version (postgres = \"15\", mariadb = \"10.11\" or \
+                 redis = \"7\") or an external server's `url`"
+                    .into(),
+            );
+        }
+        _ => return fail("name one server: postgres, mariadb or redis".into()),
+    };
+    if version.0.is_empty() || !version.0.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return fail(format!(
+            "{:?} is not a version; write the major version, e.g. {} = \"{}\"",
+            version.0,
+            engine.key(),
+            match engine {
+                Engine::Postgres => "15",
+                Engine::Mariadb => "10.11",
+                Engine::Redis => "7",
+            }
+        ));
+    }
+    if raw.password_file.is_some() {
+        return fail(
+            "`password_file` is for external servers; Homeport makes the password of a server it \
+             runs"
+                .into(),
+        );
+    }
+    let Some(port) = raw.port else {
+        return fail(format!(
+            "give {name} its own loopback port, e.g. port = {}",
+            match engine {
+                Engine::Postgres => 5433,
+                Engine::Mariadb => 3307,
+                Engine::Redis => 6380,
+            }
+        ));
+    };
+    let Some(port) = u16::try_from(port).ok().filter(|p| *p > 0) else {
+        return fail(format!("port {port} is out of range; expected 1 to 65535"));
+    };
+    let database = match (&raw.database, engine) {
+        (Some(_), Engine::Redis) => {
+            return fail(
+                "Redis has numbered databases, not named ones: leave out `database`".into(),
+            );
+        }
+        (Some(d), _)
+            if !d.is_empty() && d.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            d.clone()
+        }
+        (Some(d), _) => {
+            return fail(format!("database name {d:?}: use letters, digits and `_`"));
+        }
+        (None, Engine::Redis) => "0".to_owned(),
+        (None, _) => name.replace('-', "_"),
+    };
+    let dir = raw.dir.as_deref().map_or_else(
+        || data_dir.join("databases").join(name),
+        |d| normalize(&expand_home(d, base)),
+    );
+    Some(DbServer::Managed(homeport_db::Server {
+        name: name.to_owned(),
+        engine,
+        version: version.0.clone(),
+        port,
+        dir,
+        bin_dir: raw.bin.as_deref().map(|b| normalize(&expand_home(b, base))),
+        database,
+        user: raw.user.clone(),
+    }))
+}
+
+/// The services that run the environment's managed servers (`db-NAME`), and every other service
+/// of the environment made to wait for them.
+fn database_services(env: &EnvSpec, services: &mut [ServiceSpec]) -> Vec<ServiceSpec> {
+    let exe = std::env::current_exe()
+        .unwrap_or_else(|_| PathBuf::from("homeport"))
+        .display()
+        .to_string();
+    let mut out = Vec::new();
+    for (name, server) in &env.servers {
+        let DbServer::Managed(s) = server else {
+            continue;
+        };
+        let key = ServiceKey::new(&env.app, &env.env, DbServer::service_name(name));
+        for svc in services
+            .iter_mut()
+            .filter(|x| x.key.app == env.app && x.key.env == env.env && x.database.is_none())
+        {
+            if !svc.depends_on.contains(&key) {
+                svc.depends_on.push(key.clone());
+            }
+        }
+        let argv = |action: &str| {
+            let mut a = vec![exe.clone(), "db".into(), action.into()];
+            a.extend(s.to_args());
+            a
+        };
+        out.push(ServiceSpec {
+            key,
+            command: CommandSpec::Argv(argv("serve")),
+            cwd: env.data_dir.clone(),
+            env: BTreeMap::new(),
+            secret_env: Default::default(),
+            env_files: Vec::new(),
+            port: Some(s.port),
+            ports: BTreeMap::new(),
+            health: Some(HealthCheck {
+                probe: HealthProbe::Command(CommandSpec::Argv(argv("ping"))),
+                interval: Duration::from_secs(5),
+                timeout: Duration::from_secs(10),
+                retries: 3,
+                // The first start initialises the data folder.
+                start_period: Duration::from_secs(120),
+            }),
+            restart: RestartPolicy {
+                max_failures: Some(5),
+                ..RestartPolicy::default()
+            },
+            depends_on: Vec::new(),
+            autostart: env.autostart,
+            stop_signal: s.engine.stop_signal(),
+            // A server finishing its writes must not be killed half-way.
+            stop_timeout: Duration::from_secs(60),
+            data_dir: env.data_dir.clone(),
+            slot: None,
+            database: Some(name.clone()),
+        });
     }
     out
 }

@@ -296,6 +296,40 @@ pub(super) fn check_ports(tree: &Tree, config: &Config, sink: &mut Sink<'_>) {
             }
         }
     }
+    for app in &tree.apps {
+        for env in &app.envs {
+            for (name, raw) in &env.raw.databases {
+                if let RawDatabase::Server(server) = raw.get_ref()
+                    && server.url.is_none()
+                    && let Some(p) = server.port
+                    && let Ok(port) = u16::try_from(p)
+                {
+                    users.entry(port).or_default().push((
+                        format!(
+                            "database {name} of {}/{}",
+                            app.name.get_ref(),
+                            env.name.get_ref()
+                        ),
+                        format!("{}.databases.{name}.port", env.path),
+                        raw.span(),
+                    ));
+                }
+                // Its service is `db-NAME`: a service of that name would be ambiguous.
+                let service = format!("db-{name}");
+                if let Some(svc) = env.services.iter().find(|s| s.name.get_ref() == &service)
+                    && matches!(raw.get_ref(), RawDatabase::Server(s) if s.url.is_none())
+                {
+                    sink.push(
+                        Some(svc.name.span()),
+                        &svc.path,
+                        format!(
+                            "the service name {service} is taken by the server of database {name}; rename one"
+                        ),
+                    );
+                }
+            }
+        }
+    }
     for (port, claims) in users {
         if claims.len() < 2 {
             continue;
@@ -519,8 +553,10 @@ pub(super) fn check_databases(tree: &Tree, config: &Config, sink: &mut Sink<'_>)
                 continue;
             };
             for (name, raw) in &env.raw.databases {
-                if let Some(path) = spec.databases.get(name) {
-                    if let Err(why) = check_database_path(raw.get_ref(), path) {
+                if let Some(path) = spec.databases.get(name)
+                    && let RawDatabase::Path(written) = raw.get_ref()
+                {
+                    if let Err(why) = check_database_path(written, path) {
                         sink.push(
                             Some(raw.span()),
                             &format!("{}.databases.{name}", env.path),
