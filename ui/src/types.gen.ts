@@ -274,13 +274,21 @@ revision: string, };
 
 export type BackupTrigger = "manual" | "scheduled" | "pre_deploy" | "safety";
 
-export type ArtifactKind = "sqlite" | "files";
+export type ArtifactKind = "sqlite" | "files" | "postgres_dump" | "postgres_globals" | "mariadb_dump" | "redis_rdb";
 
 export type BackupArtifact = { 
 /**
  * The database's name, or `files`.
  */
-name: string, kind: ArtifactKind, file: string, size: number, sha256: string, compressed: boolean, };
+name: string, kind: ArtifactKind, file: string, size: number, sha256: string, compressed: boolean, 
+/**
+ * The server's database a dump holds (PostgreSQL, MariaDB).
+ */
+database?: string, 
+/**
+ * What the backup could not promise (a MariaDB table that is not transactional).
+ */
+warning?: string, };
 
 export type BackupInfo = { id: number, app: string, env: string, 
 /**
@@ -310,7 +318,17 @@ next_due: string | null,
 /**
  * Newest first.
  */
-backups: Array<BackupInfo>, };
+backups: Array<BackupInfo>, 
+/**
+ * The last backup attempt, when it failed (no backup has succeeded since).
+ */
+last_failure?: BackupFailure, };
+
+export type BackupFailure = { 
+/**
+ * RFC 3339 UTC.
+ */
+time: string, trigger: BackupTrigger, error: string, };
 
 export type BackupRequest = { 
 /**

@@ -154,9 +154,9 @@ impl From<BackupOpError> for ApiError {
             }
             BackupOpError::Busy(_) => StatusCode::CONFLICT,
             BackupOpError::Refused(_) => StatusCode::BAD_REQUEST,
-            BackupOpError::Backup(_) | BackupOpError::RestoreFailed { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            BackupOpError::Backup(_)
+            | BackupOpError::Failed(_)
+            | BackupOpError::RestoreFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             BackupOpError::Store(_) | BackupOpError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -25,6 +25,7 @@ pub mod diff;
 pub mod restore;
 pub mod retention;
 pub mod schedule;
+pub mod server;
 mod sqlite;
 
 use std::fs::{self, File};
@@ -37,6 +38,7 @@ use sha2::{Digest, Sha256};
 
 pub use archive::{FileEntry, read_index, unpack_entry};
 pub use homeport_types::ArtifactKind;
+pub use server::ServerSource;
 pub use sqlite::{
     BackupMethod, backup_database, backup_database_within, integrity_check, is_sqlite,
 };
@@ -73,6 +75,9 @@ pub enum BackupError {
     /// the backup itself is fine.
     #[error("{0}")]
     Refused(String),
+    /// A database server's tool failed; the message says what happened in words.
+    #[error("{0}")]
+    Server(String),
 }
 
 impl BackupError {
@@ -95,6 +100,8 @@ impl BackupError {
 pub struct BackupPlan {
     /// SQLite databases by name.
     pub databases: Vec<(String, PathBuf)>,
+    /// Database servers by name.
+    pub servers: Vec<(String, ServerSource)>,
     /// Files and folders archived together.
     pub files: Vec<PathBuf>,
     /// Compress artifacts with zstd.
@@ -118,6 +125,9 @@ pub fn take(
     let mut set = SetBuilder::new(env_dir, plan.compress)?;
     for (name, db) in &plan.databases {
         set.add_database(name, db, method)?;
+    }
+    for (name, src) in &plan.servers {
+        set.add_server(name, src)?;
     }
     if !plan.files.is_empty() {
         set.add_files(&plan.files)?;
@@ -225,6 +235,17 @@ impl SetBuilder {
         Ok(a)
     }
 
+    /// Every database of a server, each through the server's own dump tool.
+    pub fn add_server(
+        &mut self,
+        name: &str,
+        src: &ServerSource,
+    ) -> Result<Vec<Artifact>, BackupError> {
+        let made = server::dump_server(name, src, &self.work, self.compress)?;
+        self.artifacts.extend(made.iter().cloned());
+        Ok(made)
+    }
+
     /// An archive of `paths` (files and folders), as `files.tar`.
     pub fn add_files(&mut self, paths: &[PathBuf]) -> Result<Artifact, BackupError> {
         let partial = self.work.join("files.tar.partial");
@@ -299,6 +320,8 @@ fn finish(
         size,
         sha256,
         compressed: compress,
+        database: None,
+        warning: None,
     })
 }
 
@@ -366,9 +389,13 @@ pub fn verify(set_dir: &Path, a: &Artifact) -> Result<(), BackupError> {
     check_sha256(&path, &a.sha256)?;
     let tmp = set_dir.join(format!(".verify-{}", a.file));
     let _ = fs::remove_file(&tmp);
+    if a.kind.is_server() {
+        return server::verify_content(&path, a, set_dir);
+    }
     let checked = extract(&path, a.compressed, &tmp).and_then(|()| match a.kind {
         ArtifactKind::Sqlite => integrity_check(&tmp),
         ArtifactKind::Files => read_index(&tmp).map(drop),
+        _ => Ok(()),
     });
     let _ = fs::remove_file(&tmp);
     checked

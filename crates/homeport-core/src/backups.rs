@@ -13,10 +13,10 @@ use std::time::{Duration, SystemTime};
 
 use homeport_backup::retention::{Candidate, Retention};
 use homeport_backup::{Artifact, ArtifactKind, BackupMethod, BackupPlan, SetBuilder, restore};
-use homeport_config::{BackupSchedule, EnvSpec};
+use homeport_config::{BackupSchedule, DbServer, EnvSpec};
 use homeport_types::{
-    BackupInfo, BackupTrigger, Discarded, EnvBackups, EventKind, RestoreOutcome, ServiceState,
-    Subject, TableRows, Target, VerifyOutcome,
+    BackupFailure, BackupInfo, BackupTrigger, Discarded, EnvBackups, EventKind, RestoreOutcome,
+    ServiceState, Subject, TableRows, Target, VerifyOutcome,
 };
 
 use crate::Core;
@@ -36,6 +36,9 @@ pub enum BackupOpError {
     Backup(#[from] homeport_backup::BackupError),
     #[error("{0}")]
     Refused(String),
+    /// The backup was tried and failed (the event is published already).
+    #[error("{0}")]
+    Failed(String),
     #[error("restore of {env} failed: {why}; {rollback}")]
     RestoreFailed {
         env: String,
@@ -106,6 +109,22 @@ pub(crate) async fn take(
     } else {
         Some(core.claim_env(&env.app, &env.env, "backup")?)
     };
+    let subject = Subject::env(&env.app, &env.env);
+    let servers = match server_sources(&env, trigger) {
+        Ok(s) => s,
+        Err(e) => {
+            // A server that cannot be reached is a failed backup, told as loudly as any.
+            core.emit(
+                subject,
+                EventKind::BackupFailed {
+                    trigger,
+                    error: e.to_string(),
+                },
+            );
+            core.flush_records(Duration::from_secs(1));
+            return Err(BackupOpError::Failed(e.to_string()));
+        }
+    };
     let plan = BackupPlan {
         // Before a deploy or on schedule, a database that does not exist yet (its service has
         // not created it) has nothing to keep; a manual backup says it is missing.
@@ -115,15 +134,15 @@ pub(crate) async fn take(
             .filter(|(_, p)| trigger == BackupTrigger::Manual || p.exists())
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        servers,
         files: env.files.clone(),
         compress: env.backup.compress,
     };
-    if plan.databases.is_empty() && plan.files.is_empty() {
+    if plan.databases.is_empty() && plan.servers.is_empty() && plan.files.is_empty() {
         return Err(BackupOpError::Refused(format!(
             "{target} lists no `databases` or `files` to back up"
         )));
     }
-    let subject = Subject::env(&env.app, &env.env);
     let made = make(core, &env, plan, trigger).await;
     match &made {
         Ok(info) => core.emit(
@@ -144,7 +163,44 @@ pub(crate) async fn take(
             },
         ),
     }
+    // The list of backups (which names the last failure) reads state.db: the outcome is there
+    // before the caller hears of it.
+    core.flush_records(Duration::from_secs(1));
     made
+}
+
+/// What to back up of each database server of `env`. A managed server never started (no data
+/// folder yet) has nothing to keep, except when a person asks.
+fn server_sources(
+    env: &EnvSpec,
+    trigger: BackupTrigger,
+) -> Result<Vec<(String, homeport_backup::ServerSource)>, BackupOpError> {
+    let mut out = Vec::new();
+    for (name, server) in &env.servers {
+        let source = match server {
+            DbServer::Managed(s) => {
+                if trigger != BackupTrigger::Manual && !s.data_dir().exists() {
+                    continue;
+                }
+                homeport_backup::ServerSource {
+                    conn: s
+                        .conn()
+                        .map_err(|e| BackupOpError::Refused(e.to_string()))?,
+                    all_databases: true,
+                    rdb_file: Some(s.rdb_file()),
+                }
+            }
+            DbServer::External { .. } => homeport_backup::ServerSource {
+                conn: server
+                    .conn()
+                    .map_err(|e| BackupOpError::Refused(format!("database {name}: {e}")))?,
+                all_databases: false,
+                rdb_file: None,
+            },
+        };
+        out.push((name.clone(), source));
+    }
+    Ok(out)
 }
 
 /// Takes the backup `plan` describes, catalogues it, and applies retention.
@@ -169,6 +225,9 @@ async fn make(
         info.size,
         info.duration_ms
     );
+    for w in info.artifacts.iter().filter_map(|a| a.warning.as_ref()) {
+        tracing::warn!(backup = info.id, "backup of {target}: {w}");
+    }
     prune(core, env)?;
     Ok(info)
 }
@@ -289,12 +348,31 @@ pub(crate) fn list(core: &Core, target: &Target) -> Result<Vec<EnvBackups>, Back
                     .max(SystemTime::now());
                 humantime::format_rfc3339_seconds(due).to_string()
             });
+            // The newest outcome decides: a failure after the last backup is still news.
+            let target = Target::Env(e.app.clone(), e.env.clone());
+            let last_failure = store
+                .recent_events(
+                    &target,
+                    &["backup_finished".to_owned(), "backup_failed".to_owned()],
+                    1,
+                )?
+                .into_iter()
+                .next()
+                .and_then(|ev| match ev.kind {
+                    EventKind::BackupFailed { trigger, error } => Some(BackupFailure {
+                        time: ev.time,
+                        trigger,
+                        error,
+                    }),
+                    _ => None,
+                });
             Ok(EnvBackups {
                 app: e.app.clone(),
                 env: e.env.clone(),
                 schedule: e.backup.schedule.as_ref().map(describe),
                 next_due,
                 backups,
+                last_failure,
             })
         })
         .collect()
@@ -308,6 +386,25 @@ pub(crate) async fn verify(core: &Core, id: i64) -> Result<VerifyOutcome, Backup
         .backup(id)?
         .ok_or_else(|| BackupOpError::NoBackup(id.to_string()))?;
     let checked = info.clone();
+    // A PostgreSQL dump is verified by restoring it: into a scratch database on the managed
+    // server it came from, dropped afterwards.
+    let scratch_servers: std::collections::BTreeMap<String, homeport_db::Conn> = core
+        .config()
+        .envs
+        .iter()
+        .find(|e| e.app == info.app && e.env == info.env)
+        .map(|e| {
+            e.servers
+                .iter()
+                .filter_map(|(n, s)| match s {
+                    DbServer::Managed(m) if m.engine == homeport_db::Engine::Postgres => {
+                        m.conn().ok().map(|c| (n.clone(), c))
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let problems = tokio::task::spawn_blocking(move || {
         let dir = PathBuf::from(&checked.dir);
         checked
@@ -315,6 +412,12 @@ pub(crate) async fn verify(core: &Core, id: i64) -> Result<VerifyOutcome, Backup
             .iter()
             .filter_map(|a| {
                 homeport_backup::verify(&dir, a)
+                    .and_then(|()| match scratch_servers.get(&a.name) {
+                        Some(conn) if a.kind == ArtifactKind::PostgresDump => {
+                            homeport_backup::server::restore_into_scratch(conn, &dir, a)
+                        }
+                        _ => Ok(()),
+                    })
                     .err()
                     .map(|e| e.to_string())
             })
@@ -447,7 +550,15 @@ fn parts(
     let mut out = Vec::new();
     let want_dbs = sel.path.is_none();
     let want_files = sel.database.is_none();
+    // A server's databases are restored through the server (see dbrestore).
+    let mut servers = false;
     for a in &info.artifacts {
+        if a.kind.is_server() {
+            servers |= a.kind.is_database()
+                && want_dbs
+                && sel.database.as_deref().is_none_or(|d| d == a.name);
+            continue;
+        }
         if a.kind.is_database() && want_dbs {
             if sel.database.as_deref().is_some_and(|d| d != a.name) {
                 continue;
@@ -507,7 +618,7 @@ fn parts(
             }
         }
     }
-    if out.is_empty() {
+    if out.is_empty() && !servers {
         let what = match (&sel.database, &sel.path) {
             (Some(d), _) => format!("no database named {d}"),
             (_, Some(p)) => format!("no file {p}"),
@@ -639,7 +750,13 @@ async fn write_out(
         }
         let mut out = Vec::new();
         for a in &dbs {
-            let dest = to.join(format!("{}.db", a.name));
+            // A server's dump keeps its own name (`main.shop.pgdump`), plain.
+            let name = if a.kind.is_server() {
+                a.file.trim_end_matches(".zst").to_owned()
+            } else {
+                format!("{}.db", a.name)
+            };
+            let dest = to.join(name);
             restore::extract_checked(&dir, a, &dest)?;
             out.push(dest.display().to_string());
         }
@@ -735,6 +852,7 @@ async fn keep_safety_copy(
     core: &Core,
     env: &EnvSpec,
     parts: &[Part],
+    servers: Vec<(String, homeport_backup::ServerSource)>,
 ) -> Result<Option<BackupInfo>, BackupOpError> {
     let dbs: Vec<(String, PathBuf)> = parts
         .iter()
@@ -752,7 +870,7 @@ async fn keep_safety_copy(
             _ => None,
         })
         .collect();
-    if dbs.is_empty() && files.is_empty() {
+    if dbs.is_empty() && files.is_empty() && servers.is_empty() {
         return Ok(None);
     }
     let root = safety_root(core, env);
@@ -764,6 +882,9 @@ async fn keep_safety_copy(
         for (name, live) in &dbs {
             set.add_database_as_is(name, live)?;
             damaged |= homeport_backup::integrity_check(live).is_err();
+        }
+        for (name, src) in &servers {
+            set.add_server(name, src)?;
         }
         if !files.is_empty() {
             set.add_files(&files)?;
@@ -933,21 +1054,51 @@ async fn restore_live(
     let _ = std::fs::remove_file(&tar);
     let staged = staged?;
     let parts: Vec<Part> = staged.iter().map(|(p, _)| p.clone()).collect();
+    // A server's databases: loaded beside the live ones through the server, which runs.
+    let server_arts = if sel.path.is_none() {
+        crate::dbrestore::selected(&info.artifacts, sel.database.as_deref())
+    } else {
+        Vec::new()
+    };
+    let server_staged = async {
+        if server_arts.is_empty() {
+            return Ok(Vec::new());
+        }
+        crate::dbrestore::ensure_servers(core, env).await?;
+        let dir = PathBuf::from(&info.dir);
+        crate::dbrestore::stage(env, &dir, &server_arts).await
+    }
+    .await;
+    let server_staged = match server_staged {
+        Ok(s) => s,
+        Err(e) => {
+            for (_, copy) in &staged {
+                remove_any(copy);
+            }
+            return Err(e);
+        }
+    };
 
+    // The app's services stop; its database servers keep running (a restore works through them).
     let were_up: Vec<_> = core
         .supervisor()
         .status()
         .into_iter()
         .filter(|s| env_target.contains(&s.key))
+        .filter(|s| !is_server(core, &s.key))
         .filter(|s| s.state.is_up() || s.state == ServiceState::BackingOff)
         .map(|s| s.key)
         .collect();
-    let _ = core.supervisor().stop(&env_target).await;
-    let safety = match keep_safety_copy(core, env, &parts).await {
+    stop_app(core, env).await;
+    let sources = crate::dbrestore::safety_sources(&server_staged);
+    let safety = match keep_safety_copy(core, env, &parts, sources).await {
         Ok(s) => s,
         Err(e) => {
             for (_, copy) in &staged {
                 remove_any(copy);
+            }
+            for s in server_staged {
+                crate::dbrestore::discard(s).await;
             }
             restart(core, &were_up).await;
             return Err(BackupOpError::Refused(format!(
@@ -956,9 +1107,18 @@ async fn restore_live(
         }
     };
     if let Err(e) = swap_all(staged, safety.as_ref()).await {
+        for s in server_staged {
+            crate::dbrestore::discard(s).await;
+        }
         restart(core, &were_up).await;
         return Err(e);
     }
+    // A failed swap of a server is put back by `swap` itself; the files' parts then go back too.
+    let (server_swapped, why) =
+        match crate::dbrestore::swap(core, server_staged, safety.as_ref()).await {
+            Ok(s) => (s, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
     let copies: Vec<String> = safety
         .as_ref()
         .map(|s| {
@@ -970,8 +1130,13 @@ async fn restore_live(
         .unwrap_or_default();
 
     // Start what ran before and check it comes up; otherwise put the old state back.
-    if let Some(why) = start_and_check(core, &were_up, env.health_deadline).await {
-        let _ = core.supervisor().stop(&env_target).await;
+    let why = match why {
+        Some(w) => Some(w),
+        None => start_and_check(core, &were_up, env.health_deadline).await,
+    };
+    if let Some(why) = why {
+        stop_app(core, env).await;
+        let servers_back = crate::dbrestore::put_back(core, server_swapped, safety.as_ref()).await;
         let back = match &safety {
             Some(s) => match safety_parts(s, &parts) {
                 Ok(b) => {
@@ -992,7 +1157,7 @@ async fn restore_live(
                 Ok(())
             }
         };
-        let rollback = match back {
+        let rollback = match back.and(servers_back) {
             Ok(()) => match start_and_check(core, &were_up, env.health_deadline).await {
                 None => "the previous database is back in place and its services run".to_owned(),
                 Some(w) => format!(
@@ -1011,16 +1176,42 @@ async fn restore_live(
             rollback,
         });
     }
+    crate::dbrestore::finish(server_swapped).await;
     let _ = prune(core, env);
+    let mut restored: Vec<String> = parts
+        .iter()
+        .map(|p| p.live().display().to_string())
+        .collect();
+    restored.extend(server_arts.iter().map(|a| match &a.database {
+        Some(db) => format!("{} ({db})", a.name),
+        None => a.name.clone(),
+    }));
     Ok(RestoreOutcome {
         backup: info.id,
-        restored: parts
-            .iter()
-            .map(|p| p.live().display().to_string())
-            .collect(),
+        restored,
         safety_copies: copies,
         safety_backup: safety.map(|s| s.id),
     })
+}
+
+fn is_server(core: &Core, key: &homeport_types::ServiceKey) -> bool {
+    core.config()
+        .service(key)
+        .is_some_and(|s| s.database.is_some())
+}
+
+/// Stops the environment's services but its database servers.
+async fn stop_app(core: &Core, env: &EnvSpec) {
+    let keys: Vec<_> = core
+        .config()
+        .services
+        .iter()
+        .filter(|s| s.key.app == env.app && s.key.env == env.env && s.database.is_none())
+        .map(|s| s.key.clone())
+        .collect();
+    for k in keys {
+        let _ = core.supervisor().stop(&Target::Service(k)).await;
+    }
 }
 
 /// For a failed deploy: writes the pre-deploy backup's databases into the live ones in place,
@@ -1044,6 +1235,10 @@ pub(crate) async fn restore_in_place(
         .into_iter()
         .filter(|p| matches!(p, Part::Database { .. }))
         .collect();
+    let mut discarded = restore_servers_in_place(core, env, &info).await?;
+    if parts.is_empty() {
+        return Ok(discarded);
+    }
     let staged = stage(core, &info, parts, PathBuf::new()).await?;
     let root = safety_root(core, env);
     let compress = env.backup.compress;
@@ -1078,25 +1273,70 @@ pub(crate) async fn restore_in_place(
     let dir = set.dir.clone();
     let safety = catalogue(core, env, time, BackupTrigger::Safety, set, true)?;
     let _ = prune(core, env);
-    Ok(found
-        .into_iter()
-        .map(|(database, live, tables, file)| {
-            let tables: Option<Vec<TableRows>> = tables.map(|t| {
-                t.into_iter()
-                    .map(|r| TableRows {
-                        table: r.table,
-                        rows: r.rows,
-                    })
-                    .collect()
-            });
-            Discarded {
-                database,
-                path: live.display().to_string(),
-                rows: tables.as_ref().map(|t| t.iter().map(|r| r.rows).sum()),
-                tables: tables.unwrap_or_default(),
-                backup: Some(safety.id),
-                copy: dir.join(file).display().to_string(),
+    discarded.extend(found.into_iter().map(|(database, live, tables, file)| {
+        let tables: Option<Vec<TableRows>> = tables.map(|t| {
+            t.into_iter()
+                .map(|r| TableRows {
+                    table: r.table,
+                    rows: r.rows,
+                })
+                .collect()
+        });
+        Discarded {
+            database,
+            path: live.display().to_string(),
+            rows: tables.as_ref().map(|t| t.iter().map(|r| r.rows).sum()),
+            tables: tables.unwrap_or_default(),
+            backup: Some(safety.id),
+            copy: dir.join(file).display().to_string(),
+        }
+    }));
+    Ok(discarded)
+}
+
+/// The servers' part of [`restore_in_place`]: each database of the pre-deploy backup restored
+/// beside the live one and swapped in, after a safety dump of the live one. What it discarded is
+/// not counted per row; the safety backup keeps it.
+async fn restore_servers_in_place(
+    core: &Core,
+    env: &EnvSpec,
+    info: &BackupInfo,
+) -> Result<Vec<Discarded>, BackupOpError> {
+    let arts = crate::dbrestore::selected(&info.artifacts, None);
+    if arts.is_empty() {
+        return Ok(Vec::new());
+    }
+    crate::dbrestore::ensure_servers(core, env).await?;
+    let staged = crate::dbrestore::stage(env, Path::new(&info.dir), &arts).await?;
+    let sources = crate::dbrestore::safety_sources(&staged);
+    let safety = match keep_safety_copy(core, env, &[], sources).await {
+        Ok(s) => s,
+        Err(e) => {
+            for s in staged {
+                crate::dbrestore::discard(s).await;
             }
+            return Err(e);
+        }
+    };
+    let swapped = crate::dbrestore::swap(core, staged, safety.as_ref()).await?;
+    crate::dbrestore::finish(swapped).await;
+    Ok(arts
+        .iter()
+        .map(|a| Discarded {
+            database: a.name.clone(),
+            path: a.database.clone().unwrap_or_else(|| a.name.clone()),
+            rows: None,
+            tables: Vec::new(),
+            backup: safety.as_ref().map(|s| s.id),
+            copy: safety
+                .as_ref()
+                .and_then(|s| {
+                    s.artifacts
+                        .iter()
+                        .find(|x| x.name == a.name && x.database == a.database)
+                        .map(|x| Path::new(&s.dir).join(&x.file).display().to_string())
+                })
+                .unwrap_or_default(),
         })
         .collect())
 }

@@ -25,6 +25,7 @@
 
 mod backups;
 mod claims;
+mod dbrestore;
 mod deploy;
 mod detail;
 mod hosts;

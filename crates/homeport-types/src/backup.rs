@@ -39,6 +39,14 @@ pub struct BackupArtifact {
     pub size: u64,
     pub sha256: String,
     pub compressed: bool,
+    /// The server's database a dump holds (PostgreSQL, MariaDB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
+    pub database: Option<String>,
+    /// What the backup could not promise (a MariaDB table that is not transactional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
+    pub warning: Option<String>,
 }
 
 /// A catalogued backup of one environment.
@@ -76,6 +84,20 @@ pub struct EnvBackups {
     pub next_due: Option<String>,
     /// Newest first.
     pub backups: Vec<BackupInfo>,
+    /// The last backup attempt, when it failed (no backup has succeeded since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
+    pub last_failure: Option<BackupFailure>,
+}
+
+/// A backup that was tried and failed.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupFailure {
+    /// RFC 3339 UTC.
+    pub time: String,
+    pub trigger: BackupTrigger,
+    pub error: String,
 }
 
 /// Body of `POST /api/v1/backups`.
@@ -137,11 +159,31 @@ pub enum ArtifactKind {
     Sqlite,
     /// An archive of the environment's `files`.
     Files,
+    /// `pg_dump -Fc` of one database of a PostgreSQL server.
+    PostgresDump,
+    /// `pg_dumpall --globals-only` of a PostgreSQL server: roles and tablespaces.
+    PostgresGlobals,
+    /// `mariadb-dump` of one database.
+    MariadbDump,
+    /// A Redis snapshot (RDB).
+    RedisRdb,
 }
 
 impl ArtifactKind {
-    /// It holds a database (of any engine), named in the environment's `databases`.
+    /// It holds a database (of any engine), named in the environment's `databases`. A
+    /// PostgreSQL server's globals (its roles) go with its dumps but are not restored alone.
     pub fn is_database(self) -> bool {
-        !matches!(self, ArtifactKind::Files)
+        !matches!(self, ArtifactKind::Files | ArtifactKind::PostgresGlobals)
+    }
+
+    /// It is a database server's (restored through the server, not by swapping a file).
+    pub fn is_server(self) -> bool {
+        matches!(
+            self,
+            ArtifactKind::PostgresDump
+                | ArtifactKind::PostgresGlobals
+                | ArtifactKind::MariadbDump
+                | ArtifactKind::RedisRdb
+        )
     }
 }

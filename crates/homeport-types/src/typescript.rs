@@ -21,7 +21,7 @@ fn generate() -> String {
         AgentInfo, StatusSnapshot, StatusReport, Level, Verdict, ApiError, SignInLink,
         AgentEndpoint, Subject, Event, EventKind, ConfigChange, AgentOption, ConfigView,
         AgentSettingsView, EnvView, ServiceView, ConfigEdit, Problem, ConfigPreview,
-        ConfigApplied, BackupTrigger, ArtifactKind, BackupArtifact, BackupInfo, EnvBackups,
+        ConfigApplied, BackupTrigger, ArtifactKind, BackupArtifact, BackupInfo, EnvBackups, BackupFailure,
         BackupRequest, RestoreRequest, RestoreOutcome, VerifyOutcome, DeployKind, DeployResult,
         StepStatus, DeployRequest, StepRecord, DeployRecord, DeployEvent, AppInfo, EnvRelease,
         ReleaseInfo, HostState, HostInfo, Preflight, MissingTool,

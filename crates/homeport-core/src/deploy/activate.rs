@@ -30,6 +30,10 @@ struct Watch {
     dbs: Vec<(rusqlite::Connection, i64)>,
     /// The environment's databases that did not exist then.
     missing: Vec<PathBuf>,
+    /// Whether the environment has database servers: nothing as cheap and certain as
+    /// `data_version` tells whether a server's databases changed, so they count as changed and
+    /// the backup comes back (what that discards is kept in a safety backup).
+    servers: bool,
 }
 
 impl Watch {
@@ -55,13 +59,18 @@ impl Watch {
             .filter(|p| !p.exists())
             .cloned()
             .collect();
-        Watch { dbs, missing }
+        Watch {
+            dbs,
+            missing,
+            servers: !env.servers.is_empty(),
+        }
     }
 
     /// Whether any database changed since [`Watch::open`]; a database that cannot be asked
     /// counts as changed.
     fn changed(&self) -> bool {
-        self.missing.iter().any(|p| p.exists())
+        self.servers
+            || self.missing.iter().any(|p| p.exists())
             || self
                 .dbs
                 .iter()
@@ -100,9 +109,21 @@ pub(super) async fn activate(
     let previous = run.record.previous.clone();
     let migrates = kind != DeployKind::Rollback && app.migrate.is_some();
 
+    // The app's database servers run before anything touches their data (a first deploy's
+    // migration creates the schema in them).
+    if !crate::dbrestore::server_keys(core, env).is_empty() {
+        run.step("database servers", async {
+            Ok(crate::dbrestore::ensure_servers(core, env).await?)
+        })
+        .await?;
+    }
     // Databases that do not exist yet (a first deploy creates them) have nothing to back up.
     let watch = migrates.then(|| Watch::open(env));
-    let backup = if !env.databases.values().any(|p| p.exists()) {
+    let has_server = env.servers.values().any(|s| match s {
+        homeport_config::DbServer::Managed(m) => m.data_dir().exists(),
+        homeport_config::DbServer::External { .. } => true,
+    });
+    let backup = if !env.databases.values().any(|p| p.exists()) && !has_server {
         None
     } else {
         let t = target.clone();

@@ -247,12 +247,14 @@ pub(super) fn gated(core: &Core, app: &str, env: &str) -> Vec<ServiceKey> {
 }
 
 /// The services of an environment a deploy restarts: all but blue-green instances (switched
-/// without downtime instead).
+/// without downtime instead) and database servers (not part of a release, and a restore works
+/// through them).
 pub(super) fn restarted(core: &Core, app: &str, env: &str) -> Vec<ServiceKey> {
     core.config()
         .services
         .iter()
         .filter(|s| s.key.app == app && s.key.env == env && s.slot.is_none())
+        .filter(|s| s.database.is_none())
         .map(|s| s.key.clone())
         .collect()
 }
