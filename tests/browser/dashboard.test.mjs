@@ -40,6 +40,10 @@ port = ${ports[2]}
 health = { http = "/health/a/rather/long/path/that/makes/the/message/much/wider/than/a/phone/screen/can/show", interval = "200ms", retries = 1, start_period = "0s" }
 restart = "never"
 
+# An external server that is not there: its backups fail, and say so.
+[apps.shop.env.archive]
+databases = { orders = { url = "postgresql://app@127.0.0.1:${ports[3]}/orders" } }
+
 [apps.shop.env.dev.services.chatty]
 command = ["@FIXTURE@", "--lines", "100000", "--exit-after-lines"]
 restart = "never"
@@ -364,6 +368,19 @@ test('a spent sign-in link and a browser without a session get pages, not raw er
   } finally {
     await context.close();
   }
+
+test('a failed backup is shown on the Backups page, with why', async () => {
+  await page.goto(`${agent.base}/#/backups`);
+  const archive = page.locator('article[data-env="shop/archive"]');
+  await archive.getByRole('button', { name: 'Back up now' }).click();
+  await page.getByRole('status').filter({ hasText: 'cannot reach PostgreSQL orders' }).waitFor();
+  const failed = archive.locator('[data-failed-backup]');
+  await failed.waitFor();
+  assert.match(await failed.textContent(), /The last backup failed.*manual.*cannot reach PostgreSQL orders at 127\.0\.0\.1/s);
+  // Still there for whoever opens the page later.
+  await page.reload();
+  await page.locator('article[data-env="shop/archive"] [data-failed-backup]').waitFor();
+  await shot(page, 'backups-failed');
 });
 
 test('the bundle is small and 50 services all render', async () => {

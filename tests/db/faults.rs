@@ -247,3 +247,111 @@ fn a_kill_9_of_the_agent_mid_dump_leaves_nothing_half_done() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(backups_of(&env).len(), 1);
 }
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+}
+
+#[test]
+fn a_deploy_whose_migration_fails_gets_the_pre_deploy_dump_back() {
+    let mut env = TestEnv::new(&format!(
+        r#"
+[apps.shop]
+source = "@HOME@/src"
+build = ["sh build.sh"]
+artifacts = ["out"]
+migrate = "sh {{release}}/out/migrate.sh"
+
+[apps.shop.env.production]
+databases = {{ main = {{ postgres = "15", port = @P1@, dir = "@HOME@/db-main"{user} }} }}
+env = {{ DATABASE_URL = "{{db.main}}" }}
+health_deadline = "20s"
+
+[apps.shop.env.production.services.web]
+command = ["{{release}}/out/app", "--port", "{{port}}"]
+port = @P0@
+health = {{ http = "/health", interval = "100ms" }}
+"#,
+        user = user_clause()
+    ));
+    open_to_all(env.dir.path());
+    let src = env.dir.path().join("src");
+    std::fs::create_dir_all(&src).expect("src");
+    git(&src, &["init", "-q", "-b", "main"]);
+    git(&src, &["config", "user.email", "t@example.invalid"]);
+    git(&src, &["config", "user.name", "t"]);
+    std::fs::write(
+        src.join("build.sh"),
+        format!(
+            "set -e\nmkdir -p out\ncp '{}' out/app\ncp migrate.sh out/\n",
+            fixture_bin().display()
+        ),
+    )
+    .expect("build.sh");
+    let migrate = |sql: &str, then: &str| {
+        std::fs::write(
+            src.join("migrate.sh"),
+            format!(
+                "set -e\npsql -X -q -v ON_ERROR_STOP=1 \"$DATABASE_URL\" -c \"{sql}\"\n{then}\n"
+            ),
+        )
+        .expect("migrate.sh");
+    };
+    migrate("CREATE TABLE IF NOT EXISTS orders (id int PRIMARY KEY)", "");
+    git(&src, &["add", "-A"]);
+    git(&src, &["commit", "-q", "-m", "first"]);
+    env.start_agent();
+    let out = env.cli(&["deploy", "shop"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    wait_state(&env, "shop/production/db-main", ServiceState::Healthy);
+    let password =
+        std::fs::read_to_string(env.dir.path().join("db-main/password")).expect("password");
+    let db = Db {
+        kind: Kind::Postgres,
+        port: env.ports[1],
+        password: password.trim().to_owned(),
+    };
+    db.run("main", "INSERT INTO orders SELECT generate_series(1, 100)");
+
+    // A migration that drops data, then fails.
+    migrate(
+        "DROP TABLE orders; CREATE TABLE half_done (x int)",
+        "exit 3",
+    );
+    git(&src, &["add", "-A"]);
+    git(&src, &["commit", "-q", "-m", "a bad migration"]);
+    let out = env.cli(&["deploy", "shop"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("restored the database from before the deploy"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        db.run("main", "SELECT count(*) FROM orders").trim(),
+        "100",
+        "the orders are back"
+    );
+    assert_eq!(
+        db.run(
+            "main",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'half_done'"
+        )
+        .trim(),
+        "0",
+        "the half-applied migration is gone"
+    );
+    wait_state(&env, "shop/production/web", ServiceState::Healthy);
+    let st = env.status();
+    assert_eq!(
+        service(&st, "shop/production/db-main").restarts,
+        0,
+        "the server ran through the deploy and its undo"
+    );
+}
