@@ -82,6 +82,7 @@ fn lifecycle(kind: Kind) {
         target: target(),
         backup: Some(taken[2].0),
         database: None,
+        path: None,
         to: None,
     }));
     let err = bad.err().map(|e| e.to_string()).unwrap_or_default();
@@ -102,6 +103,7 @@ fn lifecycle(kind: Kind) {
             target: target(),
             backup: Some(good.id),
             database: None,
+            path: None,
             to: None,
         }))
         .expect("a restore of a good backup");
