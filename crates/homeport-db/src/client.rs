@@ -256,7 +256,7 @@ pub fn mariadb_nontransactional(conn: &Conn) -> Result<Vec<String>, DbError> {
         &format!(
             "SELECT CONCAT(table_name, ' (', engine, ')') FROM information_schema.tables \
              WHERE table_schema = '{}' AND table_type = 'BASE TABLE' \
-             AND engine NOT IN ('InnoDB', 'Aria') ORDER BY table_name",
+             AND engine <> 'InnoDB' ORDER BY table_name",
             conn.database.replace('\'', "''")
         ),
     )?;
