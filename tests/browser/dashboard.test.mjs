@@ -368,6 +368,7 @@ test('a spent sign-in link and a browser without a session get pages, not raw er
   } finally {
     await context.close();
   }
+});
 
 test('a failed backup is shown on the Backups page, with why', async () => {
   await page.goto(`${agent.base}/#/backups`);
