@@ -6,9 +6,11 @@
 //! target/release/homeport-bench --router [--secs 5]   # needs wrk and caddy: setup.sh --bench
 //! target/release/homeport-bench --slowloris             # /livez under 2,000 slow connections
 //! target/release/homeport-bench --only sampler [--sampler-secs 600]  # what sampling costs
+//! target/release/homeport-bench --databases [--only postgres]  # needs setup.sh --databases
 //! ```
 
 mod backup;
+mod databases;
 mod deploy;
 mod metrics;
 mod router;
@@ -42,6 +44,7 @@ fn main() -> Res<()> {
     let mut only_deploy = false;
     let mut only_router = false;
     let mut only_slowloris = false;
+    let mut only_databases = false;
     let mut secs = 5u64;
     let mut sampler_secs = 600u64;
     let mut runs = 3usize;
@@ -55,6 +58,7 @@ fn main() -> Res<()> {
             "--deploy" => only_deploy = true,
             "--router" => only_router = true,
             "--slowloris" => only_slowloris = true,
+            "--databases" => only_databases = true,
             "--secs" => secs = args.next().ok_or("--secs N")?.parse()?,
             "--sampler-secs" => {
                 sampler_secs = args.next().ok_or("--sampler-secs N")?.parse()?;
@@ -76,6 +80,10 @@ fn main() -> Res<()> {
         if !b.exists() {
             return Err(format!("{} is missing: cargo build --release --bins", b.display()).into());
         }
+    }
+    if only_databases {
+        print_rows(databases::run(&bins, runs, &only)?);
+        return Ok(());
     }
     if only_slowloris {
         print_rows(slowloris::run(&bins)?);
