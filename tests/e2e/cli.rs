@@ -272,12 +272,25 @@ fn service_install_writes_a_systemd_unit_that_systemd_accepts() {
     std::fs::copy(homeport_bin(), &bin).expect("copy");
     let installed = |args: &[&str]| {
         let c = env.command();
-        std::process::Command::new(&bin)
-            .args(c.get_args())
-            .args(args)
-            .envs(c.get_envs().filter_map(|(k, v)| Some((k, v?))))
-            .output()
-            .expect("run the installed homeport")
+        // Another test's child, forked while the copy was open for writing, holds it until that
+        // child execs: the kernel says "text file busy" until then.
+        let start = std::time::Instant::now();
+        loop {
+            match std::process::Command::new(&bin)
+                .args(c.get_args())
+                .args(args)
+                .envs(c.get_envs().filter_map(|(k, v)| Some((k, v?))))
+                .output()
+            {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                        && start.elapsed() < DEADLINE =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.expect("run the installed homeport"),
+            }
+        }
     };
     let out = installed(&["service", "install"]);
     assert!(out.status.success(), "{}", stderr(&out));
