@@ -329,7 +329,10 @@ health = {{ http = "/health", interval = "100ms" }}
     let out = env.cli(&["deploy", "shop"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
-        stderr(&out).contains("restored the database from before the deploy"),
+        stderr(&out).contains("the database from before the deploy was put back in place")
+            && stderr(&out).contains(
+                "what was written to main since the backup was discarded (kept in safety backup"
+            ),
         "{}",
         stderr(&out)
     );

@@ -556,7 +556,12 @@ backup: number | null,
 /**
  * The file of that backup holding this database.
  */
-copy: string, };
+copy: string, 
+/**
+ * A database server's database (PostgreSQL, MariaDB, Redis) rather than a SQLite file: its
+ * rows are not compared, so `rows` is `None` whatever its size.
+ */
+server: boolean, };
 
 export type TableRows = { table: string, rows: number, };
 

@@ -133,6 +133,7 @@ fn discarded_lines(app: &str, env: &str, d: &[Discarded]) -> Vec<String> {
                         tables.join(", ")
                     )
                 }
+                None if d.server => "what was written since the backup is not in it".to_owned(),
                 None => "what was written since the backup is not in it (too large to count)"
                     .to_owned(),
             };

@@ -1289,6 +1289,7 @@ pub(crate) async fn restore_in_place(
             tables: tables.unwrap_or_default(),
             backup: Some(safety.id),
             copy: dir.join(file).display().to_string(),
+            server: false,
         }
     }));
     Ok(discarded)
@@ -1337,6 +1338,7 @@ async fn restore_servers_in_place(
                         .map(|x| Path::new(&s.dir).join(&x.file).display().to_string())
                 })
                 .unwrap_or_default(),
+            server: true,
         })
         .collect())
 }

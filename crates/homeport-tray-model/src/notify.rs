@@ -833,6 +833,7 @@ mod tests {
                 tables: vec![],
                 backup: Some(9),
                 copy: "/data/backups/safety/x/main.db.zst".into(),
+                server: false,
             }],
         });
         let told = n.on_event(&lost, now);
@@ -970,6 +971,7 @@ mod tests {
                 tables: vec![],
                 backup: Some(11),
                 copy: "/data/backups/safety/y/main.db.zst".into(),
+                server: false,
             }],
         });
         assert!(n.on_event(&rolled_back, now).is_empty());

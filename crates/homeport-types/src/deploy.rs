@@ -112,6 +112,10 @@ pub struct Discarded {
     pub backup: Option<i64>,
     /// The file of that backup holding this database.
     pub copy: String,
+    /// A database server's database (PostgreSQL, MariaDB, Redis) rather than a SQLite file: its
+    /// rows are not compared, so `rows` is `None` whatever its size.
+    #[serde(default)]
+    pub server: bool,
 }
 
 /// Rows of one table.

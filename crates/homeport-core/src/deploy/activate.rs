@@ -292,6 +292,10 @@ pub(crate) fn discarded_words(d: &[Discarded]) -> String {
                     if n == 1 { "was" } else { "were" },
                     d.database
                 ),
+                None if d.server => format!(
+                    "what was written to {} since the backup was discarded",
+                    d.database
+                ),
                 None => format!(
                     "what was written to {} since the backup was discarded (too large to count)",
                     d.database
