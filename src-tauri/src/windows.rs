@@ -114,13 +114,16 @@ pub fn create(app: &AppHandle, fragment: &str) -> tauri::Result<()> {
         .build()?;
     let app = app.clone();
     std::thread::spawn(move || {
-        // Ends when the tray goes; the window stays until closed.
         for line in std::io::stdin().lock().lines() {
             let Ok(fragment) = line else { break };
             if let Err(e) = show(&app, &fragment) {
                 tracing::warn!("cannot show {fragment}: {e}");
             }
         }
+        // The tray's end of the pipe closed: the tray is gone, however it went (quit, SIGTERM,
+        // a crash). The window goes with it, so a tray started later never finds a second,
+        // orphaned window beside the one it opens.
+        app.exit(0);
     });
     Ok(())
 }
