@@ -1,5 +1,6 @@
 //! Finding the agent, starting it when none answers, and the desktop's openers.
 
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -118,12 +119,38 @@ fn start_agent() -> std::io::Result<String> {
     let bin = homeport_bin();
     let mut cmd = Command::new(&bin);
     clean_env(&mut cmd);
+    // The agent keeps its own log; its stdout and stderr go there too, so what it says before
+    // that log is open (a config it cannot read) or on a panic is not lost.
+    let log = homeport_config::agent_log_path(&data_dir());
+    let output = log
+        .parent()
+        .map_or(Ok(()), |dir| {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+        })
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&log)
+        });
+    let (out, err) = match output.and_then(|f| Ok((f.try_clone()?, f))) {
+        Ok((out, err)) => (Stdio::from(out), Stdio::from(err)),
+        Err(e) => {
+            tracing::warn!("cannot open the agent's log {}: {e}", log.display());
+            (Stdio::null(), Stdio::null())
+        }
+    };
     cmd.arg("--config")
         .arg(config_path())
         .arg("agent")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stdout(out)
+        .stderr(err);
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
     unsafe {
         cmd.pre_exec(|| {

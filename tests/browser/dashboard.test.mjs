@@ -96,6 +96,10 @@ test('services go healthy and show their details', async () => {
   // The environment's web service is opened by its name, through the router.
   assert.equal(await row.getByRole('link', { name: 'shop.localhost' }).getAttribute('href'), `http://shop.localhost:${agent.routerPort}/`);
   await shot(page, 'overview');
+  // The agent's own log is named, and it is there with the agent's own lines in it.
+  const log = join(agent.data, 'logs', 'agent.log');
+  await page.locator('.agent-log').getByText(log, { exact: true }).waitFor();
+  assert.match(readFileSync(log, 'utf8'), /listening on/);
 });
 
 test("the headline is the agent's verdict, the one the tray and `homeport status` show", async () => {

@@ -88,6 +88,9 @@ fn detach_returns_when_ready_and_agent_stop_ends_agent_and_services() {
     // Ready means the API answers at once, with that pid.
     assert_eq!(env.status().agent.pid, pid);
     assert!(stderr(&out).contains("agent.log"), "{}", stderr(&out));
+    // Its output and its own log are one file, each line in it once.
+    let log = std::fs::read_to_string(env.data.join("logs/agent.log")).expect("the agent's log");
+    assert_eq!(log.matches("listening on").count(), 1, "{log}");
     let again = env.cli(&["agent", "--detach"]);
     assert_eq!(again.status.code(), Some(1));
     assert!(stderr(&again).contains(&format!("already running (pid {pid})")));
@@ -104,6 +107,48 @@ fn detach_returns_when_ready_and_agent_stop_ends_agent_and_services() {
     assert!(!alive(pid), "the agent is gone when `agent stop` returns");
     assert!(!alive(svc), "and so is its service");
     assert_eq!(env.cli(&["status"]).status.code(), Some(3));
+}
+
+/// An agent started with nowhere to print, as a desktop's tray used to start it, still says
+/// what went wrong: in its own private log, which `homeport status` and the API name.
+#[test]
+fn an_agent_without_a_terminal_says_what_went_wrong_in_its_own_log() {
+    let env = TestEnv::new(WEB);
+    // Another program holds web's port, so its start at login fails.
+    let holder = std::net::TcpListener::bind(("127.0.0.1", env.ports[0])).expect("hold the port");
+    let mut agent = env
+        .command()
+        .arg("agent")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the agent");
+    let log = env.data.join("logs/agent.log");
+    let text = env.wait_until("the agent's own log says why web did not start", || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("autostart failed"))
+    });
+    assert!(
+        text.contains("shop/production/web") && text.contains(&env.ports[0].to_string()),
+        "{text}"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&log).expect("log").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the agent's log is its user's alone");
+
+    let log_name = log.display().to_string();
+    assert_eq!(env.status().agent.log.as_deref(), Some(log_name.as_str()));
+    let out = env.cli(&["status"]);
+    assert!(
+        stdout(&out).contains(&format!("Agent log: {log_name}")),
+        "{}",
+        stdout(&out)
+    );
+    drop(holder);
+    assert!(env.cli(&["agent", "stop"]).status.success());
+    let _ = agent.wait();
 }
 
 #[test]
@@ -154,7 +199,7 @@ fn an_upgrade_keeps_every_service_pid_and_its_log() {
         out.status.success(),
         "{}\n{}",
         stderr(&out),
-        read(&env.data.join("agent.log"))
+        read(&env.data.join("logs/agent.log"))
     );
     assert!(
         stdout(&out).contains("1 running service(s) re-adopted with the same pids"),
@@ -635,7 +680,7 @@ fn install_sh_links_the_binary_and_the_agent_finds_its_dashboard_beside_itself()
     }
     let out = cmd.output().expect("detach");
     assert!(out.status.success(), "{}", stderr(&out));
-    let log = env.data.join("agent.log");
+    let log = env.data.join("logs/agent.log");
     env.wait_until("the agent says where its dashboard is", || {
         read(&log).contains("dashboard from").then_some(())
     });

@@ -70,7 +70,7 @@ trap cleanup EXIT
 fail() {
     echo "not ok - $*" >&2
     "$bin/homeport" status >&2 || true
-    tail -n 20 "$work/desktop.log" "$work/data/agent.log" "$work/notify.log" >&2 2>/dev/null || true
+    tail -n 20 "$work/desktop.log" "$work/data/logs/agent.log" "$work/notify.log" >&2 2>/dev/null || true
     screenshot failure
     echo "# fail 1"
     exit 1

@@ -18,8 +18,10 @@ print(next(s["pid"] for s in json.load(sys.stdin)["services"]
 
 start_tray
 wait_for 60 "the tray starts an agent whose services become healthy" healthy
-echo "ok - the tray started the agent"
 first_agent=$(agent_pid)
+# What that agent says goes to its own log, not to /dev/null.
+wait_for 10 "the agent it started writes its own log" grep -q "listening on" "$work/data/logs/agent.log"
+echo "ok - the tray started the agent, which keeps its own log"
 
 wait_for 10 "the tray is ready" grep -q "tray ready" "$work/desktop.log"
 no_window || fail "the tray opened window(s) nobody asked for: $(windows)"
@@ -76,10 +78,13 @@ wait_for 60 "a notification about the restore" notified "demo/production restore
 [[ $(grep -c "demo/production restored from backup" "$work/notify.log") -eq 1 ]] || fail "the restore was told more than once"
 echo "ok - a restore made from the CLI is notified once"
 
-pkill -TERM -s "$tray_sid" -f homeport-desktop
+# SIGTERM to the tray alone (its window is open on the logs): the window goes with it.
+window_process >/dev/null || fail "the window opened by the notification has no process"
+kill -TERM "$(tray_running)"
 wait_for 20 "the tray app exits" bash -c "! pgrep -s $tray_sid -f homeport-desktop"
+wait_for 30 "its window is gone with it" no_window
 wait_for 30 "production is healthy after the crash" healthy
-echo "ok - quitting the tray leaves production running"
+echo "ok - a tray ended by SIGTERM takes its window along and leaves production running"
 
 starts() { grep -c "no agent answered" "$work/desktop.log" || true; }
 [[ $(starts) -eq 1 ]] || fail "the first tray started $(starts) agents"

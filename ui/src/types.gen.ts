@@ -89,7 +89,11 @@ export type AgentInfo = { pid: number, version: string, config_path: string, upt
 /**
  * The service manager that runs the agent and restarts it (`systemd`, `launchd`), if any.
  */
-service_manager: string | null, };
+service_manager: string | null, 
+/**
+ * The agent's own log file (its warnings, whoever started it).
+ */
+log: string | null, };
 
 export type StatusSnapshot = { agent: AgentInfo, services: Array<ServiceStatus>, };
 

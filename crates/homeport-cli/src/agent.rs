@@ -12,6 +12,8 @@ use homeport_core::runtime::{self, InstanceLock, LockError};
 use homeport_types::{AgentEndpoint, AgentStopRequest, StatusSnapshot};
 use tracing_subscriber::EnvFilter;
 
+use crate::agent_log::AgentLog;
+
 use crate::progress::Spinner;
 use crate::{Failure, SHUTDOWN_LIMIT};
 
@@ -77,12 +79,25 @@ fn send_datagram(socket: &OsString, msg: &str) -> std::io::Result<()> {
 }
 
 pub async fn run(config_path: &Path) -> Result<(), Failure> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    use tracing_subscriber::prelude::*;
+    // The agent's own log, wherever its stderr goes; stderr too (a terminal, the journal) unless
+    // it already is that file.
+    let own_log = std::sync::Arc::new(AgentLog::new(&homeport_config::agent_log_path(
+        &homeport_config::agent_data_dir(config_path),
+    )));
+    let to_stderr = (!own_log.stderr_is_log()).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    });
+    tracing_subscriber::registry()
+        .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(own_log.clone())
+                .with_ansi(false),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with(to_stderr)
         .init();
 
     // A write past a file-size limit must fail that write (a backup reports it), not kill the agent.
@@ -125,6 +140,13 @@ pub async fn run(config_path: &Path) -> Result<(), Failure> {
         tracing::warn!(
             "{} belongs to another user; it is left as it is",
             f.display()
+        );
+    }
+    let log_path = homeport_config::agent_log_path(&data);
+    if let Err(e) = own_log.attach(&log_path) {
+        tracing::warn!(
+            "cannot write the agent's log {}: {e}; its lines go to stderr only",
+            log_path.display()
         );
     }
     let _lock = InstanceLock::acquire(&data).map_err(|e| match e {
@@ -286,7 +308,7 @@ async fn wait_for_stop_signal() {
 }
 
 /// `homeport agent --detach`: starts the agent in the background, in a session of its own, its
-/// output appended to `DATA/agent.log`; returns once its API answers, printing its pid (alone on
+/// output appended to its own log (`DATA/logs/agent.log`); returns once its API answers, printing its pid (alone on
 /// stdout, for scripts: `pid=$(homeport agent --detach)`).
 pub async fn detach(config_path: &Path) -> Result<(), Failure> {
     let data = homeport_config::agent_data_dir(config_path);
@@ -319,11 +341,14 @@ fn spawn_detached(
     use std::os::unix::process::CommandExt;
     homeport_fs::create_private_dir(data)
         .map_err(|e| Failure::new(1, format!("cannot create {}: {e}", data.display())))?;
-    let log = data.join("agent.log");
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
+    // Its stderr is its own log, so what it prints before its log is open (a config it cannot
+    // read) or on a panic is there too.
+    let log = homeport_config::agent_log_path(data);
+    if let Some(dir) = log.parent() {
+        homeport_fs::create_private_dir(dir)
+            .map_err(|e| Failure::new(1, format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let out = homeport_fs::open_append_private(&log)
         .map_err(|e| Failure::new(1, format!("cannot open {}: {e}", log.display())))?;
     let err = out
         .try_clone()

@@ -12,6 +12,7 @@
 mod out;
 mod act;
 mod agent;
+mod agent_log;
 mod autostart;
 mod backup;
 mod cli;

@@ -41,22 +41,34 @@ pub async fn run(config_path: &Path, target: Option<Target>, json: bool) -> Resu
         t
     } else if status.services.is_empty() {
         format!(
-            "No services configured. Describe your apps in {}\n",
-            status.agent.config_path
+            "No services configured. Describe your apps in {}\n{}",
+            status.agent.config_path,
+            agent_log_line(&status.agent)
         )
     } else {
         format!(
-            "{}{}\n{}{}",
+            "{}{}\n{}{}{}",
             crate::host().map(|h| format!("{h} · ")).unwrap_or_default(),
             output::verdict_line(&report.overall),
             output::versions(&apps),
             output::status_table(
                 &output::ordered(&report.snapshot.services),
                 crate::style::width()
-            )
+            ),
+            agent_log_line(&report.snapshot.agent)
         )
     };
     crate::out::write(&text).map(drop)
+}
+
+/// Where the agent's own warnings are, for the user who never sees its terminal (an agent the
+/// tray or a service manager started).
+fn agent_log_line(agent: &homeport_types::AgentInfo) -> String {
+    agent
+        .log
+        .as_deref()
+        .map(|l| format!("Agent log: {l}\n"))
+        .unwrap_or_default()
 }
 
 /// Whether `target` covers environment `app/env` (a service target covers its environment).

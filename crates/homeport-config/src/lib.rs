@@ -23,5 +23,7 @@ pub use model::{
     DbServer, EnvSpec, HealthCheck, HealthProbe, RestartMode, RestartPolicy, ServiceSpec, SlotSpec,
     UpdateWindow,
 };
-pub use paths::{agent_data_dir, default_config_path, default_data_dir, expand_home};
+pub use paths::{
+    agent_data_dir, agent_log_path, default_config_path, default_data_dir, expand_home,
+};
 pub use raw::parse_signal;

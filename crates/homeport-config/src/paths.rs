@@ -22,6 +22,13 @@ pub fn default_data_dir() -> PathBuf {
     Folders::current().data
 }
 
+/// The agent's own log for the data folder `data`, beside the service logs: `DATA/logs/agent.log`,
+/// or `~/Library/Logs/Homeport/agent.log` on macOS with the default data folder. The agent writes
+/// it whoever started it (a terminal, the tray, systemd, launchd).
+pub fn agent_log_path(data: &Path) -> PathBuf {
+    Folders::current().logs_for(data).join("agent.log")
+}
+
 /// Expands a leading `~/` and makes a relative path relative to `base` (the config file's folder).
 pub fn expand_home(path: &str, base: &Path) -> PathBuf {
     let expanded = match path.strip_prefix("~/") {

@@ -614,6 +614,11 @@ impl Core {
                 config_path: self.config().file.display().to_string(),
                 uptime_secs: self.started.elapsed().as_secs(),
                 service_manager: self.service_manager(),
+                log: Some(
+                    homeport_config::agent_log_path(&self.config().agent.data_dir)
+                        .display()
+                        .to_string(),
+                ),
             },
             services,
         }

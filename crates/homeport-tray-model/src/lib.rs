@@ -519,6 +519,7 @@ mod tests {
                 config_path: "x".into(),
                 uptime_secs: 0,
                 service_manager: None,
+                log: None,
             },
             services,
         }

@@ -16,6 +16,9 @@ pub struct AgentInfo {
     /// The service manager that runs the agent and restarts it (`systemd`, `launchd`), if any.
     #[serde(default)]
     pub service_manager: Option<String>,
+    /// The agent's own log file (its warnings, whoever started it).
+    #[serde(default)]
+    pub log: Option<String>,
 }
 
 /// The answer to `GET /api/v1/status`.

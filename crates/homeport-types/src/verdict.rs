@@ -200,6 +200,7 @@ mod tests {
                 config_path: String::new(),
                 uptime_secs: 0,
                 service_manager: None,
+                log: None,
             },
             services,
         }
