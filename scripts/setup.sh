@@ -13,6 +13,9 @@ cd "$(dirname "$0")/.."
 need_pkgs=(build-essential pkg-config git ca-certificates)
 # The portable process backend names a port's holder through lsof (the tests run it too).
 need_pkgs+=(lsof)
+# Local times (backups' `at`, update windows, what the CLI shows) come from the system's time zone
+# database; the tests name zones (Europe/Berlin, Asia/Kolkata).
+need_pkgs+=(tzdata)
 # Remote hosts: the tests start their own sshd (openssh-server) on a loopback port and ship
 # releases with rsync; systemd-analyze checks the units `homeport export systemd` writes.
 need_pkgs+=(openssh-client openssh-server rsync systemd)

@@ -54,6 +54,8 @@ fn backup_ids(env: &TestEnv) -> Vec<(i64, bool)> {
 #[test]
 fn a_live_database_is_backed_up_while_it_is_written_and_restored_for_inspection() {
     let mut env = env_with_db("");
+    // Times are shown on the local clock with its zone (India: UTC+05:30, no summer time).
+    env.set_env("TZ", "Asia/Kolkata");
     env.start_agent();
     env.wait_service("a/prod/web", "is healthy", |s| {
         s.state == ServiceState::Healthy
@@ -88,6 +90,17 @@ fn a_live_database_is_backed_up_while_it_is_written_and_restored_for_inspection(
     assert!(
         listing.contains("manual") && listing.contains("verified"),
         "{listing}"
+    );
+    let taken = env
+        .block_on(env.client().backups(&"a/prod".parse().expect("target")))
+        .expect("backups")[0]
+        .backups[0]
+        .time
+        .clone();
+    assert!(taken.ends_with('Z'), "the API keeps UTC: {taken}");
+    assert!(
+        listing.contains(" IST ") && !listing.contains(&taken),
+        "the listing shows local time with its zone, not {taken}:\n{listing}"
     );
 
     let copy = env.dir.path().join("inspect.db");

@@ -167,14 +167,19 @@ fn finished_update(env: &TestEnv, e: &str, commit: &str) -> Option<EventKind> {
         .find(|k| matches!(k, EventKind::AutoUpdateFinished { commit: c, .. } if c == commit))
 }
 
-/// A window of an hour that starts three hours from now (UTC), so now is outside it.
-fn window_not_now() -> String {
+/// The agent runs in India's time zone for these tests: UTC+05:30 all year, so a window read as
+/// UTC instead of local time would be off by hours.
+const ZONE: &str = "Asia/Kolkata";
+const ZONE_OFFSET_MIN: u64 = 330;
+
+/// A window on the agent's local clock: `len` minutes from `from` minutes after now.
+fn local_window(from: u64, len: u64) -> String {
     let secs = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .expect("time")
         .as_secs();
-    let start = (secs / 60 + 180) % (24 * 60);
-    let end = (start + 60) % (24 * 60);
+    let start = (secs / 60 + ZONE_OFFSET_MIN + from) % (24 * 60);
+    let end = (start + len) % (24 * 60);
     format!(
         "{:02}:{:02}-{:02}:{:02}",
         start / 60,
@@ -184,12 +189,29 @@ fn window_not_now() -> String {
     )
 }
 
+/// A window of an hour that starts three hours from now, so now is outside it.
+fn window_not_now() -> String {
+    local_window(180, 60)
+}
+
+/// A window around now on the local clock — hours away from now in UTC.
+fn window_now() -> String {
+    local_window(24 * 60 - 30, 120)
+}
+
 #[test]
 fn upstream_commits_are_deployed_by_themselves_in_the_window_and_a_dirty_checkout_is_refused() {
     let window = window_not_now();
     let mut env = TestEnv::new(&config(&format!(
         "{}{}",
-        service_block("beta", "@P1@", "auto_update = { every = \"1s\" }"),
+        service_block(
+            "beta",
+            "@P1@",
+            &format!(
+                "auto_update = {{ every = \"1s\", window = \"{}\" }}",
+                window_now()
+            )
+        ),
         service_block(
             "production",
             "@P0@",
@@ -198,9 +220,11 @@ fn upstream_commits_are_deployed_by_themselves_in_the_window_and_a_dirty_checkou
     )));
     let (src, upstream) = Upstream::new(&env);
     let first = src_head(&env);
+    env.set_env("TZ", ZONE);
     env.start_agent();
 
-    // Beta keeps itself current: first with what the upstream has, then with a new commit.
+    // Beta keeps itself current inside its window on the local clock: first with what the
+    // upstream has, then with a new commit.
     wait_long(&env, "beta runs the upstream's commit", || {
         (running(&env, "beta").as_deref() == Some(first.as_str())).then_some(())
     });
@@ -240,7 +264,7 @@ fn upstream_commits_are_deployed_by_themselves_in_the_window_and_a_dirty_checkou
     let waiting = wait_long(&env, "production says it waits for its window", || {
         auto_state(&env, "production")
             .waiting
-            .filter(|w| w.contains(&window))
+            .filter(|w| w.contains(&format!("{window} {ZONE}")))
     });
     assert!(waiting.contains("new commit"), "{waiting}");
     assert_eq!(running(&env, "production"), None);

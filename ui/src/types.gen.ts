@@ -312,7 +312,7 @@ problem: string | null, dir: string, artifacts: Array<BackupArtifact>, };
 
 export type EnvBackups = { app: string, env: string, 
 /**
- * `every 6h`, `daily at 03:30 UTC`, or none.
+ * `every 6h`, `daily at 03:30 Europe/Berlin` (the agent's local time and zone), or none.
  */
 schedule: string | null, 
 /**
@@ -503,7 +503,8 @@ export type AutoUpdateState = {
  */
 every: string, 
 /**
- * The daily UTC window updates may start in (`"02:00-05:00"`), when there is one.
+ * The daily window updates may start in, on the agent's local clock, with its zone
+ * (`"02:00-05:00 Europe/Berlin"`), when there is one.
  */
 window: string | null, 
 /**

@@ -96,7 +96,8 @@ pub enum Cmd {
         /// Show the last N lines
         #[arg(short = 'n', long, default_value_t = 100, value_name = "N")]
         lines: usize,
-        /// Only lines since this time: RFC 3339 (2026-11-22T10:00:00Z) or an age (10m, 2h)
+        /// Only lines since this time: local (10:30, "2026-11-22 10:30"), RFC 3339
+        /// (2026-11-22T10:00:00Z) or an age (10m, 2h)
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
         /// Only lines matching this regular expression

@@ -80,7 +80,7 @@ pub async fn resume_updates(config_path: &Path, app: &str, env: &str) -> Result<
     let state = client(config_path)?.resume_updates(app, env).await?;
     let window = state
         .window
-        .map(|w| format!(" within {w} UTC"))
+        .map(|w| format!(" within {w}"))
         .unwrap_or_default();
     outln!(
         "Automatic updates of {app}/{env} resumed: the upstream is checked now, then every {}{window}",
@@ -108,7 +108,7 @@ pub async fn releases(config_path: &Path, app: &str) -> Result<(), Failure> {
             r.version,
             &r.commit[..r.commit.len().min(10)],
             if r.dirty { " dirty" } else { "" },
-            r.time
+            homeport_core::time::local(&r.time)
         )?;
     }
     Ok(())
@@ -287,7 +287,7 @@ pub async fn deploys(
     for r in &list {
         table.add_row([
             r.id.to_string(),
-            r.started.clone(),
+            homeport_core::time::local(&r.started),
             format!("{}/{}", r.app, r.env),
             r.kind.as_str().to_owned(),
             r.result.as_str().to_owned(),
@@ -323,10 +323,10 @@ fn detail(d: &DeployDetail) -> Result<(), Failure> {
     )?;
     outln!(
         "  started {}{}",
-        r.started,
+        homeport_core::time::local(&r.started),
         r.finished
             .as_deref()
-            .map(|f| format!(", finished {f}"))
+            .map(|f| format!(", finished {}", homeport_core::time::local(f)))
             .unwrap_or_default()
     )?;
     if let Some(rel) = &r.release {

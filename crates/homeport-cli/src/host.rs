@@ -171,11 +171,11 @@ pub async fn list(config: &Path, json: bool) -> Result<(), Failure> {
 /// "connected", "unreachable since 12:03:04 (…)".
 pub fn describe(h: &homeport_types::HostInfo) -> String {
     use homeport_types::HostState;
-    let since = h
-        .since
-        .get(11..19)
-        .map(|t| format!(" since {t} UTC"))
-        .unwrap_or_default();
+    let since = if h.since.is_empty() {
+        String::new()
+    } else {
+        format!(" since {}", homeport_core::time::local(&h.since))
+    };
     let why = h
         .reason
         .as_deref()

@@ -52,15 +52,20 @@ pub async fn run(
     Ok(())
 }
 
-/// `--since`: an RFC 3339 time, or an age like `10m` meaning that long ago.
+/// `--since`: a time on the local clock (`10:30`, `2026-12-04 10:30`), an RFC 3339 time, or
+/// an age like `10m` meaning that long ago.
 fn parse_since(s: &str) -> Result<String, Failure> {
-    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
-        return Ok(humantime::format_rfc3339_micros(t).to_string());
+    if let Some(t) =
+        homeport_core::time::parse_local(s, jiff::Timestamp::now(), &jiff::tz::TimeZone::system())
+    {
+        return Ok(humantime::format_rfc3339_micros(SystemTime::from(t)).to_string());
     }
     let age = humantime::parse_duration(s).map_err(|_| {
         Failure::new(
             2,
-            format!("--since {s:?}: expected an RFC 3339 time or an age such as 10m"),
+            format!(
+                "--since {s:?}: expected a local time such as 10:30 or \"2026-12-04 10:30\", an RFC 3339 time, or an age such as 10m"
+            ),
         )
     })?;
     let t = SystemTime::now()

@@ -272,7 +272,7 @@ pub fn log_line(e: &LogEntry) -> String {
     };
     format!(
         "{} {} {} {}",
-        paint(&e.line.time, dim()),
+        paint(&homeport_core::time::local_clock(&e.line.time), dim()),
         paint(&e.service.to_string(), crate::style::service(&e.service)),
         paint(stream, dim()),
         e.line.text
@@ -296,7 +296,10 @@ pub fn backups_table(envs: &[EnvBackups]) -> String {
     for e in envs {
         out.push_str(&format!("{}/{}", e.app, e.env));
         match (&e.schedule, &e.next_due) {
-            (Some(s), Some(n)) => out.push_str(&format!("  ({s}; next {n})\n")),
+            (Some(s), Some(n)) => out.push_str(&format!(
+                "  ({s}; next {})\n",
+                homeport_core::time::local(n)
+            )),
             _ => out.push_str("  (no schedule)\n"),
         }
         if e.backups.is_empty() {
@@ -317,7 +320,7 @@ pub fn backups_table(envs: &[EnvBackups]) -> String {
             out.push_str(&format!(
                 "  {:>5}  {}  {:>10}  {:<11}  {:<16}  {}\n",
                 b.id,
-                b.time,
+                homeport_core::time::local(&b.time),
                 size(b.size),
                 what,
                 contents.join(", "),

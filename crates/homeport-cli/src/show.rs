@@ -66,7 +66,7 @@ pub async fn run(config_path: &Path, target: &Target, json: bool) -> Result<(), 
             &format!(
                 "{} at {}, {}{}",
                 b.id,
-                b.time,
+                homeport_core::time::local(&b.time),
                 size(b.size),
                 if b.verified {
                     ", verified"
@@ -238,7 +238,10 @@ fn events(d: &ServiceDetail) -> String {
             // A service's own history holds only these; other outcomes have other subjects.
             _ => continue,
         };
-        out.push_str(&format!("    {}  {what}\n", paint(&e.time, dim())));
+        out.push_str(&format!(
+            "    {}  {what}\n",
+            paint(&homeport_core::time::local(&e.time), dim())
+        ));
     }
     out
 }

@@ -208,7 +208,8 @@ fn follow(
                 loop {
                     match lines.next().await {
                         Some(Ok(LogStreamItem::Line(l))) => {
-                            let t = l.line.time.get(11..19).unwrap_or(&l.line.time).to_owned();
+                            let clock = homeport_core::time::local_clock(&l.line.time);
+                            let t = clock.get(..8).unwrap_or(&clock).to_owned();
                             if tx
                                 .send(Msg::Log(key.clone(), format!("{t} {}", l.line.text)))
                                 .await

@@ -123,7 +123,7 @@ pub struct AutoUpdate {
     pub window: Option<UpdateWindow>,
 }
 
-/// A daily window of UTC time, `start` to `end` in seconds after midnight; it wraps past
+/// A daily window of local time (the agent's time zone), `start` to `end` in seconds after midnight; it wraps past
 /// midnight when `end` is earlier than `start` (`22:00-04:00`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UpdateWindow {
@@ -132,7 +132,7 @@ pub struct UpdateWindow {
 }
 
 impl UpdateWindow {
-    /// Whether `secs` (after midnight UTC) is inside the window.
+    /// Whether `secs` (after local midnight) is inside the window.
     pub fn contains(&self, secs: u32) -> bool {
         if self.start <= self.end {
             (self.start..self.end).contains(&secs)
@@ -242,7 +242,7 @@ impl Default for BackupSettings {
 pub enum BackupSchedule {
     /// `every = "6h"`: so long after the last backup.
     Every(Duration),
-    /// `at = "03:30"`: daily at this UTC time, in seconds after midnight.
+    /// `at = "03:30"`: daily at this local time, in seconds after midnight.
     DailyAt(u32),
 }
 

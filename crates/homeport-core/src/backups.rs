@@ -307,9 +307,12 @@ fn prune(core: &Core, env: &EnvSpec) -> Result<(), BackupOpError> {
 fn describe(s: &BackupSchedule) -> String {
     match s {
         BackupSchedule::Every(d) => format!("every {}", humantime::format_duration(*d)),
-        BackupSchedule::DailyAt(secs) => {
-            format!("daily at {:02}:{:02} UTC", secs / 3600, secs % 3600 / 60)
-        }
+        BackupSchedule::DailyAt(secs) => format!(
+            "daily at {:02}:{:02} {}",
+            secs / 3600,
+            secs % 3600 / 60,
+            crate::time::zone_name(&jiff::tz::TimeZone::system())
+        ),
     }
 }
 
@@ -344,7 +347,7 @@ pub(crate) fn list(core: &Core, target: &Target) -> Result<Vec<EnvBackups>, Back
             let backups = store.backups(Some((&e.app, &e.env)))?;
             let next_due = e.backup.schedule.as_ref().map(|s| {
                 let due = schedule_of(s)
-                    .next_due(last_time(&backups))
+                    .next_due(last_time(&backups), &jiff::tz::TimeZone::system())
                     .max(SystemTime::now());
                 humantime::format_rfc3339_seconds(due).to_string()
             });
@@ -457,7 +460,7 @@ pub(crate) async fn scheduler(core: std::sync::Arc<Core>) {
                     .and_then(|l| last_time(&l))
             };
             let last = last.max(failed.get(&key).copied());
-            if schedule.is_due(last, SystemTime::now()) {
+            if schedule.is_due(last, SystemTime::now(), &jiff::tz::TimeZone::system()) {
                 let target = Target::Env(env.app.clone(), env.env.clone());
                 match take(&core, &target, BackupTrigger::Scheduled).await {
                     // Nothing exists yet to back up: try again on the next tick, quietly.

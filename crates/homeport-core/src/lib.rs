@@ -37,6 +37,7 @@ pub mod routing;
 pub mod runtime;
 mod settings;
 mod store;
+pub mod time;
 mod updates;
 
 use std::path::PathBuf;

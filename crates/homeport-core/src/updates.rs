@@ -76,12 +76,15 @@ fn short(commit: &str) -> String {
     commit.chars().take(7).collect()
 }
 
-/// Seconds since midnight UTC.
-fn utc_secs_of_day(t: SystemTime) -> u32 {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    (secs % 86_400) as u32
+/// Seconds since midnight on the clock of `tz`.
+fn local_secs_of_day(t: SystemTime, tz: &jiff::tz::TimeZone) -> u32 {
+    let Ok(ts) = jiff::Timestamp::try_from(t) else {
+        return 0;
+    };
+    let time = ts.to_zoned(tz.clone()).time();
+    u32::from(time.hour().unsigned_abs()) * 3600
+        + u32::from(time.minute().unsigned_abs()) * 60
+        + u32::from(time.second().unsigned_abs())
 }
 
 fn plural(n: u32) -> &'static str {
@@ -103,7 +106,12 @@ pub(crate) fn state(core: &Core, env: &EnvSpec) -> Option<AutoUpdateState> {
     let s = load(core, &env.app, &env.env);
     Some(AutoUpdateState {
         every: humantime::format_duration(settings.every).to_string(),
-        window: settings.window.map(|w| w.to_string()),
+        window: settings.window.map(|w| {
+            format!(
+                "{w} {}",
+                crate::time::zone_name(&jiff::tz::TimeZone::system())
+            )
+        }),
         paused: s.paused,
         failures: s.failures,
         failed_commit: s.failed_commit,
@@ -351,10 +359,14 @@ async fn check(
         save(core, &app_name, &env_name, s);
         return;
     }
+    let tz = jiff::tz::TimeZone::system();
     if let Some(w) = settings.window
-        && !w.contains(utc_secs_of_day(SystemTime::now()))
+        && !w.contains(local_secs_of_day(SystemTime::now(), &tz))
     {
-        s.waiting = Some(format!("{what} waits for the window {w} UTC"));
+        s.waiting = Some(format!(
+            "{what} waits for the window {w} {}",
+            crate::time::zone_name(&tz)
+        ));
         save(core, &app_name, &env_name, s);
         return;
     }
@@ -519,8 +531,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_time_of_day_is_utc_seconds_since_midnight() {
+    fn the_time_of_day_is_read_on_the_local_clock() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(3 * 86_400 + 2 * 3600 + 61);
-        assert_eq!(utc_secs_of_day(t), 2 * 3600 + 61);
+        assert_eq!(
+            local_secs_of_day(t, &jiff::tz::TimeZone::UTC),
+            2 * 3600 + 61
+        );
+        // 1970-01-04 02:01:01 UTC is 03:01:01 in Berlin (CET, UTC+1).
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").expect("Europe/Berlin");
+        assert_eq!(local_secs_of_day(t, &berlin), 3 * 3600 + 61);
     }
 }

@@ -78,7 +78,7 @@ pub struct BackupInfo {
 pub struct EnvBackups {
     pub app: String,
     pub env: String,
-    /// `every 6h`, `daily at 03:30 UTC`, or none.
+    /// `every 6h`, `daily at 03:30 Europe/Berlin` (the agent's local time and zone), or none.
     pub schedule: Option<String>,
     /// RFC 3339 UTC time of the next scheduled backup.
     pub next_due: Option<String>,

@@ -175,7 +175,8 @@ pub struct EnvRelease {
 pub struct AutoUpdateState {
     /// How often the upstream is checked, as written (`"1h"`).
     pub every: String,
-    /// The daily UTC window updates may start in (`"02:00-05:00"`), when there is one.
+    /// The daily window updates may start in, on the agent's local clock, with its zone
+    /// (`"02:00-05:00 Europe/Berlin"`), when there is one.
     pub window: Option<String>,
     /// Paused after failures in a row: nothing updates until someone resumes.
     pub paused: bool,

@@ -765,7 +765,7 @@ pub(super) fn resolve_service(
 }
 
 /// `auto_update = { every = "1h", window = "02:00-05:00" }`: `every` at least a second,
-/// `window` two UTC times of day.
+/// `window` two local times of day.
 pub(super) fn resolve_auto_update(
     raw: Option<&Spanned<RawAutoUpdate>>,
     env_path: &str,
@@ -811,7 +811,7 @@ pub(super) fn resolve_auto_update(
                     sink.push(
                     Some(span.clone()),
                     &format!("{field}.window"),
-                    format!("{w:?} is not a window; expected HH:MM-HH:MM (UTC), e.g. \"02:00-05:00\""),
+                    format!("{w:?} is not a window; expected HH:MM-HH:MM (local time), e.g. \"02:00-05:00\""),
                 );
                     return None;
                 }
@@ -858,7 +858,7 @@ pub(super) fn resolve_backup(
                 sink.push(
                     Some(span.clone()),
                     &format!("{field}.at"),
-                    format!("{at:?} is not a time; expected HH:MM (UTC)"),
+                    format!("{at:?} is not a time; expected HH:MM (local time)"),
                 );
                 None
             }
