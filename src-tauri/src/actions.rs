@@ -188,6 +188,7 @@ fn request(app: String, env: String, kind: DeployKind, from_env: Option<String>)
         from_env,
         release: None,
         git_ref: None,
+        build_on_host: false,
     }
 }
 

@@ -106,6 +106,7 @@ pub fn run(bins: &Bins, runs: usize) -> Res<Vec<Row>> {
         from_env: None,
         release: None,
         git_ref: None,
+        build_on_host: false,
     };
     let overhead_steps = [
         "resolve source",

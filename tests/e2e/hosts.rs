@@ -472,3 +472,285 @@ restart = { policy = "always", max_failures = 3, window = "1m" }
     let out = env.cli(&["export", "launchd", "shop/nope"]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
 }
+
+/// A git checkout whose build copies the fixture (a copy the host's user can run too) into
+/// `out/` with a wrapper that reads its flags from `flags`, and a migration.
+struct Source {
+    dir: std::path::PathBuf,
+}
+
+impl Source {
+    fn new(root: &std::path::Path) -> Self {
+        let dir = root.join("src");
+        std::fs::create_dir_all(&dir).unwrap();
+        let s = Source { dir };
+        s.git(&["init", "-q", "-b", "main"]);
+        s.git(&["config", "user.email", "t@example.invalid"]);
+        s.git(&["config", "user.name", "t"]);
+        s.write(
+            "run.sh",
+            "#!/bin/sh\nd=$(dirname \"$0\")\nexec \"$d/app\" $(cat \"$d/flags\") \"$@\"\n",
+        );
+        s.write(
+            "build.sh",
+            &format!(
+                "set -e\nmkdir -p out\ncp '{}' out/app\ncp run.sh flags migrate.sql out/\nchmod +x out/run.sh\necho \"built on $(id -un)\"\n",
+                shared_fixture_bin().display()
+            ),
+        );
+        s.write("flags", "--say one");
+        s.write(
+            "migrate.sql",
+            "CREATE TABLE IF NOT EXISTS hits (id INTEGER PRIMARY KEY, at TEXT NOT NULL);\n",
+        );
+        s.commit("first");
+        s
+    }
+
+    fn git(&self, args: &[&str]) {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.dir.join(name), text).unwrap();
+    }
+
+    fn commit(&self, msg: &str) {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", msg]);
+    }
+}
+
+/// This computer's config: the app is built here, its production runs on `vps` (paths with
+/// `~` are the host's).
+fn deploy_config(port: u16, start_period: &str) -> String {
+    format!(
+        r#"
+[apps.shop]
+source = "@HOME@/src"
+build = ["sh build.sh"]
+artifacts = ["out"]
+migrate = "{{release}}/out/app --db {{db.main}} --sql-file {{release}}/out/migrate.sql"
+
+[apps.shop.env.production]
+host = "vps"
+databases = {{ main = "~/production.db" }}
+health_deadline = "20s"
+
+[apps.shop.env.production.services.web]
+command = ["{{release}}/out/run.sh", "--port", "{{port}}", "--db", "{{db.main}}"]
+port = {port}
+health = {{ http = "/health", interval = "100ms", retries = 20, start_period = "{start_period}" }}
+restart = {{ policy = "on-failure", max_failures = 2 }}
+"#
+    )
+}
+
+/// A host with the agent connected, and this computer's env and source, ready to deploy.
+fn deploy_setup(test: &str, start_period: &str) -> Option<(SshHost, TestEnv, Source, u16)> {
+    let host = SshHost::start(test)?;
+    host.write_config(&host_config(""));
+    let port = free_port();
+    let mut env = TestEnv::new(&deploy_config(port, start_period));
+    env.set_env("SSH_AUTH_SOCK", &host.auth_sock);
+    let src = Source::new(env.dir.path());
+    enrol(&env, &host, "vps");
+    env.start_agent();
+    env.wait_until("connected to vps", || {
+        host_info(&env, "vps").filter(|h| h.state == HostState::Connected)
+    });
+    Some((host, env, src, port))
+}
+
+fn remote_current(host: &SshHost) -> Option<String> {
+    std::fs::read_link(host.data().join("apps/shop/production/current"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+}
+
+fn answer(port: u16) -> String {
+    raw_http(
+        port,
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .1
+}
+
+#[test]
+fn a_deploy_to_a_host_ships_the_release_and_migrates_there_or_builds_there() {
+    let Some((host, env, src, port)) = deploy_setup("remote deploy", "0s") else {
+        return;
+    };
+    let out = env.cli(&["deploy", "shop"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    for step in [
+        "check vps",
+        "config on vps",
+        "preflight on vps",
+        "build",
+        "stage",
+        "ship to vps",
+        "receive on vps",
+        "migrate on vps",
+        "switch on vps",
+        "health gate on vps",
+    ] {
+        assert!(text.contains(&format!("▸ {step}")), "no {step}:\n{text}");
+    }
+    assert!(text.contains("checksums match its manifest"), "{text}");
+    assert!(text.contains("built on root"), "built here:\n{text}");
+    let first = remote_current(&host).expect("production runs a release on vps");
+    assert!(
+        env.data.join("apps/shop/releases").join(&first).exists(),
+        "built and staged here"
+    );
+    assert!(
+        !host.data().join("apps/shop/incoming").join(&first).exists(),
+        "taken out of incoming"
+    );
+    // The migration ran there, on the host's database.
+    let db = rusqlite::Connection::open(host.home.join("production.db")).unwrap();
+    let tables: i64 = db
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'hits'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 1);
+    assert!(answer(port).contains("hello from one"), "{}", answer(port));
+    let out = env.cli(&["--host", "vps", "status", "--json"]);
+    let r: homeport_types::StatusReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        service(&r.snapshot, "shop/production/web").health,
+        homeport_types::Health::Healthy
+    );
+    // The host's config has the environment, without `host`, and keeps its own [agent].
+    let cfg = read(&host.config_path());
+    assert!(
+        cfg.contains("router_port = 0") && cfg.contains("[apps.shop.env.production"),
+        "{cfg}"
+    );
+    assert!(!cfg.contains("host ="), "{cfg}");
+
+    // Built there from the pushed commit.
+    src.write("flags", "--say two");
+    src.commit("two");
+    let out = env.cli(&["deploy", "shop", "--build-on-host"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("▸ push source to vps"), "{text}");
+    assert!(text.contains("▸ build on vps"), "{text}");
+    assert!(
+        text.contains(&format!("built on {}", host.user)),
+        "built there:\n{text}"
+    );
+    let second = remote_current(&host).unwrap();
+    assert_ne!(first, second);
+    assert!(
+        !env.data.join("apps/shop/releases").join(&second).exists(),
+        "not built here"
+    );
+    env.wait_until("the new release answers", || {
+        answer(port).contains("hello from two").then_some(())
+    });
+}
+
+#[test]
+fn a_failed_deploy_on_a_host_is_rolled_back_there() {
+    let Some((host, env, src, port)) = deploy_setup("remote rollback", "0s") else {
+        return;
+    };
+    let out = env.cli(&["deploy", "shop"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let good = remote_current(&host).unwrap();
+
+    src.write("flags", "--say bad --fail-health");
+    src.commit("bad");
+    let out = env.cli(&["deploy", "shop"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
+    assert!(text.contains("▸ roll back on vps"), "{text}");
+    assert!(
+        stderr(&out).contains(&format!("switched back to {good}")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(remote_current(&host).as_deref(), Some(good.as_str()));
+    env.wait_until("the good release serves again", || {
+        answer(port).contains("hello from one").then_some(())
+    });
+    let h = env.wait_until("vps is healthy again", || {
+        host_info(&env, "vps").filter(|h| {
+            h.overall
+                .as_ref()
+                .is_some_and(|v| v.level == homeport_types::Level::Healthy)
+        })
+    });
+    assert_eq!(h.state, HostState::Connected);
+}
+
+#[test]
+fn a_deploy_goes_on_when_the_ssh_connection_drops_and_the_cli_reattaches() {
+    use std::io::BufRead;
+    let Some((host, env, src, port)) = deploy_setup("remote drop", "20s") else {
+        return;
+    };
+    let out = env.cli(&["deploy", "shop"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let first = remote_current(&host).unwrap();
+
+    // A slow starter (its health checks do not count for 20 s): the health gate waits a few
+    // seconds, and the connection drops then.
+    src.write("flags", "--say slow --listen-after 4000");
+    src.commit("slow");
+    let mut child = env
+        .command_with(&["deploy", "shop"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let collector = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in reader.lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let deadline = std::time::Instant::now() + DEADLINE * 2;
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("the deploy reaches the health gate on vps");
+        if line.contains("▸ health gate on vps") {
+            break;
+        }
+    }
+    host.kill_connections();
+    let status = child.wait().unwrap();
+    let text = collector.join().unwrap();
+    assert!(status.success(), "{text}");
+    assert!(text.contains("the connection to vps broke"), "{text}");
+    assert!(text.contains("re-attached"), "{text}");
+    let second = remote_current(&host).unwrap();
+    assert_ne!(first, second, "the deploy finished there by itself");
+    env.wait_until("the new release answers", || {
+        answer(port).contains("hello from slow").then_some(())
+    });
+    let records = env
+        .block_on(env.client().via_host("vps").deploys(Some("shop")))
+        .unwrap();
+    assert_eq!(records[0].release.as_deref(), Some(second.as_str()));
+    assert_eq!(records[0].result, homeport_types::DeployResult::Succeeded);
+}

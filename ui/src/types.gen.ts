@@ -393,12 +393,19 @@ export type DeployRequest = { app: string, env: string, kind: DeployKind,
 from_env: string | null, 
 /**
  * Rollback: the release to go back to (default: the one live before the current one).
+ * Deploy: a release built on another computer and copied into this agent's
+ * `apps/APP/incoming/` (an environment with `host = …` there), checked against its manifest.
  */
 release: string | null, 
 /**
  * Deploy: the branch, tag or commit to build (default: what the source has checked out).
  */
-git_ref: string | null, };
+git_ref: string | null, 
+/**
+ * For an environment on another host: build there from the pushed commit instead of
+ * here (which is what happens anyway when the host's OS or architecture differ).
+ */
+build_on_host: boolean, };
 
 export type StepRecord = { name: string, ok: boolean, ms: number, detail: string | null, 
 /**
@@ -440,7 +447,11 @@ version: string | null,
 /**
  * Automatic updates, when the environment has them (`auto_update = { ... }`).
  */
-auto_update: AutoUpdateState | null, };
+auto_update: AutoUpdateState | null, 
+/**
+ * The other host it runs on (`host = "NAME"`); a deploy of it from here ships there.
+ */
+host: string | null, };
 
 export type ReleaseInfo = { id: string, 
 /**

@@ -36,6 +36,8 @@
 //! - `POST /api/v1/deploy` `{"app", "env", "kind": "deploy|promote|rollback|update"}` → NDJSON of
 //!   step events ending with the record; `GET /api/v1/releases?app=`, `GET /api/v1/deploys?app=&env=`,
 //!   `GET /api/v1/deploys/{id}` (one deploy with its output)
+//! - `GET /api/v1/preflight?app=&env=` → what a deploy needs here: version, free disk, programs
+//!   missing from the agent's PATH
 //! - `POST /api/v1/sessions` → a one-time sign-in link; `GET /login?ticket=…` → session cookie
 //! - `POST /api/v1/agent/stop` `{"keep_services", "restart"}` → the agent stops after answering
 //! - `GET /api/v1/hosts` → other hosts and their connections; `POST /api/v1/hosts/reload`;
@@ -120,6 +122,7 @@ pub fn router(core: CoreHandle, token: &str, addr: SocketAddr, ui_dir: Option<Pa
         .route("/api/v1/apps", get(routes::apps))
         .route("/api/v1/update-check", get(routes::update_check))
         .route("/api/v1/auto-update/resume", post(routes::resume_updates))
+        .route("/api/v1/preflight", get(routes::preflight))
         .route("/api/v1/deploys", get(routes::deploys))
         .route("/api/v1/deploys/{id}", get(routes::deploy_detail))
         .route("/api/v1/agent/stop", post(routes::agent_stop))

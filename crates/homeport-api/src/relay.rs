@@ -100,6 +100,18 @@ pub async fn relay(
             .into_response();
         }
     };
+    if resp.status().as_u16() == 401 {
+        // That agent refused this one's credential: not the browser's session, which is fine.
+        st.core.host_failed(&name);
+        return ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "host_agent_down",
+            format!(
+                "the agent on {name} refused this computer's agent (its token changed?); run `homeport host check {name}`"
+            ),
+        )
+        .into_response();
+    }
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut headers = axum::http::HeaderMap::new();
     for h in [header::CONTENT_TYPE, header::CACHE_CONTROL] {

@@ -486,6 +486,20 @@ pub async fn resume_updates(
     Ok(Json(st.core.resume_updates(&req.app, &req.env)?))
 }
 
+#[derive(Deserialize)]
+pub struct EnvParams {
+    app: String,
+    env: String,
+}
+
+/// What a deploy of `app/env` needs here (another computer asks before it ships a release).
+pub async fn preflight(
+    State(st): State<AppState>,
+    Query(p): Query<EnvParams>,
+) -> Reply<homeport_types::Preflight> {
+    Ok(Json(st.core.preflight(&p.app, &p.env)?))
+}
+
 pub async fn apps(State(st): State<AppState>) -> Json<Vec<AppInfo>> {
     Json(st.core.apps())
 }

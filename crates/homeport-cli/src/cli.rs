@@ -138,7 +138,7 @@ pub enum Cmd {
         #[arg(long, value_name = "FILE|DIR")]
         to: Option<PathBuf>,
     },
-    /// Build the app's source and roll it out to an environment
+    /// Build the app's source and roll it out to an environment (on its host, if it has one)
     Deploy {
         /// The app to build and deploy
         #[arg(add = ArgValueCandidates::new(complete_apps))]
@@ -149,6 +149,9 @@ pub enum Cmd {
         /// Build this branch, tag or commit of the source (clean, whatever is checked out)
         #[arg(long = "ref", value_name = "BRANCH|TAG|COMMIT")]
         git_ref: Option<String>,
+        /// For an environment on another host: build there from the pushed commit, not here
+        #[arg(long)]
+        build_on_host: bool,
     },
     /// Deploy history (of every app, or of APP), or one deploy's steps, output and diagnostics
     Deploys {

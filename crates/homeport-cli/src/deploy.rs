@@ -20,6 +20,7 @@ pub async fn run(
     kind: DeployKind,
     from_env: Option<String>,
     git_ref: Option<String>,
+    build_on_host: bool,
 ) -> Result<(), Failure> {
     stream(
         config_path,
@@ -30,6 +31,7 @@ pub async fn run(
             from_env,
             release: None,
             git_ref,
+            build_on_host,
         },
     )
     .await
@@ -50,6 +52,7 @@ pub async fn rollback(
             from_env: None,
             release,
             git_ref: None,
+            build_on_host: false,
         },
     )
     .await
@@ -62,7 +65,7 @@ pub async fn update(
     check: bool,
 ) -> Result<(), Failure> {
     if !check {
-        return run(config_path, app, env, DeployKind::Update, None, None).await;
+        return run(config_path, app, env, DeployKind::Update, None, None, false).await;
     }
     let (behind, ahead) = client(config_path)?.update_check(&app).await?;
     match (behind, ahead) {

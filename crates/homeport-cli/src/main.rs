@@ -199,12 +199,35 @@ async fn run(cmd: Cmd, config_path: PathBuf, explicit_config: bool) -> Result<()
             path: file,
             to,
         } => backup::restore(path, target.target, backup, db, file, to).await,
-        Cmd::Deploy { app, env, git_ref } => {
-            deploy::run(path, bare(&app), env, DeployKind::Deploy, None, git_ref).await
+        Cmd::Deploy {
+            app,
+            env,
+            git_ref,
+            build_on_host,
+        } => {
+            deploy::run(
+                path,
+                bare(&app),
+                env,
+                DeployKind::Deploy,
+                None,
+                git_ref,
+                build_on_host,
+            )
+            .await
         }
         Cmd::Deploys { app, id } => deploy::deploys(path, app.map(|a| bare(&a)), id).await,
         Cmd::Promote { app, from, to } => {
-            deploy::run(path, bare(&app), to, DeployKind::Promote, Some(from), None).await
+            deploy::run(
+                path,
+                bare(&app),
+                to,
+                DeployKind::Promote,
+                Some(from),
+                None,
+                false,
+            )
+            .await
         }
         Cmd::Rollback { app, release, env } => {
             deploy::rollback(path, bare(&app), env, release).await

@@ -11,17 +11,19 @@
 
 mod diag;
 pub mod edit;
+mod host;
 mod load;
 mod model;
 mod paths;
 mod raw;
 
 pub use diag::{Diagnostic, Diagnostics};
+pub use host::{HostFragment, host_fragment};
 pub use load::{StepEnv, install_argv, load, load_str, migrate_argv, step_env};
 pub use model::{
     AgentSettings, AppSpec, AutoUpdate, BackupSchedule, BackupSettings, CommandSpec, Config,
-    DbServer, EnvSpec, HealthCheck, HealthProbe, RestartMode, RestartPolicy, ServiceSpec, SlotSpec,
-    UpdateWindow,
+    DbServer, EnvSpec, HealthCheck, HealthProbe, RemoteEnv, RestartMode, RestartPolicy,
+    ServiceSpec, SlotSpec, UpdateWindow,
 };
 pub use paths::{
     agent_data_dir, agent_log_path, default_config_path, default_data_dir, expand_home,

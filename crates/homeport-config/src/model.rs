@@ -15,6 +15,27 @@ pub struct Config {
     pub apps: Vec<AppSpec>,
     /// Every service of every environment, sorted by key.
     pub services: Vec<ServiceSpec>,
+    /// Environments that run on another host (`host = "NAME"`): not run by this agent, and not
+    /// in `envs` or `services`; a deploy of one goes to that host's agent.
+    pub remote_envs: Vec<RemoteEnv>,
+}
+
+/// An environment that runs on another host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteEnv {
+    pub app: String,
+    pub env: String,
+    pub host: String,
+}
+
+impl Config {
+    /// The host `app/env` runs on, when it is another one.
+    pub fn host_of(&self, app: &str, env: &str) -> Option<&str> {
+        self.remote_envs
+            .iter()
+            .find(|r| r.app == app && r.env == env)
+            .map(|r| r.host.as_str())
+    }
 }
 
 impl Config {

@@ -33,6 +33,7 @@ pub(crate) const APP_KEYS: &[&str] = &[
     "backward_compatible_migrations",
 ];
 pub(crate) const ENV_KEYS: &[&str] = &[
+    "host",
     "autostart",
     "data_dir",
     "databases",
@@ -124,6 +125,8 @@ pub(crate) struct RawAgent {
 
 #[derive(Deserialize, Default)]
 pub(crate) struct RawEnv {
+    /// Runs on another host (`homeport host add NAME …`), not here.
+    pub host: Option<Spanned<String>>,
     pub autostart: Option<bool>,
     pub data_dir: Option<String>,
     #[serde(default)]

@@ -801,3 +801,37 @@ fn sampling_is_every_five_seconds_unless_said_and_zero_turns_it_off() {
         "{e}"
     );
 }
+
+/// An environment of another host is not run here, so its programs, files and ports are that
+/// host's business (checked there when a deploy sends it); only its host name is checked here.
+#[test]
+fn an_environment_on_another_host_is_left_to_that_host() {
+    let c = load(
+        r#"
+[agent]
+port = 0
+
+[apps.shop.env.beta.services.web]
+command = "/bin/sh -c true"
+port = 8080
+
+[apps.shop.env.production]
+host = "vps"
+databases = { main = "~/shop.db" }
+
+[apps.shop.env.production.services.web]
+command = "/opt/only-on-the-vps/shop --port {port}"
+port = 8080
+"#,
+    )
+    .unwrap_or_else(|d| panic!("{d:#?}"));
+    assert_eq!(c.envs.len(), 1, "beta only");
+    assert!(c.services.iter().all(|s| s.key.env == "beta"));
+    assert_eq!(c.host_of("shop", "production"), Some("vps"));
+    assert_eq!(c.host_of("shop", "beta"), None);
+
+    let d = errors("[apps.shop.env.production]\nhost = \"v p s\"\n");
+    let e = find(&d, "apps.shop.env.production.host");
+    assert_eq!(e.line, 2);
+    assert!(e.message.contains("not a host name"), "{}", e.message);
+}

@@ -41,6 +41,19 @@ struct Status {
     report: Option<StatusReport>,
     /// The host agent through the forward, while it answers.
     client: Option<Client>,
+    /// The SSH connection (its control socket) and what the host said of itself, while
+    /// connected: for copying releases and running `homeport remote …` there.
+    ssh: Option<homeport_remote::Ssh>,
+    hello: Option<homeport_types::RemoteHello>,
+}
+
+/// A host as a deploy to it needs it.
+#[derive(Clone)]
+pub struct HostConn {
+    pub record: HostRecord,
+    pub client: Client,
+    pub ssh: homeport_remote::Ssh,
+    pub hello: homeport_types::RemoteHello,
 }
 
 /// One host's link.
@@ -125,6 +138,8 @@ impl Core {
                     version: None,
                     report: None,
                     client: None,
+                    ssh: None,
+                    hello: None,
                 }),
                 kick: Notify::new(),
                 stop: watch::channel(false).0,
@@ -160,6 +175,39 @@ impl Core {
         }
     }
 
+    /// Everything a deploy to `name` needs, while it is connected.
+    pub fn host_conn(&self, name: &str) -> Result<HostConn, HostUnavailable> {
+        let client = self.host_client(name)?;
+        let link = self
+            .hosts
+            .links()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| HostUnavailable::Unknown(name.to_owned()))?;
+        let s = link.lock();
+        match (&s.ssh, &s.hello) {
+            (Some(ssh), Some(hello)) => Ok(HostConn {
+                record: link.record.clone(),
+                client,
+                ssh: ssh.clone(),
+                hello: hello.clone(),
+            }),
+            _ => Err(HostUnavailable::Down {
+                host: name.to_owned(),
+                state: s.state,
+                since: humantime::format_rfc3339_seconds(s.since).to_string(),
+                reason: s.reason.clone(),
+            }),
+        }
+    }
+
+    /// The pid of `name`'s agent as this agent last saw it.
+    pub fn host_agent_pid(&self, name: &str) -> Option<u32> {
+        let link = self.hosts.links().get(name).cloned()?;
+        let s = link.lock();
+        s.report.as_ref().map(|r| r.snapshot.agent.pid)
+    }
+
     /// A request to `name` failed to connect: check the link now rather than at its next tick.
     pub fn host_failed(&self, name: &str) {
         if let Some(link) = self.hosts.links().get(name) {
@@ -180,6 +228,7 @@ fn set(core: &Weak<Core>, link: &Link, state: HostState, reason: Option<String>)
         s.reason = reason.clone();
         if state != HostState::Connected {
             s.client = None;
+            s.ssh = None;
         }
         changed
     };
@@ -322,6 +371,8 @@ async fn follow(core: &Weak<Core>, link: &Link, conn: &mut Connection, client: C
                         s.version = Some(report.snapshot.agent.version.clone());
                         s.report = Some(report);
                         s.client = Some(client.clone());
+                        s.ssh = Some(conn.master().ssh().clone());
+                        s.hello = Some(conn.hello().clone());
                     }
                     set(core, link, HostState::Connected, None);
                 }

@@ -32,7 +32,9 @@ mod hosts;
 mod lifecycle;
 mod logs;
 mod metrics;
+mod preflight;
 mod proxy;
+mod remote_deploy;
 pub mod routing;
 pub mod runtime;
 mod settings;
@@ -55,7 +57,7 @@ use tokio::sync::mpsc;
 pub use backups::BackupOpError;
 pub use deploy::DeployRefused;
 pub use homeport_supervisor::NotFound;
-pub use hosts::HostUnavailable;
+pub use hosts::{HostConn, HostUnavailable};
 pub use logs::{LogCursor, LogError};
 pub use metrics::{MetricsDb, MetricsError, MetricsQuery};
 pub use settings::{Editor, SettingsError};
@@ -311,6 +313,9 @@ impl Core {
         self: &Arc<Self>,
         req: homeport_types::DeployRequest,
     ) -> Result<mpsc::Receiver<homeport_types::DeployEvent>, DeployRefused> {
+        if let Some(host) = self.config().host_of(&req.app, &req.env) {
+            return remote_deploy::start(self, req, host.to_owned());
+        }
         let (app, env, claim) = deploy::begin(self, &req)?;
         let (tx, rx) = mpsc::channel(256);
         let core = Arc::clone(self);

@@ -399,6 +399,7 @@ async fn start(core: &Arc<Core>, app: &str, env: &str, found: Found, running: Op
         from_env: None,
         release: None,
         git_ref: None,
+        build_on_host: false,
     };
     let key = (app.to_owned(), env.to_owned());
     core.updates

@@ -44,6 +44,8 @@ pub enum DeployError {
     Git(String),
     #[error("`{step}` failed: {status}")]
     Step { step: String, status: String },
+    #[error("release {release}: {what}")]
+    Damaged { release: String, what: String },
 }
 
 fn io_err(p: &Path) -> impl FnOnce(io::Error) -> DeployError + '_ {
@@ -306,6 +308,75 @@ pub(crate) fn sha256_file(path: &Path) -> Result<String, DeployError> {
     Ok(homeport_fs::hex(&h.finalize()))
 }
 
+/// The size and checksum of a file or folder as [`stage`] records them, read without copying.
+fn tree_sum(path: &Path) -> Result<(u64, String), DeployError> {
+    let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
+    if meta.file_type().is_symlink() {
+        let target = fs::read_link(path).map_err(io_err(path))?;
+        return Ok((
+            0,
+            homeport_fs::hex(&Sha256::digest(target.as_os_str().as_encoded_bytes())),
+        ));
+    }
+    if meta.is_dir() {
+        let mut entries: Vec<_> = fs::read_dir(path)
+            .map_err(io_err(path))?
+            .flatten()
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        let mut total = 0;
+        let mut h = Sha256::new();
+        for e in entries {
+            let (size, sum) = tree_sum(&e.path())?;
+            total += size;
+            h.update(format!("{} {sum}\n", e.file_name().to_string_lossy()));
+        }
+        return Ok((total, homeport_fs::hex(&h.finalize())));
+    }
+    Ok((meta.len(), sha256_file(path)?))
+}
+
+/// Checks a release folder against its manifest: every artifact there, with the size and
+/// checksum recorded when it was staged (a release copied from another computer arrives whole
+/// and unchanged, or is refused). Returns the manifest.
+pub fn verify(release_dir: &Path) -> Result<Manifest, DeployError> {
+    let name = release_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let damaged = |what: String| DeployError::Damaged {
+        release: name.clone(),
+        what,
+    };
+    let m = read_manifest(release_dir).ok_or_else(|| damaged(format!("no readable {MANIFEST}")))?;
+    if m.id != name {
+        return Err(damaged(format!("its manifest names release {}", m.id)));
+    }
+    for a in &m.artifacts {
+        let p = release_dir.join(&a.path);
+        if !p.starts_with(release_dir) || a.path.split('/').any(|c| c == "..") {
+            return Err(damaged(format!(
+                "artifact {} points outside the release",
+                a.path
+            )));
+        }
+        if fs::symlink_metadata(&p).is_err() {
+            return Err(damaged(format!("{} is missing", a.path)));
+        }
+        let (size, sum) = tree_sum(&p)?;
+        if size != a.size || sum != a.sha256 {
+            return Err(damaged(format!(
+                "{} does not match its checksum (manifest {} bytes, sha256 {}…; found {size} bytes, {}…)",
+                a.path,
+                a.size,
+                &a.sha256[..a.sha256.len().min(12)],
+                &sum[..sum.len().min(12)]
+            )));
+        }
+    }
+    Ok(m)
+}
+
 pub fn read_manifest(release_dir: &Path) -> Option<Manifest> {
     serde_json::from_slice(&fs::read(release_dir.join(MANIFEST)).ok()?).ok()
 }
@@ -504,6 +575,52 @@ mod tests {
             |l| lines.push(l.to_owned()),
         )?;
         assert_eq!(lines, ["done"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_release_is_verified_against_its_manifest() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let build = dir.path().join("build");
+        fs::create_dir_all(build.join("out/static"))?;
+        fs::write(build.join("out/app"), "#!/bin/sh\n")?;
+        fs::write(build.join("out/static/index.html"), "hi")?;
+        std::os::unix::fs::symlink("app", build.join("out/link"))?;
+        let releases = dir.path().join("releases");
+        let objects = Objects::new(&dir.path().join("objects"));
+        let mut m = manifest("r1");
+        let staged = stage(&build, &["out".into()], &releases, &objects, &mut m)?;
+        complete(&staged, &objects, &m)?;
+        assert_eq!(verify(&releases.join("r1"))?, m);
+        // One byte changed, a file added, a file gone: each refused, naming the artifact. A
+        // release's files are read-only, so a change replaces the file.
+        let page = releases.join("r1/out/static/index.html");
+        fs::remove_file(&page)?;
+        fs::write(&page, "ho")?;
+        let err = verify(&releases.join("r1")).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("out does not match")),
+            "{err:?}"
+        );
+        fs::remove_file(&page)?;
+        fs::write(&page, "hi")?;
+        fs::write(releases.join("r1/out/extra"), "x")?;
+        assert!(verify(&releases.join("r1")).is_err());
+        fs::remove_file(releases.join("r1/out/extra"))?;
+        assert!(verify(&releases.join("r1")).is_ok());
+        fs::remove_dir_all(releases.join("r1/out"))?;
+        let err = verify(&releases.join("r1")).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("out is missing")),
+            "{err:?}"
+        );
+        // A folder renamed to another release's name.
+        let mut m2 = manifest("r2");
+        let staged = stage(&build, &["out".into()], &releases, &objects, &mut m2)?;
+        complete(&staged, &objects, &m2)?;
+        fs::rename(releases.join("r2"), releases.join("r3"))?;
+        assert!(verify(&releases.join("r3")).is_err());
         Ok(())
     }
 

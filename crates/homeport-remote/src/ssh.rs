@@ -132,6 +132,27 @@ impl Ssh {
         c
     }
 
+    /// `ssh` with this host's options, as a command line for rsync's `-e` and git's
+    /// `GIT_SSH_COMMAND` (each word single-quoted; both split it as a shell would). Over the
+    /// control socket when one is set.
+    pub fn rsh(&self) -> Result<String, SshError> {
+        let mut words: Vec<String> = vec![self.program.display().to_string()];
+        words.extend(
+            self.options()
+                .into_iter()
+                .map(|o| o.to_string_lossy().into_owned()),
+        );
+        if self.control.is_some() {
+            words.push("-o".into());
+            words.push("ControlMaster=no".into());
+        }
+        Ok(words
+            .iter()
+            .map(|w| quote(w))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(" "))
+    }
+
     /// `ssh … DEST LINE`: runs `line` in the login shell of the user there (over the control
     /// socket when one is set and its master runs).
     pub fn command(&self, line: &str) -> Command {

@@ -784,6 +784,7 @@ mod tests {
                     current: None,
                     version: None,
                     auto_update: None,
+                    host: None,
                 })
                 .collect(),
         }

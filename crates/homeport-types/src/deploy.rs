@@ -39,11 +39,17 @@ pub struct DeployRequest {
     #[serde(default)]
     pub from_env: Option<String>,
     /// Rollback: the release to go back to (default: the one live before the current one).
+    /// Deploy: a release built on another computer and copied into this agent's
+    /// `apps/APP/incoming/` (an environment with `host = …` there), checked against its manifest.
     #[serde(default)]
     pub release: Option<String>,
     /// Deploy: the branch, tag or commit to build (default: what the source has checked out).
     #[serde(default)]
     pub git_ref: Option<String>,
+    /// For an environment on another host: build there from the pushed commit instead of
+    /// here (which is what happens anyway when the host's OS or architecture differ).
+    #[serde(default)]
+    pub build_on_host: bool,
 }
 
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -167,6 +173,9 @@ pub struct EnvRelease {
     /// Automatic updates, when the environment has them (`auto_update = { ... }`).
     #[serde(default)]
     pub auto_update: Option<AutoUpdateState>,
+    /// The other host it runs on (`host = "NAME"`); a deploy of it from here ships there.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 /// Where an environment's automatic updates stand.

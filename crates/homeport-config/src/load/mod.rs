@@ -20,6 +20,43 @@ use parse::{first_line, read_tree};
 use resolve::resolve;
 use validate::validate;
 
+/// Takes the environments with `host = "NAME"` out of the tree.
+fn take_remote_envs(tree: &mut parse::Tree, sink: &mut Sink<'_>) -> Vec<RemoteEnv> {
+    let mut out = Vec::new();
+    for app in &mut tree.apps {
+        let envs = std::mem::take(&mut app.envs);
+        for env in envs {
+            let Some(host) = env.raw.host.clone() else {
+                app.envs.push(env);
+                continue;
+            };
+            let name = host.get_ref();
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && !name.starts_with('-')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                sink.push(
+                    Some(host.span()),
+                    &format!("{}.host", env.path),
+                    format!(
+                        "{name:?} is not a host name: letters, digits, - and _ (the NAME of `homeport host add NAME`)"
+                    ),
+                );
+                continue;
+            }
+            out.push(RemoteEnv {
+                app: app.name.get_ref().clone(),
+                env: env.name.get_ref().clone(),
+                host: name.clone(),
+            });
+        }
+    }
+    out
+}
+
 /// Reads, parses and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, Diagnostics> {
     let problem = |line, column, message| {
@@ -60,12 +97,16 @@ pub fn load_str(file: &Path, text: &str) -> Result<Config, Diagnostics> {
     let mut sink = Sink::new(file, text);
     let config = match DeTable::parse(text) {
         Ok(root) => {
-            let tree = read_tree(&root, &mut sink);
+            let mut tree = read_tree(&root, &mut sink);
+            // Environments of other hosts are checked there, against that host's files, tools
+            // and ports, when a deploy sends them (`homeport remote merge-config`).
+            let remote = take_remote_envs(&mut tree, &mut sink);
             let base = file
                 .parent()
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-            let resolved = resolve(file, &base, &tree, &mut sink);
+            let mut resolved = resolve(file, &base, &tree, &mut sink);
             validate(&tree, &resolved, &mut sink);
+            resolved.remote_envs = remote;
             Some(resolved)
         }
         Err(e) => {

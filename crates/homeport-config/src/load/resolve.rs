@@ -209,6 +209,7 @@ pub(super) fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>
         envs,
         apps,
         services,
+        remote_envs: Vec::new(),
     }
 }
 

@@ -31,6 +31,7 @@ use crate::Core;
 use crate::proxy::Proxy;
 
 pub(crate) use gate::wait_ready;
+pub(crate) use record::FAILED_STEP_TAIL;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployRefused {
@@ -172,13 +173,17 @@ pub(crate) fn begin(
         .find(|a| a.name == req.app)
         .cloned()
         .ok_or_else(|| DeployRefused::NotFound(format!("no app {}", req.app)))?;
-    if matches!(req.kind, DeployKind::Deploy | DeployKind::Update) && app.source.is_none() {
+    let shipped = req.kind == DeployKind::Deploy && req.release.is_some();
+    if matches!(req.kind, DeployKind::Deploy | DeployKind::Update)
+        && !shipped
+        && app.source.is_none()
+    {
         return Err(DeployRefused::Invalid(format!(
             "app {} has no `source` to build from",
             req.app
         )));
     }
-    if req.git_ref.is_some() && req.kind != DeployKind::Deploy {
+    if req.git_ref.is_some() && (req.kind != DeployKind::Deploy || shipped) {
         return Err(DeployRefused::Invalid(
             "a git ref is only for `deploy` (update takes the upstream's head)".into(),
         ));
@@ -289,8 +294,22 @@ pub(crate) fn apps(core: &Core) -> Vec<homeport_types::AppInfo> {
                         current,
                         version,
                         auto_update: None,
+                        host: None,
                     }
                 })
+                .chain(
+                    config
+                        .remote_envs
+                        .iter()
+                        .filter(|r| r.app == a.name)
+                        .map(|r| homeport_types::EnvRelease {
+                            env: r.env.clone(),
+                            current: None,
+                            version: None,
+                            auto_update: None,
+                            host: Some(r.host.clone()),
+                        }),
+                )
                 .collect(),
         })
         .collect()

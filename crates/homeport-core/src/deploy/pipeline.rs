@@ -32,6 +32,11 @@ pub(super) async fn pipeline(
     let releases = app_dir(core, &app.name).join("releases");
     homeport_deploy::sweep_partials(&releases, None);
     let release = match req.kind {
+        // A release built on another computer and copied here (`homeport deploy` of an
+        // environment with `host = …` there): taken in only whole and unchanged.
+        DeployKind::Deploy if req.release.is_some() => {
+            receive(run, app, req.release.clone().unwrap_or_default()).await?
+        }
         DeployKind::Deploy | DeployKind::Update => build(run, req, app, env).await?,
         DeployKind::Promote => {
             let from = req.from_env.clone().unwrap_or_default();
@@ -199,6 +204,91 @@ async fn build(
         let _ = tokio::task::spawn_blocking(move || git::remove_worktree(&s, &d)).await;
     }
     built?;
+    Ok(id)
+}
+
+/// Takes a shipped release from `apps/APP/incoming/ID` into `releases/ID` once it matches its
+/// manifest, runs the app's `install` there (at the release's final path, as for a release built
+/// here) and completes it; a release already here is checked the same way. Only a plain release
+/// id is accepted: never a path from the request. Returns the id.
+async fn receive(run: &mut Run<'_>, app: &AppSpec, id: String) -> Result<String, PipelineError> {
+    let plain = !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !id.starts_with('.')
+        && !id.ends_with(".partial");
+    if !plain {
+        return Err(PipelineError::NoRelease(format!(
+            "{id:?} is not a release id"
+        )));
+    }
+    let dir = app_dir(run.core, &app.name);
+    let i = id.clone();
+    let (m, fresh) = run
+        .step("receive", async move {
+            tokio::task::spawn_blocking(move || {
+                let incoming = dir.join("incoming").join(&i);
+                let releases = dir.join("releases");
+                let target = releases.join(&i);
+                let io = |p: &Path| {
+                    let p = p.to_path_buf();
+                    move |e| homeport_deploy::DeployError::Io(p, e)
+                };
+                if incoming.exists() {
+                    let m = homeport_deploy::verify(&incoming)?;
+                    if target.exists() {
+                        // The same release shipped again: the one here is kept (it may run).
+                        let _ = std::fs::remove_dir_all(&incoming);
+                    } else {
+                        std::fs::create_dir_all(&releases).map_err(io(&releases))?;
+                        std::fs::rename(&incoming, &target).map_err(io(&target))?;
+                        // Not a release until it is complete, as one built here: a crash
+                        // before that leaves a folder that is swept, not half a release.
+                        let manifest = target.join(homeport_deploy::MANIFEST);
+                        std::fs::remove_file(&manifest).map_err(io(&manifest))?;
+                        homeport_fs::sync_dir(&releases).map_err(io(&releases))?;
+                        return Ok::<_, PipelineError>((m, true));
+                    }
+                }
+                if target.exists() {
+                    return Ok((homeport_deploy::verify(&target)?, false));
+                }
+                Err(PipelineError::NoRelease(format!(
+                    "release {i} was not shipped here ({} is missing)",
+                    incoming.display()
+                )))
+            })
+            .await?
+        })
+        .await?;
+    run.record.commit = Some(m.commit.clone());
+    run.say(
+        "receive",
+        format!(
+            "release {} of commit {} ({}), checksums match its manifest",
+            m.id,
+            &m.commit[..m.commit.len().min(12)],
+            m.branch
+        ),
+    )
+    .await;
+    if fresh {
+        let target = app_dir(run.core, &app.name).join("releases").join(&id);
+        let installed = install(run, app, &target).await;
+        if installed.is_err() {
+            homeport_deploy::discard(&target);
+        }
+        installed?;
+        let objects = objects_of(run.core, &app.name);
+        let d = target.clone();
+        let completed =
+            tokio::task::spawn_blocking(move || homeport_deploy::complete(&d, &objects, &m)).await;
+        if !matches!(completed, Ok(Ok(_))) {
+            homeport_deploy::discard(&target);
+        }
+        completed??;
+    }
     Ok(id)
 }
 

@@ -17,7 +17,7 @@ use crate::Core;
 /// The output kept with a record: enough for a long build's end and any error above it.
 const KEEP_OUTPUT_LINES: usize = 5000;
 /// The last lines of a failed command step, kept with the step itself.
-const FAILED_STEP_TAIL: usize = 40;
+pub(crate) const FAILED_STEP_TAIL: usize = 40;
 
 pub(super) fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
