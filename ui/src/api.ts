@@ -6,7 +6,7 @@ import { invoke, isTauri } from '@tauri-apps/api/core';
 // The wire types are generated from crates/homeport-types (types.gen.ts), so they cannot drift.
 import type {
   Action, ActionOutcome, AppInfo, AutoUpdateState, BackupInfo, ConfigApplied, ConfigChange, ConfigPreview,
-  ConfigView, DeployEvent, DeployKind, DeployRecord, EnvBackups, Event, LogEntry, MetricsReport,
+  ConfigView, DeployEvent, DeployKind, DeployRecord, EnvBackups, Event, HostInfo, LogEntry, MetricsReport,
   MetricsResolution, RestoreOutcome, ServiceDetail, ServiceKey, StatusReport, Verdict, VerifyOutcome,
 } from './types.gen';
 export type * from './types.gen';
@@ -75,8 +75,28 @@ function reconnect(status?: number) {
   }
 }
 
-async function send(path: string, init: RequestInit = {}): Promise<Response> {
+// Which host's agent the screens show: this computer's (null), or another host's through this
+// agent, which relays `api/v1/hosts/NAME/api/v1/…` over the SSH connection it holds. The page
+// keeps one origin and one session whatever host it shows.
+let host: string | null = null;
+
+/** Shows another host's agent (by its name in `homeport host list`), or this computer's (null). */
+export function setHost(name: string | null) {
+  host = name;
+}
+
+export function currentHost(): string | null {
+  return host;
+}
+
+/** The path of an API call on the host the screens show. */
+function onHost(path: string): string {
+  return host && path.startsWith('api/v1/') ? `api/v1/hosts/${encodeURIComponent(host)}/${path}` : path;
+}
+
+async function send(path: string, init: RequestInit = {}, local = false): Promise<Response> {
   const c = await connect();
+  if (!local) path = onHost(path);
   const headers = { ...(c.init.headers as Record<string, string>), ...(init.headers as Record<string, string>) };
   try {
     const resp = await fetch(c.base + path, { ...c.init, ...init, headers });
@@ -88,13 +108,13 @@ async function send(path: string, init: RequestInit = {}): Promise<Response> {
   }
 }
 
-async function call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+async function call<T>(method: 'GET' | 'POST', path: string, body?: unknown, local = false): Promise<T> {
   const init: RequestInit = { method, headers: {} };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers = { 'Content-Type': 'application/json' };
   }
-  const resp = await send(path, init);
+  const resp = await send(path, init, local);
   const text = await resp.text();
   const data: unknown = text ? JSON.parse(text) : null;
   if (!resp.ok) {
@@ -110,6 +130,9 @@ export const inTrayWindow = isTauri();
 export const startAtLogin = () => invoke<boolean>('start_at_login');
 export const setStartAtLogin = (enabled: boolean) => invoke<boolean>('set_start_at_login', { enabled });
 
+/** The other hosts this computer's agent reaches, and how each connection is (always asked of
+ *  this computer's agent, whatever host the screens show). */
+export const hosts = () => call<HostInfo[]>('GET', 'api/v1/hosts', undefined, true);
 export const status = () => call<StatusReport>('GET', 'api/v1/status');
 export const act = (action: Action, target: string) => call<ActionOutcome[]>('POST', `api/v1/${action}`, { target });
 export const service = (key: ServiceKey) =>

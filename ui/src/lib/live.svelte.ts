@@ -15,13 +15,16 @@ class Live {
   error = $state<string | null>(null);
   /** Events received since this page opened, newest last. */
   recent = $state<api.AgentEvent[]>([]);
+  /** The stream has opened, or failed to, at least once: before that the page is connecting,
+   *  and a first snapshot is not "the past". */
+  #tried = $state(false);
   #close: (() => void) | null = null;
   #poll: ReturnType<typeof setInterval> | null = null;
   #unlisten: (() => void) | null = null;
 
   /** The snapshot is from an agent this page no longer hears: show it, greyed, as the past. */
   get stale(): boolean {
-    return this.snapshot !== null && !this.connected;
+    return this.snapshot !== null && !this.connected && this.#tried;
   }
 
   async start() {
@@ -42,6 +45,7 @@ class Live {
       overall: (v) => (this.overall = v),
       connection: (open) => {
         this.connected = open;
+        this.#tried = true;
         if (open) {
           this.error = null;
           this.lastHeard = new Date();
@@ -56,8 +60,20 @@ class Live {
 
   stop() {
     this.#close?.();
+    this.#close = null;
     this.#unlisten?.();
     if (this.#poll) clearInterval(this.#poll);
+  }
+
+  /** Forgets what the last agent said: another host's is about to be shown. */
+  reset() {
+    this.snapshot = null;
+    this.overall = null;
+    this.connected = false;
+    this.lastHeard = null;
+    this.error = null;
+    this.recent = [];
+    this.#tried = false;
   }
 
   /** The session is over: stop asking, and let the screens say how to sign in again. */
