@@ -191,12 +191,14 @@ async fn watch(app: AppHandle) {
     let mut notifier = Notifier::new();
     let mut status: Option<homeport_types::StatusSnapshot> = None;
     let mut apps: Vec<homeport_types::AppInfo> = Vec::new();
+    let mut hosts: Vec<homeport_types::HostInfo> = Vec::new();
     let mut deploying: BTreeSet<i64> = BTreeSet::new();
     let mut reason = "connecting…".to_owned();
     let mut tick = tokio::time::interval(TICK);
     loop {
         let mut notices = Vec::new();
         let mut refresh_apps = false;
+        let mut refresh_hosts = false;
         tokio::select! {
             update = updates.next() => match update {
                 Some(Update::Snapshot(report)) => {
@@ -205,6 +207,7 @@ async fn watch(app: AppHandle) {
                     status = Some(report.snapshot);
                     deploying.clear();
                     refresh_apps = true;
+                    refresh_hosts = true;
                 }
                 Some(Update::Event(ev)) => {
                     if let Some(s) = &mut status {
@@ -223,6 +226,8 @@ async fn watch(app: AppHandle) {
                         | EventKind::AutoUpdateFinished { .. }
                         | EventKind::AutoUpdateRefused { .. }
                         | EventKind::AutoUpdatesResumed => refresh_apps = true,
+                        // Another host connected, went away, or its production turned.
+                        EventKind::Host { .. } => refresh_hosts = true,
                         _ => {}
                     }
                 }
@@ -237,6 +242,9 @@ async fn watch(app: AppHandle) {
         }
         if refresh_apps && let Ok(c) = agent::client() {
             apps = c.apps().await.unwrap_or_default();
+        }
+        if refresh_hosts && let Ok(c) = agent::client() {
+            hosts = c.hosts().await.unwrap_or_default();
         }
         let state = app.state::<Shown>();
         // Read from the entry itself: `homeport autostart` and the settings screen change it too.
@@ -256,6 +264,7 @@ async fn watch(app: AppHandle) {
                     apps: apps.clone(),
                     behind: lock(&state.behind).clone(),
                     busy: state.busy.load(Ordering::SeqCst) > 0 || !deploying.is_empty(),
+                    hosts: hosts.clone(),
                 };
                 TrayModel::build(status, &extras, prefs)
             }

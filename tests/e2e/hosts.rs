@@ -237,6 +237,38 @@ fn a_hosts_services_are_run_from_here_through_the_agent() {
         let h = host_info(&env, "vps")?;
         h.overall.filter(|v| v.reason.contains("stopped"))
     });
+    // Each environment of the host has its verdict (the tray's group of the host lists them),
+    // and the turn is an event here, which the tray refreshes its hosts on.
+    let h = host_info(&env, "vps").unwrap();
+    let prod = h
+        .envs
+        .iter()
+        .find(|e| e.app == "shop" && e.env == "production")
+        .expect("shop/production among vps's environments");
+    assert_eq!(
+        prod.verdict.level,
+        homeport_types::Level::Degraded,
+        "{prod:?}"
+    );
+    env.wait_until("a host event says vps's production turned", || {
+        let events = env
+            .block_on(
+                env.client()
+                    .event_history(&homeport_types::Target::All, &["host"], 50),
+            )
+            .ok()?;
+        events.into_iter().find(|e| {
+            matches!(
+                &e.kind,
+                homeport_types::EventKind::Host {
+                    host,
+                    state: HostState::Connected,
+                    overall: Some(v),
+                    ..
+                } if host == "vps" && v.level == homeport_types::Level::Degraded
+            )
+        })
+    });
     let out = env.cli(&["--host", "vps", "start", "shop"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let h = env.wait_until("vps is healthy again", || {

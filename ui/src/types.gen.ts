@@ -176,7 +176,7 @@ step: string | null, error: string | null,
 /**
  * This failure paused the environment's automatic updates.
  */
-paused: boolean, } | { "type": "auto_update_refused", reason: string, } | { "type": "auto_updates_resumed" } | { "type": "agent_started", version: string, pid: number, } | { "type": "agent_stopping" } | { "type": "host", host: string, state: HostState, reason: string | null, });
+paused: boolean, } | { "type": "auto_update_refused", reason: string, } | { "type": "auto_updates_resumed" } | { "type": "agent_started", version: string, pid: number, } | { "type": "agent_stopping" } | { "type": "host", host: string, state: HostState, reason: string | null, overall: Verdict | null, });
 
 export type EventKind = { "type": "state", from: ServiceState, to: ServiceState, pid: number | null, exit: ExitReason | null, 
 /**
@@ -226,7 +226,7 @@ step: string | null, error: string | null,
 /**
  * This failure paused the environment's automatic updates.
  */
-paused: boolean, } | { "type": "auto_update_refused", reason: string, } | { "type": "auto_updates_resumed" } | { "type": "agent_started", version: string, pid: number, } | { "type": "agent_stopping" } | { "type": "host", host: string, state: HostState, reason: string | null, };
+paused: boolean, } | { "type": "auto_update_refused", reason: string, } | { "type": "auto_updates_resumed" } | { "type": "agent_started", version: string, pid: number, } | { "type": "agent_stopping" } | { "type": "host", host: string, state: HostState, reason: string | null, overall: Verdict | null, };
 
 export type ConfigChange = { "kind": "port", app: string, env: string, service: string, port: number, } | { "kind": "database", app: string, env: string, name: string, path: string, } | { "kind": "agent", key: AgentOption, value: number, };
 
@@ -485,7 +485,13 @@ version: string | null,
 /**
  * The host agent's verdict, while connected.
  */
-overall: Verdict | null, };
+overall: Verdict | null, 
+/**
+ * Each of its environments' verdict, while connected (production first).
+ */
+envs: Array<EnvVerdict>, };
+
+export type EnvVerdict = { app: string, env: string, verdict: Verdict, };
 
 export type Preflight = { version: string, os: string, arch: string, 
 /**

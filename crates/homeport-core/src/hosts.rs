@@ -86,6 +86,12 @@ impl Link {
                 .as_ref()
                 .filter(|_| s.state == HostState::Connected)
                 .map(|r| r.overall.clone()),
+            envs: s
+                .report
+                .as_ref()
+                .filter(|_| s.state == HostState::Connected)
+                .map(|r| r.snapshot.env_verdicts())
+                .unwrap_or_default(),
         }
     }
 }
@@ -218,7 +224,7 @@ impl Core {
 
 /// Records a new state; a change of state is an event.
 fn set(core: &Weak<Core>, link: &Link, state: HostState, reason: Option<String>) {
-    let changed = {
+    let (changed, overall) = {
         let mut s = link.lock();
         let changed = s.state != state;
         if changed {
@@ -230,7 +236,10 @@ fn set(core: &Weak<Core>, link: &Link, state: HostState, reason: Option<String>)
             s.client = None;
             s.ssh = None;
         }
-        changed
+        let overall = (state == HostState::Connected)
+            .then(|| s.report.as_ref().map(|r| r.overall.clone()))
+            .flatten();
+        (changed, overall)
     };
     if changed && let Some(core) = core.upgrade() {
         if state == HostState::Connected {
@@ -244,6 +253,7 @@ fn set(core: &Weak<Core>, link: &Link, state: HostState, reason: Option<String>)
                 host: link.record.name.clone(),
                 state,
                 reason,
+                overall,
             },
         );
     }
@@ -377,10 +387,37 @@ async fn follow(core: &Weak<Core>, link: &Link, conn: &mut Connection, client: C
                     set(core, link, HostState::Connected, None);
                 }
                 Some(Ok(Update::Event(ev))) => {
-                    let mut s = link.lock();
-                    if let Some(r) = s.report.as_mut() {
-                        r.snapshot.apply(&ev);
-                        r.overall = r.snapshot.overall();
+                    let turned = {
+                        let mut s = link.lock();
+                        s.report.as_mut().and_then(|r| {
+                            let levels = |r: &homeport_types::StatusReport| {
+                                r.snapshot
+                                    .env_verdicts()
+                                    .into_iter()
+                                    .map(|e| (e.app, e.env, e.verdict.level))
+                                    .collect::<Vec<_>>()
+                            };
+                            let before = (r.overall.level, levels(r));
+                            r.snapshot.apply(&ev);
+                            r.overall = r.snapshot.overall();
+                            (before != (r.overall.level, levels(r))).then(|| r.overall.clone())
+                        })
+                    };
+                    // The host's production, or one of its environments, turned healthy,
+                    // degraded or down: said here too, so the tray and the timeline need not
+                    // ask every host now and then.
+                    if let Some(v) = turned
+                        && let Some(core) = core.upgrade()
+                    {
+                        core.emit(
+                            Subject::Agent,
+                            EventKind::Host {
+                                host: link.record.name.clone(),
+                                state: HostState::Connected,
+                                reason: None,
+                                overall: Some(v),
+                            },
+                        );
                     }
                 }
                 Some(Ok(Update::Disconnected(why))) => return Followed::Ended(why),

@@ -10,7 +10,9 @@ mod notify;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use homeport_types::{AppInfo, Health, Level, ServiceKey, ServiceState, StatusSnapshot};
+use homeport_types::{
+    AppInfo, Health, HostInfo, HostState, Level, ServiceKey, ServiceState, StatusSnapshot, Verdict,
+};
 
 pub use notify::{Notice, Notifier, Screen, Urgency, coalesce};
 
@@ -160,6 +162,8 @@ pub struct Extras {
     pub behind: BTreeMap<String, u32>,
     /// A deploy or backup the tray started is running.
     pub busy: bool,
+    /// The other hosts the agent reaches, each with its verdict while connected.
+    pub hosts: Vec<HostInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,6 +312,14 @@ impl TrayModel {
         if apps.is_empty() {
             menu.push(MenuItem::Label("No services configured".into()));
         }
+        if !extras.hosts.is_empty() {
+            // This computer's apps above; each other host a group of its own.
+            menu.insert(0, MenuItem::Label("This computer".into()));
+            menu.push(MenuItem::Separator);
+            for h in &extras.hosts {
+                menu.push(host_item(h));
+            }
+        }
         menu.push(MenuItem::Separator);
         menu.push(b.item(MenuAction::OpenDashboard, "Open dashboard", true));
         menu.push(b.item(
@@ -340,8 +352,8 @@ impl TrayModel {
             ],
         });
         TrayModel {
-            icon: icon(status, extras.busy),
-            tooltip: tooltip(status),
+            icon: icon(status, &extras.hosts, extras.busy),
+            tooltip: tooltip(status, &extras.hosts),
             menu,
             actions: b.actions,
         }
@@ -458,12 +470,95 @@ impl Mark {
     }
 }
 
-/// The icon is the agent's verdict ([`StatusSnapshot::overall`]), unless something runs.
-fn icon(status: &StatusSnapshot, busy: bool) -> TrayIcon {
+/// A host's verdict as the tray counts it: its agent's own while connected; a host not heard
+/// is degraded (what its production does is not known, which is not "healthy").
+fn host_verdict(h: &HostInfo) -> Verdict {
+    let (level, reason) = match (h.state, &h.overall) {
+        (HostState::Connected, Some(v)) => return v.clone(),
+        // Not heard yet since this agent started: nothing is known to be wrong.
+        (HostState::Connected | HostState::Connecting, None) => {
+            (Level::Healthy, "connecting".to_owned())
+        }
+        (HostState::Connecting, Some(v)) => return v.clone(),
+        (HostState::AgentDown, _) => (Level::Degraded, "its agent is down".to_owned()),
+        (HostState::Unreachable, _) => (
+            Level::Degraded,
+            format!("unreachable since {}", clock(&h.since)),
+        ),
+    };
+    Verdict { level, reason }
+}
+
+/// The local clock time of an RFC 3339 time with its zone, as a menu has room for: "10:12 CET".
+fn clock(rfc3339: &str) -> String {
+    clock_in(rfc3339, &jiff::tz::TimeZone::system())
+}
+
+fn clock_in(rfc3339: &str, tz: &jiff::tz::TimeZone) -> String {
+    match rfc3339.parse::<jiff::Timestamp>() {
+        Ok(t) => t.to_zoned(tz.clone()).strftime("%H:%M %Z").to_string(),
+        Err(_) => rfc3339.to_owned(),
+    }
+}
+
+fn level_glyph(level: Level) -> &'static str {
+    match level {
+        Level::Healthy => Mark::Up.glyph(),
+        Level::Degraded => Mark::Changing.glyph(),
+        Level::Down => Mark::Failed.glyph(),
+    }
+}
+
+/// One host's group: its verdict, each of its environments with its own, why it is not heard,
+/// and where it is.
+fn host_item(h: &HostInfo) -> MenuItem {
+    let v = host_verdict(h);
+    let glyph = level_glyph(v.level);
+    let mut items = vec![MenuItem::Label(v.reason.clone())];
+    for e in &h.envs {
+        let mut label = format!("{} {}/{}", level_glyph(e.verdict.level), e.app, e.env);
+        if e.verdict.level != Level::Healthy {
+            label.push_str(&format!(" — {}", e.verdict.reason));
+        }
+        items.push(MenuItem::Label(label));
+    }
+    if let Some(why) = h
+        .reason
+        .as_ref()
+        .filter(|_| h.state != HostState::Connected)
+    {
+        items.push(MenuItem::Label(why.clone()));
+    }
+    items.push(MenuItem::Label(format!(
+        "{} · {}/{}{}",
+        h.destination,
+        h.os,
+        h.arch,
+        h.version
+            .as_ref()
+            .map(|v| format!(" · homeport {v}"))
+            .unwrap_or_default()
+    )));
+    MenuItem::Submenu {
+        label: format!("{glyph} {} — {}", h.name, v.reason),
+        items,
+    }
+}
+
+/// The icon is the worst verdict of this agent ([`StatusSnapshot::overall`]) and of every other
+/// host, unless something runs.
+fn icon(status: &StatusSnapshot, hosts: &[HostInfo], busy: bool) -> TrayIcon {
     if busy {
         return TrayIcon::Busy;
     }
-    match status.overall().level {
+    // Levels are ordered from healthy to down.
+    let worst = hosts
+        .iter()
+        .map(|h| host_verdict(h).level)
+        .chain([status.overall().level])
+        .max()
+        .unwrap_or(Level::Healthy);
+    match worst {
         Level::Healthy => TrayIcon::Healthy,
         Level::Degraded => TrayIcon::Degraded,
         Level::Down => TrayIcon::Down,
@@ -471,17 +566,25 @@ fn icon(status: &StatusSnapshot, busy: bool) -> TrayIcon {
 }
 
 /// One line: the verdict's reason, then the counts: "production healthy · 2 apps · 5 services".
-fn tooltip(status: &StatusSnapshot) -> String {
+/// A host that is not healthy adds its name and verdict: "… · vps: unreachable since 10:12 CET".
+fn tooltip(status: &StatusSnapshot, hosts: &[HostInfo]) -> String {
     let apps: std::collections::BTreeSet<&str> =
         status.services.iter().map(|s| s.key.app.as_str()).collect();
     let n = status.services.len();
-    format!(
+    let mut t = format!(
         "{} · {} app{} · {n} service{}",
         status.overall().reason,
         apps.len(),
         if apps.len() == 1 { "" } else { "s" },
         if n == 1 { "" } else { "s" }
-    )
+    );
+    for h in hosts {
+        let v = host_verdict(h);
+        if v.level != Level::Healthy {
+            t.push_str(&format!(" · {}: {}", h.name, v.reason));
+        }
+    }
+    t
 }
 
 #[cfg(test)]
@@ -576,6 +679,120 @@ mod tests {
             )))
         );
         assert_eq!(m.action(&MenuId::from("nonsense")), None);
+    }
+
+    fn host(name: &str, state: HostState, overall: Option<(Level, &str)>) -> HostInfo {
+        HostInfo {
+            name: name.into(),
+            destination: format!("ana@{name}.example.org"),
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            state,
+            since: "2026-12-04T09:12:30Z".into(),
+            reason: (state == HostState::Unreachable).then(|| "cannot reach it: timed out".into()),
+            version: Some("0.1.0".into()),
+            envs: overall
+                .iter()
+                .map(|(level, reason)| homeport_types::EnvVerdict {
+                    app: "shop".into(),
+                    env: "production".into(),
+                    verdict: Verdict {
+                        level: *level,
+                        reason: (*reason).into(),
+                    },
+                })
+                .collect(),
+            overall: overall.map(|(level, reason)| Verdict {
+                level,
+                reason: reason.into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn hosts_are_groups_of_their_own_and_the_icon_is_the_worst_production() {
+        let here = snapshot(vec![svc(
+            "a",
+            "production",
+            "web",
+            ServiceState::Healthy,
+            Health::Healthy,
+        )]);
+        let build = |hosts: Vec<HostInfo>| {
+            TrayModel::build(
+                &here,
+                &Extras {
+                    hosts,
+                    ..Extras::default()
+                },
+                TrayPrefs::default(),
+            )
+        };
+        let alone = build(vec![]);
+        assert!(
+            !alone
+                .menu
+                .contains(&MenuItem::Label("This computer".into()))
+        );
+
+        let fine = build(vec![host(
+            "vps",
+            HostState::Connected,
+            Some((Level::Healthy, "production healthy")),
+        )]);
+        assert_eq!(fine.icon, TrayIcon::Healthy);
+        assert_eq!(fine.menu[0], MenuItem::Label("This computer".into()));
+        let group = fine
+            .menu
+            .iter()
+            .find_map(|i| match i {
+                MenuItem::Submenu { label, items } if label.contains("vps") => {
+                    Some((label.clone(), items.clone()))
+                }
+                _ => None,
+            })
+            .expect("a group for vps");
+        assert_eq!(group.0, "● vps — production healthy");
+        assert!(group.1.iter().any(
+            |i| matches!(i, MenuItem::Label(l) if l.contains("ana@vps.example.org") && l.contains("homeport 0.1.0"))
+        ));
+        assert!(
+            group
+                .1
+                .contains(&MenuItem::Label("● shop/production".into())),
+            "{:?}",
+            group.1
+        );
+
+        let down = build(vec![host(
+            "vps",
+            HostState::Connected,
+            Some((Level::Down, "production: web failed")),
+        )]);
+        assert_eq!(down.icon, TrayIcon::Down, "production there failed");
+        assert!(down.menu.iter().any(|i| matches!(
+            i,
+            MenuItem::Submenu { items, .. }
+                if items.contains(&MenuItem::Label("✖ shop/production — production: web failed".into()))
+        )), "{:?}", down.menu);
+        assert!(
+            down.tooltip.contains("vps: production: web failed"),
+            "{}",
+            down.tooltip
+        );
+
+        let gone = build(vec![host("vps", HostState::Unreachable, None)]);
+        assert_eq!(gone.icon, TrayIcon::Degraded, "not heard is not healthy");
+        let since = format!("vps: unreachable since {}", clock("2026-12-04T09:12:30Z"));
+        assert!(gone.tooltip.contains(&since), "{}", gone.tooltip);
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").expect("Europe/Berlin");
+        assert_eq!(clock_in("2026-12-04T09:12:30Z", &berlin), "10:12 CET");
+        assert!(gone.menu.iter().any(|i| matches!(
+            i,
+            MenuItem::Submenu { label, items }
+                if label.starts_with("◐ vps")
+                    && items.contains(&MenuItem::Label("cannot reach it: timed out".into()))
+        )));
     }
 
     #[test]
@@ -825,6 +1042,7 @@ mod tests {
             ],
             behind: BTreeMap::from([("clauset".to_owned(), 3)]),
             busy: false,
+            hosts: Vec::new(),
         };
         let m = TrayModel::build(&s, &extras, TrayPrefs::default());
         let ids: std::collections::BTreeSet<MenuId> = m.actions().map(MenuAction::id).collect();

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     BackupTrigger, DeployKind, DeployResult, ExitReason, Health, HostState, ServiceKey,
-    ServiceState, StepStatus, Target,
+    ServiceState, StepStatus, Target, Verdict,
 };
 
 /// Something that happened, to whom, and when.
@@ -251,11 +251,14 @@ pub enum EventKind {
     /// The agent is stopping on request.
     AgentStopping,
     /// The connection to another host changed: connected, its agent down, or unreachable
-    /// (`reason` says why, in words).
+    /// (`reason` says why, in words); or, while connected, the level of its agent's verdict
+    /// changed (`overall`: healthy, degraded, down).
     Host {
         host: String,
         state: HostState,
         reason: Option<String>,
+        #[serde(default)]
+        overall: Option<Verdict>,
     },
 }
 

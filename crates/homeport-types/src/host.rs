@@ -62,7 +62,7 @@ impl std::fmt::Display for HostState {
 
 /// An enrolled host as `GET /api/v1/hosts` shows it.
 #[cfg_attr(test, derive(ts_rs::TS))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostInfo {
     pub name: String,
     /// What `ssh` is given: `user@host`, with `:port` when not 22, or a name of ssh_config.
@@ -78,6 +78,18 @@ pub struct HostInfo {
     pub version: Option<String>,
     /// The host agent's verdict, while connected.
     pub overall: Option<Verdict>,
+    /// Each of its environments' verdict, while connected (production first).
+    #[serde(default)]
+    pub envs: Vec<EnvVerdict>,
+}
+
+/// One environment's verdict (an environment outside production is never "down").
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVerdict {
+    pub app: String,
+    pub env: String,
+    pub verdict: Verdict,
 }
 
 /// What a deploy checks on the agent that runs it before it begins (`GET /api/v1/preflight`).

@@ -24,7 +24,7 @@ fn generate() -> String {
         ConfigApplied, BackupTrigger, ArtifactKind, BackupArtifact, BackupInfo, EnvBackups, BackupFailure,
         BackupRequest, RestoreRequest, RestoreOutcome, VerifyOutcome, DeployKind, DeployResult,
         StepStatus, DeployRequest, StepRecord, DeployRecord, DeployEvent, AppInfo, EnvRelease,
-        ReleaseInfo, HostState, HostInfo, Preflight, MissingTool,
+        ReleaseInfo, HostState, HostInfo, EnvVerdict, Preflight, MissingTool,
         AutoUpdateState, ResumeRequest, Discarded, TableRows, DeployDetail, Instance,
         MetricsResolution, MetricsReport, ServiceMetrics, MetricPoints, EnvUptime, Annotation,
         AnnotationKind,

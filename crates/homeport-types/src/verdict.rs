@@ -93,6 +93,35 @@ fn list(problems: &[String]) -> String {
 }
 
 impl StatusSnapshot {
+    /// Each environment's verdict, production first, then by app and name; as [`Self::overall`]
+    /// judges it, so outside production (when there is one) nothing is worse than degraded.
+    pub fn env_verdicts(&self) -> Vec<crate::EnvVerdict> {
+        let has_production = self.services.iter().any(|s| s.key.env == PRODUCTION);
+        let mut envs: BTreeMap<(bool, &str, &str), Vec<ServiceStatus>> = BTreeMap::new();
+        for s in &self.services {
+            envs.entry((s.key.env != PRODUCTION, &s.key.app, &s.key.env))
+                .or_default()
+                .push(s.clone());
+        }
+        envs.into_iter()
+            .map(|((other, app, env), services)| {
+                let mut verdict = StatusSnapshot {
+                    agent: self.agent.clone(),
+                    services,
+                }
+                .overall();
+                if other && has_production {
+                    verdict.level = verdict.level.min(Level::Degraded);
+                }
+                crate::EnvVerdict {
+                    app: app.to_owned(),
+                    env: env.to_owned(),
+                    verdict,
+                }
+            })
+            .collect()
+    }
+
     /// The overall verdict: see the module's documentation.
     pub fn overall(&self) -> Verdict {
         if self.services.is_empty() {
@@ -208,6 +237,41 @@ mod tests {
     }
 
     use ServiceState::*;
+
+    #[test]
+    fn each_environment_has_a_verdict_of_its_own_production_first() {
+        let snapshot = StatusSnapshot {
+            agent: AgentInfo {
+                pid: 1,
+                version: "0".into(),
+                config_path: String::new(),
+                uptime_secs: 0,
+                service_manager: None,
+                log: None,
+            },
+            services: vec![
+                svc("beta", "web", Crashed),
+                svc("production", "web", Healthy),
+                svc("production", "worker", Failed),
+            ],
+        };
+        let envs = snapshot.env_verdicts();
+        let names: Vec<&str> = envs.iter().map(|e| e.env.as_str()).collect();
+        assert_eq!(names, ["production", "beta"]);
+        assert_eq!(envs[0].verdict.level, Level::Down);
+        assert!(
+            envs[0].verdict.reason.contains("worker failed"),
+            "{:?}",
+            envs[0]
+        );
+        // A crash outside production is worth a look, never "down".
+        assert_eq!(envs[1].verdict.level, Level::Degraded);
+        assert!(
+            envs[1].verdict.reason.contains("web crashed"),
+            "{:?}",
+            envs[1]
+        );
+    }
 
     #[test]
     fn production_healthy() {
