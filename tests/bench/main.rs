@@ -7,14 +7,21 @@
 //! target/release/homeport-bench --slowloris             # /livez under 2,000 slow connections
 //! target/release/homeport-bench --only sampler [--sampler-secs 600]  # what sampling costs
 //! target/release/homeport-bench --databases [--only postgres]  # needs setup.sh --databases
+//! target/release/homeport-bench --hosts [--runs 5]  # another host over real sshd (as root)
 //! ```
 
 mod backup;
 mod databases;
 mod deploy;
+mod hosts;
 mod metrics;
 mod router;
 mod slowloris;
+// The end-to-end tests' other host (a real sshd, a throwaway user and key): a test helper that
+// panics on a broken setup, of which the benchmark uses a part.
+#[path = "../e2e/sshd.rs"]
+#[allow(dead_code, clippy::expect_used)]
+mod sshd;
 mod supervise;
 
 use std::fs;
@@ -45,6 +52,7 @@ fn main() -> Res<()> {
     let mut only_router = false;
     let mut only_slowloris = false;
     let mut only_databases = false;
+    let mut only_hosts = false;
     let mut secs = 5u64;
     let mut sampler_secs = 600u64;
     let mut runs = 3usize;
@@ -59,6 +67,7 @@ fn main() -> Res<()> {
             "--router" => only_router = true,
             "--slowloris" => only_slowloris = true,
             "--databases" => only_databases = true,
+            "--hosts" => only_hosts = true,
             "--secs" => secs = args.next().ok_or("--secs N")?.parse()?,
             "--sampler-secs" => {
                 sampler_secs = args.next().ok_or("--sampler-secs N")?.parse()?;
@@ -83,6 +92,10 @@ fn main() -> Res<()> {
     }
     if only_databases {
         print_rows(databases::run(&bins, runs, &only)?);
+        return Ok(());
+    }
+    if only_hosts {
+        print_rows(hosts::run(&bins, runs)?);
         return Ok(());
     }
     if only_slowloris {
@@ -171,8 +184,17 @@ impl Agent {
         Self::start_under(bins, body, &[])
     }
 
+    /// [`Agent::start`] with `vars` added to the agent's environment (`SSH_AUTH_SOCK`).
+    pub(crate) fn start_with_env(bins: &Bins, body: &str, vars: &[(&str, &Path)]) -> Res<Self> {
+        Self::launch(bins, body, &[], vars)
+    }
+
     /// [`Agent::start`] with the agent's command line run by `prefix` (`prlimit …`).
     pub(crate) fn start_under(bins: &Bins, body: &str, prefix: &[&str]) -> Res<Self> {
+        Self::launch(bins, body, prefix, &[])
+    }
+
+    fn launch(bins: &Bins, body: &str, prefix: &[&str], vars: &[(&str, &Path)]) -> Res<Self> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         let config = dir.path().join("homeport.toml");
@@ -197,6 +219,7 @@ impl Agent {
             .arg(&config)
             .arg("agent")
             .env("RUST_LOG", "warn")
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(dir.path().join("agent.log"))?)
@@ -213,6 +236,10 @@ impl Agent {
 
     pub(crate) fn data(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    pub(crate) fn config(&self) -> PathBuf {
+        self.dir.path().join("homeport.toml")
     }
 
     /// Polls status every 2 ms until `pred` holds for it.

@@ -1,12 +1,15 @@
 // Benchmark: the dashboard's first render with 50 services, against a static page served by the
 // same agent in the same browser (the sign-in page), and the JS bundle's gzipped size; then a
-// service page's charts of 30 days (written by homeport-history) against the same page's 24 hours.
+// service page's charts of 30 days (written by homeport-history) against the same page's 24 hours;
+// then, as root, the first render of another host's screens (a real sshd on loopback, sshd.mjs)
+// against this computer's, in the same browser.
 //   npm run build && cargo build --workspace --bins && node tests/browser/bench.mjs
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { execFileSync } from 'node:child_process';
-import { Agent, browser, until, ROOT, HISTORY } from './harness.mjs';
+import { Agent, browser, until, freePort, ROOT, FIXTURE, HISTORY } from './harness.mjs';
+import { SshHost } from './sshd.mjs';
 
 const RUNS = 10;
 const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -82,4 +85,54 @@ try {
 } finally {
   await chrome.close();
   await history.stop();
+}
+
+// Another host's dashboard: from navigation to the first render of its live data, through this
+// computer's agent and its SSH connection, against this computer's own, 10 services each.
+const host = await SshHost.start();
+if (host) {
+  let local;
+  let chrome2;
+  try {
+    const services = (app, fixture) => {
+      let b = `[apps.${app}.env.production]\nautostart = true\n`;
+      for (let i = 0; i < 10; i++) b += `services.s${i} = { command = ["${fixture}"] }\n`;
+      return b;
+    };
+    host.writeConfig(`[agent]\nport = 0\nrouter_port = 0\n\n${services('remote', host.shared(FIXTURE))}`);
+    process.env.SSH_AUTH_SOCK = host.authSock;
+    local = await Agent.start(services('local', '@FIXTURE@'));
+    local.cli('host', 'add', 'vps', host.destination(), '--fingerprint', host.fingerprint());
+    const auth = { headers: { Authorization: `Bearer ${local.token()}` } };
+    await until('vps is connected and runs its 10', async () => {
+      const r = await fetch(`${local.base}/api/v1/hosts/vps/api/v1/status`, auth);
+      return r.ok && (await r.json()).services.filter((s) => s.pid).length === 10;
+    }, 120000);
+    await until('10 run here', async () => (await local.status()).services.filter((s) => s.pid).length === 10);
+    chrome2 = await browser();
+    const render = async (hostName, app) => {
+      const ctx = await chrome2.newContext();
+      // The switcher's choice, as a tab that chose vps before keeps it.
+      if (hostName) await ctx.addInitScript((h) => sessionStorage.setItem('homeport.host', h), hostName);
+      const page = await ctx.newPage();
+      await page.goto(local.signInLink());
+      await page.locator(`[data-service^="${app}/"]`).nth(9).waitFor({ timeout: 60000 });
+      const ms = await page.evaluate(() => performance.getEntriesByName('homeport:first-render')[0].startTime);
+      await ctx.close();
+      return ms;
+    };
+    const here = [];
+    const there = [];
+    for (let i = 0; i < RUNS; i++) {
+      here.push(await render(null, 'local'));
+      there.push(await render('vps', 'remote'));
+    }
+    const h = median(here);
+    const t = median(there);
+    console.log(`| dashboard first render of another host (through this agent and SSH), 10 services (median of ${RUNS}) | ${h.toFixed(1)} ms (this computer's, 10 services) | ${t.toFixed(1)} ms | ${(t / h).toFixed(2)}× | reported |`);
+  } finally {
+    await chrome2?.close();
+    await local?.stop();
+    await host.stop();
+  }
 }
