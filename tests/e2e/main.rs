@@ -11,6 +11,7 @@ mod hosts;
 mod install;
 mod logs;
 mod metrics;
+mod reload;
 mod router;
 mod security;
 mod sshd;

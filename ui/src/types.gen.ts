@@ -93,7 +93,12 @@ service_manager: string | null,
 /**
  * The agent's own log file (its warnings, whoever started it).
  */
-log: string | null, };
+log: string | null, 
+/**
+ * The config file as last refused, while it has a mistake: the agent keeps running the
+ * config it had until the file is fixed.
+ */
+config_rejected: ConfigRejection | null, };
 
 export type StatusSnapshot = { agent: AgentInfo, services: Array<ServiceStatus>, };
 
@@ -148,11 +153,15 @@ previous: string | null, error: string | null,
 /**
  * Data its rollback discarded, and where it is kept (see [`crate::Discarded`]).
  */
-discarded: Array<Discarded>, } | { "type": "backup_finished", id: number, trigger: BackupTrigger, size: number, duration_ms: number, verified: boolean, } | { "type": "backup_failed", trigger: BackupTrigger, error: string, } | { "type": "restore_finished", backup: number, restored: Array<string>, safety_copies: Array<string>, } | { "type": "restore_failed", backup: number | null, error: string, } | { "type": "config_applied", restarted: Array<ServiceKey>, needs_agent_restart: boolean, } | { "type": "config_rejected", file: string, line: number, column: number, field: string, message: string, 
+discarded: Array<Discarded>, } | { "type": "backup_finished", id: number, trigger: BackupTrigger, size: number, duration_ms: number, verified: boolean, } | { "type": "backup_failed", trigger: BackupTrigger, error: string, } | { "type": "restore_finished", backup: number, restored: Array<string>, safety_copies: Array<string>, } | { "type": "restore_failed", backup: number | null, error: string, } | { "type": "config_applied", source: ConfigSource, added: Array<ServiceKey>, removed: Array<ServiceKey>, restarted: Array<ServiceKey>, 
+/**
+ * How many services were left alone.
+ */
+unchanged: number, needs_agent_restart: boolean, } | { "type": "config_rejected", file: string, line: number, column: number, field: string, message: string, 
 /**
  * How many problems in all.
  */
-problems: number, } | { "type": "auto_update_started", commit: string, commits: number, } | { "type": "auto_update_finished", 
+problems: number, source: ConfigSource, } | { "type": "auto_update_started", commit: string, commits: number, } | { "type": "auto_update_finished", 
 /**
  * Its deploy in the history, when one began.
  */
@@ -198,11 +207,15 @@ previous: string | null, error: string | null,
 /**
  * Data its rollback discarded, and where it is kept (see [`crate::Discarded`]).
  */
-discarded: Array<Discarded>, } | { "type": "backup_finished", id: number, trigger: BackupTrigger, size: number, duration_ms: number, verified: boolean, } | { "type": "backup_failed", trigger: BackupTrigger, error: string, } | { "type": "restore_finished", backup: number, restored: Array<string>, safety_copies: Array<string>, } | { "type": "restore_failed", backup: number | null, error: string, } | { "type": "config_applied", restarted: Array<ServiceKey>, needs_agent_restart: boolean, } | { "type": "config_rejected", file: string, line: number, column: number, field: string, message: string, 
+discarded: Array<Discarded>, } | { "type": "backup_finished", id: number, trigger: BackupTrigger, size: number, duration_ms: number, verified: boolean, } | { "type": "backup_failed", trigger: BackupTrigger, error: string, } | { "type": "restore_finished", backup: number, restored: Array<string>, safety_copies: Array<string>, } | { "type": "restore_failed", backup: number | null, error: string, } | { "type": "config_applied", source: ConfigSource, added: Array<ServiceKey>, removed: Array<ServiceKey>, restarted: Array<ServiceKey>, 
+/**
+ * How many services were left alone.
+ */
+unchanged: number, needs_agent_restart: boolean, } | { "type": "config_rejected", file: string, line: number, column: number, field: string, message: string, 
 /**
  * How many problems in all.
  */
-problems: number, } | { "type": "auto_update_started", commit: string, commits: number, } | { "type": "auto_update_finished", 
+problems: number, source: ConfigSource, } | { "type": "auto_update_started", commit: string, commits: number, } | { "type": "auto_update_finished", 
 /**
  * Its deploy in the history, when one began.
  */
@@ -266,15 +279,61 @@ diff: string,
  */
 restart: Array<ServiceKey>, revision: string, };
 
-export type ConfigApplied = { restarted: Array<ServiceKey>, 
+export type ConfigApplied = { 
+/**
+ * The config file.
+ */
+file: string, source: ConfigSource, 
+/**
+ * New services (started when they autostart).
+ */
+added: Array<ServiceKey>, 
+/**
+ * Services the file no longer names, stopped.
+ */
+removed: Array<ServiceKey>, 
+/**
+ * Changed services that were running, restarted with their new config.
+ */
+restarted: Array<ServiceKey>, 
+/**
+ * Changed services that were not running: they start with the new config when started.
+ */
+updated: Array<ServiceKey>, 
+/**
+ * Services whose config did not change, left alone.
+ */
+unchanged: Array<ServiceKey>, 
+/**
+ * Added services that were to start and could not.
+ */
+not_started: Array<NotStarted>, 
 /**
  * Agent options changed; they take effect when the agent restarts.
  */
 needs_agent_restart: boolean, 
 /**
+ * Which ones (`port`, `router_port`, …).
+ */
+agent_changes: Array<string>, 
+/**
  * The file's new revision.
  */
 revision: string, };
+
+export type ConfigSource = "settings" | "reload" | "signal" | "watch";
+
+export type NotStarted = { key: ServiceKey, error: string, };
+
+export type ConfigRejection = { file: string, line: number, column: number, field: string, message: string, 
+/**
+ * How many problems in all.
+ */
+problems: number, source: ConfigSource, 
+/**
+ * RFC 3339 UTC time of the refusal.
+ */
+time: string, };
 
 export type BackupTrigger = "manual" | "scheduled" | "pre_deploy" | "safety";
 

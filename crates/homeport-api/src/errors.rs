@@ -7,7 +7,8 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use homeport_core::{
-    AutoUpdateError, BackupOpError, DeployRefused, LogError, MetricsError, NotFound, SettingsError,
+    AutoUpdateError, BackupOpError, DeployRefused, LogError, MetricsError, NotFound, ReloadError,
+    SettingsError,
 };
 use homeport_types::Problem;
 use serde::de::DeserializeOwned;
@@ -142,6 +143,30 @@ impl From<AutoUpdateError> for ApiError {
                 Self::new(StatusCode::BAD_REQUEST, "not_configured", message)
             }
             AutoUpdateError::Store(_) => Self::internal(message),
+        }
+    }
+}
+
+impl From<ReloadError> for ApiError {
+    fn from(e: ReloadError) -> Self {
+        let problems =
+            e.0.0
+                .iter()
+                .map(|d| homeport_types::Problem {
+                    field: d.field.clone(),
+                    line: d.line,
+                    column: d.column,
+                    message: d.message.clone(),
+                    help: d.help.clone(),
+                })
+                .collect();
+        Self {
+            problems: Some(problems),
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_config",
+                e.to_string(),
+            )
         }
     }
 }

@@ -30,7 +30,8 @@
 //! - `GET /api/v1/metrics?target=T&range=1h|24h|7d|30d&resolution=auto|raw|1m|10m|1h` → the
 //!   history of T's services (CPU, memory, health latency, uptime) and environments' uptime, with
 //!   annotations of what happened (`MetricsReport`)
-//! - `GET /api/v1/config`, `POST /api/v1/config/preview`, `POST /api/v1/config/apply`
+//! - `GET /api/v1/config`, `POST /api/v1/config/preview`, `POST /api/v1/config/apply`;
+//!   `POST /api/v1/config/reload` (read `homeport.toml` again and apply it)
 //! - `GET /api/v1/backups?target=`, `POST /api/v1/backups` `{"target": "app/env"}`,
 //!   `POST /api/v1/backups/{id}/verify`, `POST /api/v1/restore`
 //! - `POST /api/v1/deploy` `{"app", "env", "kind": "deploy|promote|rollback|update"}` → NDJSON of
@@ -110,6 +111,7 @@ pub fn router(core: CoreHandle, token: &str, addr: SocketAddr, ui_dir: Option<Pa
         .route("/api/v1/config", get(routes::config))
         .route("/api/v1/config/preview", post(routes::config_preview))
         .route("/api/v1/config/apply", post(routes::config_apply))
+        .route("/api/v1/config/reload", post(routes::config_reload))
         .route("/api/v1/sessions", post(routes::new_session))
         .route(
             "/api/v1/backups",

@@ -13,8 +13,8 @@ use homeport_core::{Editor, MetricsQuery};
 use homeport_supervisor::logfile::{Budget, LogQuery};
 use homeport_types::{
     Action, ActionOutcome, ActionRequest, AgentStopReply, AgentStopRequest, AppInfo, BackupInfo,
-    BackupRequest, BackupTrigger, ConfigApplied, ConfigEdit, ConfigPreview, ConfigView,
-    DeployRecord, DeployRequest, EnvBackups, Event, LogStreamItem, MetricsReport,
+    BackupRequest, BackupTrigger, ConfigApplied, ConfigEdit, ConfigPreview, ConfigSource,
+    ConfigView, DeployRecord, DeployRequest, EnvBackups, Event, LogStreamItem, MetricsReport,
     MetricsResolution, ReleaseInfo, RestoreOutcome, RestoreRequest, ServiceDetail, ServiceKey,
     SignInLink, StatusReport, Target, VerifyOutcome,
 };
@@ -272,6 +272,12 @@ pub async fn config_apply(
     Ok(Json(
         st.core.apply(&edit.changes, &edit.revision, editor).await?,
     ))
+}
+
+/// Reads the config file again and applies it; 422 with every problem when it has mistakes
+/// (then nothing changed).
+pub async fn config_reload(State(st): State<AppState>) -> Reply<ConfigApplied> {
+    Ok(Json(st.core.reload(ConfigSource::Reload).await?))
 }
 
 /// A one-time sign-in link for a browser, and a private page that leads to it (for the

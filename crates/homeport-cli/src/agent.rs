@@ -79,6 +79,9 @@ fn send_datagram(socket: &OsString, msg: &str) -> std::io::Result<()> {
 }
 
 pub async fn run(config_path: &Path) -> Result<(), Failure> {
+    // SIGHUP means "apply the config file again", as for other daemons; installed first, so
+    // that from here on it can never end the agent (its default action).
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     use tracing_subscriber::prelude::*;
     // The agent's own log, wherever its stderr goes; stderr too (a terminal, the journal) unless
     // it already is that file.
@@ -243,6 +246,21 @@ pub async fn run(config_path: &Path) -> Result<(), Failure> {
             }
         })
     };
+
+    if let Some(mut hangups) = hangups {
+        // Weak: the agent's end must not wait for this task to let go of the core.
+        let core = std::sync::Arc::downgrade(&core);
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                let Some(core) = core.upgrade() else { return };
+                tracing::info!("SIGHUP: reading the config file again");
+                // Applied or refused, the outcome is logged and on the event stream.
+                let _ = core.reload(homeport_types::ConfigSource::Signal).await;
+            }
+        });
+    } else {
+        tracing::warn!("cannot handle SIGHUP; apply config edits with `homeport reload`");
+    }
 
     let request = tokio::select! {
         () = wait_for_stop_signal() => AgentStopRequest::default(),

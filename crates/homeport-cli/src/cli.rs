@@ -257,6 +257,15 @@ pub enum Cmd {
         #[command(subcommand)]
         command: RemoteCmd,
     },
+    /// Apply homeport.toml now: new services start, removed ones stop, changed ones restart
+    #[command(
+        long_about = "Read homeport.toml again and apply it: the whole file is checked first; \
+                      then new services appear (started if they autostart), removed ones stop, \
+                      changed ones restart (only those), and the rest are not touched. A file \
+                      with mistakes changes nothing: the agent keeps the config it runs. The \
+                      agent also does this by itself when the file is saved, and on SIGHUP."
+    )]
+    Reload,
     /// Work with the config file
     Config {
         #[command(subcommand)]

@@ -164,6 +164,7 @@ async fn run(cmd: Cmd, config_path: PathBuf, explicit_config: bool) -> Result<()
         Cmd::Config {
             command: ConfigCmd::Check,
         } => config::check(path),
+        Cmd::Reload => config::reload(path).await,
         Cmd::Status { target, json } => status::run(path, target.map(|t| t.target), json).await,
         Cmd::Show { target, json } => show::run(path, &target.target, json).await,
         Cmd::Start { target } => act::run(path, Action::Start, &target.target).await,

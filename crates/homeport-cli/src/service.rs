@@ -45,6 +45,7 @@ pub fn systemd_unit(exe: &Path, config: &Path, path_var: Option<&str>) -> String
          Type=notify\n\
          NotifyAccess=main\n\
          ExecStart=\"{}\" --config \"{}\" agent\n\
+         ExecReload=/bin/kill -HUP $MAINPID\n\
          {env}\
          Environment={manager}=systemd\n\
          Restart=on-failure\n\
@@ -381,6 +382,7 @@ mod tests {
         );
         assert!(u.contains("ExecStart=\"/opt/home port/homeport\" --config \"/home/u/.config/homeport/homeport.toml\" agent"));
         assert!(u.contains("KillMode=process"));
+        assert!(u.contains("ExecReload=/bin/kill -HUP $MAINPID"));
         assert!(u.contains("Restart=on-failure"));
         assert!(u.contains("WantedBy=default.target"));
         assert!(u.contains("Environment=\"PATH=/home/u/.cargo/bin:/usr/bin\"\n"));

@@ -267,6 +267,16 @@ impl Client {
         .await
     }
 
+    /// Has the agent read its config file again and apply it; an invalid file is an
+    /// [`ClientError::Api`] (422, `invalid_config`) whose message lists every problem.
+    pub async fn reload(&self) -> Result<homeport_types::ConfigApplied, ClientError> {
+        self.json(
+            self.http
+                .post(format!("{}/api/v1/config/reload", self.base)),
+        )
+        .await
+    }
+
     /// The status with the agent's verdict on it.
     pub async fn status_report(&self) -> Result<homeport_types::StatusReport, ClientError> {
         self.json(self.http.get(format!("{}/api/v1/status", self.base)))

@@ -19,7 +19,7 @@ mod raw;
 
 pub use diag::{Diagnostic, Diagnostics};
 pub use host::{HostFragment, host_fragment};
-pub use load::{StepEnv, install_argv, load, load_str, migrate_argv, step_env};
+pub use load::{StepEnv, install_argv, load, load_bytes, load_str, migrate_argv, step_env};
 pub use model::{
     AgentSettings, AppSpec, AutoUpdate, BackupSchedule, BackupSettings, CommandSpec, Config,
     DbServer, EnvSpec, HealthCheck, HealthProbe, RemoteEnv, RestartMode, RestartPolicy,

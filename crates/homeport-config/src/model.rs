@@ -62,6 +62,9 @@ pub struct AgentSettings {
     /// How often every running service's CPU, memory and health are sampled for its history;
     /// zero turns sampling off.
     pub sample_every: Duration,
+    /// Apply the config file by itself when it is saved (default); otherwise only on
+    /// `homeport reload`, SIGHUP or the settings screen.
+    pub watch_config: bool,
 }
 
 /// How an app goes from its source checkout to a release (`[apps.NAME]`).

@@ -18,6 +18,7 @@ pub(crate) const AGENT_KEYS: &[&str] = &[
     "router_port",
     "https_port",
     "sample_every",
+    "watch_config",
 ];
 pub(crate) const APP_KEYS: &[&str] = &[
     "env",
@@ -121,6 +122,7 @@ pub(crate) struct RawAgent {
     pub router_port: Option<Spanned<i64>>,
     pub https_port: Option<Spanned<i64>>,
     pub sample_every: Option<Spanned<Dur>>,
+    pub watch_config: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

@@ -16,7 +16,9 @@
 //! because it strings together the supervisor, backups, state.db and the blue-green switch,
 //! which only the core owns; homeport-deploy keeps the release mechanics with no Homeport
 //! dependency. `backups.rs` takes, catalogues, retains, verifies and restores backups and runs
-//! the schedule; `settings.rs` stages, validates and applies config edits; `store.rs` is
+//! the schedule; `settings.rs` stages and validates the settings screen's edits; `reload.rs`
+//! applies the config file (after `homeport reload`, SIGHUP, an edit on disk or the settings
+//! screen), and refuses a broken one without changing anything; `store.rs` is
 //! state.db; `detail.rs` one service in full; `runtime.rs` the agent's own files (lock, token,
 //! endpoint). Every outcome is published as one event (see homeport_types::Event).
 //!
@@ -35,6 +37,7 @@ mod metrics;
 mod preflight;
 mod proxy;
 mod remote_deploy;
+mod reload;
 pub mod routing;
 pub mod runtime;
 mod settings;
@@ -60,6 +63,7 @@ pub use homeport_supervisor::NotFound;
 pub use hosts::{HostConn, HostUnavailable};
 pub use logs::{LogCursor, LogError};
 pub use metrics::{MetricsDb, MetricsError, MetricsQuery};
+pub use reload::ReloadError;
 pub use settings::{Editor, SettingsError};
 pub use store::Store;
 pub use updates::AutoUpdateError;
@@ -93,6 +97,8 @@ pub struct Core {
     deploys: deploy::Deploys,
     /// The HTTP router, when the config wants one (names, or a blue-green web service).
     router: Mutex<Option<homeport_router::Router>>,
+    /// Which versions of the config file were applied or refused.
+    file_state: Mutex<reload::FileState>,
     /// Events the recorder has written, against [`Hub::records_sent`].
     written: Arc<std::sync::atomic::AtomicU64>,
     /// Sampled history: the last hour in memory, roll-ups in state.db.
@@ -169,6 +175,7 @@ impl Core {
             claims: Arc::default(),
             deploys: deploy::Deploys::default(),
             router: Mutex::new(None),
+            file_state: Mutex::default(),
             lifecycle: lifecycle::Lifecycle::default(),
             hosts: hosts::Hosts::default(),
             updates: updates::Updates::default(),
@@ -241,6 +248,7 @@ impl Core {
         tokio::spawn(backups::scheduler(Arc::clone(self)));
         tokio::spawn(updates::scheduler(Arc::clone(self)));
         tokio::spawn(metrics::run(Arc::clone(self)));
+        reload::watch(self);
         let config = self.config();
         let router = if routing::wanted(&config) {
             routing::build(self, &config)
@@ -625,6 +633,7 @@ impl Core {
                         .display()
                         .to_string(),
                 ),
+                config_rejected: self.config_rejected(),
             },
             services,
         }

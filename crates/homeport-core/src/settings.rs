@@ -4,15 +4,13 @@
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::Duration;
 
 use homeport_config::edit::{EditError, apply_changes};
 use homeport_config::{Config, Diagnostic};
 use homeport_types::{
-    AgentSettingsView, ConfigApplied, ConfigChange, ConfigPreview, ConfigView, EnvView, EventKind,
-    Problem, ServiceKey, ServiceView, Subject,
+    AgentSettingsView, ConfigApplied, ConfigChange, ConfigPreview, ConfigSource, ConfigView,
+    EnvView, Problem, ServiceKey, ServiceView,
 };
-use sha2::{Digest, Sha256};
 
 use crate::Core;
 
@@ -48,7 +46,7 @@ pub enum Editor {
 }
 
 pub fn revision(text: &str) -> String {
-    homeport_fs::hex(&Sha256::digest(text.as_bytes()))
+    crate::reload::revision(text.as_bytes())
 }
 
 fn read(path: &Path) -> Result<String, SettingsError> {
@@ -282,51 +280,37 @@ pub(crate) async fn apply(
         Some(c) if staged.problems.is_empty() => c,
         _ => {
             if let Some(first) = staged.problems.first() {
-                core.emit(
-                    Subject::Agent,
-                    EventKind::ConfigRejected {
+                // The file was not touched: this refusal is the screen's, not the file's.
+                crate::reload::emit_rejected(
+                    core,
+                    &homeport_types::ConfigRejection {
                         file: core.config().file.display().to_string(),
                         line: first.line,
                         column: first.column,
                         field: first.field.clone(),
                         message: first.message.clone(),
                         problems: staged.problems.len(),
+                        source: ConfigSource::Settings,
+                        time: humantime::format_rfc3339_millis(std::time::SystemTime::now())
+                            .to_string(),
                     },
                 );
             }
             return Err(SettingsError::Invalid(staged.problems));
         }
     };
-    let old = core.config();
-    let path = old.file.clone();
+    let path = core.config().file.clone();
     let mode = std::fs::metadata(&path)
         .map(|m| m.permissions().mode() & 0o777)
         .unwrap_or(0o600);
     homeport_fs::atomic_write(&path, staged.new_text.as_bytes(), mode)
         .map_err(|e| SettingsError::Io(path.display().to_string(), e))?;
-    let needs_agent_restart = old.agent != new.agent;
-    let report = core
-        .supervisor()
-        .reload(std::sync::Arc::new(new), Duration::from_secs(60))
-        .await;
-    core.refresh_routes();
-    tracing::info!(
-        "applied a config change: {} added, {} removed, {} changed, {} restarted",
-        report.added.len(),
-        report.removed.len(),
-        report.changed.len(),
-        report.restarted.len()
-    );
-    core.emit(
-        Subject::Agent,
-        EventKind::ConfigApplied {
-            restarted: report.restarted.clone(),
-            needs_agent_restart,
-        },
-    );
-    Ok(ConfigApplied {
-        restarted: report.restarted,
-        needs_agent_restart,
-        revision: revision(&staged.new_text),
-    })
+    // The same way as `homeport reload` and an edit on disk: one apply for every change.
+    Ok(crate::reload::apply(
+        core,
+        new,
+        revision(&staged.new_text),
+        ConfigSource::Settings,
+    )
+    .await)
 }

@@ -66,13 +66,17 @@ struct Handle {
 }
 
 /// What [`Supervisor::reload`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReloadReport {
     pub added: Vec<ServiceKey>,
     pub removed: Vec<ServiceKey>,
     pub changed: Vec<ServiceKey>,
     /// Changed services that were running, stopped and started again with their new spec.
     pub restarted: Vec<ServiceKey>,
+    /// Services whose spec did not change: not touched.
+    pub unchanged: Vec<ServiceKey>,
+    /// How the starts went: of the restarted services, and of added ones that autostart.
+    pub started: Vec<ActionOutcome>,
 }
 
 pub struct Supervisor {
@@ -224,7 +228,7 @@ impl Supervisor {
             match new_specs.get(&spec.key) {
                 None => report.removed.push(spec.key.clone()),
                 Some(n) if *n != spec => report.changed.push(spec.key.clone()),
-                Some(_) => {}
+                Some(_) => report.unchanged.push(spec.key.clone()),
             }
         }
         let old_keys: BTreeSet<&ServiceKey> = old.services.iter().map(|s| &s.key).collect();
@@ -303,7 +307,7 @@ impl Supervisor {
         );
         if !to_start.is_empty() {
             let keys = self.with_dependencies(&to_start);
-            self.start_keys(&keys, timeout).await;
+            report.started = self.start_keys(&keys, timeout).await;
         }
         report
     }

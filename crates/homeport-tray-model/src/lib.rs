@@ -623,6 +623,7 @@ mod tests {
                 uptime_secs: 0,
                 service_manager: None,
                 log: None,
+                config_rejected: None,
             },
             services,
         }

@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use homeport_types::{
-    BackupTrigger, DeployKind, DeployResult, Event, EventKind, ExitReason, Health, ServiceKey,
-    ServiceState, Subject,
+    BackupTrigger, ConfigSource, DeployKind, DeployResult, Event, EventKind, ExitReason, Health,
+    ServiceKey, ServiceState, Subject,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -421,19 +421,22 @@ impl Notifier {
             (
                 _,
                 EventKind::ConfigApplied {
+                    source,
+                    added,
+                    removed,
                     restarted,
+                    unchanged,
                     needs_agent_restart,
                 },
             ) => vec![Notice {
-                summary: "Config change applied".into(),
-                body: match (restarted.len(), needs_agent_restart) {
-                    (0, false) => "Nothing had to restart.".into(),
-                    (n, false) => format!("{n} service{} restarted.", plural(n as u64)),
-                    (n, true) => format!(
-                        "{n} service{} restarted; agent options apply when the agent restarts.",
-                        plural(n as u64)
-                    ),
-                },
+                summary: format!("Config applied {}", source.describe()),
+                body: config_applied_body(
+                    added.len(),
+                    removed.len(),
+                    restarted.len(),
+                    *unchanged,
+                    *needs_agent_restart,
+                ),
                 urgency: Urgency::Normal,
                 screen: Screen::Overview,
             }],
@@ -442,16 +445,48 @@ impl Notifier {
                 EventKind::ConfigRejected {
                     file,
                     line,
+                    column,
                     field,
                     message,
-                    ..
+                    problems,
+                    source,
                 },
-            ) => vec![Notice {
-                summary: "Config change refused".into(),
-                body: format!("{file}:{line}: {field}: {message}. Nothing changed."),
-                urgency: Urgency::Critical,
-                screen: Screen::Overview,
-            }],
+            ) => {
+                let name = std::path::Path::new(file)
+                    .file_name()
+                    .map_or_else(|| file.clone(), |n| n.to_string_lossy().into_owned());
+                let at = if *line > 0 {
+                    format!("{name}:{line}:{column}")
+                } else {
+                    name.clone()
+                };
+                let field = if field.is_empty() {
+                    String::new()
+                } else {
+                    format!("{field}: ")
+                };
+                let more = match problems {
+                    0 | 1 => String::new(),
+                    n => format!(" ({} more problem{})", n - 1, plural(*n as u64 - 1)),
+                };
+                vec![if *source == ConfigSource::Settings {
+                    Notice {
+                        summary: "Settings change refused".into(),
+                        body: format!("{at}: {field}{message}{more}. Nothing changed."),
+                        urgency: Urgency::Critical,
+                        screen: Screen::Overview,
+                    }
+                } else {
+                    Notice {
+                        summary: format!("{name} has a mistake: not applied"),
+                        body: format!(
+                            "{at}: {field}{message}{more}. The agent keeps running the config it had; fix the file and save it again."
+                        ),
+                        urgency: Urgency::Critical,
+                        screen: Screen::Overview,
+                    }
+                }]
+            }
             _ => vec![],
         }
     }
@@ -613,6 +648,35 @@ pub fn coalesce(notices: Vec<Notice>) -> Vec<Notice> {
         urgency,
         screen: Screen::Overview,
     }]
+}
+
+/// "1 added, 2 restarted, 7 unchanged." and whether the agent must restart.
+fn config_applied_body(
+    added: usize,
+    removed: usize,
+    restarted: usize,
+    unchanged: usize,
+    agent_restart: bool,
+) -> String {
+    let parts: Vec<String> = [
+        (added, "added"),
+        (removed, "removed"),
+        (restarted, "restarted"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    let mut body = if parts.is_empty() {
+        "No service changed".to_owned()
+    } else {
+        parts.join(", ")
+    };
+    body.push_str(&format!(", {unchanged} unchanged."));
+    if agent_restart {
+        body.push_str(" Agent options apply when the agent restarts.");
+    }
+    body
 }
 
 fn plural(n: u64) -> &'static str {
@@ -897,14 +961,37 @@ mod tests {
                     field: "apps.a.env.p.services.web.port".into(),
                     message: "port 80000 is out of range".into(),
                     problems: 1,
+                    source: ConfigSource::Watch,
                 },
             },
             now,
         );
         assert_eq!(
-            rejected[0].body,
-            "/h/homeport.toml:12: apps.a.env.p.services.web.port: port 80000 is out of range. Nothing changed."
+            rejected[0].summary,
+            "homeport.toml has a mistake: not applied"
         );
+        assert_eq!(
+            rejected[0].body,
+            "homeport.toml:12:8: apps.a.env.p.services.web.port: port 80000 is out of range. The agent keeps running the config it had; fix the file and save it again."
+        );
+        assert_eq!(rejected[0].urgency, Urgency::Critical);
+        let applied = n.on_event(
+            &Event {
+                time: String::new(),
+                subject: Subject::Agent,
+                kind: EventKind::ConfigApplied {
+                    source: ConfigSource::Reload,
+                    added: vec![key()],
+                    removed: vec![],
+                    restarted: vec![key(), key()],
+                    unchanged: 7,
+                    needs_agent_restart: false,
+                },
+            },
+            now,
+        );
+        assert_eq!(applied[0].summary, "Config applied on `homeport reload`");
+        assert_eq!(applied[0].body, "1 added, 2 restarted, 7 unchanged.");
         assert_eq!(human_size(3 * 1024 * 1024 / 2), "1.5 MB");
     }
 

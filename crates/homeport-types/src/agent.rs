@@ -19,6 +19,10 @@ pub struct AgentInfo {
     /// The agent's own log file (its warnings, whoever started it).
     #[serde(default)]
     pub log: Option<String>,
+    /// The config file as last refused, while it has a mistake: the agent keeps running the
+    /// config it had until the file is fixed.
+    #[serde(default)]
+    pub config_rejected: Option<crate::ConfigRejection>,
 }
 
 /// The answer to `GET /api/v1/status`.
@@ -101,6 +105,31 @@ impl StatusSnapshot {
     /// does between snapshots: a service's state, health, pid, restarts and last exit. (CPU,
     /// memory and uptimes are not in events; they stay as the last snapshot had them.)
     pub fn apply(&mut self, event: &crate::Event) {
+        match &event.kind {
+            crate::EventKind::ConfigApplied { .. } => self.agent.config_rejected = None,
+            crate::EventKind::ConfigRejected {
+                file,
+                line,
+                column,
+                field,
+                message,
+                problems,
+                source,
+            } if *source != crate::ConfigSource::Settings => {
+                // A refused edit from the settings screen left the file as it was.
+                self.agent.config_rejected = Some(crate::ConfigRejection {
+                    file: file.clone(),
+                    line: *line,
+                    column: *column,
+                    field: field.clone(),
+                    message: message.clone(),
+                    problems: *problems,
+                    source: *source,
+                    time: event.time.clone(),
+                })
+            }
+            _ => {}
+        }
         let Some(key) = event.service() else {
             return;
         };

@@ -10,8 +10,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    BackupTrigger, DeployKind, DeployResult, ExitReason, Health, HostState, ServiceKey,
-    ServiceState, StepStatus, Target, Verdict,
+    BackupTrigger, ConfigSource, DeployKind, DeployResult, ExitReason, Health, HostState,
+    ServiceKey, ServiceState, StepStatus, Target, Verdict,
 };
 
 /// Something that happened, to whom, and when.
@@ -205,12 +205,23 @@ pub enum EventKind {
     },
     /// A restore failed; `error` says what was put back.
     RestoreFailed { backup: Option<i64>, error: String },
-    /// An edit of the config was written and applied.
+    /// The config file was applied: services added, removed, restarted (see
+    /// [`crate::ConfigApplied`] for every field).
     ConfigApplied {
+        #[serde(default)]
+        source: ConfigSource,
+        #[serde(default)]
+        added: Vec<ServiceKey>,
+        #[serde(default)]
+        removed: Vec<ServiceKey>,
         restarted: Vec<ServiceKey>,
+        /// How many services were left alone.
+        #[serde(default)]
+        unchanged: usize,
         needs_agent_restart: bool,
     },
-    /// An edit of the config was refused; nothing changed. The first problem, located.
+    /// An edit of the config was refused; nothing changed, and the agent keeps the config it
+    /// had. The first problem, located.
     ConfigRejected {
         file: String,
         line: usize,
@@ -219,6 +230,8 @@ pub enum EventKind {
         message: String,
         /// How many problems in all.
         problems: usize,
+        #[serde(default)]
+        source: ConfigSource,
     },
     /// An environment's automatic update began: its app's upstream has `commits` commits up to
     /// `commit` that the environment does not run. Its deploy's events follow.

@@ -132,12 +132,106 @@ pub struct ConfigPreview {
     pub revision: String,
 }
 
+/// What made the agent apply (or refuse) its config file.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigSource {
+    /// The settings screen (`POST /api/v1/config/apply`).
+    #[default]
+    Settings,
+    /// `homeport reload` (`POST /api/v1/config/reload`).
+    Reload,
+    /// SIGHUP to the agent.
+    Signal,
+    /// The file changed on disk and the agent noticed.
+    Watch,
+}
+
+impl ConfigSource {
+    /// How a person says where the change came from.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ConfigSource::Settings => "from the settings screen",
+            ConfigSource::Reload => "on `homeport reload`",
+            ConfigSource::Signal => "on SIGHUP",
+            ConfigSource::Watch => "as the file was saved",
+        }
+    }
+}
+
+/// An added service that could not be started, and why.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotStarted {
+    pub key: ServiceKey,
+    pub error: String,
+}
+
+/// What applying the config file did: every service is in exactly one of `added`, `removed`,
+/// `restarted`, `updated` and `unchanged`.
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigApplied {
+    /// The config file.
+    #[serde(default)]
+    pub file: String,
+    #[serde(default)]
+    pub source: ConfigSource,
+    /// New services (started when they autostart).
+    #[serde(default)]
+    pub added: Vec<ServiceKey>,
+    /// Services the file no longer names, stopped.
+    #[serde(default)]
+    pub removed: Vec<ServiceKey>,
+    /// Changed services that were running, restarted with their new config.
     pub restarted: Vec<ServiceKey>,
+    /// Changed services that were not running: they start with the new config when started.
+    #[serde(default)]
+    pub updated: Vec<ServiceKey>,
+    /// Services whose config did not change, left alone.
+    #[serde(default)]
+    pub unchanged: Vec<ServiceKey>,
+    /// Added services that were to start and could not.
+    #[serde(default)]
+    pub not_started: Vec<NotStarted>,
     /// Agent options changed; they take effect when the agent restarts.
     pub needs_agent_restart: bool,
+    /// Which ones (`port`, `router_port`, …).
+    #[serde(default)]
+    pub agent_changes: Vec<String>,
     /// The file's new revision.
     pub revision: String,
+}
+
+/// The config file as the agent last refused it: the first problem, located. The agent keeps
+/// running the config it had until the file is fixed.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigRejection {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub field: String,
+    pub message: String,
+    /// How many problems in all.
+    pub problems: usize,
+    pub source: ConfigSource,
+    /// RFC 3339 UTC time of the refusal.
+    pub time: String,
+}
+
+impl ConfigRejection {
+    /// "homeport.toml:12:9: apps.shop….port: expected a number".
+    pub fn located(&self) -> String {
+        let mut s = self.file.clone();
+        if self.line > 0 {
+            s.push_str(&format!(":{}:{}", self.line, self.column));
+        }
+        if !self.field.is_empty() {
+            s.push_str(&format!(": {}", self.field));
+        }
+        s.push_str(&format!(": {}", self.message));
+        s
+    }
 }

@@ -230,6 +230,7 @@ mod tests {
                 uptime_secs: 0,
                 service_manager: None,
                 log: None,
+                config_rejected: None,
             },
             services,
         }
@@ -248,6 +249,7 @@ mod tests {
                 uptime_secs: 0,
                 service_manager: None,
                 log: None,
+                config_rejected: None,
             },
             services: vec![
                 svc("beta", "web", Crashed),

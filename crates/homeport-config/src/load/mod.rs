@@ -71,6 +71,22 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
     };
     let bytes =
         fs::read(path).map_err(|e| problem(0, 0, format!("cannot read the config file: {e}")))?;
+    load_bytes(path, bytes)
+}
+
+/// Parses and validates `bytes` as the contents of `path` (read once by the caller, who may
+/// need them too: a reload remembers the revision it applied).
+pub fn load_bytes(path: &Path, bytes: Vec<u8>) -> Result<Config, Diagnostics> {
+    let problem = |line, column, message| {
+        Diagnostics(vec![Diagnostic {
+            file: path.to_path_buf(),
+            line,
+            column,
+            field: String::new(),
+            message,
+            help: None,
+        }])
+    };
     let text = String::from_utf8(bytes).map_err(|e| {
         // Where the bad bytes start, as an editor counts: line and column (in characters).
         let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];

@@ -65,6 +65,7 @@ pub(super) fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>
             .as_ref()
             .and_then(|p| port_in_range(p, "agent.https_port", false, sink)),
         sample_every: sample_every(tree.agent.sample_every.as_ref(), sink),
+        watch_config: tree.agent.watch_config.unwrap_or(true),
     };
     let mut envs = Vec::new();
     let mut services = Vec::new();
