@@ -1,11 +1,11 @@
 // The dashboard in a real headless Chromium against a real agent supervising the fixture app.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import net from 'node:net';
-import { Agent, assertFits, browser, freePort, shot, until, ROOT } from './harness.mjs';
+import { Agent, assertFits, browser, freePort, shot, until, FIXTURE, ROOT } from './harness.mjs';
 
 let agent, chrome, page, ports;
 
@@ -338,6 +338,50 @@ command = ["@FIXTURE@"]
     assert.match(await p.locator('main').textContent(), /Open dashboard in browser/);
     assert.equal(await p.locator('[data-service]').count(), 0, 'no stale numbers under the sign-in page');
     await shot(p, 'signed-out');
+  } finally {
+    await context.close();
+    await solo.stop();
+  }
+});
+
+test('a saved config edit shows up by itself, and a broken one is a banner until it is fixed', async () => {
+  const solo = await Agent.start(`
+[apps.solo.env.production]
+autostart = true
+[apps.solo.env.production.services.web]
+command = ["@FIXTURE@"]
+`);
+  const context = await chrome.newContext({ viewport: { width: 420, height: 800 } });
+  const p = await context.newPage();
+  // As vim saves: a new file renamed over the old one.
+  const save = (text) => {
+    writeFileSync(`${solo.config}.swp`, text);
+    renameSync(`${solo.config}.swp`, solo.config);
+  };
+  try {
+    await p.goto(solo.signInLink());
+    await p.locator('[data-service="solo/production/web"][data-state="running"]').waitFor();
+    const good = readFileSync(solo.config, 'utf8');
+
+    const broken = `${good}\n[apps.solo.env.production.services.worker]\ncommand = ["${FIXTURE}"]\nautostart = "yes"\n`;
+    save(broken);
+    const line = broken.split('\n').findIndex((l) => l.startsWith('autostart = "yes"')) + 1;
+    const banner = p.getByRole('alert').filter({ hasText: 'was not applied' });
+    await banner.waitFor();
+    const text = await banner.textContent();
+    assert.match(text, new RegExp(`homeport\\.toml:${line}:`), text);
+    assert.match(text, /keeps running the config it had/);
+    assert.equal(await p.locator('[data-service="solo/production/worker"]').count(), 0, 'nothing changed');
+    await assertFits(p, 'the page with the config banner');
+    await shot(p, 'w420-config-rejected');
+
+    // Fixed: the new service appears without a reload of the page, and the banner goes.
+    save(broken.replace('autostart = "yes"', 'autostart = true'));
+    await p.locator('[data-service="solo/production/worker"][data-state="running"]').waitFor();
+    await until('the banner goes', async () => (await p.locator('[data-banner="config-rejected"]').count()) === 0);
+    await p.getByRole('link', { name: 'Events' }).click();
+    await p.getByText(/config applied as the file was saved: 1 added \(solo\/production\/worker\)/).waitFor();
+    await p.getByText(/config file refused as the file was saved: .*homeport\.toml:\d+:\d+/).waitFor();
   } finally {
     await context.close();
     await solo.stop();

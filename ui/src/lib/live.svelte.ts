@@ -101,6 +101,20 @@ class Live {
 
   apply(e: api.AgentEvent) {
     this.recent = [...this.recent.slice(-999), e];
+    if (e.type === 'config_applied') {
+      // Services may have come or gone: take the agent's whole picture again.
+      if (this.snapshot) this.snapshot.agent.config_rejected = null;
+      void this.refresh();
+      return;
+    }
+    if (e.type === 'config_rejected') {
+      // A refused settings edit left the file as it was; a refused file is refused until fixed.
+      if (this.snapshot && e.source !== 'settings') {
+        const { file, line, column, field, message, problems, source } = e;
+        this.snapshot.agent.config_rejected = { file, line, column, field, message, problems, source, time: e.time };
+      }
+      return;
+    }
     const svc = this.snapshot?.services.find((s) => api.keyString(s.key) === e.subject);
     if (!svc) return;
     if (e.type === 'state') {
