@@ -206,6 +206,24 @@ autostart = true
                 && added == &vec![homeport_types::ServiceKey::new("a", "prod", "second")]),
         "{events:?}"
     );
+
+    // An environment's setting applies from now on (the next deploy reads it) and restarts
+    // nothing; an agent option set at start says it waits for the agent's restart.
+    let settings = format!("{fixed}\n[apps.a.env.prod]\nhealth_stable = \"2s\"\n");
+    save(&env, &format!("{agent}\nsample_every = \"10s\""), &settings);
+    let out = env.cli(&["reload"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for line in [
+        "restarted             0",
+        "Settings applied from now on (nothing restarted for them): a/prod: health_stable.",
+        "Changed agent options (sample_every) apply when the agent restarts",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    let s = env.status();
+    assert_eq!(service(&s, "a/prod/web").pid, web.pid, "not restarted");
+    assert_eq!(service(&s, "a/prod/keep").pid, keep.pid, "not restarted");
 }
 
 #[test]

@@ -157,7 +157,12 @@ discarded: Array<Discarded>, } | { "type": "backup_finished", id: number, trigge
 /**
  * How many services were left alone.
  */
-unchanged: number, needs_agent_restart: boolean, } | { "type": "config_rejected", file: string, line: number, column: number, field: string, message: string, 
+unchanged: number, 
+/**
+ * Settings of environments and apps that apply from now on
+ * (`shop/production: health_stable`).
+ */
+settings: Array<string>, needs_agent_restart: boolean, } | { "type": "config_rejected", file: string, line: number, column: number, field: string, message: string, 
 /**
  * How many problems in all.
  */
@@ -211,7 +216,12 @@ discarded: Array<Discarded>, } | { "type": "backup_finished", id: number, trigge
 /**
  * How many services were left alone.
  */
-unchanged: number, needs_agent_restart: boolean, } | { "type": "config_rejected", file: string, line: number, column: number, field: string, message: string, 
+unchanged: number, 
+/**
+ * Settings of environments and apps that apply from now on
+ * (`shop/production: health_stable`).
+ */
+settings: Array<string>, needs_agent_restart: boolean, } | { "type": "config_rejected", file: string, line: number, column: number, field: string, message: string, 
 /**
  * How many problems in all.
  */
@@ -316,6 +326,12 @@ needs_agent_restart: boolean,
  * Which ones (`port`, `router_port`, …).
  */
 agent_changes: Array<string>, 
+/**
+ * Settings of environments and apps that changed (`shop/production: auto_update,
+ * health_stable`); they apply from now on — the next update check, backup or deploy —
+ * without restarting anything.
+ */
+settings_changed: Array<string>, 
 /**
  * The file's new revision.
  */

@@ -87,6 +87,12 @@ pub async fn reload(path: &Path) -> Result<(), Failure> {
     if !applied.updated.is_empty() {
         outln!("Services that were not running start with their new config when you start them.")?;
     }
+    if !applied.settings_changed.is_empty() {
+        outln!(
+            "Settings applied from now on (nothing restarted for them): {}.",
+            applied.settings_changed.join("; ")
+        )?;
+    }
     if applied.needs_agent_restart {
         outln!(
             "Changed agent options ({}) apply when the agent restarts: `homeport agent restart` \

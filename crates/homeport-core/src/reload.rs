@@ -138,6 +138,7 @@ pub(crate) async fn apply(
 ) -> ConfigApplied {
     let old = core.config();
     let agent_changes = agent_changes(&old, &new);
+    let settings_changed = settings_changed(&old, &new);
     let file = new.file.display().to_string();
     let report = core.supervisor().reload(Arc::new(new), START_WAIT).await;
     core.refresh_routes();
@@ -176,15 +177,17 @@ pub(crate) async fn apply(
         not_started,
         needs_agent_restart: !agent_changes.is_empty(),
         agent_changes,
+        settings_changed,
         revision: rev,
     };
     let changed = !(applied.added.is_empty()
         && applied.removed.is_empty()
         && applied.restarted.is_empty()
         && applied.updated.is_empty()
-        && applied.agent_changes.is_empty());
+        && applied.agent_changes.is_empty()
+        && applied.settings_changed.is_empty());
     tracing::info!(
-        "{} applied {}: {} added, {} removed, {} restarted, {} changed but not running, {} unchanged{}",
+        "{} applied {}: {} added, {} removed, {} restarted, {} changed but not running, {} unchanged{}{}",
         applied.file,
         source.describe(),
         applied.added.len(),
@@ -192,6 +195,14 @@ pub(crate) async fn apply(
         applied.restarted.len(),
         applied.updated.len(),
         applied.unchanged.len(),
+        if applied.settings_changed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; applied from now on: {}",
+                applied.settings_changed.join("; ")
+            )
+        },
         if applied.needs_agent_restart {
             format!(
                 "; {} apply when the agent restarts",
@@ -214,6 +225,7 @@ pub(crate) async fn apply(
                 removed: applied.removed.clone(),
                 restarted: applied.restarted.clone(),
                 unchanged: applied.unchanged.len(),
+                settings: applied.settings_changed.clone(),
                 needs_agent_restart: applied.needs_agent_restart,
             },
         );
@@ -305,6 +317,8 @@ fn agent_changes(old: &Config, new: &Config) -> Vec<String> {
     differ("router_port", a.router_port != b.router_port);
     differ("https_port", a.https_port != b.https_port);
     differ("watch_config", a.watch_config != b.watch_config);
+    // The sampler's interval is set when the agent starts.
+    differ("sample_every", a.sample_every != b.sample_every);
     // The proxies of blue-green services are set up when the agent starts.
     let slots = |c: &Config| -> Vec<ServiceKey> {
         c.services
@@ -314,6 +328,70 @@ fn agent_changes(old: &Config, new: &Config) -> Vec<String> {
             .collect()
     };
     differ("blue-green services", slots(old) != slots(new));
+    out
+}
+
+/// The settings of environments and apps that changed, as `shop/production: auto_update,
+/// health_stable`. Nothing needs restarting for them: the update checker, the backup schedule,
+/// the deploy pipeline and the router read the config they need each time they act, so they
+/// apply from now on (the next check, backup or deploy).
+fn settings_changed(old: &Config, new: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in &new.envs {
+        let Some(a) = old.envs.iter().find(|a| a.app == b.app && a.env == b.env) else {
+            continue;
+        };
+        let fields: Vec<&str> = [
+            ("autostart", a.autostart != b.autostart),
+            ("databases", a.databases != b.databases),
+            (
+                "files",
+                a.files != b.files || a.config_files != b.config_files,
+            ),
+            ("backup", a.backup != b.backup),
+            ("health_deadline", a.health_deadline != b.health_deadline),
+            ("health_stable", a.health_stable != b.health_stable),
+            (
+                "restore_on_failure",
+                a.restore_on_failure != b.restore_on_failure,
+            ),
+            ("hostnames", a.hostnames != b.hostnames || a.web != b.web),
+            ("drain", a.drain != b.drain),
+            ("auto_update", a.auto_update != b.auto_update),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect();
+        if !fields.is_empty() {
+            out.push(format!("{}/{}: {}", b.app, b.env, fields.join(", ")));
+        }
+    }
+    for b in &new.apps {
+        let Some(a) = old.apps.iter().find(|a| a.name == b.name) else {
+            continue;
+        };
+        let fields: Vec<&str> = [
+            ("source", a.source != b.source),
+            ("test", a.test != b.test),
+            ("build", a.build != b.build),
+            ("artifacts", a.artifacts != b.artifacts),
+            ("install", a.install != b.install),
+            ("migrate", a.migrate != b.migrate),
+            ("keep_releases", a.keep_releases != b.keep_releases),
+            ("allow_dirty", a.allow_dirty != b.allow_dirty),
+            ("step_env", a.step_env != b.step_env),
+            (
+                "backward_compatible_migrations",
+                a.backward_compatible_migrations != b.backward_compatible_migrations,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect();
+        if !fields.is_empty() {
+            out.push(format!("{}: {}", b.name, fields.join(", ")));
+        }
+    }
     out
 }
 

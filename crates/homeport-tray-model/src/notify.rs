@@ -426,6 +426,7 @@ impl Notifier {
                     removed,
                     restarted,
                     unchanged,
+                    settings,
                     needs_agent_restart,
                 },
             ) => vec![Notice {
@@ -435,6 +436,7 @@ impl Notifier {
                     removed.len(),
                     restarted.len(),
                     *unchanged,
+                    settings,
                     *needs_agent_restart,
                 ),
                 urgency: Urgency::Normal,
@@ -656,6 +658,7 @@ fn config_applied_body(
     removed: usize,
     restarted: usize,
     unchanged: usize,
+    settings: &[String],
     agent_restart: bool,
 ) -> String {
     let parts: Vec<String> = [
@@ -673,6 +676,9 @@ fn config_applied_body(
         parts.join(", ")
     };
     body.push_str(&format!(", {unchanged} unchanged."));
+    if !settings.is_empty() {
+        body.push_str(&format!(" Applied from now on: {}.", settings.join("; ")));
+    }
     if agent_restart {
         body.push_str(" Agent options apply when the agent restarts.");
     }
@@ -985,13 +991,17 @@ mod tests {
                     removed: vec![],
                     restarted: vec![key(), key()],
                     unchanged: 7,
+                    settings: vec!["a/p: health_stable".into()],
                     needs_agent_restart: false,
                 },
             },
             now,
         );
         assert_eq!(applied[0].summary, "Config applied on `homeport reload`");
-        assert_eq!(applied[0].body, "1 added, 2 restarted, 7 unchanged.");
+        assert_eq!(
+            applied[0].body,
+            "1 added, 2 restarted, 7 unchanged. Applied from now on: a/p: health_stable."
+        );
         assert_eq!(human_size(3 * 1024 * 1024 / 2), "1.5 MB");
     }
 

@@ -218,6 +218,10 @@ pub enum EventKind {
         /// How many services were left alone.
         #[serde(default)]
         unchanged: usize,
+        /// Settings of environments and apps that apply from now on
+        /// (`shop/production: health_stable`).
+        #[serde(default)]
+        settings: Vec<String>,
         needs_agent_restart: bool,
     },
     /// An edit of the config was refused; nothing changed, and the agent keeps the config it

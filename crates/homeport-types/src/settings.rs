@@ -200,6 +200,11 @@ pub struct ConfigApplied {
     /// Which ones (`port`, `router_port`, …).
     #[serde(default)]
     pub agent_changes: Vec<String>,
+    /// Settings of environments and apps that changed (`shop/production: auto_update,
+    /// health_stable`); they apply from now on — the next update check, backup or deploy —
+    /// without restarting anything.
+    #[serde(default)]
+    pub settings_changed: Vec<String>,
     /// The file's new revision.
     pub revision: String,
 }
