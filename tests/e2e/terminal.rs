@@ -675,3 +675,31 @@ fn completion_scripts_complete_commands_and_targets_in_real_shells() {
         stdout(&out)
     );
 }
+
+#[test]
+fn a_service_waiting_to_restart_reads_as_words_not_a_state_name() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.beta.services.flaky]
+command = ["@FIXTURE@", "--crash-after", "0"]
+autostart = true
+restart = { policy = "on-failure", backoff_min = "2m", backoff_max = "2m", max_failures = "unlimited" }
+"#,
+    );
+    env.start_agent();
+    env.wait_service("a/beta/flaky", "waits to restart", |s| {
+        s.state == ServiceState::BackingOff
+    });
+    let out = env.cli(&["status"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("restarting in 1") && !text.contains("backing_off"),
+        "{text}"
+    );
+    let out = env.cli(&["show", "a/beta/flaky"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("restarting in") && !text.contains("backing_off"),
+        "{text}"
+    );
+}

@@ -43,7 +43,17 @@ instance: Instance | null, url: string | null, autostart: boolean,
 /**
  * The service's current log file (`DATA/logs/APP/ENV/SERVICE.log`).
  */
-log_file: string | null, };
+log_file: string | null, 
+/**
+ * While it waits to restart after a crash: in how many seconds it starts again.
+ */
+retry_in_secs: number | null, 
+/**
+ * Which desktop notifications its environment wants (`notify` in the config).
+ */
+notify: NotifyPolicy, };
+
+export type NotifyPolicy = "all" | "failures" | "none";
 
 export type ServiceDetail = { status: ServiceStatus, command: Array<string>, cwd: string, 
 /**

@@ -15,18 +15,18 @@ pub async fn run(config_path: &Path, action: Action, target: &Target) -> Result<
     };
     let mut failed = 0;
     for o in &outcomes {
-        let word = o.state.to_string();
+        let word = o.state.word();
         match &o.error {
             None => {
                 outln!(
                     "{}: {}",
                     o.key,
-                    paint(&word, state(o.state, homeport_types::Health::Unknown))
+                    paint(word, state(o.state, homeport_types::Health::Unknown))
                 )?;
             }
             Some(e) => {
                 failed += 1;
-                eprintln!("{}: {}: {e}", o.key, paint_err(&word, bad()));
+                eprintln!("{}: {}: {e}", o.key, paint_err(word, bad()));
             }
         }
     }

@@ -108,7 +108,7 @@ pub fn status_table(services: &[&ServiceStatus], width: Option<u16>) -> String {
         };
         let mut row = comfy_table::Row::from(vec![
             Cell::new(s.key.to_string()),
-            cell(s.state.to_string(), crate::style::state(s.state, s.health)),
+            cell(s.state_words(), crate::style::state(s.state, s.health)),
             cell(health_word(s.health), crate::style::health(s.health)),
             Cell::new(s.pid.map_or_else(dash, |p| p.to_string())),
             Cell::new(s.uptime_secs.map_or_else(dash, uptime)),

@@ -107,7 +107,7 @@ fn render(d: &ServiceDetail) -> String {
     let mut head = format!(
         "{}  {}",
         paint(&s.key.to_string(), bold()),
-        paint(&s.state.to_string(), state(s.state, s.health))
+        paint(&s.state_words(), state(s.state, s.health))
     );
     if let Some(pid) = s.pid {
         head.push_str(&format!(" (pid {pid}"));
@@ -214,8 +214,9 @@ fn events(d: &ServiceDetail) -> String {
                 ..
             } => {
                 let mut w = format!(
-                    "{from} → {}",
-                    paint(&to.to_string(), state(*to, homeport_types::Health::Unknown))
+                    "{} → {}",
+                    from.word(),
+                    paint(to.word(), state(*to, homeport_types::Health::Unknown))
                 );
                 if let Some(x) = exit {
                     w.push_str(&format!(" ({x})"));

@@ -340,7 +340,7 @@ fn draw(f: &mut Frame, view: &mut View) {
         let h = view.history.get(&key);
         Row::new(vec![
             Cell::from(key.clone()),
-            Cell::from(s.state.to_string()).style(state_style(s.state)),
+            Cell::from(s.state_words()).style(state_style(s.state)),
             Cell::from(
                 s.cpu_percent
                     .map_or_else(|| "-".to_owned(), |c| format!("{c:.1}%")),

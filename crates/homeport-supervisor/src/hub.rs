@@ -27,6 +27,8 @@ pub struct ServiceSnapshot {
     pub probe_failures: u64,
     /// What the last failed health check said, until one passes.
     pub last_probe_failure: Option<String>,
+    /// When a service waiting to restart starts again.
+    pub retry_at: Option<SystemTime>,
 }
 
 impl Default for ServiceSnapshot {
@@ -42,6 +44,7 @@ impl Default for ServiceSnapshot {
             message: None,
             probe_failures: 0,
             last_probe_failure: None,
+            retry_at: None,
         }
     }
 }

@@ -578,6 +578,15 @@ fn status_of(
         url: spec.url(),
         autostart: spec.autostart,
         log_file: None,
+        notify: homeport_types::NotifyPolicy::default_for(&spec.key.env),
+        retry_in_secs: (snap.state == ServiceState::BackingOff)
+            .then_some(snap.retry_at)
+            .flatten()
+            .map(|t| {
+                // Rounded up: "in 0 s" while it is still waiting would read as a hang.
+                let left = t.duration_since(SystemTime::now()).unwrap_or_default();
+                left.as_secs() + u64::from(left.subsec_nanos() > 0)
+            }),
     }
 }
 

@@ -538,6 +538,7 @@ impl ServiceTask {
             Decision::Restart(delay) => {
                 self.backoff_until =
                     (!delay.is_zero()).then(|| tokio::time::Instant::now() + delay);
+                self.snap.retry_at = (!delay.is_zero()).then(|| SystemTime::now() + delay);
                 let msg = format!(
                     "{cause}; restarting in {}",
                     humantime::format_duration(delay)
@@ -656,6 +657,9 @@ impl ServiceTask {
         let message = message.or_else(|| self.drift_note.clone());
         self.snap.state = to;
         self.snap.state_since = Some(SystemTime::now());
+        if to != ServiceState::BackingOff {
+            self.snap.retry_at = None;
+        }
         self.snap.message = message.clone();
         let event = Event {
             time: timestamp(),

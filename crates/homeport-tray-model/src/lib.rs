@@ -231,7 +231,7 @@ impl TrayModel {
                             "{} {} — {}",
                             Mark::of(s.state, s.health).glyph(),
                             k.service,
-                            s.state
+                            s.state_words()
                         ),
                         items: vec![
                             b.item(MenuAction::Start(k.clone()), "Start", !up),
@@ -611,6 +611,8 @@ mod tests {
             url: Some("http://127.0.0.1:8080/".into()),
             autostart: env == "production",
             log_file: None,
+            retry_in_secs: None,
+            notify: homeport_types::NotifyPolicy::default_for(env),
         }
     }
 
@@ -794,6 +796,38 @@ mod tests {
                 if label.starts_with("◐ vps")
                     && items.contains(&MenuItem::Label("cannot reach it: timed out".into()))
         )));
+    }
+
+    #[test]
+    fn menu_labels_say_states_in_words() {
+        let mut waiting = svc(
+            "a",
+            "beta",
+            "web",
+            ServiceState::BackingOff,
+            Health::Unknown,
+        );
+        waiting.retry_in_secs = Some(15);
+        let model = TrayModel::build(
+            &snapshot(vec![waiting]),
+            &Extras::default(),
+            TrayPrefs::default(),
+        );
+        fn labels(items: &[MenuItem], out: &mut Vec<String>) {
+            for i in items {
+                if let MenuItem::Submenu { label, items } = i {
+                    out.push(label.clone());
+                    labels(items, out);
+                }
+            }
+        }
+        let mut all = Vec::new();
+        labels(&model.menu, &mut all);
+        assert!(
+            all.iter().any(|l| l.ends_with("web — restarting in 15 s")),
+            "{all:?}"
+        );
+        assert!(!all.iter().any(|l| l.contains("backing")), "{all:?}");
     }
 
     #[test]

@@ -102,6 +102,57 @@ pub struct ServiceStatus {
     /// The service's current log file (`DATA/logs/APP/ENV/SERVICE.log`).
     #[serde(default)]
     pub log_file: Option<String>,
+    /// While it waits to restart after a crash: in how many seconds it starts again.
+    #[serde(default)]
+    pub retry_in_secs: Option<u64>,
+    /// Which desktop notifications its environment wants (`notify` in the config).
+    #[serde(default)]
+    pub notify: NotifyPolicy,
+}
+
+/// Which desktop notifications an environment gets (`notify = "all" | "failures" | "none"`).
+/// Production's failures are urgent; other environments' are quiet (no sound, no staying on
+/// screen). By default production gets everything and other environments only failures.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyPolicy {
+    /// Failures, and what went well (a deploy succeeded, a backup made, a restart after a crash).
+    #[default]
+    All,
+    /// Only what needs a person: crash loops given up, lost health, failed deploys and backups.
+    Failures,
+    None,
+}
+
+impl NotifyPolicy {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "all" => Some(Self::All),
+            "failures" => Some(Self::Failures),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+
+    /// The default of an environment: everything for production, failures elsewhere.
+    pub fn default_for(env: &str) -> Self {
+        if env == crate::PRODUCTION {
+            Self::All
+        } else {
+            Self::Failures
+        }
+    }
+}
+
+impl ServiceStatus {
+    /// Its state in words: "restarting in 15 s", "running", "failed".
+    pub fn state_words(&self) -> String {
+        match (self.state, self.retry_in_secs) {
+            (crate::ServiceState::BackingOff, Some(n)) if n > 0 => format!("restarting in {n} s"),
+            (s, _) => s.word().to_owned(),
+        }
+    }
 }
 
 /// One of the two instances of a blue-green service.

@@ -162,6 +162,17 @@ impl ServiceState {
     }
 }
 
+impl ServiceState {
+    /// The state as a person says it, for menus, tables and notices: "restarting", never
+    /// `backing_off` (the wire name, [`ServiceState::as_str`]).
+    pub fn word(self) -> &'static str {
+        match self {
+            ServiceState::BackingOff => "restarting",
+            other => other.as_str(),
+        }
+    }
+}
+
 impl std::fmt::Display for ServiceState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

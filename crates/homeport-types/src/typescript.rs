@@ -16,7 +16,8 @@ fn generate() -> String {
     // Counts and sizes fit in a JavaScript number; the API sends them as JSON numbers.
     let cfg = &Config::new().with_large_int("number");
     let decls = decls![cfg;
-        ServiceKey, Target, ServiceState, ExitReason, Health, ServiceStatus, ServiceDetail,
+        ServiceKey, Target, ServiceState, ExitReason, Health, ServiceStatus, NotifyPolicy,
+        ServiceDetail,
         Action, ActionRequest, ActionOutcome, Stream, LogLine, LogEntry, LogStreamItem,
         AgentInfo, StatusSnapshot, StatusReport, Level, Verdict, ApiError, SignInLink,
         AgentEndpoint, Subject, Event, EventKind, ConfigChange, AgentOption, ConfigView,

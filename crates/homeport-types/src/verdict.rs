@@ -218,6 +218,8 @@ mod tests {
             url: None,
             autostart: env == PRODUCTION,
             log_file: None,
+            retry_in_secs: None,
+            notify: crate::NotifyPolicy::All,
         }
     }
 

@@ -43,8 +43,13 @@ export function tone(s: ServiceState): 'good' | 'info' | 'warn' | 'bad' | 'idle'
   }
 }
 
+/** A service's state in words: "restarting in 15 s", never `backing_off`. */
+export function stateWords(s: { state: ServiceState; retry_in_secs: number | null }): string {
+  return s.state === 'backing_off' && s.retry_in_secs ? `restarting in ${s.retry_in_secs} s` : stateLabel(s.state);
+}
+
 export function stateLabel(s: ServiceState): string {
-  return s === 'backing_off' ? 'backing off' : s;
+  return s === 'backing_off' ? 'restarting' : s;
 }
 
 /** `HH:MM:SS.mmm` of an RFC 3339 time, in local time. */

@@ -119,6 +119,8 @@ class Live {
     if (!svc) return;
     if (e.type === 'state') {
       svc.state = e.to;
+      // The countdown comes with the next snapshot; the message says it meanwhile.
+      svc.retry_in_secs = null;
       svc.pid = e.pid;
       svc.restarts = e.restarts;
       svc.message = e.message;
