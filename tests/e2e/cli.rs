@@ -453,3 +453,36 @@ restart = "never"
     assert_eq!(tray.icon, homeport_tray_model::TrayIcon::Degraded);
     assert!(tray.tooltip.starts_with(want), "{}", tray.tooltip);
 }
+
+#[test]
+fn a_service_that_runs_from_its_release_says_none_is_deployed_yet() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.shop.env.production.services.server]
+command = "{release}/server --port {port}"
+port = @P0@
+
+[apps.shop.env.beta.services.server]
+command = ["@FIXTURE@"]
+cwd = "{release}"
+"#,
+    );
+    env.start_agent();
+    for (target, hint) in [
+        ("shop/production/server", "run `homeport deploy shop`"),
+        ("shop/beta/server", "run `homeport deploy shop --env beta`"),
+    ] {
+        let out = env.cli(&["start", target]);
+        assert_ne!(out.status.code(), Some(0));
+        let err = stderr(&out);
+        assert!(
+            err.contains("no release yet") && err.contains(hint) && !err.contains("No such file"),
+            "{err}"
+        );
+    }
+    // Nothing was made in place of the release.
+    assert!(
+        !env.data.join("apps/shop/beta/current").exists(),
+        "the release folder is not created by a start"
+    );
+}

@@ -162,6 +162,7 @@ impl Supervisor {
             log_path: log_path(data, k),
             log_max_bytes: config.agent.log_max_bytes,
             log_keep: config.agent.log_keep,
+            release: data.join("apps").join(&k.app).join(&k.env).join("current"),
         };
         let deps = spec
             .depends_on

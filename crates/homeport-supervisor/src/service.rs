@@ -4,7 +4,7 @@
 //! supervisor, the shim's exit, a health probe result, a backoff timer) and is applied through
 //! [`ServiceState::on`]. No other code touches the process, so there are no locks around it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -47,6 +47,8 @@ pub struct ServicePaths {
     pub log_path: PathBuf,
     pub log_max_bytes: u64,
     pub log_keep: u32,
+    /// `{release}`: the environment's `current` link, absent until its first deploy.
+    pub release: PathBuf,
 }
 
 /// What the supervisor asks of a service task.
@@ -364,6 +366,9 @@ impl ServiceTask {
             if let Some((port, holder)) = held {
                 return Err(format!("port {port} is already in use by {holder}"));
             }
+        }
+        if let Some(why) = no_release_yet(&self.spec, &self.paths.release) {
+            return Err(why);
         }
         let mut env = self.spec.env.clone();
         for file in &self.spec.env_files {
@@ -776,6 +781,30 @@ pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
             Some((k.trim().to_owned(), v.to_owned()))
         })
         .collect()
+}
+
+/// Why a service that runs from `{release}` cannot start before its environment's first
+/// deploy: said in those words, instead of the system's "No such file or directory" about a
+/// path the user never wrote.
+fn no_release_yet(spec: &homeport_config::ServiceSpec, release: &Path) -> Option<String> {
+    if std::fs::symlink_metadata(release).is_ok() {
+        return None;
+    }
+    let name = release.to_string_lossy();
+    let uses =
+        spec.cwd.starts_with(release) || spec.command.argv().iter().any(|a| a.contains(&*name));
+    uses.then(|| {
+        let k = &spec.key;
+        let env = if k.env == "production" {
+            String::new()
+        } else {
+            format!(" --env {}", k.env)
+        };
+        format!(
+            "no release yet: {}/{} has never been deployed — run `homeport deploy {}{env}`",
+            k.app, k.env, k.app
+        )
+    })
 }
 
 #[cfg(test)]
