@@ -162,3 +162,64 @@ restart = "never"
     let none = stdout(&env.cli(&["logs", "a", "--since", "2099-01-01T00:00:00Z"]));
     assert_eq!(none, "");
 }
+
+#[test]
+fn a_follow_outlives_an_agent_restart_with_no_gap_and_no_repeat() {
+    let env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.ticker]
+command = "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.02; done"
+shell = true
+autostart = true
+"#,
+    );
+    let out = env.cli(&["agent", "--detach"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.wait_service("a/prod/ticker", "runs", |s| s.pid.is_some());
+    let mut follow = env
+        .command_with(&["logs", "a/prod/ticker", "-f", "-n", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("logs -f");
+    let (tx, rx) = mpsc::channel::<u64>();
+    let stdout = follow.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(n) = line
+                .rsplit_once("tick ")
+                .and_then(|(_, n)| n.trim().parse().ok())
+                && tx.send(n).is_err()
+            {
+                return;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(DEADLINE)
+            .expect("a line within the deadline")
+    };
+    let mut got = vec![next()];
+    while got.len() < 20 {
+        got.push(next());
+    }
+    let out = env.cli(&["agent", "restart"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Well past the restart: the new agent's lines came through the same follow.
+    let new_agent = env.status().agent.pid;
+    let until = got.last().copied().unwrap_or(0) + 150;
+    while got.last().copied().unwrap_or(0) < until {
+        got.push(next());
+    }
+    let _ = follow.kill();
+    let err = follow.wait_with_output().expect("logs -f ends");
+    let err = String::from_utf8_lossy(&err.stderr);
+    assert!(err.contains("following again when it is back"), "{err}");
+    assert!(!err.contains("error decoding"), "{err}");
+    let first = got[0];
+    let expected: Vec<u64> = (first..first + got.len() as u64).collect();
+    assert_eq!(
+        got, expected,
+        "every line once, in order (agent {new_agent})"
+    );
+}
