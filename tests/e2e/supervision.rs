@@ -128,10 +128,12 @@ restart = { policy = "on-failure", backoff_min = "20ms", backoff_max = "100ms", 
 
     // Every transition is in state.db.
     let db = rusqlite::Connection::open(env.data.join("state.db")).expect("open state.db");
-    let backoffs: i64 = db
-        .query_row("SELECT COUNT(*) FROM events WHERE service = 'a/prod/crashy' AND to_state = 'backing_off'", [], |r| r.get(0))
+    let backoffs: (i64, i64) = db
+        .query_row("SELECT COUNT(*), SUM(count) FROM events WHERE service = 'a/prod/crashy' AND to_state = 'backing_off'", [], |r| Ok((r.get(0)?, r.get(1)?)))
         .expect("query");
-    assert_eq!(backoffs, 3);
+    // Every transition is counted; the repeats share rows.
+    assert_eq!(backoffs.1, 3, "{backoffs:?}");
+    assert!(backoffs.0 < 3, "{backoffs:?}");
 
     // A manual start forgets the loop and tries again.
     let outcomes = env
@@ -767,4 +769,48 @@ port = @P0@
     env.wait_until("the port is free", || {
         backend().port_holder(env.ports[0]).is_none().then_some(())
     });
+}
+
+#[test]
+fn a_crash_loop_is_a_few_rows_of_history_that_count_its_rounds() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.beta.services.loop]
+command = ["@FIXTURE@", "--crash-after", "0"]
+autostart = true
+restart = { policy = "on-failure", backoff_min = "10ms", backoff_max = "20ms", max_failures = "unlimited" }
+"#,
+    );
+    env.start_agent();
+    let svc = env.wait_service("a/beta/loop", "has restarted 40 times", |s| {
+        s.restarts >= 40
+    });
+    let history = env
+        .block_on(
+            env.client()
+                .event_history(&"a/beta/loop".parse().expect("target"), &[], 1000),
+        )
+        .expect("history");
+    // About four transitions a round, each one row that counts: the table does not grow with
+    // the loop (an hour of it would otherwise be thousands of rows).
+    assert!(history.len() <= 8, "{} rows: {history:#?}", history.len());
+    let rounds = history
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                homeport_types::EventKind::State {
+                    to: ServiceState::BackingOff,
+                    ..
+                }
+            )
+        })
+        .map(|e| e.count)
+        .sum::<u64>();
+    assert!(
+        rounds + 1 >= svc.restarts,
+        "every round is counted: {rounds} rounds, {} restarts: {history:#?}",
+        svc.restarts
+    );
+    assert!(history.iter().any(|e| e.count > 1 && e.last_time.is_some()));
 }

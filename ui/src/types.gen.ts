@@ -141,9 +141,21 @@ export type Subject = string;
 
 export type Event = { 
 /**
- * RFC 3339 UTC time.
+ * RFC 3339 UTC time (of the first time, when `count` > 1).
  */
-time: string, subject: Subject, } & ({ "type": "state", from: ServiceState, to: ServiceState, pid: number | null, exit: ExitReason | null, 
+time: string, subject: Subject, 
+/**
+ * How many times this happened in a row. state.db records transitions, not repetitions:
+ * a service that stays unhealthy is one row whose count grows, and a crash loop one group
+ * of rows (started → running → crashed → restarting), each counting its rounds. Live
+ * events are always 1.
+ */
+count: number, 
+/**
+ * RFC 3339 UTC time of the last time, when `count` > 1; the event's fields are the last
+ * time's (pid, restarts, message).
+ */
+last_time: string | null, } & ({ "type": "state", from: ServiceState, to: ServiceState, pid: number | null, exit: ExitReason | null, 
 /**
  * Restarts so far, counting the one this transition may begin.
  */

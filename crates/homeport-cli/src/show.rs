@@ -239,8 +239,15 @@ fn events(d: &ServiceDetail) -> String {
             // A service's own history holds only these; other outcomes have other subjects.
             _ => continue,
         };
+        let again = match (&e.last_time, e.count) {
+            (Some(last), n) if n > 1 => paint(
+                &format!("  ×{n}, last at {}", homeport_core::time::local(last)),
+                dim(),
+            ),
+            _ => String::new(),
+        };
         out.push_str(&format!(
-            "    {}  {what}\n",
+            "    {}  {what}{again}\n",
             paint(&homeport_core::time::local(&e.time), dim())
         ));
     }

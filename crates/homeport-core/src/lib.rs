@@ -206,6 +206,8 @@ impl Core {
     pub(crate) fn emit(&self, subject: Subject, kind: EventKind) {
         let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         self.supervisor.hub().emit(Event {
+            count: 1,
+            last_time: None,
             time,
             subject,
             kind,

@@ -141,6 +141,8 @@ struct Row {
     exit: Option<String>,
     message: Option<String>,
     restarts: Option<i64>,
+    count: i64,
+    last_time: Option<String>,
 }
 
 impl Row {
@@ -190,6 +192,8 @@ impl Row {
             }
         };
         Ok(Event {
+            count: self.count.max(1) as u64,
+            last_time: self.last_time,
             time: self.time,
             subject,
             kind,
@@ -197,8 +201,17 @@ impl Row {
     }
 }
 
-/// Events kept in the table; older ones are pruned at start.
+/// Events kept in the table; older ones are pruned at start and as the table grows...
 const KEEP_EVENTS: i64 = 100_000;
+/// ...and none that last happened this long before the newest.
+const KEEP_EVENTS_FOR: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
+
+/// A repeated event of a service joins the row of its last time (`count` + 1) when that row is
+/// among the service's newest [`GROUP_ROWS`] and happened again within [`GROUP_WINDOW`]: so a
+/// crash loop (three or four transitions a round) is that many rows however long it lasts, and
+/// a service that stays unhealthy is one.
+const GROUP_ROWS: i64 = 8;
+const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// A backup row. A value this agent cannot read is said in the log, naming the row: an
 /// unknown trigger is shown as manual; unreadable artifacts make the backup unverified, so a
@@ -242,7 +255,71 @@ fn prune(conn: &Connection) -> rusqlite::Result<()> {
         "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
         params![KEEP_EVENTS],
     )?;
+    // Counted back from the newest event, not from the clock: a computer that was off (or a
+    // clock set wrong) does not lose its history. Times are RFC 3339 UTC, which sort as text.
+    let newest: Option<String> = conn.query_row(
+        "SELECT MAX(COALESCE(last_time, time)) FROM events",
+        [],
+        |r| r.get(0),
+    )?;
+    let Some(newest) = newest.and_then(|t| humantime::parse_rfc3339_weak(&t).ok()) else {
+        return Ok(());
+    };
+    let cutoff = humantime::format_rfc3339(
+        newest
+            .checked_sub(KEEP_EVENTS_FOR)
+            .unwrap_or(std::time::UNIX_EPOCH),
+    )
+    .to_string();
+    conn.execute(
+        "DELETE FROM events WHERE COALESCE(last_time, time) < ?1",
+        params![cutoff],
+    )?;
     Ok(())
+}
+
+/// What makes two events of a service "the same thing again": their kind and states. A state
+/// change is a repetition only while restarts climb (a crash loop), not when someone stops and
+/// starts a service by hand.
+fn repeats(ev: &Event, row: &RecentRow) -> bool {
+    let same = match &ev.kind {
+        EventKind::State {
+            from, to, restarts, ..
+        } => {
+            row.kind == "state"
+                && row.from.as_deref() == Some(from.as_str())
+                && row.to.as_deref() == Some(to.as_str())
+                && row.restarts.is_some_and(|r| (*restarts as i64) > r)
+        }
+        EventKind::Health { health, .. } => {
+            row.kind == "health" && row.to.as_deref() == Some(health_word(*health))
+        }
+        _ => false,
+    };
+    let recent = || -> Option<bool> {
+        let then = humantime::parse_rfc3339_weak(&row.last_seen).ok()?;
+        let now = humantime::parse_rfc3339_weak(&ev.time).ok()?;
+        Some(now.duration_since(then).unwrap_or_default() <= GROUP_WINDOW)
+    };
+    same && recent().unwrap_or(false)
+}
+
+fn health_word(h: homeport_types::Health) -> &'static str {
+    match h {
+        homeport_types::Health::Unknown => "unknown",
+        homeport_types::Health::Healthy => "healthy",
+        homeport_types::Health::Unhealthy => "unhealthy",
+    }
+}
+
+/// One of a service's newest rows, as [`repeats`] compares it.
+struct RecentRow {
+    id: i64,
+    kind: String,
+    from: Option<String>,
+    to: Option<String>,
+    restarts: Option<i64>,
+    last_seen: String,
 }
 
 pub struct Store {
@@ -297,6 +374,14 @@ impl Store {
                 "INSERT INTO events (time, service, subject, kind, data, from_state, to_state, pid, exit, message, restarts)
                  VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
+            let mut recent = tx.prepare_cached(
+                "SELECT id, kind, from_state, to_state, restarts, COALESCE(last_time, time) FROM events
+                 WHERE subject = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let mut again_stmt = tx.prepare_cached(
+                "UPDATE events SET count = count + 1, last_time = ?2, data = ?3, pid = ?4,
+                     exit = ?5, message = ?6, restarts = ?7 WHERE id = ?1",
+            )?;
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO services (service, state, restarts, last_exit, updated) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(service) DO UPDATE SET state = ?2, restarts = ?3,
@@ -326,11 +411,7 @@ impl Store {
                     ),
                     EventKind::Health { health, message } => (
                         None,
-                        Some(match health {
-                            homeport_types::Health::Unknown => "unknown",
-                            homeport_types::Health::Healthy => "healthy",
-                            homeport_types::Health::Unhealthy => "unhealthy",
-                        }),
+                        Some(health_word(*health)),
                         None,
                         None,
                         message.as_deref(),
@@ -338,18 +419,58 @@ impl Store {
                     ),
                     _ => (None, None, None, None, None, None),
                 };
-                insert.execute(params![
-                    ev.time,
-                    subject,
-                    ev.kind.name(),
-                    data,
-                    from,
-                    to,
-                    pid,
-                    exit,
-                    message,
-                    restarts
-                ])?;
+                let again = if ev.service().is_some()
+                    && matches!(ev.kind, EventKind::State { .. } | EventKind::Health { .. })
+                {
+                    let rows = recent.query_map(params![subject, GROUP_ROWS], |r| {
+                        Ok(RecentRow {
+                            id: r.get(0)?,
+                            kind: r.get(1)?,
+                            from: r.get(2)?,
+                            to: r.get(3)?,
+                            restarts: r.get(4)?,
+                            last_seen: r.get(5)?,
+                        })
+                    })?;
+                    let mut found = None;
+                    for row in rows {
+                        let row = row?;
+                        if repeats(ev, &row) {
+                            found = Some(row.id);
+                            break;
+                        }
+                        // A stop (by hand, or giving up) ends a run of repetitions.
+                        if row.kind == "state"
+                            && matches!(row.to.as_deref(), Some("stopped" | "failed"))
+                        {
+                            break;
+                        }
+                    }
+                    found
+                } else {
+                    None
+                };
+                match again {
+                    // The row keeps when it first happened and takes the last time's details.
+                    Some(id) => {
+                        again_stmt
+                            .execute(params![id, ev.time, data, pid, exit, message, restarts])?;
+                    }
+                    None => {
+                        insert.execute(params![
+                            ev.time,
+                            subject,
+                            ev.kind.name(),
+                            data,
+                            from,
+                            to,
+                            pid,
+                            exit,
+                            message,
+                            restarts
+                        ])?;
+                    }
+                }
                 if let (EventKind::State { to, restarts, .. }, Some(_)) = (&ev.kind, ev.service()) {
                     upsert.execute(params![
                         subject,
@@ -409,7 +530,7 @@ impl Store {
         };
         let kinds = kinds.join(",");
         let mut stmt = self.conn.prepare(
-            "SELECT id, time, subject, kind, data, from_state, to_state, pid, exit, message, restarts FROM events
+            "SELECT id, time, subject, kind, data, from_state, to_state, pid, exit, message, restarts, count, last_time FROM events
              WHERE (?1 = '' OR subject = ?1 OR substr(subject, 1, length(?1) + 1) = ?1 || '/')
                AND (?2 = '' OR instr(',' || ?2 || ',', ',' || kind || ',') > 0)
              ORDER BY id DESC LIMIT ?3",
@@ -427,6 +548,8 @@ impl Store {
                 exit: r.get(8)?,
                 message: r.get(9)?,
                 restarts: r.get(10)?,
+                count: r.get(11)?,
+                last_time: r.get(12)?,
             })
         })?;
         let mut out = Vec::new();
@@ -469,8 +592,8 @@ impl Store {
         let kinds = list(kinds.iter().map(|k| (*k).to_owned()).collect());
         let states = list(states.iter().map(|s| s.as_str().to_owned()).collect());
         let mut stmt = self.conn.prepare(
-            "SELECT id, time, subject, kind, data, from_state, to_state, pid, exit, message, restarts FROM events
-             WHERE time >= ?1
+            "SELECT id, time, subject, kind, data, from_state, to_state, pid, exit, message, restarts, count, last_time FROM events
+             WHERE COALESCE(last_time, time) >= ?1
                AND (?2 = '' OR subject = ?2 OR substr(subject, 1, length(?2) + 1) = ?2 || '/'
                     OR instr(?3, ',' || subject || ',') > 0 OR subject = '@agent')
                AND instr(?4, ',' || kind || ',') > 0
@@ -492,6 +615,8 @@ impl Store {
                     exit: r.get(8)?,
                     message: r.get(9)?,
                     restarts: r.get(10)?,
+                    count: r.get(11)?,
+                    last_time: r.get(12)?,
                 })
             },
         )?;
@@ -800,6 +925,8 @@ mod tests {
         {
             let mut store = Store::open(&path)?;
             store.record(&Event {
+                count: 1,
+                last_time: None,
                 time: "2026-01-01T00:00:00Z".into(),
                 subject: homeport_types::Subject::Service(key.clone()),
                 kind: EventKind::State {
@@ -916,6 +1043,8 @@ mod tests {
 
         // New kinds beside them, filtered by subject and kind.
         store.record(&Event {
+            count: 1,
+            last_time: None,
             time: "2026-01-02T00:00:00Z".into(),
             subject: homeport_types::Subject::env("a", "p"),
             kind: EventKind::BackupFailed {
@@ -924,6 +1053,8 @@ mod tests {
             },
         })?;
         store.record(&Event {
+            count: 1,
+            last_time: None,
             time: "2026-01-02T00:00:01Z".into(),
             subject: homeport_types::Subject::Agent,
             kind: EventKind::AgentStopping,
@@ -951,6 +1082,8 @@ mod tests {
         let path = dir.path().join("state.db");
         let key = ServiceKey::new("a", "p", "web");
         let state = |from, to, restarts| Event {
+            count: 1,
+            last_time: None,
             time: format!("2026-01-01T00:00:0{restarts}Z"),
             subject: homeport_types::Subject::Service(key.clone()),
             kind: EventKind::State {
@@ -986,6 +1119,148 @@ mod tests {
             "newest first"
         );
         assert_eq!(store.seeds()?.get(&key).map(|s| s.restarts), Some(1));
+        Ok(())
+    }
+
+    #[test]
+    fn a_crash_loop_and_a_lasting_failure_are_a_few_rows_that_count()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("state.db");
+        let key = ServiceKey::new("a", "beta", "web");
+        let subject = homeport_types::Subject::Service(key.clone());
+        let t0 = humantime::parse_rfc3339("2026-03-01T00:00:00Z")?;
+        let at = |secs: u64| {
+            humantime::format_rfc3339_millis(t0 + std::time::Duration::from_secs(secs)).to_string()
+        };
+        let state = |secs, from, to, restarts| Event {
+            count: 1,
+            last_time: None,
+            time: at(secs),
+            subject: subject.clone(),
+            kind: EventKind::State {
+                from,
+                to,
+                pid: Some(100 + restarts as u32),
+                exit: None,
+                restarts,
+                message: Some(format!("exit code 1 (round {restarts})")),
+            },
+        };
+        let mut store = Store::open(&path)?;
+        // An hour of a crash loop, a round every 10 s: 1,080 events.
+        for round in 0..360u64 {
+            let s = round * 10;
+            store.record_all(&[
+                state(s, ServiceState::Starting, ServiceState::Running, round),
+                state(
+                    s + 1,
+                    ServiceState::Running,
+                    ServiceState::BackingOff,
+                    round,
+                ),
+                state(
+                    s + 2,
+                    ServiceState::BackingOff,
+                    ServiceState::Starting,
+                    round + 1,
+                ),
+            ])?;
+        }
+        let rows = store.recent_events(&homeport_types::Target::All, &[], 100)?;
+        assert_eq!(rows.len(), 3, "{rows:#?}");
+        assert_eq!(rows.iter().map(|e| e.count).sum::<u64>(), 1080);
+        assert_eq!(rows[0].time, at(2), "the first time stays");
+        assert_eq!(rows[0].last_time.as_deref(), Some(at(3592).as_str()));
+        assert!(
+            matches!(&rows[0].kind, EventKind::State { restarts: 360, message: Some(m), .. }
+                if m.ends_with("(round 360)")),
+            "the last time's details: {rows:#?}"
+        );
+        // Stopped and started by hand (restarts do not climb): transitions, each recorded.
+        store.record(&state(
+            4000,
+            ServiceState::Running,
+            ServiceState::Stopping,
+            360,
+        ))?;
+        store.record(&state(
+            4001,
+            ServiceState::Stopping,
+            ServiceState::Stopped,
+            360,
+        ))?;
+        store.record(&state(
+            4002,
+            ServiceState::Stopped,
+            ServiceState::Starting,
+            360,
+        ))?;
+        store.record(&state(
+            4003,
+            ServiceState::Starting,
+            ServiceState::Running,
+            360,
+        ))?;
+        store.record(&state(
+            4004,
+            ServiceState::Running,
+            ServiceState::Stopping,
+            360,
+        ))?;
+        assert_eq!(
+            store
+                .recent_events(&homeport_types::Target::All, &[], 100)?
+                .len(),
+            8
+        );
+        // An hour unhealthy, a failed probe every 5 s: one row.
+        for i in 0..720u64 {
+            store.record(&Event::now(
+                subject.clone(),
+                EventKind::Health {
+                    health: homeport_types::Health::Unhealthy,
+                    message: Some(format!("HTTP 503 ({i})")),
+                },
+                at(5000 + i * 5),
+            ))?;
+        }
+        let health =
+            store.recent_events(&homeport_types::Target::All, &["health".to_owned()], 100)?;
+        assert_eq!(health.len(), 1);
+        assert_eq!(health[0].count, 720);
+        // The same failure a day later is news again.
+        store.record(&Event::now(
+            subject.clone(),
+            EventKind::Health {
+                health: homeport_types::Health::Unhealthy,
+                message: None,
+            },
+            at(5000 + 86_400),
+        ))?;
+        let health =
+            store.recent_events(&homeport_types::Target::All, &["health".to_owned()], 100)?;
+        assert_eq!(health.len(), 2);
+        drop(store);
+        // Kept by age: what last happened 90 days before the newest event goes at the next open.
+        let mut store = Store::open(&path)?;
+        store.record(&Event::now(
+            subject.clone(),
+            EventKind::Health {
+                health: homeport_types::Health::Healthy,
+                message: None,
+            },
+            at(95 * 86_400),
+        ))?;
+        store.record(&Event::now(
+            homeport_types::Subject::Agent,
+            EventKind::AgentStopping,
+            at(100 * 86_400),
+        ))?;
+        drop(store);
+        let store = Store::open(&path)?;
+        let left = store.recent_events(&homeport_types::Target::All, &[], 100)?;
+        assert_eq!(left.len(), 2, "{left:#?}");
         Ok(())
     }
 

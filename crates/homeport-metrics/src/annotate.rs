@@ -37,12 +37,18 @@ pub fn annotations(events: &[Event]) -> Vec<Annotation> {
         let Some(at) = seconds(&ev.time) else {
             continue;
         };
+        // A run of the same event (a crash loop's rounds) is one row of history: one mark
+        // that says how many times.
         let mark = |kind: AnnotationKind, label: String| Annotation {
             time: ev.time.clone(),
             at,
             subject: ev.subject.clone(),
             kind,
-            label,
+            label: if ev.count > 1 {
+                format!("{label} (×{})", ev.count)
+            } else {
+                label
+            },
         };
         let made = match &ev.kind {
             EventKind::State {
@@ -176,11 +182,7 @@ mod tests {
     use homeport_types::{ExitReason, ServiceKey};
 
     fn ev(time: &str, subject: Subject, kind: EventKind) -> Event {
-        Event {
-            time: time.into(),
-            subject,
-            kind,
-        }
+        Event::now(subject, kind, time.into())
     }
 
     fn state(from: ServiceState, to: ServiceState, exit: Option<ExitReason>) -> EventKind {

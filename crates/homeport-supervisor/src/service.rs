@@ -667,6 +667,8 @@ impl ServiceTask {
         }
         self.snap.message = message.clone();
         let event = Event {
+            count: 1,
+            last_time: None,
             time: timestamp(),
             subject: Subject::Service(self.spec.key.clone()),
             kind: EventKind::State {
@@ -699,6 +701,8 @@ impl ServiceTask {
     fn set_health(&mut self, health: Health, message: Option<String>) {
         self.snap.health = health;
         let event = Event {
+            count: 1,
+            last_time: None,
             time: timestamp(),
             subject: Subject::Service(self.spec.key.clone()),
             kind: EventKind::Health { health, message },

@@ -722,6 +722,8 @@ mod tests {
 
     fn state(from: ServiceState, to: ServiceState, restarts: u64) -> Event {
         Event {
+            count: 1,
+            last_time: None,
             time: String::new(),
             subject: Subject::Service(key()),
             kind: EventKind::State {
@@ -737,6 +739,8 @@ mod tests {
 
     fn health(h: Health) -> Event {
         Event {
+            count: 1,
+            last_time: None,
             time: String::new(),
             subject: Subject::Service(key()),
             kind: EventKind::Health {
@@ -748,6 +752,8 @@ mod tests {
 
     fn env_event(kind: EventKind) -> Event {
         Event {
+            count: 1,
+            last_time: None,
             time: String::new(),
             subject: Subject::env("clauset", "production"),
             kind,
@@ -958,6 +964,8 @@ mod tests {
         );
         let rejected = n.on_event(
             &Event {
+                count: 1,
+                last_time: None,
                 time: String::new(),
                 subject: Subject::Agent,
                 kind: EventKind::ConfigRejected {
@@ -983,6 +991,8 @@ mod tests {
         assert_eq!(rejected[0].urgency, Urgency::Critical);
         let applied = n.on_event(
             &Event {
+                count: 1,
+                last_time: None,
                 time: String::new(),
                 subject: Subject::Agent,
                 kind: EventKind::ConfigApplied {

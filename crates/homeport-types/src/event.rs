@@ -18,11 +18,25 @@ use crate::{
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    /// RFC 3339 UTC time.
+    /// RFC 3339 UTC time (of the first time, when `count` > 1).
     pub time: String,
     pub subject: Subject,
     #[serde(flatten)]
     pub kind: EventKind,
+    /// How many times this happened in a row. state.db records transitions, not repetitions:
+    /// a service that stays unhealthy is one row whose count grows, and a crash loop one group
+    /// of rows (started → running → crashed → restarting), each counting its rounds. Live
+    /// events are always 1.
+    #[serde(default = "one")]
+    pub count: u64,
+    /// RFC 3339 UTC time of the last time, when `count` > 1; the event's fields are the last
+    /// time's (pid, restarts, message).
+    #[serde(default)]
+    pub last_time: Option<String>,
+}
+
+fn one() -> u64 {
+    1
 }
 
 impl Event {
@@ -32,6 +46,8 @@ impl Event {
             time,
             subject,
             kind,
+            count: 1,
+            last_time: None,
         }
     }
 
@@ -328,6 +344,8 @@ mod tests {
     #[test]
     fn events_are_flat_json_with_a_type_tag() -> Result<(), serde_json::Error> {
         let ev = Event {
+            count: 1,
+            last_time: None,
             time: "2026-12-01T10:00:00Z".into(),
             subject: Subject::env("shop", "production"),
             kind: EventKind::DeployFinished {
