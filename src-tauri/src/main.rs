@@ -199,11 +199,13 @@ async fn watch(app: AppHandle) {
         let mut notices = Vec::new();
         let mut refresh_apps = false;
         let mut refresh_hosts = false;
+        let mut refresh_status = false;
         tokio::select! {
             update = updates.next() => match update {
                 Some(Update::Snapshot(report)) => {
                     let keys: Vec<_> = report.snapshot.services.iter().map(|s| s.key.clone()).collect();
                     notifier.retain(&keys);
+                    notifier.policies(&report.snapshot.services);
                     status = Some(report.snapshot);
                     deploying.clear();
                     refresh_apps = true;
@@ -222,8 +224,12 @@ async fn watch(app: AppHandle) {
                             deploying.remove(id);
                             refresh_apps = true;
                         }
-                        EventKind::ConfigApplied { .. }
-                        | EventKind::AutoUpdateFinished { .. }
+                        // Services may have come or gone: the menu needs the whole picture.
+                        EventKind::ConfigApplied { .. } => {
+                            refresh_apps = true;
+                            refresh_status = true;
+                        }
+                        EventKind::AutoUpdateFinished { .. }
                         | EventKind::AutoUpdateRefused { .. }
                         | EventKind::AutoUpdatesResumed => refresh_apps = true,
                         // Another host connected, went away, or its production turned.
@@ -245,6 +251,13 @@ async fn watch(app: AppHandle) {
         }
         if refresh_hosts && let Ok(c) = agent::client() {
             hosts = c.hosts().await.unwrap_or_default();
+        }
+        if refresh_status
+            && let Ok(c) = agent::client()
+            && let Ok(report) = c.status_report().await
+        {
+            notifier.policies(&report.snapshot.services);
+            status = Some(report.snapshot);
         }
         let state = app.state::<Shown>();
         // Read from the entry itself: `homeport autostart` and the settings screen change it too.

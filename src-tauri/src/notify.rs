@@ -30,6 +30,19 @@ mod platform {
 
     use crate::windows;
 
+    /// The notification on screen for each service, by the server's id.
+    fn shown()
+    -> std::sync::MutexGuard<'static, std::collections::HashMap<homeport_types::ServiceKey, u32>>
+    {
+        static SHOWN: std::sync::OnceLock<
+            std::sync::Mutex<std::collections::HashMap<homeport_types::ServiceKey, u32>>,
+        > = std::sync::OnceLock::new();
+        SHOWN
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Shows the notification with its urgency and a default action, then waits until it is
     /// clicked (opening the window) or closed.
     pub fn show(
@@ -42,7 +55,16 @@ mod platform {
             Urgency::Critical => notify_rust::Urgency::Critical,
         })
         .action("default", "Open");
-        n.show()?.wait_for_action(|action| {
+        // A service's new notice takes the place of its last one instead of piling up.
+        let previous = notice.about.as_ref().and_then(|k| shown().get(k).copied());
+        if let Some(id) = previous {
+            n.id(id);
+        }
+        let handle = n.show()?;
+        if let Some(k) = &notice.about {
+            shown().insert(k.clone(), handle.id());
+        }
+        handle.wait_for_action(|action| {
             if action == "default"
                 && let Err(e) = windows::open(app, &notice.screen.fragment())
             {

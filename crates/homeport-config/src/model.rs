@@ -136,6 +136,8 @@ pub struct EnvSpec {
     /// Deploy the app's upstream commits to this environment by themselves
     /// (`auto_update = { every = "1h", window = "02:00-05:00" }`); off when absent.
     pub auto_update: Option<AutoUpdate>,
+    /// Which desktop notifications this environment gets.
+    pub notify: homeport_types::NotifyPolicy,
 }
 
 /// How an environment keeps itself current with its app's upstream.

@@ -51,6 +51,7 @@ pub(crate) const ENV_KEYS: &[&str] = &[
     "web",
     "drain",
     "auto_update",
+    "notify",
     "services",
 ];
 pub(crate) const AUTO_UPDATE_KEYS: &[&str] = &["every", "window"];
@@ -151,6 +152,7 @@ pub(crate) struct RawEnv {
     pub web: Option<Spanned<String>>,
     pub drain: Option<Dur>,
     pub auto_update: Option<Spanned<RawAutoUpdate>>,
+    pub notify: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

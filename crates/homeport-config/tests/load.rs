@@ -835,3 +835,42 @@ port = 8080
     assert_eq!(e.line, 2);
     assert!(e.message.contains("not a host name"), "{}", e.message);
 }
+
+#[test]
+fn notify_defaults_to_all_for_production_and_failures_elsewhere_and_a_bad_value_is_named() {
+    let c = load(
+        r#"[apps.shop.env.production.services.web]
+command = "/bin/sh"
+[apps.shop.env.beta.services.web]
+command = "/bin/sh"
+[apps.shop.env.dev]
+notify = "none"
+[apps.shop.env.dev.services.web]
+command = "/bin/sh"
+"#,
+    )
+    .expect("valid");
+    let notify = |env: &str| {
+        c.envs
+            .iter()
+            .find(|e| e.env == env)
+            .map(|e| e.notify)
+            .expect("env")
+    };
+    assert_eq!(notify("production"), homeport_types::NotifyPolicy::All);
+    assert_eq!(notify("beta"), homeport_types::NotifyPolicy::Failures);
+    assert_eq!(notify("dev"), homeport_types::NotifyPolicy::None);
+    let diags = errors(
+        r#"[apps.shop.env.beta]
+notify = "loud"
+[apps.shop.env.beta.services.web]
+command = "/bin/sh"
+"#,
+    );
+    let d = find(&diags, "apps.shop.env.beta.notify");
+    assert_eq!(d.line, 2, "{d}");
+    assert!(
+        d.message.contains("\"all\", \"failures\" or \"none\""),
+        "{d}"
+    );
+}

@@ -358,6 +358,7 @@ fn settings_changed(old: &Config, new: &Config) -> Vec<String> {
             ("hostnames", a.hostnames != b.hostnames || a.web != b.web),
             ("drain", a.drain != b.drain),
             ("auto_update", a.auto_update != b.auto_update),
+            ("notify", a.notify != b.notify),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))

@@ -499,7 +499,8 @@ impl Supervisor {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .read(&pids);
-        let data = self.config().agent.data_dir.clone();
+        let config = self.config();
+        let data = config.agent.data_dir.clone();
         self.read_services()
             .values()
             .map(|h| {
@@ -510,6 +511,15 @@ impl Supervisor {
                     snap.pid.and_then(|p| usage.get(&p).copied()),
                 );
                 status.log_file = Some(log_path(&data, &h.spec.key).display().to_string());
+                let k = &h.spec.key;
+                status.notify = config
+                    .envs
+                    .iter()
+                    .find(|e| e.app == k.app && e.env == k.env)
+                    .map_or_else(
+                        || homeport_types::NotifyPolicy::default_for(&k.env),
+                        |e| e.notify,
+                    );
                 status
             })
             .collect()

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use homeport_types::{
     BackupTrigger, ConfigSource, DeployKind, DeployResult, Event, EventKind, ExitReason, Health,
-    ServiceKey, ServiceState, Subject,
+    NotifyPolicy, ServiceKey, ServiceState, ServiceStatus, Subject,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -51,6 +51,10 @@ pub struct Notice {
     pub body: String,
     pub urgency: Urgency,
     pub screen: Screen,
+    /// Something went wrong (what `notify = "failures"` keeps).
+    pub failure: bool,
+    /// The service it is about: its next notice replaces this one on screen.
+    pub about: Option<ServiceKey>,
 }
 
 /// Rows a rollback's restore discarded, each with the safety copy that keeps them; empty when
@@ -98,6 +102,8 @@ impl Notice {
                 },
                 urgency: Urgency::Normal,
                 screen: Screen::Deploys,
+                failure: false,
+                about: None,
             }
         } else {
             let error = error.unwrap_or("no reason given");
@@ -110,6 +116,8 @@ impl Notice {
                 body: format!("{error}.{serving}{kept}"),
                 urgency: Urgency::Critical,
                 screen: Screen::Deploys,
+                failure: true,
+                about: None,
             }
         }
     }
@@ -143,6 +151,8 @@ impl Notice {
                 },
                 urgency: Urgency::Normal,
                 screen: Screen::Deploys,
+                failure: false,
+                about: None,
             }),
             DeployResult::Failed => {
                 let at = step.map(|s| format!(" at the {s}")).unwrap_or_default();
@@ -168,6 +178,8 @@ impl Notice {
                     body,
                     urgency: Urgency::Critical,
                     screen: Screen::Deploys,
+                    failure: true,
+                    about: None,
                 })
             }
             DeployResult::Running | DeployResult::Interrupted => None,
@@ -196,6 +208,8 @@ impl Notice {
             ),
             urgency: Urgency::Normal,
             screen: Screen::Backups,
+            failure: false,
+            about: None,
         }
     }
 
@@ -210,6 +224,8 @@ impl Notice {
             body: error.to_owned(),
             urgency: Urgency::Critical,
             screen: Screen::Backups,
+            failure: true,
+            about: None,
         }
     }
 
@@ -220,6 +236,8 @@ impl Notice {
             body: error.to_owned(),
             urgency: Urgency::Critical,
             screen: Screen::Overview,
+            failure: true,
+            about: None,
         }
     }
 
@@ -230,6 +248,8 @@ impl Notice {
             body: error.to_owned(),
             urgency: Urgency::Critical,
             screen: Screen::Deploys,
+            failure: true,
+            about: None,
         }
     }
 }
@@ -258,6 +278,8 @@ pub struct Notifier {
     /// Environments with an automatic update under way, with what its rollback discarded once
     /// the update's own deploy has finished (told in the update's notice).
     auto_updating: std::collections::HashMap<String, Vec<homeport_types::Discarded>>,
+    /// Each environment's `notify`, from the last snapshot.
+    policies: HashMap<(String, String), NotifyPolicy>,
 }
 
 impl Notifier {
@@ -270,8 +292,52 @@ impl Notifier {
         Self::default()
     }
 
-    /// The notices `event`, seen at `now`, calls for.
+    /// The notices `event`, seen at `now`, calls for, as its environment's `notify` wants them.
     pub fn on_event(&mut self, event: &Event, now: Instant) -> Vec<Notice> {
+        let notices = self.notices_for(event, now);
+        let env = match &event.subject {
+            Subject::Service(k) => Some((k.app.clone(), k.env.clone())),
+            Subject::Env { app, env } => Some((app.clone(), env.clone())),
+            Subject::App(_) | Subject::Agent => None,
+        };
+        match env {
+            Some(e) => self.as_wanted(&e, notices),
+            None => notices,
+        }
+    }
+
+    /// Takes each environment's `notify` from a status snapshot.
+    pub fn policies(&mut self, services: &[ServiceStatus]) {
+        self.policies = services
+            .iter()
+            .map(|s| ((s.key.app.clone(), s.key.env.clone()), s.notify))
+            .collect();
+    }
+
+    /// Keeps what the environment's `notify` wants; outside production, failures are quiet.
+    fn as_wanted(&self, (app, env): &(String, String), notices: Vec<Notice>) -> Vec<Notice> {
+        let policy = self
+            .policies
+            .get(&(app.clone(), env.clone()))
+            .copied()
+            .unwrap_or_else(|| NotifyPolicy::default_for(env));
+        notices
+            .into_iter()
+            .filter(|n| match policy {
+                NotifyPolicy::All => true,
+                NotifyPolicy::Failures => n.failure,
+                NotifyPolicy::None => false,
+            })
+            .map(|mut n| {
+                if env != homeport_types::PRODUCTION {
+                    n.urgency = Urgency::Normal;
+                }
+                n
+            })
+            .collect()
+    }
+
+    fn notices_for(&mut self, event: &Event, now: Instant) -> Vec<Notice> {
         let target = event.subject.to_string();
         match (&event.subject, &event.kind) {
             (
@@ -345,6 +411,8 @@ impl Notifier {
                 body: reason.clone(),
                 urgency: Urgency::Normal,
                 screen: Screen::Deploys,
+                failure: true,
+                about: None,
             }],
             (
                 _,
@@ -411,12 +479,16 @@ impl Notifier {
                 },
                 urgency: Urgency::Normal,
                 screen: Screen::Backups,
+                failure: false,
+                about: None,
             }],
             (_, EventKind::RestoreFailed { error, .. }) => vec![Notice {
                 summary: format!("Restore of {target} failed"),
                 body: error.clone(),
                 urgency: Urgency::Critical,
                 screen: Screen::Backups,
+                failure: true,
+                about: None,
             }],
             (
                 _,
@@ -441,6 +513,8 @@ impl Notifier {
                 ),
                 urgency: Urgency::Normal,
                 screen: Screen::Overview,
+                failure: false,
+                about: None,
             }],
             (
                 _,
@@ -477,6 +551,8 @@ impl Notifier {
                         body: format!("{at}: {field}{message}{more}. Nothing changed."),
                         urgency: Urgency::Critical,
                         screen: Screen::Overview,
+                        failure: true,
+                        about: None,
                     }
                 } else {
                     Notice {
@@ -486,6 +562,8 @@ impl Notifier {
                         ),
                         urgency: Urgency::Critical,
                         screen: Screen::Overview,
+                        failure: true,
+                        about: None,
                     }
                 }]
             }
@@ -501,12 +579,16 @@ impl Notifier {
             let quiet = t
                 .last_crash_notice
                 .is_some_and(|at| now.duration_since(at) < Notifier::WINDOW);
+            let mut mine = Vec::new();
             if t.pending_crashes > 0 && !quiet {
-                out.push(crashes_told(t, k, now));
+                mine.push(crashes_told(t, k, now));
             }
-            out.extend(health_notice(t, k, now));
+            mine.extend(health_notice(t, k, now));
+            out.push(((k.app.clone(), k.env.clone()), mine));
         }
-        out
+        out.into_iter()
+            .flat_map(|(env, mine)| self.as_wanted(&env, mine))
+            .collect()
     }
 
     /// Forgets what the last snapshot does not name (a service removed from the config).
@@ -533,6 +615,22 @@ fn crash_notice(
 ) -> Option<Notice> {
     let reason = reason(t.last_exit);
     match to {
+        // It never ran: a refused start (its port is held, a file is missing) is not a crash.
+        ServiceState::Failed if from == ServiceState::Starting => {
+            t.pending_crashes = 0;
+            t.last_crash_notice = Some(now);
+            Some(Notice {
+                summary: format!("{k} could not start"),
+                body: match message {
+                    Some(m) if !m.is_empty() => format!("{}.", m.trim_end_matches('.')),
+                    _ => "It did not start; its log may say why.".into(),
+                },
+                urgency: Urgency::Critical,
+                screen: Screen::Logs(k.clone()),
+                failure: true,
+                about: Some(k.clone()),
+            })
+        }
         ServiceState::Failed => {
             t.pending_crashes = 0;
             t.last_crash_notice = Some(now);
@@ -549,6 +647,8 @@ fn crash_notice(
                 ),
                 urgency: Urgency::Critical,
                 screen: Screen::Logs(k.clone()),
+                failure: true,
+                about: Some(k.clone()),
             })
         }
         ServiceState::Crashed => {
@@ -559,6 +659,8 @@ fn crash_notice(
                 body: format!("{reason}Its restart policy leaves it down."),
                 urgency: Urgency::Critical,
                 screen: Screen::Logs(k.clone()),
+                failure: true,
+                about: Some(k.clone()),
             })
         }
         // An exit the agent restarts: a crash (or a failed health check's restart).
@@ -590,6 +692,8 @@ fn crashes_told(t: &mut Track, k: &ServiceKey, now: Instant) -> Notice {
         ),
         urgency: Urgency::Normal,
         screen: Screen::Logs(k.clone()),
+        failure: true,
+        about: Some(k.clone()),
     }
 }
 
@@ -608,6 +712,8 @@ fn health_notice(t: &mut Track, k: &ServiceKey, now: Instant) -> Option<Notice> 
             body: "Its health check passes.".into(),
             urgency: Urgency::Normal,
             screen: Screen::Overview,
+            failure: false,
+            about: Some(k.clone()),
         }
     } else {
         Notice {
@@ -618,6 +724,8 @@ fn health_notice(t: &mut Track, k: &ServiceKey, now: Instant) -> Option<Notice> 
             },
             urgency: Urgency::Critical,
             screen: Screen::Logs(k.clone()),
+            failure: true,
+            about: Some(k.clone()),
         }
     })
 }
@@ -649,6 +757,8 @@ pub fn coalesce(notices: Vec<Notice>) -> Vec<Notice> {
         body: body.join("\n"),
         urgency,
         screen: Screen::Overview,
+        failure: false,
+        about: None,
     }]
 }
 
@@ -761,6 +871,104 @@ mod tests {
     }
 
     use ServiceState::*;
+
+    #[test]
+    fn outside_production_only_failures_are_told_and_quietly_and_none_means_none() {
+        let beta = ServiceKey::new("app", "beta", "web");
+        let on = |ev: &mut Event| ev.subject = Subject::Service(beta.clone());
+        let mut n = Notifier::new();
+        let t0 = Instant::now();
+        // A crash loop in beta: told (a crash is a failure), quietly, one bubble that updates.
+        let mut crash = state(Healthy, BackingOff, 1);
+        on(&mut crash);
+        let got = n.on_event(&crash, t0);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].urgency, Urgency::Normal, "beta is not production");
+        assert_eq!(
+            got[0].about.as_ref(),
+            Some(&beta),
+            "it replaces beta/web's last notice"
+        );
+        // Healthy again is good news: not told under the default "failures".
+        let mut fine = health(Health::Healthy);
+        on(&mut fine);
+        let mut sick = health(Health::Unhealthy);
+        on(&mut sick);
+        assert_eq!(n.on_event(&sick, t0).len(), 1);
+        assert!(n.on_event(&fine, t0 + Notifier::WINDOW * 2).is_empty());
+        // A backup made in beta is not news either; production's is.
+        let done = |subject: Subject| Event {
+            count: 1,
+            last_time: None,
+            time: String::new(),
+            subject,
+            kind: EventKind::BackupFinished {
+                id: 1,
+                trigger: BackupTrigger::Manual,
+                size: 1,
+                duration_ms: 1,
+                verified: true,
+            },
+        };
+        assert!(
+            n.on_event(&done(Subject::env("app", "beta")), t0)
+                .is_empty()
+        );
+        assert_eq!(
+            n.on_event(&done(Subject::env("app", "production")), t0)
+                .len(),
+            1
+        );
+        // notify = "none": nothing at all.
+        let mut quiet = ServiceStatus {
+            key: beta.clone(),
+            state: Healthy,
+            health: Health::Healthy,
+            pid: None,
+            uptime_secs: None,
+            state_secs: None,
+            restarts: 0,
+            last_exit: None,
+            message: None,
+            cpu_percent: None,
+            rss_bytes: None,
+            port: None,
+            url: None,
+            autostart: false,
+            log_file: None,
+            ports: Default::default(),
+            instance: None,
+            retry_in_secs: None,
+            notify: NotifyPolicy::None,
+        };
+        n.policies(std::slice::from_ref(&quiet));
+        let mut gave_up = state(BackingOff, Failed, 5);
+        on(&mut gave_up);
+        assert!(n.on_event(&gave_up, t0 + Notifier::WINDOW * 3).is_empty());
+        // notify = "all" in beta: good news too, still quiet.
+        quiet.notify = NotifyPolicy::All;
+        n.policies(&[quiet]);
+        let got = n.on_event(&done(Subject::env("app", "beta")), t0);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].urgency, Urgency::Normal);
+    }
+
+    #[test]
+    fn a_refused_start_says_why_it_could_not_start_not_that_it_gave_up() {
+        let mut n = Notifier::new();
+        let mut ev = state(Starting, Failed, 0);
+        if let EventKind::State { message, .. } = &mut ev.kind {
+            *message = Some("port 23040 is already in use by pid 2894 (python3)".into());
+        }
+        let got = n.on_event(&ev, Instant::now());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].summary, "app/production/web could not start");
+        assert_eq!(
+            got[0].body,
+            "port 23040 is already in use by pid 2894 (python3)."
+        );
+        assert!(!got[0].body.contains("crashed") && !got[0].body.contains("Last exit"));
+    }
 
     #[test]
     fn a_crash_and_restart_is_one_normal_notice_that_opens_the_logs() {

@@ -156,6 +156,22 @@ pub(super) fn resolve(file: &Path, base: &Path, tree: &Tree, sink: &mut Sink<'_>
                 web: web_service(env),
                 drain: env.raw.drain.map_or(Duration::from_secs(30), |d| d.0),
                 auto_update: resolve_auto_update(env.raw.auto_update.as_ref(), &env.path, sink),
+                notify: match &env.raw.notify {
+                    None => homeport_types::NotifyPolicy::default_for(env_name),
+                    Some(n) => {
+                        homeport_types::NotifyPolicy::parse(n.get_ref()).unwrap_or_else(|| {
+                            sink.push(
+                                Some(n.span()),
+                                &format!("apps.{app_name}.env.{env_name}.notify"),
+                                format!(
+                                    "notify = {:?}: expected \"all\", \"failures\" or \"none\"",
+                                    n.get_ref()
+                                ),
+                            );
+                            homeport_types::NotifyPolicy::default_for(env_name)
+                        })
+                    }
+                },
             };
             if let Some(m) = &app.raw.migrate
                 && let Err(e) = migrate_argv(m.get_ref(), &env_spec, &release)
