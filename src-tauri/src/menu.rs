@@ -11,8 +11,10 @@ use tauri::{AppHandle, Runtime};
 pub const TEMPLATE: bool = cfg!(target_os = "macos");
 
 /// The icon for a tray state: a coloured disc with a dark and a light rim (visible on light and
-/// dark panels alike), or on macOS a template whose shape tells the state, since its colour is
-/// the menu bar's: ● healthy, ◐ degraded, ⊘ down, ◉ busy, a dashed ring when disconnected.
+/// dark panels alike) and a white glyph, so that states differ without colour too (✓ healthy,
+/// ! degraded, ✕ down, ⋯ busy, – disconnected); or on macOS a template whose shape tells the
+/// state, since its colour is the menu bar's: ● healthy, ◐ degraded, ⊘ down, ◉ busy, a dashed
+/// ring when disconnected.
 /// Templates are 44 px, which macOS draws 18 points high: sharp on Retina screens.
 pub fn icon(icon: TrayIcon) -> tauri::Result<Image<'static>> {
     Image::from_bytes(icon_bytes(icon, TEMPLATE))
@@ -108,6 +110,34 @@ mod tests {
                 "{state:?} looks like another state"
             );
             shapes.push(alpha);
+        }
+    }
+
+    #[test]
+    fn coloured_icons_tell_states_apart_without_colour() {
+        let mut glyphs = Vec::new();
+        for state in ALL {
+            let image = Image::from_bytes(icon_bytes(state, false)).expect("a PNG");
+            let (w, h) = (image.width() as i64, image.height() as i64);
+            // The white glyph inside the disc (the light rim outside it is not white).
+            let glyph: Vec<bool> = image
+                .rgba()
+                .chunks(4)
+                .enumerate()
+                .map(|(i, p)| {
+                    let (x, y) = (i as i64 % w - w / 2, i as i64 / w - h / 2);
+                    x * x + y * y < (w / 3) * (w / 3) && p.iter().take(3).all(|c| *c > 240)
+                })
+                .collect();
+            assert!(
+                glyph.iter().filter(|g| **g).count() > 40,
+                "{state:?} has a glyph"
+            );
+            assert!(
+                !glyphs.contains(&glyph),
+                "{state:?} has the glyph of another state"
+            );
+            glyphs.push(glyph);
         }
     }
 
