@@ -388,6 +388,57 @@ command = ["@FIXTURE@"]
   }
 });
 
+test('log lines are coloured by the level they say, not by their stream, and health checks can be hidden', async () => {
+  // A server that logs its requests to stderr (as python3 -m http.server does), a JSON logger,
+  // and the agent's own health checks in the access log.
+  const script = [
+    `echo '127.0.0.1 - - [03/Dec/2026 10:00:00] "GET /index.html HTTP/1.1" 200 -' >&2`,
+    `echo '127.0.0.1 - - [03/Dec/2026 10:00:01] "GET /health HTTP/1.1" 200 -' >&2`,
+    `echo '127.0.0.1 "GET /status HTTP/1.1" 200 "Homeport-Health/1"' >&2`,
+    `echo 'ERROR cannot reach the database'`,
+    // Braces are doubled: a command's single braces are placeholders.
+    `echo '{{"level":"warn","msg":"slow query"}}'`,
+    `echo 'served 0 errors today'`,
+    'sleep 600',
+  ].join('; ');
+  const solo = await Agent.start(`
+[apps.lv.env.production.services.talk]
+shell = true
+command = ${JSON.stringify(script)}
+autostart = true
+`);
+  const context = await chrome.newContext({ viewport: { width: 1280, height: 800 } });
+  const p = await context.newPage();
+  try {
+    await p.goto(solo.signInLink());
+    await p.locator('[data-service="lv/production/talk"][data-state="running"]').waitFor();
+    await p.goto(`${solo.base}/#/logs?target=all`);
+    const line = (text) => p.locator('.line', { hasText: text });
+    await line('served 0 errors today').waitFor();
+    assert.equal(await line('GET /index.html').getAttribute('data-level'), null, 'a request on stderr is not an error');
+    assert.equal(await line('ERROR cannot reach').getAttribute('data-level'), 'error');
+    assert.equal(await line('slow query').getAttribute('data-level'), 'warn');
+    assert.equal(await line('served 0 errors').getAttribute('data-level'), null, '"errors" in a sentence is no level');
+    // Whose line it is, app included.
+    assert.equal(await line('ERROR cannot reach').locator('.svc').textContent(), 'lv/production/talk');
+    // The agent's probes are hidden until asked for.
+    assert.equal(await line('GET /health').count(), 0);
+    assert.equal(await line('Homeport-Health').count(), 0);
+    await p.getByLabel('Hide health checks').uncheck();
+    await line('GET /health').waitFor();
+    await line('Homeport-Health').waitFor();
+    await p.getByLabel('Level').selectOption('error');
+    await until('only errors are listed', async () => (await p.locator('.line').count()) === 1);
+    await p.getByLabel('Level').selectOption('warn');
+    await until('errors and warnings are listed', async () => (await p.locator('.line').count()) === 2);
+    await p.getByLabel('Level').selectOption('all');
+    await shot(p, 'logs-levels');
+  } finally {
+    await context.close();
+    await solo.stop();
+  }
+});
+
 test('a spent sign-in link and a browser without a session get pages, not raw errors', async () => {
   const context = await chrome.newContext({ viewport: { width: 420, height: 800 } });
   const p = await context.newPage();

@@ -5,6 +5,26 @@ use homeport_types::{Action, ExitReason, Health, ServiceState, Target};
 use crate::util::*;
 
 #[test]
+fn health_checks_say_who_they_are() {
+    let mut env = TestEnv::new(
+        r#"
+[apps.a.env.prod.services.web]
+command = ["@FIXTURE@", "--port", "{port}", "--log-health"]
+port = @P0@
+autostart = true
+health = { http = "/health", interval = "100ms" }
+"#,
+    );
+    env.start_agent();
+    let log = env.log_file("a", "prod", "web");
+    env.wait_until("a health check is logged with its User-Agent", || {
+        read(&log)
+            .contains("health check /health from Homeport-Health/")
+            .then_some(())
+    });
+}
+
+#[test]
 fn dependents_wait_until_their_dependency_is_healthy() {
     // `web` exits (and, with restart = "never", stays crashed) if it starts before `db` has
     // written its ready file; `db` becomes healthy only once the file exists.
@@ -126,7 +146,7 @@ restart = { policy = "on-failure", backoff_min = "20ms", backoff_max = "100ms", 
         "{svc:?}"
     );
 
-    // Every transition is in state.db.
+    // Every transition is in state.db, a repeated one as one row that counts its rounds.
     let db = rusqlite::Connection::open(env.data.join("state.db")).expect("open state.db");
     let backoffs: (i64, i64) = db
         .query_row("SELECT COUNT(*), SUM(count) FROM events WHERE service = 'a/prod/crashy' AND to_state = 'backing_off'", [], |r| Ok((r.get(0)?, r.get(1)?)))

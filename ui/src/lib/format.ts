@@ -76,3 +76,37 @@ export function dateTimeWithZone(t: Date | string): string {
     year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', hour12: false, timeZoneName: 'short',
   });
 }
+
+/** The level a log line says it is, or null for an ordinary line: a JSON `level` (or `severity`,
+ *  `lvl`, `levelname`) field, a level word as loggers print it (`ERROR`, `[warn]`, `level=error`),
+ *  a Rust or Go panic, or a Python traceback or exception line. The stream does not decide it. */
+export function logLevel(text: string): 'error' | 'warn' | null {
+  const t = text.trimStart();
+  if (t.startsWith('{')) {
+    try {
+      const v = JSON.parse(t) as Record<string, unknown>;
+      const raw = v.level ?? v.severity ?? v.lvl ?? v.levelname;
+      if (typeof raw === 'string') return levelWord(raw);
+      // pino and bunyan: numbers (50 error, 60 fatal, 40 warn).
+      if (typeof raw === 'number') return raw >= 50 ? 'error' : raw >= 40 ? 'warn' : null;
+    } catch {
+      // Not JSON after all: read it as text.
+    }
+  }
+  if (ERROR_WORDS.test(text) || PANIC.test(text)) return 'error';
+  if (WARN_WORDS.test(text)) return 'warn';
+  return null;
+}
+
+function levelWord(w: string): 'error' | 'warn' | null {
+  const l = w.toLowerCase();
+  if (['error', 'err', 'fatal', 'critical', 'crit', 'panic', 'alert', 'emerg', 'emergency'].includes(l)) return 'error';
+  if (['warn', 'warning'].includes(l)) return 'warn';
+  return null;
+}
+
+// Level words in capitals, as key=value or as a bracketed tag: "ERROR", "[error]", "level=error".
+// Lower-case words in a sentence ("0 errors", "no error") are not a level.
+const ERROR_WORDS = /(?:^|[\s\[(|:])(?:ERROR|ERR|FATAL|CRITICAL|CRIT|PANIC)(?:[\s\]):|]|$)|\b(?:level|severity|lvl)=["']?(?:error|err|fatal|critical|panic)\b|\[(?:error|fatal|critical)\]/;
+const PANIC = /^thread '.*' panicked at |^Traceback \(most recent call last\):|^panic: |^\w*(?:Error|Exception): /;
+const WARN_WORDS = /(?:^|[\s\[(|:])(?:WARN|WARNING)(?:[\s\]):|]|$)|\b(?:level|severity|lvl)=["']?warn(?:ing)?\b|\[warn(?:ing)?\]/;
