@@ -441,9 +441,17 @@ mod tests {
             matches!(&refused, Err(SpawnError::Shim(e)) if e.to_string().contains("still holds")),
             "{refused:?}"
         );
-        // Once nobody does, its file is stale and is replaced.
+        // Once nobody does, its file is stale and is replaced. A process another test forks in
+        // the meantime holds a copy of the listener until it execs, so wait for that to pass.
         drop(listener);
-        let again = bind_control_socket(&deep).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let again = loop {
+            let again = bind_control_socket(&deep).await;
+            if again.is_ok() || tokio::time::Instant::now() > deadline {
+                break again;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert!(again.is_ok(), "{again:?}");
 
         let leftover = fs::read_dir(std::env::temp_dir())?
