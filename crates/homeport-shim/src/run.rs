@@ -219,8 +219,10 @@ impl Shim {
             libc::SA_RESTART | libc::SA_NOCLDSTOP,
         )?;
         // Terminal signals are not ours: the agent stops a service by asking. A handler rather
-        // than SIG_IGN, because handlers reset to the default in the service at exec.
-        for sig in [libc::SIGINT, libc::SIGHUP, libc::SIGTERM] {
+        // than SIG_IGN, because handlers reset to the default in the service at exec — also
+        // when whoever started the agent ignored one (a script's background job ignores SIGINT
+        // and SIGQUIT; nohup, SIGHUP), which exec alone would pass on to every service.
+        for sig in [libc::SIGINT, libc::SIGHUP, libc::SIGTERM, libc::SIGQUIT] {
             install(sig, ignore, libc::SA_RESTART)?;
         }
 
