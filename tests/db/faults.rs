@@ -317,6 +317,23 @@ health = {{ http = "/health", interval = "100ms" }}
         port: env.ports[1],
         password: password.trim().to_owned(),
     };
+
+    // A migration that only reads, then fails: nothing changed, so nothing is put back, and the
+    // old release keeps its connections.
+    migrate("SELECT count(*) FROM orders", "exit 3");
+    git(&src, &["add", "-A"]);
+    git(
+        &src,
+        &["commit", "-q", "-m", "a migration that writes nothing"],
+    );
+    let out = env.cli(&["deploy", "shop"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("the database had not changed, so nothing was restored"),
+        "{}",
+        stderr(&out)
+    );
+
     db.run("main", "INSERT INTO orders SELECT generate_series(1, 100)");
 
     // A migration that drops data, then fails.

@@ -1306,7 +1306,12 @@ async fn restore_servers_in_place(
     env: &EnvSpec,
     info: &BackupInfo,
 ) -> Result<Vec<Discarded>, BackupOpError> {
-    let arts = crate::dbrestore::selected(&info.artifacts, None);
+    // Only into the servers Homeport runs: an external server is backed up, never restored
+    // into (its pre-deploy backup keeps it as it was).
+    let arts: Vec<_> = crate::dbrestore::selected(&info.artifacts, None)
+        .into_iter()
+        .filter(|a| matches!(env.servers.get(&a.name), Some(DbServer::Managed(_))))
+        .collect();
     if arts.is_empty() {
         return Ok(Vec::new());
     }

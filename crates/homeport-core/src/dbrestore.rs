@@ -470,6 +470,38 @@ pub(crate) async fn discard(s: Staged) {
     }
 }
 
+/// The write mark (see [`client::write_mark`]) of each database server Homeport runs for `env`,
+/// `None` where it could not be read. External servers are left out: a failed deploy never
+/// restores into them.
+pub(crate) async fn write_marks(env: &EnvSpec) -> Vec<Option<String>> {
+    let conns: Vec<Option<Conn>> = env
+        .servers
+        .values()
+        .filter_map(|s| match s {
+            DbServer::Managed(m) => Some(m.conn().ok()),
+            DbServer::External { .. } => None,
+        })
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        conns
+            .iter()
+            .map(|c| c.as_ref().and_then(|c| client::write_mark(c).ok()))
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// Whether anything was written between two readings of [`write_marks`]; a mark that could
+/// not be read counts as moved.
+pub(crate) fn marks_moved(before: &[Option<String>], after: &[Option<String>]) -> bool {
+    before.len() != after.len()
+        || before
+            .iter()
+            .zip(after)
+            .any(|(b, a)| b.is_none() || a.is_none() || b != a)
+}
+
 /// The keys of the environment's database services.
 pub(crate) fn server_keys(core: &Core, env: &EnvSpec) -> Vec<ServiceKey> {
     core.config()

@@ -300,6 +300,58 @@ pub fn drop_database(conn: &Conn, name: &str) -> Result<(), DbError> {
     }
 }
 
+/// A mark that moves whenever anything is written to the server, to tell by comparing two
+/// whether a step (a failed migration) wrote anything between them. It may move without a
+/// write of the app's — an automatic ANALYZE, a snapshot — but never stays put over one:
+/// - PostgreSQL: the next transaction id (every transaction that writes takes one, unlogged and
+///   temporary tables included; a read-only one does not);
+/// - MariaDB: InnoDB's log sequence number, and the counts of statements that change tables
+///   (for those outside InnoDB);
+/// - Redis: the writes since the last snapshot, and the number of snapshots.
+pub fn write_mark(conn: &Conn) -> Result<String, DbError> {
+    match conn.engine {
+        Engine::Postgres => Ok(
+            query(conn, "SELECT txid_snapshot_xmax(txid_current_snapshot())")?
+                .trim()
+                .to_owned(),
+        ),
+        Engine::Mariadb => {
+            let rows = query(
+                conn,
+                "SHOW GLOBAL STATUS WHERE Variable_name IN ('Innodb_lsn_current', 'Com_insert', \
+                 'Com_insert_select', 'Com_update', 'Com_update_multi', 'Com_delete', \
+                 'Com_delete_multi', 'Com_replace', 'Com_replace_select', 'Com_load', \
+                 'Com_create_table', 'Com_alter_table', 'Com_drop_table', 'Com_rename_table', \
+                 'Com_truncate', 'Com_create_index', 'Com_drop_index', 'Com_create_db', \
+                 'Com_drop_db')",
+            )?;
+            if !rows.contains("Innodb_lsn_current") {
+                return Err(DbError::Failed(format!(
+                    "{} did not say its InnoDB log position",
+                    conn.describe()
+                )));
+            }
+            let mut rows: Vec<&str> = rows.lines().map(str::trim).collect();
+            rows.sort_unstable();
+            Ok(rows.join(";"))
+        }
+        Engine::Redis => {
+            let info = redis(conn, &["INFO", "persistence"])?;
+            let field = |k: &str| {
+                info_field(&info, k).ok_or_else(|| {
+                    DbError::Failed(format!("{} did not say its {k}", conn.describe()))
+                })
+            };
+            Ok(format!(
+                "{}:{}:{}",
+                field("rdb_changes_since_last_save")?.trim(),
+                field("rdb_saves")?.trim(),
+                field("rdb_last_save_time")?.trim()
+            ))
+        }
+    }
+}
+
 /// Renames a PostgreSQL database, closing any session still on it first.
 pub fn pg_rename_database(conn: &Conn, from: &str, to: &str) -> Result<(), DbError> {
     let admin = conn.with_database("postgres");

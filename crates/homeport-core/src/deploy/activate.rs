@@ -30,10 +30,6 @@ struct Watch {
     dbs: Vec<(rusqlite::Connection, i64)>,
     /// The environment's databases that did not exist then.
     missing: Vec<PathBuf>,
-    /// Whether the environment has database servers: nothing as cheap and certain as
-    /// `data_version` tells whether a server's databases changed, so they count as changed and
-    /// the backup comes back (what that discards is kept in a safety backup).
-    servers: bool,
 }
 
 impl Watch {
@@ -59,18 +55,13 @@ impl Watch {
             .filter(|p| !p.exists())
             .cloned()
             .collect();
-        Watch {
-            dbs,
-            missing,
-            servers: !env.servers.is_empty(),
-        }
+        Watch { dbs, missing }
     }
 
     /// Whether any database changed since [`Watch::open`]; a database that cannot be asked
     /// counts as changed.
     fn changed(&self) -> bool {
-        self.servers
-            || self.missing.iter().any(|p| p.exists())
+        self.missing.iter().any(|p| p.exists())
             || self
                 .dbs
                 .iter()
@@ -135,6 +126,13 @@ pub(super) async fn activate(
             .id,
         )
     };
+    // The database servers' write marks, read after their backup: what the old release wrote
+    // in between is not the migration's, and a Redis snapshot moves its mark.
+    let marks = if migrates && !env.servers.is_empty() {
+        Some(crate::dbrestore::write_marks(env).await)
+    } else {
+        None
+    };
 
     if migrates && let Some(line) = &app.migrate {
         // The config's own expander: the same placeholders and errors as `config check`.
@@ -145,8 +143,14 @@ pub(super) async fn activate(
             .command_step("migrate", vec![argv], release_dir.clone(), vars)
             .await
         {
-            let changed = watch.as_ref().is_some_and(Watch::changed);
+            let mut changed = watch.as_ref().is_some_and(Watch::changed);
             drop(watch);
+            if let Some(before) = &marks {
+                changed |= crate::dbrestore::marks_moved(
+                    before,
+                    &crate::dbrestore::write_marks(env).await,
+                );
+            }
             return Err(undo_migration(run, env, backup, changed, why).await);
         }
     }
