@@ -65,7 +65,7 @@ pub fn dump_server(
                     dir,
                     &file,
                     compress,
-                    |path| check_pg_dump(&conn.bins, path, compress),
+                    |path, _| check_pg_dump(&conn.bins, path, compress),
                 )?;
                 a.database = Some(db);
                 out.push(a);
@@ -84,7 +84,7 @@ pub fn dump_server(
                 dir,
                 &format!("{name}.globals.sql"),
                 compress,
-                |_| Ok(()),
+                |_, _| Ok(()),
             )?);
         }
         Engine::Mariadb => {
@@ -104,7 +104,7 @@ pub fn dump_server(
                     dir,
                     &format!("{name}.{db}.sql"),
                     compress,
-                    |path| check_mariadb_dump(path, compress),
+                    mariadb_dump_complete,
                 )?;
                 a.database = Some(db.clone());
                 if !risky.is_empty() {
@@ -176,8 +176,13 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
+/// How much of a dump's plain end [`stream_artifact`] keeps for its check.
+const TAIL: usize = 4096;
+
 /// Runs a dump tool and streams its output into `dir/file[.zst]`, as `.partial` until it is
-/// complete, synced and `check`ed.
+/// complete, synced and `check`ed (given the file and the last [`TAIL`] bytes of the plain
+/// dump). The dump is read in a thread of its own, a few MiB ahead, so the tool never waits
+/// while a chunk is compressed.
 #[allow(clippy::too_many_arguments)]
 fn stream_artifact(
     name: &str,
@@ -187,7 +192,7 @@ fn stream_artifact(
     dir: &Path,
     file: &str,
     compress: bool,
-    check: impl FnOnce(&Path) -> Result<(), BackupError>,
+    check: impl FnOnce(&Path, &[u8]) -> Result<(), BackupError>,
 ) -> Result<Artifact, BackupError> {
     let file = if compress {
         format!("{file}.zst")
@@ -217,17 +222,19 @@ fn stream_artifact(
         hash: Sha256::new(),
         size: 0,
     };
+    let mut tail: Vec<u8> = Vec::with_capacity(2 * TAIL);
     let written: io::Result<()> = (|| {
-        let mut stdout = child
+        let stdout = child
             .stdout
             .take()
             .ok_or_else(|| io::Error::other("no output"))?;
+        let chunks = read_ahead(stdout);
         if compress {
             let mut enc = zstd::Encoder::new(&mut hashing, 3)?;
-            io::copy(&mut stdout, &mut enc)?;
+            copy_chunks(chunks, &mut enc, &mut tail)?;
             enc.finish()?;
         } else {
-            io::copy(&mut stdout, &mut hashing)?;
+            copy_chunks(chunks, &mut hashing, &mut tail)?;
         }
         hashing.flush()?;
         hashing.inner.sync_all()
@@ -244,7 +251,7 @@ fn stream_artifact(
         let _ = fs::remove_file(&partial);
         return Err(BackupError::Server(client::explain(conn, &stderr)));
     }
-    if let Err(e) = check(&partial) {
+    if let Err(e) = check(&partial, &tail) {
         let _ = fs::remove_file(&partial);
         return Err(e);
     }
@@ -260,6 +267,53 @@ fn stream_artifact(
         database: None,
         warning: None,
     })
+}
+
+/// Reads `from` in a thread of its own into chunks of 1 MiB (the last one shorter), at most 8
+/// waiting.
+fn read_ahead(
+    mut from: impl Read + Send + 'static,
+) -> std::sync::mpsc::IntoIter<io::Result<Vec<u8>>> {
+    const CHUNK: usize = 1 << 20;
+    let (tx, rx) = std::sync::mpsc::sync_channel(8);
+    std::thread::spawn(move || {
+        loop {
+            let mut buf = Vec::with_capacity(CHUNK);
+            let read = (&mut from).take(CHUNK as u64).read_to_end(&mut buf);
+            let done = match read {
+                Ok(_) => buf.len() < CHUNK,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            // The receiver gone (a failed write) ends the reading; the tool then gets EPIPE.
+            if !buf.is_empty() && tx.send(Ok(buf)).is_err() {
+                return;
+            }
+            if done {
+                return;
+            }
+        }
+    });
+    rx.into_iter()
+}
+
+/// Writes the chunks to `to`, keeping the last [`TAIL`] bytes in `tail`.
+fn copy_chunks(
+    chunks: impl Iterator<Item = io::Result<Vec<u8>>>,
+    to: &mut impl Write,
+    tail: &mut Vec<u8>,
+) -> io::Result<()> {
+    for chunk in chunks {
+        let chunk = chunk?;
+        to.write_all(&chunk)?;
+        tail.extend_from_slice(&chunk[chunk.len().saturating_sub(TAIL)..]);
+        if tail.len() > TAIL {
+            tail.drain(..tail.len() - TAIL);
+        }
+    }
+    Ok(())
 }
 
 /// The plain content of an artifact file, decompressed on the fly.
@@ -364,11 +418,16 @@ fn check_mariadb_dump(path: &Path, compressed: bool) -> Result<(), BackupError> 
             break;
         }
         tail.extend_from_slice(&buf[..n]);
-        if tail.len() > 4096 {
-            tail.drain(..tail.len() - 4096);
+        if tail.len() > TAIL {
+            tail.drain(..tail.len() - TAIL);
         }
     }
-    if String::from_utf8_lossy(&tail).contains("-- Dump completed") {
+    mariadb_dump_complete(path, &tail)
+}
+
+/// Whether a MariaDB dump ending with `tail` is complete: mariadb-dump's last line says so.
+fn mariadb_dump_complete(path: &Path, tail: &[u8]) -> Result<(), BackupError> {
+    if String::from_utf8_lossy(tail).contains("-- Dump completed") {
         Ok(())
     } else {
         Err(BackupError::Corrupt(
