@@ -229,6 +229,10 @@ test('backups are taken, listed and restored from the dashboard', async () => {
   await page.goto(`${agent.base}/#/backups`);
   const prod = page.locator('article[data-env="shop/production"]');
   await prod.getByText('No backups yet.').waitFor();
+  // An environment with nothing listed to back up says so instead of offering a button.
+  const dev = page.locator('article[data-env="shop/dev"]');
+  assert.match(await dev.locator('[data-nothing-to-back-up]').textContent(), /lists no `databases` or `files`/);
+  assert.equal(await dev.getByRole('button', { name: 'Back up now' }).count(), 0);
   await prod.getByRole('button', { name: 'Back up now' }).click();
   await page.getByRole('status').filter({ hasText: 'Backed up shop/production' }).waitFor();
   const row = prod.locator('[data-backup]').first();

@@ -71,6 +71,9 @@ test('a deploy from the dashboard shows its steps live and lands in the history'
   const head = execFileSync('git', ['-C', src, 'rev-parse', '--short=7', 'HEAD']).toString().trim();
   const production = page.locator('article[data-app="shop"] [data-env="production"]');
   assert.equal(await production.locator('.version').textContent(), head);
+  // One release: no rollback is offered, and the environment says why.
+  await production.locator('[data-no-rollback]').waitFor();
+  assert.equal(await production.getByRole('button', { name: 'Roll back' }).count(), 0);
   await page.goto(`${agent.base}/#/`);
   await page.locator('[data-env="shop/production"] .env-head .version').filter({ hasText: head }).waitFor();
   await page.goto(`${agent.base}/#/deploys`);

@@ -336,11 +336,39 @@ fn rollback_goes_to_the_release_before_and_promote_rolls_out_betas_release() {
     env.start_agent();
     assert!(deploy(&env, &["deploy", "shop"]).status.success());
     let first = current(&env, "production").expect("first");
+    // With one release there is nothing to roll back to: refused up front, no failed deploy in
+    // the history, and the API offers none.
+    let apps = |env: &TestEnv| env.block_on(env.client().apps()).expect("apps");
+    let rollback_to = |env: &TestEnv| {
+        apps(env)[0]
+            .envs
+            .iter()
+            .find(|e| e.env == "production")
+            .and_then(|e| e.rollback_to.clone())
+    };
+    assert_eq!(rollback_to(&env), None);
+    let records = |env: &TestEnv| {
+        env.block_on(env.client().deploys(Some("shop")))
+            .expect("deploys")
+            .len()
+    };
+    let before = records(&env);
+    let out = deploy(&env, &["rollback", "shop"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            "shop/production has no earlier release to roll back to: {first} is the only one it has run"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(records(&env), before, "a refused rollback is not history");
     src.write("migrate.sql", "CREATE TABLE IF NOT EXISTS hits (id INTEGER PRIMARY KEY, at TEXT NOT NULL); CREATE TABLE IF NOT EXISTS v2(x);\n");
     src.commit("second");
     assert!(deploy(&env, &["deploy", "shop"]).status.success());
     let second = current(&env, "production").expect("second");
     assert_ne!(first, second);
+    assert_eq!(rollback_to(&env), Some(first.clone()));
     let out = deploy(&env, &["rollback", "shop"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(current(&env, "production"), Some(first.clone()));

@@ -423,7 +423,11 @@ backups: Array<BackupInfo>,
 /**
  * The last backup attempt, when it failed (no backup has succeeded since).
  */
-last_failure?: BackupFailure, };
+last_failure?: BackupFailure, 
+/**
+ * Why "back up now" cannot work here (nothing is listed to back up), when it cannot.
+ */
+nothing_to_back_up?: string, };
 
 export type BackupFailure = { 
 /**
@@ -548,7 +552,11 @@ auto_update: AutoUpdateState | null,
 /**
  * The other host it runs on (`host = "NAME"`); a deploy of it from here ships there.
  */
-host: string | null, };
+host: string | null, 
+/**
+ * The release a rollback would go back to; none when there is no earlier one.
+ */
+rollback_to: string | null, };
 
 export type ReleaseInfo = { id: string, 
 /**

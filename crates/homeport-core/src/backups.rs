@@ -139,9 +139,7 @@ pub(crate) async fn take(
         compress: env.backup.compress,
     };
     if plan.databases.is_empty() && plan.servers.is_empty() && plan.files.is_empty() {
-        return Err(BackupOpError::Refused(format!(
-            "{target} lists no `databases` or `files` to back up"
-        )));
+        return Err(BackupOpError::Refused(nothing_listed(&target.to_string())));
     }
     let made = make(core, &env, plan, trigger).await;
     match &made {
@@ -304,6 +302,12 @@ fn prune(core: &Core, env: &EnvSpec) -> Result<(), BackupOpError> {
     Ok(())
 }
 
+/// Why an environment cannot be backed up at all: the same words for the refusal and for the
+/// dashboard, which offers no "back up now" then.
+fn nothing_listed(target: &str) -> String {
+    format!("{target} lists no `databases` or `files` to back up")
+}
+
 fn describe(s: &BackupSchedule) -> String {
     match s {
         BackupSchedule::Every(d) => format!("every {}", humantime::format_duration(*d)),
@@ -376,6 +380,10 @@ pub(crate) fn list(core: &Core, target: &Target) -> Result<Vec<EnvBackups>, Back
                 next_due,
                 backups,
                 last_failure,
+                nothing_to_back_up: (e.databases.is_empty()
+                    && e.servers.is_empty()
+                    && e.files.is_empty())
+                .then(|| nothing_listed(&format!("{}/{}", e.app, e.env))),
             })
         })
         .collect()

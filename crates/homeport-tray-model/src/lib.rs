@@ -1037,6 +1037,7 @@ mod tests {
                     version: None,
                     auto_update: None,
                     host: None,
+                    rollback_to: None,
                 })
                 .collect(),
         }

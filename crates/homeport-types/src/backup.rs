@@ -88,6 +88,10 @@ pub struct EnvBackups {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(test, ts(optional))]
     pub last_failure: Option<BackupFailure>,
+    /// Why "back up now" cannot work here (nothing is listed to back up), when it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
+    pub nothing_to_back_up: Option<String>,
 }
 
 /// A backup that was tried and failed.

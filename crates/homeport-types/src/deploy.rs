@@ -176,6 +176,9 @@ pub struct EnvRelease {
     /// The other host it runs on (`host = "NAME"`); a deploy of it from here ships there.
     #[serde(default)]
     pub host: Option<String>,
+    /// The release a rollback would go back to; none when there is no earlier one.
+    #[serde(default)]
+    pub rollback_to: Option<String>,
 }
 
 /// Where an environment's automatic updates stand.

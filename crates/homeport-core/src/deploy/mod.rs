@@ -205,6 +205,23 @@ pub(crate) fn begin(
             ));
         }
     }
+    // Refused before it starts, so what cannot work is never a failed deploy in the history.
+    if req.kind == DeployKind::Rollback
+        && req.release.is_none()
+        && pipeline::previous_release(core, &req.app, &req.env).is_none()
+    {
+        let runs = homeport_deploy::current(&current_link(core, &req.app, &req.env));
+        return Err(DeployRefused::Invalid(match runs {
+            Some(r) => format!(
+                "{}/{} has no earlier release to roll back to: {r} is the only one it has run",
+                req.app, req.env
+            ),
+            None => format!(
+                "{}/{} runs no release yet: deploy it first (`homeport deploy {}`)",
+                req.app, req.env, req.app
+            ),
+        }));
+    }
     let claim = core
         .claims
         .try_claim(
@@ -291,6 +308,9 @@ pub(crate) fn apps(core: &Core) -> Vec<homeport_types::AppInfo> {
                     });
                     homeport_types::EnvRelease {
                         env: e.env.clone(),
+                        rollback_to: current
+                            .as_ref()
+                            .and_then(|_| pipeline::previous_release(core, &a.name, &e.env)),
                         current,
                         version,
                         auto_update: None,
@@ -304,6 +324,7 @@ pub(crate) fn apps(core: &Core) -> Vec<homeport_types::AppInfo> {
                         .filter(|r| r.app == a.name)
                         .map(|r| homeport_types::EnvRelease {
                             env: r.env.clone(),
+                            rollback_to: None,
                             current: None,
                             version: None,
                             auto_update: None,

@@ -318,7 +318,7 @@ pub(super) fn objects_of(core: &Core, app: &str) -> Objects {
 }
 
 /// The release that was live before the current one.
-fn previous_release(core: &Core, app: &str, env: &str) -> Option<String> {
+pub(super) fn previous_release(core: &Core, app: &str, env: &str) -> Option<String> {
     let store = core
         .store()
         .lock()
