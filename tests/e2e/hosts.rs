@@ -586,10 +586,17 @@ restart = {{ policy = "on-failure", max_failures = 2 }}
 
 /// A host with the agent connected, and this computer's env and source, ready to deploy.
 fn deploy_setup(test: &str, start_period: &str) -> Option<(SshHost, TestEnv, Source, u16)> {
+    deploy_setup_with(test, |port| deploy_config(port, start_period))
+}
+
+fn deploy_setup_with(
+    test: &str,
+    config: impl Fn(u16) -> String,
+) -> Option<(SshHost, TestEnv, Source, u16)> {
     let host = SshHost::start(test)?;
     host.write_config(&host_config(""));
     let port = free_port();
-    let mut env = TestEnv::new(&deploy_config(port, start_period));
+    let mut env = TestEnv::new(&config(port));
     env.set_env("SSH_AUTH_SOCK", &host.auth_sock);
     let src = Source::new(env.dir.path());
     enrol(&env, &host, "vps");
@@ -637,6 +644,20 @@ fn a_deploy_to_a_host_ships_the_release_and_migrates_there_or_builds_there() {
         assert!(text.contains(&format!("▸ {step}")), "no {step}:\n{text}");
     }
     assert!(text.contains("checksums match its manifest"), "{text}");
+    // Its record is kept where it ran; here, `homeport deploys` says where.
+    let out = env.cli(&["deploys", "shop"]);
+    assert!(
+        stdout(&out).contains("shop/production runs on vps: its deploys are kept there — homeport --host vps deploys shop"),
+        "{}",
+        stdout(&out)
+    );
+    let out = env.cli(&["--host", "vps", "deploys", "shop"]);
+    assert!(
+        stdout(&out).contains("shop/production") && stdout(&out).contains("succeeded"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     assert!(text.contains("built on root"), "built here:\n{text}");
     let first = remote_current(&host).expect("production runs a release on vps");
     assert!(
@@ -785,4 +806,34 @@ fn a_deploy_goes_on_when_the_ssh_connection_drops_and_the_cli_reattaches() {
         .unwrap();
     assert_eq!(records[0].release.as_deref(), Some(second.as_str()));
     assert_eq!(records[0].result, homeport_types::DeployResult::Succeeded);
+}
+
+/// The plumbing people trip on: a tool the deploy needs that the host agent's PATH does not
+/// find. The preflight there names it and what needs it before anything is shipped, and what
+/// runs there is untouched.
+#[test]
+fn a_tool_missing_on_the_host_is_named_before_anything_is_shipped() {
+    let Some((host, env, _src, _port)) = deploy_setup_with("remote preflight", |port| {
+        deploy_config(port, "0s").replace(
+            "artifacts = [\"out\"]\n",
+            "artifacts = [\"out\"]\ninstall = [\"surely-not-installed-here --setup\"]\n",
+        )
+    }) else {
+        return;
+    };
+    let out = env.cli(&["deploy", "shop"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("▸ preflight on vps"), "{text}");
+    assert!(
+        text.contains("has no `surely-not-installed-here` (for install)")
+            && text.contains("homeport host add vps"),
+        "{text}"
+    );
+    assert!(!text.contains("▸ ship to vps"), "nothing shipped:\n{text}");
+    assert!(
+        !host.data().join("apps/shop/incoming").exists(),
+        "nothing arrived there"
+    );
+    assert_eq!(remote_current(&host), None, "production there untouched");
 }

@@ -270,8 +270,29 @@ pub async fn deploys(
         return detail(&d);
     }
     let list = c.deploys(app.as_deref()).await?;
+    // Environments on another host keep their deploys there, where they ran.
+    let elsewhere: Vec<String> = c
+        .apps()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| app.as_ref().is_none_or(|name| &a.name == name))
+        .flat_map(|a| {
+            a.envs.into_iter().filter_map(move |e| {
+                e.host.map(|h| {
+                    format!(
+                        "{}/{} runs on {h}: its deploys are kept there — homeport --host {h} deploys {}",
+                        a.name, e.env, a.name
+                    )
+                })
+            })
+        })
+        .collect();
     if list.is_empty() {
         outln!("no deploys yet")?;
+        for line in &elsewhere {
+            outln!("{}", paint(line, dim()))?;
+        }
         return Ok(());
     }
     let mut table = comfy_table::Table::new();
@@ -299,6 +320,9 @@ pub async fn deploys(
         ]);
     }
     outln!("{}", table.trim_fmt())?;
+    for line in &elsewhere {
+        outln!("{}", paint(line, dim()))?;
+    }
     outln!(
         "{}",
         paint(
