@@ -279,6 +279,16 @@ fn a_hosts_services_are_run_from_here_through_the_agent() {
         })
     });
     assert_eq!(h.version.as_deref(), Some(env!("CARGO_PKG_VERSION")));
+    // `reload` follows --host too: the host's agent applies its own file, not this one's.
+    let out = env.cli(&["--host", "vps", "reload"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("Applied ")
+            && !stdout(&out).contains(&env.config.display().to_string())
+            && stdout(&out).contains("shop/production/web"),
+        "{}",
+        stdout(&out)
+    );
 
     // A host nobody enrolled, and a target that names two hosts.
     let out = env.cli(&["--host", "nope", "status"]);

@@ -369,6 +369,7 @@ impl Cmd {
                 | Cmd::Rollback { .. }
                 | Cmd::Update { .. }
                 | Cmd::Releases { .. }
+                | Cmd::Reload
         )
     }
 
