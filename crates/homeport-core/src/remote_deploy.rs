@@ -16,11 +16,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use homeport_config::HostFragment;
-use homeport_deploy::{Manifest, git};
+use homeport_deploy::git;
 use homeport_remote::ssh::{line, quote};
 use homeport_types::{
     DeployEvent, DeployKind, DeployRecord, DeployRequest, DeployResult, EventKind, StepRecord,
@@ -28,7 +28,7 @@ use homeport_types::{
 };
 use tokio::sync::mpsc;
 
-use crate::deploy::FAILED_STEP_TAIL;
+use crate::deploy::{FAILED_STEP_TAIL, now};
 use crate::hosts::HostConn;
 use crate::{Core, DeployRefused};
 
@@ -38,10 +38,6 @@ const REATTACH_FOR: Duration = Duration::from_secs(15 * 60);
 
 /// Room to leave on the host beyond the release itself.
 const DISK_MARGIN: u64 = 64 << 20;
-
-fn now() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
 
 /// Checks the request, takes the app here (one deploy of an app at a time from this
 /// computer), and runs the rest in the background.
@@ -63,17 +59,11 @@ pub(crate) fn start(
             req.app
         )));
     }
-    let claim = core
-        .claims
-        .try_claim(
-            crate::claims::Scope::App(req.app.clone()),
-            format!("{} to {} on {host}", req.kind.as_str(), req.env),
-        )
-        .map_err(|held| DeployRefused::Busy {
-            app: req.app.clone(),
-            what: held.what,
-            since: held.since,
-        })?;
+    let claim = crate::deploy::claim_app(
+        core,
+        &req.app,
+        format!("{} to {} on {host}", req.kind.as_str(), req.env),
+    )?;
     let (tx, rx) = mpsc::channel(256);
     let core = Arc::clone(core);
     tokio::spawn(async move {
@@ -545,27 +535,7 @@ async fn build_here(
             .await;
             r?;
         }
-        let mut manifest = Manifest {
-            id: id.clone(),
-            app: app.name.clone(),
-            commit: info.commit.clone(),
-            branch: info.branch.clone(),
-            dirty,
-            version: Some(if dirty {
-                format!("{}-dirty", info.version)
-            } else {
-                info.version.clone()
-            }),
-            time: now(),
-            steps: app
-                .test
-                .iter()
-                .chain(&app.build)
-                .map(|s| s.join(" "))
-                .chain(app.install.iter().cloned())
-                .collect(),
-            artifacts: vec![],
-        };
+        let mut manifest = crate::deploy::new_manifest(&id, app, &info, dirty);
         // The app's `install` runs on the host, in the release at its path there.
         let objects = homeport_deploy::Objects::new(&app_dir.join("objects"));
         let (b, arts, rel) = (build_dir.clone(), app.artifacts.clone(), releases.clone());

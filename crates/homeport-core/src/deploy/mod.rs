@@ -19,6 +19,9 @@ mod gate;
 mod pipeline;
 mod record;
 
+pub(crate) use pipeline::new_manifest;
+pub(crate) use record::now;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -222,18 +225,28 @@ pub(crate) fn begin(
             ),
         }));
     }
-    let claim = core
-        .claims
-        .try_claim(
-            crate::claims::Scope::App(req.app.clone()),
-            format!("{} to {}", req.kind.as_str(), req.env),
-        )
+    let claim = claim_app(
+        core,
+        &req.app,
+        format!("{} to {}", req.kind.as_str(), req.env),
+    )?;
+    Ok((app, env, claim))
+}
+
+/// Takes `app` for one deploy, here or to another host; `what` tells whoever is refused
+/// meanwhile what holds it.
+pub(crate) fn claim_app(
+    core: &Core,
+    app: &str,
+    what: String,
+) -> Result<crate::claims::Claim, DeployRefused> {
+    core.claims
+        .try_claim(crate::claims::Scope::App(app.to_owned()), what)
         .map_err(|held| DeployRefused::Busy {
-            app: req.app.clone(),
+            app: app.to_owned(),
             what: held.what,
             since: held.since,
-        })?;
-    Ok((app, env, claim))
+        })
 }
 
 /// Runs the pipeline for `req` (already checked by [`begin`]) and returns its record.

@@ -68,6 +68,37 @@ pub(super) async fn pipeline(
     result
 }
 
+/// The manifest of a release built from `info`, here or for another host: what it was built from
+/// and by which steps; its artifacts are added as they are staged.
+pub(crate) fn new_manifest(
+    id: &str,
+    app: &AppSpec,
+    info: &git::SourceInfo,
+    dirty: bool,
+) -> Manifest {
+    Manifest {
+        id: id.to_owned(),
+        app: app.name.clone(),
+        commit: info.commit.clone(),
+        branch: info.branch.clone(),
+        dirty,
+        version: Some(if dirty {
+            format!("{}-dirty", info.version)
+        } else {
+            info.version.clone()
+        }),
+        time: now(),
+        steps: app
+            .test
+            .iter()
+            .chain(&app.build)
+            .map(|s| s.join(" "))
+            .chain(app.install.iter().cloned())
+            .collect(),
+        artifacts: vec![],
+    }
+}
+
 /// Builds a new release from the source; returns its id.
 async fn build(
     run: &mut Run<'_>,
@@ -133,27 +164,7 @@ async fn build(
             let (steps, dir, e) = (app.build.clone(), build_dir.clone(), vars.clone());
             run.command_step("build", steps, dir, e).await?;
         }
-        let mut manifest = Manifest {
-            id: id.clone(),
-            app: app.name.clone(),
-            commit: info.commit.clone(),
-            branch: info.branch.clone(),
-            dirty,
-            version: Some(if dirty {
-                format!("{}-dirty", info.version)
-            } else {
-                info.version.clone()
-            }),
-            time: now(),
-            steps: app
-                .test
-                .iter()
-                .chain(&app.build)
-                .map(|s| s.join(" "))
-                .chain(app.install.iter().cloned())
-                .collect(),
-            artifacts: vec![],
-        };
+        let mut manifest = new_manifest(&id, app, &info, dirty);
         let objects = objects_of(core, &app.name);
         let (b, arts, rel) = (build_dir.clone(), app.artifacts.clone(), releases.clone());
         let (dir, manifest) = run

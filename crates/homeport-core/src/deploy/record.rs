@@ -19,7 +19,7 @@ const KEEP_OUTPUT_LINES: usize = 5000;
 /// The last lines of a failed command step, kept with the step itself.
 pub(crate) const FAILED_STEP_TAIL: usize = 40;
 
-pub(super) fn now() -> String {
+pub(crate) fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
