@@ -145,7 +145,42 @@ struct Row {
     last_time: Option<String>,
 }
 
+/// The events of `rows` (selected as `id, time, subject, kind, data, from_state, to_state,
+/// pid, exit, message, restarts, count, last_time`); an unreadable one is skipped with a
+/// warning naming it.
+fn readable(rows: impl Iterator<Item = rusqlite::Result<Row>>) -> rusqlite::Result<Vec<Event>> {
+    let mut out = Vec::new();
+    for row in rows {
+        let row = row?;
+        let id = row.id;
+        match row.event() {
+            Ok(ev) => out.push(ev),
+            Err(why) => tracing::warn!("state.db: event {id} is skipped: {why}"),
+        }
+    }
+    Ok(out)
+}
+
 impl Row {
+    /// A row selected with the columns [`readable`] names, in that order.
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+        Ok(Row {
+            id: r.get(0)?,
+            time: r.get(1)?,
+            subject: r.get(2)?,
+            kind: r.get(3)?,
+            data: r.get(4)?,
+            from: r.get(5)?,
+            to: r.get(6)?,
+            pid: r.get(7)?,
+            exit: r.get(8)?,
+            message: r.get(9)?,
+            restarts: r.get(10)?,
+            count: r.get(11)?,
+            last_time: r.get(12)?,
+        })
+    }
+
     /// The event; rows written before events carried their JSON are read from their columns.
     fn event(self) -> Result<Event, String> {
         let subject: homeport_types::Subject = self
@@ -535,33 +570,7 @@ impl Store {
                AND (?2 = '' OR instr(',' || ?2 || ',', ',' || kind || ',') > 0)
              ORDER BY id DESC LIMIT ?3",
         )?;
-        let rows = stmt.query_map(params![scope, kinds, limit as i64], |r| {
-            Ok(Row {
-                id: r.get(0)?,
-                time: r.get(1)?,
-                subject: r.get(2)?,
-                kind: r.get(3)?,
-                data: r.get(4)?,
-                from: r.get(5)?,
-                to: r.get(6)?,
-                pid: r.get(7)?,
-                exit: r.get(8)?,
-                message: r.get(9)?,
-                restarts: r.get(10)?,
-                count: r.get(11)?,
-                last_time: r.get(12)?,
-            })
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let row = row?;
-            let id = row.id;
-            match row.event() {
-                Ok(ev) => out.push(ev),
-                Err(why) => tracing::warn!("state.db: event {id} is skipped: {why}"),
-            }
-        }
-        Ok(out)
+        readable(stmt.query_map(params![scope, kinds, limit as i64], Row::read)?)
     }
 
     /// Events a chart of `target` marks, since `since` (an RFC 3339 prefix: events whose time
@@ -600,36 +609,10 @@ impl Store {
                AND (kind <> 'state' OR instr(?5, ',' || to_state || ',') > 0)
              ORDER BY id DESC LIMIT ?6",
         )?;
-        let rows = stmt.query_map(
+        readable(stmt.query_map(
             params![since, scope, parents, kinds, states, limit as i64],
-            |r| {
-                Ok(Row {
-                    id: r.get(0)?,
-                    time: r.get(1)?,
-                    subject: r.get(2)?,
-                    kind: r.get(3)?,
-                    data: r.get(4)?,
-                    from: r.get(5)?,
-                    to: r.get(6)?,
-                    pid: r.get(7)?,
-                    exit: r.get(8)?,
-                    message: r.get(9)?,
-                    restarts: r.get(10)?,
-                    count: r.get(11)?,
-                    last_time: r.get(12)?,
-                })
-            },
-        )?;
-        let mut out = Vec::new();
-        for row in rows {
-            let row = row?;
-            let id = row.id;
-            match row.event() {
-                Ok(ev) => out.push(ev),
-                Err(why) => tracing::warn!("state.db: event {id} is skipped: {why}"),
-            }
-        }
-        Ok(out)
+            Row::read,
+        )?)
     }
 
     /// Catalogues a finished backup; returns its id.
