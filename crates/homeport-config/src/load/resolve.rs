@@ -475,38 +475,40 @@ impl Placeholders<'_> {
     }
 
     fn expand_with(&self, s: &str, quote: bool) -> Result<String, String> {
-        let mut out = String::with_capacity(s.len());
-        let mut rest = s;
-        while let Some(i) = rest.find(['{', '}']) {
-            out.push_str(&rest[..i]);
-            let tail = &rest[i..];
-            if tail.starts_with("{{") || tail.starts_with("}}") {
-                out.push_str(&tail[..1]);
-                rest = &tail[2..];
-            } else if tail.starts_with('}') {
-                return Err("unmatched `}`; write `}}` for a literal brace".into());
-            } else {
-                let end = tail
-                    .find('}')
-                    .ok_or("unclosed `{`; write `{{` for a literal brace")?;
-                let value = self.lookup(&tail[1..end])?;
-                if quote {
-                    let quoted = shlex::try_quote(&value).map_err(|_| {
-                        format!(
-                            "{{{}}} has a NUL byte, which a shell line cannot carry",
-                            &tail[1..end]
-                        )
-                    })?;
-                    out.push_str(&quoted);
-                } else {
-                    out.push_str(&value);
-                }
-                rest = &tail[end + 1..];
+        fill(s, |name| {
+            let value = self.lookup(name)?;
+            if !quote {
+                return Ok(value);
             }
-        }
-        out.push_str(rest);
-        Ok(out)
+            shlex::try_quote(&value)
+                .map(|q| q.into_owned())
+                .map_err(|_| format!("{{{name}}} has a NUL byte, which a shell line cannot carry"))
+        })
     }
+}
+
+/// `s` with every `{name}` replaced by `value(name)`; `{{` and `}}` stand for literal braces.
+fn fill(s: &str, mut value: impl FnMut(&str) -> Result<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            out.push_str(&tail[..1]);
+            rest = &tail[2..];
+        } else if tail.starts_with('}') {
+            return Err("unmatched `}`; write `}}` for a literal brace".into());
+        } else {
+            let end = tail
+                .find('}')
+                .ok_or("unclosed `{`; write `{{` for a literal brace")?;
+            out.push_str(&value(&tail[1..end])?);
+            rest = &tail[end + 1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// The two instances of a blue-green service, each on its own internal port.
@@ -1170,34 +1172,13 @@ pub fn install_argv(line: &str, app: &str, release: &Path) -> Result<Vec<String>
     words
         .iter()
         .map(|w| {
-            let mut out = String::with_capacity(w.len());
-            let mut rest = w.as_str();
-            while let Some(i) = rest.find(['{', '}']) {
-                out.push_str(&rest[..i]);
-                let tail = &rest[i..];
-                if tail.starts_with("{{") || tail.starts_with("}}") {
-                    out.push_str(&tail[..1]);
-                    rest = &tail[2..];
-                } else if tail.starts_with('}') {
-                    return Err("unmatched `}`; write `}}` for a literal brace".into());
-                } else {
-                    let end = tail
-                        .find('}')
-                        .ok_or("unclosed `{`; write `{{` for a literal brace")?;
-                    match &tail[1..end] {
-                        "release" => out.push_str(&release.display().to_string()),
-                        "app" => out.push_str(app),
-                        other => {
-                            return Err(format!(
-                                "uses {{{other}}}, which `install` does not know: it runs once per release, for every environment (it knows {{release}} and {{app}})"
-                            ));
-                        }
-                    }
-                    rest = &tail[end + 1..];
-                }
-            }
-            out.push_str(rest);
-            Ok(out)
+            fill(w, |name| match name {
+                "release" => Ok(release.display().to_string()),
+                "app" => Ok(app.to_owned()),
+                other => Err(format!(
+                    "uses {{{other}}}, which `install` does not know: it runs once per release, for every environment (it knows {{release}} and {{app}})"
+                )),
+            })
         })
         .collect()
 }
