@@ -85,6 +85,25 @@ fn side_name(db: &str, what: &str, stamp: &str) -> String {
     base
 }
 
+/// Loads the dump `a` into a new scratch database beside the one it belongs to; returns that
+/// database's name and the scratch one's. A dump that does not load leaves no scratch database.
+fn load_beside(
+    conn: &Conn,
+    set_dir: &Path,
+    a: &Artifact,
+    stamp: &str,
+) -> Result<(String, String), BackupError> {
+    let db = a.database.clone().unwrap_or_else(|| conn.database.clone());
+    let tmp = side_name(&db, "restore", stamp);
+    client::drop_database(conn, &tmp)?;
+    client::create_database(conn, &tmp)?;
+    if let Err(e) = server::load_dump(&conn.with_database(&tmp), set_dir, a) {
+        let _ = client::drop_database(conn, &tmp);
+        return Err(e);
+    }
+    Ok((db, tmp))
+}
+
 /// The server artifacts of `info` that a restore selecting `database` puts back.
 pub(crate) fn selected(info_artifacts: &[Artifact], database: Option<&str>) -> Vec<Artifact> {
     info_artifacts
@@ -127,14 +146,7 @@ pub(crate) async fn stage(
         let staged = match a.kind {
             ArtifactKind::PostgresDump => {
                 blocking(move || {
-                    let db = a.database.clone().unwrap_or_else(|| conn.database.clone());
-                    let tmp = side_name(&db, "restore", &stamp);
-                    client::drop_database(&conn, &tmp)?;
-                    client::create_database(&conn, &tmp)?;
-                    if let Err(e) = server::load_dump(&conn.with_database(&tmp), &set_dir, &a) {
-                        let _ = client::drop_database(&conn, &tmp);
-                        return Err(e);
-                    }
+                    let (db, tmp) = load_beside(&conn, &set_dir, &a, &stamp)?;
                     Ok(Staged::Postgres {
                         name,
                         aside: side_name(&db, "before", &stamp),
@@ -147,15 +159,8 @@ pub(crate) async fn stage(
             }
             ArtifactKind::MariadbDump => {
                 blocking(move || {
-                    let db = a.database.clone().unwrap_or_else(|| conn.database.clone());
                     // Loaded once beside the live database: the proof that it loads.
-                    let tmp = side_name(&db, "restore", &stamp);
-                    client::drop_database(&conn, &tmp)?;
-                    client::create_database(&conn, &tmp)?;
-                    if let Err(e) = server::load_dump(&conn.with_database(&tmp), &set_dir, &a) {
-                        let _ = client::drop_database(&conn, &tmp);
-                        return Err(e);
-                    }
+                    let (db, tmp) = load_beside(&conn, &set_dir, &a, &stamp)?;
                     Ok(Staged::Mariadb {
                         name,
                         conn,
